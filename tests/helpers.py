@@ -1,0 +1,35 @@
+"""Shared test helpers: load a numbered lesson by name, find ../shared/data, run a script."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_DIR.parent / "shared" / "data"
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
+
+
+def lesson(name: str):
+    """Import a numbered lesson file the way the lessons import each other: lesson("02_model")."""
+    return importlib.import_module(name)
+
+
+def require_shared(*parts: str) -> Path:
+    """Path inside ../shared/data, or skip the test with the reason if it is not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is missing: this test needs the course data in ../shared/data")
+    return path
+
+
+def run_script(script: str, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python <script> <args>` from the repo root as a user would; returns the finished process."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", **(env or {})}
+    return subprocess.run([sys.executable, str(REPO_DIR / script), *args], cwd=REPO_DIR, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
