@@ -1,0 +1,897 @@
+"""02 — the linnet-497M model: a Mixture-of-Experts transformer, written to be read and to run fast.
+
+What you will learn
+  * how one number, `depth`, fixes the whole architecture (12 → 768 wide, 12 heads, 4 KV heads, ffn 2048);
+  * the attention block linnet uses: a causal "token-shift" convolution, one fused qkv projection,
+    RoPE (base 50000), grouped-query attention, and QK-norm applied after RoPE;
+  * the MoE feed-forward: a softmax router picks 2 of 8 SwiGLU experts per token, and the balance loss
+    that keeps the router from collapsing onto one expert;
+  * the same MoE computed twice: a readable loop over experts, and the fast dropless path that sorts
+    token-slots by expert and runs three grouped GEMMs with no host synchronisation (a test proves they agree);
+  * where the 497,145,600 parameters live, why only 157,406,976 of them work on each token, and how
+    many FLOPs a trained token costs (1.058 GFLOP at depth 12, sequence 1024);
+  * how to load linnet's published `pytorch_model.bin` (per-expert keys) into stacked expert weights and back.
+
+How to run
+  python 02_model.py --preset tiny     # a depth-2 model on the CPU: table, plots, a forward pass (seconds)
+  python 02_model.py                   # linnet-497M built on the meta device (no memory): the real counts
+  python 02_model.py --checkpoint DIR_OR_FILE --tokenizer tokenizer.json --prompt "Hello!"
+                                       # load the published weights and sample from them
+
+In code (what 05_train.py and 06_eval.py do):
+  model = importlib.import_module("02_model")
+  net = model.LLM(model.LLMConfig(depth=12, vocab_size=32768))     # random init, linnet's recipe
+  logits, loss = net(idx, targets)                                  # (B, T, V), scalar
+  net = model.LLM.from_pretrained("path/to/pytorch_model.bin")      # the published weights
+  print(net.generate("Hello!", enc=tokenizer, max_new_tokens=50))
+
+What it writes (out/02_model/): param_budget.png, rope_frequencies.png, attention_map.png, router_load.png.
+
+Reference numbers (from linnet's model card and ARCHITECTURE.md)
+  parameters 497,145,600 unique (tied embedding), 157,406,976 active per token;
+  FLOPs per trained token at T=1024: 6·157,406,976 + 12·12·1024·768 = 1,057,688,064;
+  `tiny_reference.pt` (outputs of the original code): logits, eval loss and train loss to ~1e-5.
+  measured here (one H100, torch 2.11, bf16, torch.compile fullgraph, grouped MoE, depth 12, T 1024,
+  forward+backward+fused AdamW on random tokens): micro-batch 16 → 275k tokens/s (29 % MFU, 21 GB);
+  32 → 305k tokens/s (33 % MFU, 35 GB). The original code: 81.8k tokens/s (PERFORMANCE.md).
+
+Errors (one convention): what a user hands in as a FILE (a checkpoint that does not fit) ends with
+`SystemExit("error: ...")` naming the mismatch; what calling code hands to the model (a bad config, a
+sequence longer than block_size, a token id >= vocab_size) raises `ValueError` with one sentence —
+a training loop should not be able to `sys.exit` from inside `forward`.
+Targets equal to -1 are ignored by the loss (nanoGPT's convention: mask padding with -1).
+
+Honest limits
+  * the token-id range check runs on CPU tensors only (it needs the values: on a GPU it would cost a host
+    sync per step); on CUDA an out-of-range id trips CUDA's own device-side assert instead;
+  * the grouped MoE path needs bf16 on CUDA (fp32 CUDA runs use the reference path under "auto");
+  * generation is a plain loop (one token per forward, KV cache grown by concatenation): correct and
+    simple, not a serving engine. Past block_size it re-reads the last block_size tokens (no cache).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+house = importlib.import_module("01_tokenizer")  # section 0: add_common_args, save_plot, atomic_path
+
+
+# --- 1. The config: everything follows from `depth` ------------------------------------------------
+
+def round_up(x: int, multiple: int) -> int:
+    """Smallest multiple of `multiple` that is >= x. >>> round_up(5461, 64)  → 5504; round_up(512, 64) → 512"""
+    return (x + multiple - 1) // multiple * multiple
+
+
+@dataclass
+class LLMConfig:
+    """linnet's config. Positional order is the original's: LLMConfig(depth, block_size, vocab_size,
+    n_experts, n_active_experts). Fields left None are derived from `depth` in __post_init__:
+
+    >>> c = LLMConfig(depth=12)
+    >>> c.n_layer, c.n_head, c.n_kv_head, c.n_embd, c.ffn_dim
+    (12, 12, 4, 768, 2048)
+
+    Every derived field can be overridden (handy for tests). `vocab_size` is padded up to a multiple
+    of 64 (32768 already is). `moe_impl`: "reference" (loop over experts), "grouped" (sorted token-slots
+    + grouped GEMMs) or "auto" (grouped, except fp32 on CUDA where grouped_mm does not run).
+    If you change `depth` on an existing config, build a new one: derived fields are filled only once."""
+    depth: int = 12
+    block_size: int = 1024
+    vocab_size: int = 32768
+    n_experts: int = 8
+    n_active_experts: int = 2
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_kv_head: int | None = None
+    n_embd: int | None = None
+    head_dim: int = 64
+    ffn_dim: int | None = None
+    rope_base: float = 50000.0
+    moe_impl: str = "auto"
+    balance_coef: float = 0.01
+
+    def __post_init__(self):
+        d = self.depth
+        if not isinstance(d, int) or d < 1:
+            raise ValueError(f"depth must be a positive integer, got {d!r}")
+        self.n_layer = d if self.n_layer is None else self.n_layer
+        self.n_head = d if self.n_head is None else self.n_head
+        self.n_kv_head = (max(1, d // 3 if d % 3 == 0 else d // 2)
+                          if self.n_kv_head is None else self.n_kv_head)
+        self.n_embd = self.head_dim * d if self.n_embd is None else self.n_embd
+        self.ffn_dim = round_up(int(8 / 3 * self.n_embd), 64) if self.ffn_dim is None else self.ffn_dim
+        self.vocab_size = round_up(self.vocab_size, 64)
+        if self.n_head * self.head_dim != self.n_embd:
+            raise ValueError(f"n_head·head_dim must equal n_embd: {self.n_head}·{self.head_dim} != {self.n_embd}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        if not 1 <= self.n_active_experts <= self.n_experts:
+            raise ValueError(f"n_active_experts must be in 1..n_experts ({self.n_experts}), got {self.n_active_experts}")
+        if self.moe_impl not in ("auto", "reference", "grouped"):
+            raise ValueError(f"moe_impl must be 'auto', 'reference' or 'grouped', got {self.moe_impl!r}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-able) with every field, derived ones included: what a checkpoint stores."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LLMConfig":
+        """Inverse of to_dict. Keys that are not fields (e.g. extra keys in a Hub config.json) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def default_device() -> str:
+    """"cuda" if a GPU is visible, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --- 2. Counting parameters and FLOPs (no model needed) --------------------------------------------
+
+def count_parameters(config: LLMConfig) -> dict:
+    """Parameters by part, from the config alone. Embedding is counted once (tied with lm_head).
+
+    >>> p = count_parameters(LLMConfig(depth=12))
+    >>> p["total"], p["active"]
+    (497145600, 157406976)
+
+    "active" is what one token touches: everything except the experts it was not routed to."""
+    c = config
+    C, L, F_, E = c.n_embd, c.n_layer, c.ffn_dim, c.n_experts
+    kv = c.n_kv_head * c.head_dim
+    per_expert = 2 * F_ * C + C * F_                     # swiglu.w_v (2F×C) + c_proj (C×F)
+    parts = {
+        "embedding": c.vocab_size * C,                    # wte == lm_head
+        "attention": L * ((C + 2 * kv) * C + C * C),      # c_attn + c_proj
+        "experts": L * E * per_expert,
+        "router": L * E * C,
+        "norms+conv": L * (2 * C + 3 * C) + C,            # ln1, ln2, l_conv (C×1×3) per block; ln_f
+    }
+    total = sum(parts.values())
+    active = total - L * (E - c.n_active_experts) * per_expert
+    return {**parts, "total": total, "active": active, "active_experts": L * c.n_active_experts * per_expert}
+
+
+def flops_per_token(config: LLMConfig, seq_len: int | None = None) -> int:
+    """Training FLOPs per token, PaLM/nanoGPT convention: 6·N_active + 12·n_layer·T·n_embd.
+
+    >>> flops_per_token(LLMConfig(depth=12), 1024)   # 0.944 G (weights) + 0.113 G (attention)
+    1057688064"""
+    T = config.block_size if seq_len is None else seq_len
+    return 6 * count_parameters(config)["active"] + 12 * config.n_layer * T * config.n_embd
+
+
+# --- 3. The small parts: RMSNorm, token shift, RoPE ---------------------------------------------------
+
+class RMSNorm(nn.Module):
+    """x · rsqrt(mean(x²) + 1e-6) · weight, weight starting at 1 (no bias, no mean subtraction).
+    F.rms_norm computes exactly this formula in one fused kernel."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):  # (..., C)
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def token_shift(x, weight, history=None):
+    """Causal depthwise conv with kernel 3: out[t] = w0·x[t-2] + w1·x[t-1] + w2·x[t], per channel.
+
+    Same numbers as `nn.Conv1d(C, C, 3, groups=C, bias=False)` on x left-padded with 2 zeros (the test
+    checks it), written as three shifted multiply-adds, which is faster than a depthwise conv kernel.
+    `history` (B, 2, C) are the two inputs before x when generating with a cache (zeros at the start).
+    x: (B, T, C); weight: (C, 1, 3) → (B, T, C)."""
+    B, T, C = x.shape
+    if history is None:
+        padded = F.pad(x, (0, 0, 2, 0))                    # (B, T+2, C): two zero rows in front
+    else:
+        padded = torch.cat([history.to(x.dtype), x], dim=1)
+    w = weight.to(x.dtype).view(C, 3)                      # (C, 3)
+    return padded[:, 0:T] * w[:, 0] + padded[:, 1:T + 1] * w[:, 1] + padded[:, 2:T + 2] * w[:, 2]
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE, "rotate half" convention: dims i and i+head_dim/2 form a pair rotated by angle pos·inv_freq[i].
+
+    inv_freq[i] = base^(-2i/head_dim): with base 50000 and head_dim 64 the 32 frequencies run from 1
+    (a full turn every 6.3 tokens) down to 50000^(-62/64) ≈ 2.8e-5 (a turn every ~220k tokens). The buffer
+    is saved in the state_dict because linnet's checkpoint has it (`rotary_emb.inv_freq`, shape [32])."""
+
+    def __init__(self, head_dim: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=True)
+
+    def forward(self, T: int, offset: int = 0):
+        """cos, sin for positions offset..offset+T-1, each (T, head_dim), in fp32."""
+        pos = torch.arange(offset, offset + T, device=self.inv_freq.device, dtype=torch.float32)
+        freqs = pos[:, None] * self.inv_freq.float()[None, :]  # (T, hd/2)
+        emb = torch.cat([freqs, freqs], dim=-1)                # (T, hd): pairs are i and i+hd/2
+        return emb.cos(), emb.sin()
+
+
+def rotate_half(x):
+    """(x1, x2) → (-x2, x1) on the two halves of the last dim."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x: (B, H, T, hd); cos, sin: (T, hd). Rotation computed in fp32, returned in x's dtype."""
+    return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
+
+
+# --- 4. Attention: token shift → qkv → RoPE → QK-norm → causal GQA ---------------------------------
+
+@dataclass
+class LayerCache:
+    """What one block must remember to process the next token without re-reading the prompt:
+    keys and values (B, n_kv_head, t, hd) after RoPE and QK-norm, and the last two block inputs
+    (B, 2, C) that the token-shift conv looks back at."""
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    shift: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: LLMConfig):
+        super().__init__()
+        C, hd = config.n_embd, config.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, hd
+        self.l_conv = nn.Conv1d(C, C, kernel_size=3, groups=C, bias=False)  # weight (C, 1, 3); default init
+        self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * hd, bias=False)  # fused q | k | v
+        self.c_proj = nn.Linear(C, C, bias=False)
+        self.rotary_emb = RotaryEmbedding(hd, config.rope_base)
+
+    def project(self, x, cache: LayerCache | None = None):
+        """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd)."""
+        B, T, C = x.shape
+        hd, kv = self.head_dim, self.n_kv_head * self.head_dim
+        history = None if cache is None else cache.shift
+        x = token_shift(x, self.l_conv.weight, history)                    # (B, T, C)
+        q, k, v = self.c_attn(x).split([C, kv, kv], dim=-1)
+        q = q.view(B, T, self.n_head, hd).transpose(1, 2)                  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_kv_head, hd).transpose(1, 2)               # (B, nkv, T, hd)
+        v = v.view(B, T, self.n_kv_head, hd).transpose(1, 2)               # (B, nkv, T, hd)
+        cos, sin = self.rotary_emb(T, offset=0 if cache is None else cache.length)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order).
+        q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
+        k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
+        return q, k, v
+
+    def forward(self, x, cache: LayerCache | None = None):  # x (B, T, C)
+        B, T, C = x.shape
+        past = 0 if cache is None else cache.length
+        q, k, v = self.project(x, cache)
+        if cache is not None:                                   # append this step, keep conv history
+            cache.k = k if cache.k is None else torch.cat([cache.k, k], dim=2)
+            cache.v = v if cache.v is None else torch.cat([cache.v, v], dim=2)
+            prev = x.new_zeros(B, 2, C) if cache.shift is None else cache.shift
+            cache.shift = torch.cat([prev, x], dim=1)[:, -2:].detach()
+            k, v = cache.k, cache.v
+        # enable_gqa: query head h reads KV head h // (n_head / n_kv_head) — the same as
+        # k.repeat_interleave(n_head // n_kv_head, dim=1), without materialising the copies.
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:  # new tokens at positions past..past+T-1 see every key up to their own position
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        y = y.transpose(1, 2).reshape(B, T, C)                 # (B, T, nh·hd)
+        return self.c_proj(y)
+
+
+# --- 5. Mixture of experts: router, two ways to run the experts, balance loss ----------------------
+
+def swiglu(h):
+    """h (N, 2F) = [gate | value] → silu(gate) · value (N, F). Gate rows come first in w_v."""
+    gate, value = h.chunk(2, dim=-1)
+    return F.silu(gate) * value
+
+
+def moe_reference(x, w_v, c_proj, top_e, top_w):
+    """The readable MoE: for each expert, gather its tokens, run its SwiGLU, add back weight·output.
+
+    x (N, C); w_v (E, 2F, C); c_proj (E, C, F); top_e, top_w (N, k) → (N, C).
+    Data-dependent shapes (how many tokens expert e got) make this a host sync per expert: fine to read,
+    slow on a GPU — it is the loop the original linnet code ran."""
+    y = torch.zeros_like(x)
+    for e in range(w_v.shape[0]):
+        token, slot = torch.nonzero(top_e == e, as_tuple=True)         # tokens that picked e
+        h = swiglu(x[token] @ w_v[e].to(x.dtype).T)                    # (n_e, F)
+        out = h @ c_proj[e].to(x.dtype).T                              # (n_e, C)
+        y.index_add_(0, token, out * top_w[token, slot, None].to(x.dtype))
+    return y
+
+
+def moe_grouped(x, w_v, c_proj, top_e, top_w):
+    """The fast MoE, same maths, dropless and free of host syncs (so torch.compile keeps one graph).
+
+    1. sort the N·k token-slots by expert; count slots per expert on the device (scatter_add);
+    2. offsets = cumsum(counts) tell F.grouped_mm where each expert's rows end;
+    3. two grouped GEMMs (w_v, then c_proj) with SwiGLU between;
+    4. un-permute with a gather by the inverse permutation, then weight and sum the k slots of each
+       token (faster than index_add_, see PERFORMANCE.md).
+    grouped_mm wants 16-byte aligned strides (C and F multiples of 8 in bf16) and, on CUDA, bf16."""
+    N, C = x.shape
+    E, k = w_v.shape[0], top_e.shape[1]
+    flat_e = top_e.reshape(-1)                                          # (N·k,) expert of each slot
+    order = torch.argsort(flat_e, stable=True)                          # slots grouped by expert
+    counts = torch.zeros(E, dtype=torch.int64, device=x.device).scatter_add_(0, flat_e, torch.ones_like(flat_e))
+    offsets = torch.cumsum(counts, 0).to(torch.int32)                   # (E,) end of each group
+    x_sorted = x[order // k]                                            # (N·k, C) token of each slot
+    h = F.grouped_mm(x_sorted, w_v.to(x.dtype).transpose(-2, -1), offs=offsets)   # (N·k, 2F)
+    y_sorted = F.grouped_mm(swiglu(h), c_proj.to(x.dtype).transpose(-2, -1), offs=offsets)  # (N·k, C)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=x.device)      # slot i sits at row inverse[i]
+    y_slots = y_sorted[inverse].view(N, k, C)                           # (N, k, C)
+    return (y_slots * top_w.unsqueeze(-1).to(x.dtype)).sum(dim=1)       # (N, C)
+
+
+def compute_dtype(x):
+    """The dtype matmuls run in: autocast's (bf16) when autocast is on, else x's own."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+class MoE(nn.Module):
+    """Router + E SwiGLU experts, stacked: w_v (E, 2F, C) [gate rows, then value rows], c_proj (E, C, F).
+
+    Stacking (instead of linnet's per-expert Linear modules) lets one grouped GEMM run all experts;
+    load_linnet_state_dict / export_linnet_state_dict convert between the two layouts."""
+
+    def __init__(self, config: LLMConfig):
+        super().__init__()
+        C, Fd, E = config.n_embd, config.ffn_dim, config.n_experts
+        self.n_experts, self.top_k, self.impl = E, config.n_active_experts, config.moe_impl
+        self.router = nn.Linear(C, E, bias=False)
+        self.w_v = nn.Parameter(torch.empty(E, 2 * Fd, C))
+        self.c_proj = nn.Parameter(torch.empty(E, C, Fd))
+
+    def choose_impl(self, x) -> str:
+        """"auto": grouped in bf16 (CUDA or CPU) and in fp32 on an eager CPU (faster there than the loop).
+        fp32 on CUDA, or fp32 under torch.compile, falls back to the reference loop: grouped_mm's CUDA
+        kernel and its compile-time shape function accept bf16 only."""
+        if self.impl != "auto":
+            return self.impl
+        if compute_dtype(x) == torch.bfloat16:
+            return "grouped"
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            return "grouped"
+        return "reference"
+
+    def forward(self, x):  # x (B, T, C) → (B, T, C), plus the router's numbers
+        B, T, C = x.shape
+        x_flat = x.reshape(B * T, C)                            # (N, C)
+        probs = F.softmax(self.router(x_flat).float(), dim=-1)  # (N, E) in fp32
+        top_w, top_e = probs.topk(self.top_k, dim=-1)           # (N, k)
+        top_w = top_w / top_w.sum(dim=-1, keepdim=True)         # the k weights sum to 1
+        xc = x_flat.to(compute_dtype(x))
+        run = moe_grouped if self.choose_impl(x) == "grouped" else moe_reference
+        y = run(xc, self.w_v, self.c_proj, top_e, top_w).view(B, T, C)
+
+        mean_prob = probs.mean(dim=0)                           # (E,)
+        balance = self.n_experts * (mean_prob ** 2).sum()       # 1.0 when the mean is uniform
+        flat_e = top_e.reshape(-1)
+        tokens_per_expert = torch.zeros(self.n_experts, device=x.device).scatter_add_(
+            0, flat_e, torch.ones(flat_e.shape, device=x.device))  # (E,) token-slots routed to e
+        entropy = -(probs * torch.log(probs.clamp_min(1e-20))).sum(-1).mean()
+        return y, dict(balance=balance, tokens_per_expert=tokens_per_expert, mean_prob=mean_prob, entropy=entropy)
+
+
+# --- 6. The block and the model ----------------------------------------------------------------------
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x))."""
+
+    def __init__(self, config: LLMConfig):
+        super().__init__()
+        self.ln1 = RMSNorm(config.n_embd)
+        self.ln2 = RMSNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.moe = MoE(config)
+
+    def forward(self, x, cache: LayerCache | None = None):  # (B, T, C)
+        x = x + self.attn(self.ln1(x), cache)
+        moe_out, router = self.moe(self.ln2(x))
+        return x + moe_out, router
+
+
+class LLM(nn.Module):
+    """linnet: token embedding → depth × Block → RMSNorm → lm_head (tied to the embedding).
+
+    forward(idx (B, T) int64, targets (B, T) or None) → (logits (B, T, V), loss or None).
+    loss = cross-entropy (targets == -1 ignored) + balance_coef · mean over layers of the balance loss
+    in training mode; cross-entropy alone in eval mode (linnet's semantics).
+    After every forward, `self.router_stats` holds detached device tensors (no host sync):
+    tokens_per_expert (n_layer, E), mean_prob (n_layer, E), entropy (n_layer,) in nats."""
+
+    def __init__(self, config: LLMConfig):
+        super().__init__()
+        self.config = config
+        C, V = config.n_embd, config.vocab_size
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(V, C),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=RMSNorm(C),
+        ))
+        self.lm_head = nn.Linear(C, V, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight          # tied: one (V, C) matrix
+        self.router_stats: dict = {}
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        """N(0, 0.02) for every Linear and the experts; 0.02/√(2·n_layer) for the two output projections
+        of each block (attn.c_proj, the experts' c_proj); conv keeps PyTorch's default; norms 1."""
+        std, out_std = 0.02, 0.02 / math.sqrt(2 * self.config.n_layer)
+        nn.init.normal_(self.lm_head.weight, 0.0, std)              # also the embedding (tied)
+        for block in self.transformer.h:
+            nn.init.normal_(block.attn.c_attn.weight, 0.0, std)
+            nn.init.normal_(block.attn.c_proj.weight, 0.0, out_std)
+            nn.init.normal_(block.moe.router.weight, 0.0, std)
+            nn.init.normal_(block.moe.w_v, 0.0, std)
+            nn.init.normal_(block.moe.c_proj, 0.0, out_std)
+
+    def check_input(self, idx):
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        T = idx.shape[1]
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} is longer than block_size {self.config.block_size}: "
+                             f"crop the input to the last {self.config.block_size} tokens")
+        # The value check needs the numbers: free on the CPU, a host sync on a GPU, impossible in a graph.
+        if idx.device.type == "cpu" and not torch.compiler.is_compiling() and idx.numel():
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.config.vocab_size:
+                raise ValueError(f"token id {hi if hi >= self.config.vocab_size else lo} is outside the "
+                                 f"vocabulary 0..{self.config.vocab_size - 1}: the tokenizer and the model disagree")
+
+    def forward(self, idx, targets=None, caches: list[LayerCache] | None = None):
+        self.check_input(idx)
+        x = self.transformer.wte(idx)                                # (B, T, C)
+        routers = []
+        for i, block in enumerate(self.transformer.h):
+            x, router = block(x, None if caches is None else caches[i])
+            routers.append(router)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)                                     # (B, T, V)
+        self.router_stats = {name: torch.stack([r[name] for r in routers]).detach()
+                             for name in ("tokens_per_expert", "mean_prob", "entropy")}
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+            if self.training:
+                balance = torch.stack([r["balance"] for r in routers]).sum() / self.config.n_layer
+                loss = loss + self.config.balance_coef * balance
+        return logits, loss
+
+    # --- generation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompt, enc=None, max_new_tokens: int = 100, temperature: float = 1.0,
+                 top_k: int | None = 50, use_cache: bool = True, seed: int | None = None,
+                 eos_id: int | None = None):
+        """Continue `prompt` (a str, encoded with `enc`, or a list of token ids).
+
+        temperature 0 = greedy; top_k keeps the k most likely tokens before sampling; `seed` makes the
+        sampling repeatable. Returns text (prompt + continuation) when given a str, else the list of ids.
+        `enc` is anything with encode/decode: a `tokenizers.Tokenizer` (encode returns an Encoding with
+        .ids) or a tiktoken-style encoder returning a list. Stops early at `eos_id` if given."""
+        if isinstance(prompt, str):
+            if enc is None:
+                raise ValueError("a text prompt needs enc= (a tokenizer with encode/decode), or pass token ids")
+            encoded = enc.encode(prompt)
+            ids = list(getattr(encoded, "ids", encoded))
+        else:
+            ids = [int(i) for i in prompt]
+        if not ids:
+            raise ValueError("the prompt is empty: give at least one token")
+        device = next(self.parameters()).device
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))  # global RNG
+        was_training = self.training
+        self.eval()
+        try:
+            out = self._sample(ids, max_new_tokens, temperature, top_k, use_cache, gen, eos_id, device)
+        finally:
+            self.train(was_training)
+        return enc.decode(out) if isinstance(prompt, str) else out
+
+    def _sample(self, ids, max_new_tokens, temperature, top_k, use_cache, gen, eos_id, device):
+        block = self.config.block_size
+        ids = list(ids)
+        caches, feed = None, ids[-block:]
+        for _ in range(max_new_tokens):
+            if not use_cache or caches is None or caches[0].length >= block:
+                caches = [LayerCache() for _ in self.transformer.h] if use_cache else None
+                feed = ids[-block:]                                    # (re)read the whole window
+            logits, _ = self(torch.tensor([feed], device=device), caches=caches)
+            logits = logits[0, -1].float()                             # (V,)
+            if temperature == 0:
+                nxt = int(logits.argmax())
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = int(torch.multinomial(F.softmax(logits, -1), 1, generator=gen))
+            ids.append(nxt)
+            feed = [nxt]
+            if eos_id is not None and nxt == eos_id:
+                break
+        return ids
+
+    # --- loading published weights ------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path, config: LLMConfig | None = None, device: str = "cpu",
+                        moe_impl: str = "auto") -> "LLM":
+        """Build and load a model from a pytorch_model.bin / .safetensors file, or a directory holding
+        one (plus an optional config.json). Without a config, depth, vocab, experts, widths are read
+        from the tensor shapes (block_size stays 1024)."""
+        weights, config_json = find_checkpoint(path)
+        sd = read_state_dict(weights)
+        if config is None:
+            if config_json is not None:
+                config = LLMConfig.from_dict({**json.loads(config_json.read_text()), "moe_impl": moe_impl})
+            else:
+                config = infer_config(sd, moe_impl)
+        with torch.device(device):
+            model = cls(config)
+        load_linnet_state_dict(model, sd)
+        return model
+
+
+# --- 7. linnet's checkpoint layout <-> ours -----------------------------------------------------------
+
+EXPERT_KEY = re.compile(r"^transformer\.h\.(\d+)\.moe\.experts\.(\d+)\.(swiglu\.w_v|c_proj)\.weight$")
+LAYER_KEY = re.compile(r"^transformer\.h\.(\d+)\.")
+
+
+def find_checkpoint(path) -> tuple[Path, Path | None]:
+    """(weights file, config.json or None) for a file or a directory holding one."""
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"error: {path} does not exist: pass a pytorch_model.bin, a .safetensors file or their directory")
+    if path.is_file():
+        cfg = path.parent / "config.json"
+        return path, (cfg if cfg.is_file() else None)
+    for name in ("pytorch_model.bin", "model.safetensors"):
+        if (path / name).is_file():
+            cfg = path / "config.json"
+            return path / name, (cfg if cfg.is_file() else None)
+    candidates = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("*.pt"))
+    if not candidates:
+        raise SystemExit(f"error: no pytorch_model.bin or .safetensors file in {path}: download the weights first")
+    cfg = path / "config.json"
+    return candidates[0], (cfg if cfg.is_file() else None)
+
+
+def read_state_dict(path: Path) -> dict:
+    """A plain {name: tensor} dict from .safetensors or a torch.save file (a {"model": sd} wrapper too)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt / truncated / not a checkpoint
+        raise SystemExit(f"error: cannot read {path} as a checkpoint ({type(e).__name__}: {e}): re-download it")
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise SystemExit(f"error: {path} does not hold a state_dict (a dict of tensors)")
+    return obj
+
+
+def infer_config(sd: dict, moe_impl: str = "auto") -> LLMConfig:
+    """Read depth, vocab, widths and expert count off the tensor shapes of a linnet state_dict."""
+    sd = strip_prefixes(sd)
+    emb = sd.get("transformer.wte.weight", sd.get("lm_head.weight"))
+    if emb is None:
+        raise SystemExit("error: checkpoint has no transformer.wte.weight / lm_head.weight: not a linnet checkpoint")
+    V, C = emb.shape
+    layers = {int(m.group(1)) for k in sd if (m := LAYER_KEY.match(k))}
+    n_layer = len(layers)
+    experts = {int(m.group(2)) for k in sd if (m := EXPERT_KEY.match(k))}
+    if "transformer.h.0.moe.w_v" in sd:                               # our own stacked layout
+        E, two_f, _ = sd["transformer.h.0.moe.w_v"].shape
+    else:
+        E, two_f = len(experts), sd["transformer.h.0.moe.experts.0.swiglu.w_v.weight"].shape[0]
+    qkv_rows = sd["transformer.h.0.attn.c_attn.weight"].shape[0]
+    head_dim = 64
+    return LLMConfig(depth=n_layer, vocab_size=V, n_experts=E, n_layer=n_layer, n_embd=C,
+                     n_head=C // head_dim, n_kv_head=(qkv_rows - C) // (2 * head_dim),
+                     ffn_dim=two_f // 2, moe_impl=moe_impl)
+
+
+def strip_prefixes(sd: dict) -> dict:
+    """Drop wrappers' prefixes: `_orig_mod.` (torch.compile) and `module.` (DDP)."""
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("_orig_mod.", "module."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
+    """Load linnet's published layout (per-expert Linear keys, see checkpoint_keys.json) — or our own
+    stacked layout — into `model`. Tied weights may appear once or twice; `inv_freq` may be absent;
+    bf16 or fp32 tensors are cast to the model's dtype. A checkpoint that does not fit ends the run
+    with one line naming the mismatch (SystemExit)."""
+    cfg = model.config
+    sd = strip_prefixes(sd)
+    layers = sorted({int(m.group(1)) for k in sd if (m := LAYER_KEY.match(k))})
+    if len(layers) != cfg.n_layer:
+        raise SystemExit(f"error: the checkpoint has {len(layers)} layers (depth {len(layers)}) but the model has "
+                         f"n_layer={cfg.n_layer}: build the model with the checkpoint's depth (LLM.from_pretrained infers it)")
+    converted, experts = {}, {}
+    for k, v in sd.items():
+        m = EXPERT_KEY.match(k)
+        if m:
+            experts[(int(m.group(1)), m.group(3), int(m.group(2)))] = v
+        else:
+            converted[k] = v
+    for i in range(cfg.n_layer):                                       # per-expert → stacked (E, ...)
+        for name, ours in (("swiglu.w_v", "w_v"), ("c_proj", "c_proj")):
+            found = sorted(e for (layer, n, e) in experts if layer == i and n == name)
+            if not found:
+                continue
+            if found != list(range(cfg.n_experts)):
+                raise SystemExit(f"error: layer {i} of the checkpoint has experts {found} but the model has "
+                                 f"n_experts={cfg.n_experts}: build the model with the checkpoint's expert count")
+            converted[f"transformer.h.{i}.moe.{ours}"] = torch.stack([experts[(i, name, e)] for e in found])
+    if "transformer.wte.weight" not in converted and "lm_head.weight" in converted:
+        converted["transformer.wte.weight"] = converted["lm_head.weight"]
+    converted.setdefault("lm_head.weight", converted.get("transformer.wte.weight"))
+    expected = model.state_dict()
+    for k, v in expected.items():                                      # inv_freq is derived: fill if absent
+        if k.endswith("rotary_emb.inv_freq") and k not in converted:
+            converted[k] = v
+    missing = [k for k in expected if converted.get(k) is None]
+    unexpected = [k for k in converted if k not in expected]
+    if missing or unexpected:
+        raise SystemExit(f"error: checkpoint keys do not match the model: missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}: is this a linnet checkpoint?")
+    for k, v in expected.items():
+        if tuple(converted[k].shape) != tuple(v.shape):
+            raise SystemExit(f"error: checkpoint tensor {k} has shape {list(converted[k].shape)} but the model "
+                             f"expects {list(v.shape)}: build the model with the checkpoint's config")
+        if k.endswith("inv_freq") and v.device.type != "meta" and \
+                not torch.allclose(converted[k].float().cpu(), v.float().cpu(), rtol=1e-2):
+            raise SystemExit(f"error: checkpoint {k} differs from RoPE base {cfg.rope_base}: set rope_base to match")
+    model.load_state_dict({k: converted[k] for k in expected}, strict=True)
+    return model
+
+
+def export_linnet_state_dict(model: LLM) -> dict:
+    """Our model → linnet's published layout (key order and shapes of checkpoint_keys.json):
+    per-expert `moe.experts.{e}.swiglu.w_v.weight` (2F, C) and `.c_proj.weight` (C, F), the RoPE buffer,
+    and both tied names (they share one tensor, as in the original state_dict)."""
+    out = {"transformer.wte.weight": model.transformer.wte.weight.detach()}
+    for i, block in enumerate(model.transformer.h):
+        p = f"transformer.h.{i}."
+        out[p + "ln1.weight"] = block.ln1.weight.detach()
+        out[p + "ln2.weight"] = block.ln2.weight.detach()
+        out[p + "attn.l_conv.weight"] = block.attn.l_conv.weight.detach()
+        out[p + "attn.c_attn.weight"] = block.attn.c_attn.weight.detach()
+        out[p + "attn.c_proj.weight"] = block.attn.c_proj.weight.detach()
+        out[p + "attn.rotary_emb.inv_freq"] = block.attn.rotary_emb.inv_freq.detach()
+        out[p + "moe.router.weight"] = block.moe.router.weight.detach()
+        for e in range(block.moe.n_experts):
+            out[p + f"moe.experts.{e}.swiglu.w_v.weight"] = block.moe.w_v[e].detach().clone()
+            out[p + f"moe.experts.{e}.c_proj.weight"] = block.moe.c_proj[e].detach().clone()
+    out["transformer.ln_f.weight"] = model.transformer.ln_f.weight.detach()
+    out["lm_head.weight"] = model.lm_head.weight.detach()
+    return out
+
+
+# --- 8. Looking inside: attention weights --------------------------------------------------------------
+
+@torch.no_grad()
+def attention_weights(model: LLM, idx, layer: int = 0):
+    """Softmax attention probabilities (B, n_head, T, T) of block `layer` — what SDPA computes inside."""
+    x = model.transformer.wte(idx)
+    for block in model.transformer.h[:layer]:
+        x, _ = block(x)
+    attn = model.transformer.h[layer].attn
+    q, k, _ = attn.project(model.transformer.h[layer].ln1(x))
+    k = k.repeat_interleave(attn.n_head // attn.n_kv_head, dim=1)      # (B, nh, T, hd)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)       # (B, nh, T, T)
+    T = idx.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+    return scores.masked_fill(~causal, float("-inf")).softmax(-1)
+
+
+# --- 9. Plots ---------------------------------------------------------------------------------------------
+
+PRESETS = {
+    "tiny": dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2),   # = tiny_reference.pt
+    "linnet": dict(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2),
+}
+PARTS = ("embedding", "attention", "experts", "router", "norms+conv")
+SAMPLE_TEXT = "The cat sat on the mat. The cat sat on the mat again."
+
+
+def plot_param_budget(config: LLMConfig, out_dir):
+    import matplotlib.pyplot as plt
+
+    p = count_parameters(config)
+    active = {**{k: p[k] for k in PARTS}, "experts": p["active_experts"]}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"]
+    for col, (label, numbers) in enumerate((("all parameters", p), ("active per token", active))):
+        bottom = 0
+        for part, color in zip(PARTS, colors):
+            label = f"{part}: {p[part] / 1e6:.2f}M" if col == 0 else None
+            ax.bar(col, numbers[part] / 1e6, bottom=bottom, color=color, label=label)
+            if numbers[part] / max(p["total"], 1) > 0.15:                 # small parts: see the legend
+                ax.text(col, bottom + numbers[part] / 2e6, f"{part}\n{numbers[part] / 1e6:.1f}M",
+                        ha="center", va="center", fontsize=8, color="white")
+            bottom += numbers[part] / 1e6
+        ax.text(col, bottom, f"{bottom:.1f}M", ha="center", va="bottom")
+    ax.set_xticks([0, 1], ["all parameters (stored)", "active per token (computed)"])
+    ax.set_ylabel("millions of parameters")
+    ax.set_title(f"depth {config.depth}: experts hold most parameters, but each token uses only "
+                 f"{config.n_active_experts} of {config.n_experts}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def plot_rope_frequencies(config: LLMConfig, out_dir):
+    import matplotlib.pyplot as plt
+
+    inv_freq = RotaryEmbedding(config.head_dim, config.rope_base).inv_freq
+    wavelength = 2 * math.pi / inv_freq
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.semilogy(wavelength.numpy(), "o-")
+    a.axhline(config.block_size, color="red", ls="--", label=f"block_size {config.block_size}")
+    a.set_xlabel("pair index i (dims i and i+32)")
+    a.set_ylabel("wavelength in tokens (2π / inv_freq)")
+    a.set_title(f"RoPE base {config.rope_base:g}: wavelengths from 6 tokens to ~10^5", fontsize=9)
+    a.legend()
+    T = min(config.block_size, 256)
+    angles = torch.arange(T)[:, None].float() * inv_freq[None, :]
+    b.imshow(torch.cos(angles).T.numpy(), aspect="auto", cmap="RdBu", interpolation="nearest")
+    b.set_xlabel("position")
+    b.set_ylabel("pair index i")
+    b.set_title("cos(position · inv_freq): fast pairs see nearby order, slow ones far", fontsize=9)
+    return fig
+
+
+def plot_attention_map(model: LLM, text: str, out_dir):
+    import matplotlib.pyplot as plt
+
+    ids = list(text.encode("utf-8"))[: model.config.block_size]       # bytes as token ids (< 256)
+    probs = attention_weights(model, torch.tensor([ids]), layer=0)[0]  # (nh, T, T)
+    heads = min(2, probs.shape[0])
+    fig, axes = plt.subplots(1, heads, figsize=(6 * heads, 5.5), squeeze=False)
+    labels = [chr(b) if 32 <= b < 127 else "?" for b in ids]
+    for h in range(heads):
+        ax = axes[0, h]
+        ax.imshow(probs[h].numpy(), cmap="viridis")
+        ax.set_xticks(range(len(ids)), labels, fontsize=6)
+        ax.set_yticks(range(len(ids)), labels, fontsize=6)
+        ax.set_xlabel("key (attended-to byte)")
+        ax.set_ylabel("query byte")
+        ax.set_title(f"layer 0, head {h} (untrained, random init): zero above the diagonal = causal", fontsize=9)
+    return fig
+
+
+def plot_router_load(stats: dict, config: LLMConfig, n_tokens: int, out_dir):
+    import matplotlib.pyplot as plt
+
+    load = stats["tokens_per_expert"].float().cpu()                    # (L, E) token-slots
+    share = load / load.sum(dim=1, keepdim=True)
+    fig, ax = plt.subplots(figsize=(1.2 * config.n_experts + 3, 0.6 * config.n_layer + 2.5))
+    im = ax.imshow(share.numpy(), cmap="magma", vmin=0, vmax=max(2 / config.n_experts, float(share.max())))
+    for (i, e), v in zip(torch.cartesian_prod(torch.arange(config.n_layer), torch.arange(config.n_experts)).tolist(),
+                         share.flatten().tolist()):
+        ax.text(e, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.3 else "black")
+    ax.set_xlabel("expert")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(config.n_experts))
+    ax.set_yticks(range(config.n_layer))
+    ax.set_title(f"depth-{config.depth} model at random init, {n_tokens} tokens: share of token-slots per expert "
+                 f"(perfect balance = {1 / config.n_experts:.2f})", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+# --- 10. main ---------------------------------------------------------------------------------------------
+
+def print_parameter_table(config: LLMConfig):
+    p = count_parameters(config)
+    print(f"{'part':<14}{'parameters':>15}{'active/token':>15}")
+    for part in PARTS:
+        active = p["active_experts"] if part == "experts" else p[part]
+        print(f"{part:<14}{p[part]:>15,}{active:>15,}")
+    print(f"{'total':<14}{p['total']:>15,}{p['active']:>15,}")
+    f = flops_per_token(config)
+    print(f"FLOPs per trained token at T={config.block_size}: {f:,} ({f / 1e9:.3f} G)")
+
+
+def run_checkpoint(args):
+    """--checkpoint: load published weights and sample a continuation of --prompt."""
+    if args.tokenizer is None or not args.tokenizer.is_file():
+        raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
+    model = LLM.from_pretrained(args.checkpoint, device=default_device())
+    from tokenizers import Tokenizer
+
+    enc = Tokenizer.from_file(str(args.tokenizer))
+    print(model.generate(args.prompt, enc=enc, max_new_tokens=args.max_new_tokens, seed=args.seed))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="02 — the linnet-497M MoE transformer. Prints where the parameters live and the FLOPs "
+                    "per token, runs a random-init forward pass on a tiny model, and saves plots of the "
+                    "parameter budget, the RoPE frequencies, a causal attention map and the router's load.")
+    house.add_common_args(parser, "02_model")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a pytorch_model.bin / .safetensors (or their directory): load it and generate")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json to encode --prompt")
+    parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate with --checkpoint (default: 50)")
+    args = parser.parse_args(argv)
+    if args.checkpoint is not None:
+        return run_checkpoint(args)
+
+    t0 = time.time()
+    torch.manual_seed(args.seed)
+    config = LLMConfig(**PRESETS[args.preset])
+    print(f"preset {args.preset}: {config}")
+    with torch.device("meta"):                    # shapes only: no memory, no init time
+        meta_model = LLM(config)
+    counted = sum(p.numel() for p in meta_model.parameters())   # .parameters() skips the tied duplicate
+    assert counted == count_parameters(config)["total"], "count_parameters disagrees with the module"
+    print_parameter_table(config)
+    if args.preset == "linnet":
+        p = count_parameters(config)
+        assert (p["total"], p["active"]) == (497_145_600, 157_406_976), "linnet-497M's counts not reproduced"
+        print("reproduced linnet-497M: 497,145,600 parameters, 157,406,976 active per token")
+
+    # The forward-pass plots use the tiny model (seconds on a CPU) whatever the preset.
+    tiny = LLM(LLMConfig(**PRESETS["tiny"])).eval()
+    idx = torch.randint(0, 256, (4, tiny.config.block_size + 1))
+    idx, targets = idx[:, :-1], idx[:, 1:]                         # predict the next (random) byte
+    logits, loss = tiny(idx, targets)
+    print(f"tiny random model: logits {tuple(logits.shape)}, loss {loss.item():.3f} "
+          f"(ln V = {math.log(tiny.config.vocab_size):.3f} for uniform guessing)")
+
+    out = args.out
+    p = count_parameters(config)
+    house.save_plot(plot_param_budget(config, out), out, "param_budget",
+                    f"experts are {p['experts'] / p['total']:.0%} of the parameters, but only "
+                    f"{config.n_active_experts} of {config.n_experts} run per token (right bar)")
+    house.save_plot(plot_rope_frequencies(config, out), out, "rope_frequencies",
+                    f"{config.head_dim // 2} RoPE wavelengths spaced geometrically from 6 tokens to far "
+                    f"beyond the {config.block_size}-token window")
+    house.save_plot(plot_attention_map(tiny, SAMPLE_TEXT, out), out, "attention_map",
+                    "untrained tiny model on bytes of a sentence: weights only on or below the diagonal (causal)")
+    house.save_plot(plot_router_load(tiny.router_stats, tiny.config, idx.numel(), out), out, "router_load",
+                    "at random init the router spreads tokens unevenly but uses every expert")
+    print(f"done in {time.time() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
