@@ -1,0 +1,723 @@
+"""06 — evaluating linnet: HellaSwag exactly as lm-evaluation-harness scores it, bits per byte, sampling.
+
+What you will learn
+- How a language model "answers" a multiple-choice question without generating anything: it scores
+  each ending by the log-probability it gives to the ending's tokens, and picks the highest.
+- Why one model has three HellaSwag numbers — `acc` (summed log-prob), `acc_norm` (summed log-prob per
+  character: the figure usually quoted) and the nanoGPT/llm.c variant (mean log-prob per token, raw
+  text) — and which one linnet's "≈ 38 %" is: plain `acc` on the first 3,000 examples, with context
+  and ending tokenised separately (see section 2 and `/work/shared/linnet/HELLASWAG.md`).
+- How to score 40,000 (context, ending) pairs fast: many endings per forward pass, padded on the right
+  (a causal model never looks right, so the padding cannot change the scores), sorted by length so
+  little is padding, bf16 on a GPU — and a plain one-at-a-time scorer next to it that a test says agrees.
+- What "random weights" scores (≈ 25 %, the 1-in-4 guess) and how far from 25 % counts as signal
+  (binomial sd on 10,042 examples ≈ 0.43 points; on 200 examples ≈ 3.1 points).
+- Bits per byte on the validation shard: the tokenizer-independent way to report a loss.
+
+How to run
+    python 06_eval.py --preset tiny        # CPU, < 1 min: trained tiny checkpoint if 05 made one,
+                                           # else a random-weights tiny model (expect ~25 %), 200 examples
+    python 06_eval.py                      # the real job: out/05_train/latest.pt on all 10,042 examples
+    python 06_eval.py --checkpoint linnet/pytorch_model.bin --tokenizer linnet/tokenizer.json --linnet-compat
+    python 06_eval.py --sample "The capital of France is"
+
+What it writes (out/06_eval/): `results.json` (every number and per-example scores), and plots:
+`hellaswag_methods.png` (the three scorings side by side with reference models),
+`hellaswag_breakdown.png` (accuracy by source, split type and context length, with the ±2 sd band of
+guessing), `hellaswag_examples.png` (a few examples: the model's score for every ending, the right one
+marked).
+
+Reference numbers (0-shot, validation, HELLASWAG.md): random 25.0; GPT-2 124M acc_norm ≈ 31.1
+(nanoGPT-style ≈ 29.6); GPT-2 XL acc_norm ≈ 50.9; linnet-497M ≈ 38 = lm-eval `acc` on the first 3,000
+examples with separate tokenisation (`--linnet-compat` reproduces that exact protocol). Note that the
+validation file lists all 3,243 ActivityNet examples before the 6,799 WikiHow ones, so linnet's "first
+3,000" are ActivityNet only (short contexts, no [title]/[step] markup) — not a sample of the whole set.
+linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (its validation shard was all
+dclm, see DATA.md), so a bpb on our mixed validation shard is not the same number.
+
+Speed (one H100, linnet-497M shape with random weights, fp32 weights + bf16 autocast, --batch-size 512):
+all 10,042 examples with the three scorings (80,336 sequences) ≈ 32–34 s; acc/acc_norm alone ≈ 15–20 s;
+linnet's protocol (3,000 examples) ≈ 3 s. Tokenising is ≈ 3 s of that; the rest is the forward passes
+of the long WikiHow examples. Not yet done: scoring each context once and its 4 endings from a KV cache.
+
+Honest limits
+- Zero-shot only, validation split only (the test split's labels are not public).
+- `acc` and `acc_norm` here follow lm-eval's HellaSwag task and its HF-model request encoding; lm-eval
+  also batches and caches in its own way, so expect agreement to ~1e-3 in the log-probs in bf16, not
+  bit-identity.
+- Bits per byte uses 04's `val_bytes_per_token` (bytes per token of the validation text); linnet used
+  bytes per token over all its text — a small difference, stated in DATA.md.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import re
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+tokenizer_lib = importlib.import_module("01_tokenizer")
+model_lib = importlib.import_module("02_model")
+data_lib = importlib.import_module("04_data")
+
+REPO_DIR = tokenizer_lib.REPO_DIR
+HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
+HELLASWAG_CACHE = tokenizer_lib.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
+HELLASWAG_SHARED = tokenizer_lib.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
+DEFAULT_CHECKPOINT = REPO_DIR / "out" / "05_train" / "latest.pt"
+DEFAULT_TOKENIZER = REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
+DEFAULT_DATA_DIR = REPO_DIR / "out" / "04_data"
+LINNET_COMPAT_LIMIT = 3000          # linnet's final evaluation used lm-eval's limit=3000
+MODES = ("lm-eval", "linnet", "nanogpt")
+
+
+# --- 1. The data: HellaSwag validation, preprocessed as lm-eval does ----------------------------------
+
+def preprocess(text: str) -> str:
+    """lm-eval's HellaSwag clean-up of WikiHow artefacts, in its exact order.
+
+    1. strip surrounding whitespace; 2. every " [title]" becomes ". "; 3. delete every [...] span
+    (non-greedy: "[a] x [b]" loses both brackets, keeps " x "); 4. each double space becomes one
+    (a single pass, so three spaces become two).
+
+    >>> preprocess("How to dance [title] Stand up. [step] Move your feet.")
+    'How to dance. Stand up. Move your feet.'
+    >>> preprocess("[substeps] Many schools offer classes.")   # strip comes first: a space survives
+    ' Many schools offer classes.'
+
+    That last quirk is lm-eval's too: such a choice is scored as "  Many…" (two spaces after the context)
+    and its length counts the space. We reproduce it rather than fix it, to stay comparable.
+    """
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub(r"\[.*?\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+def prepare_example(row: dict) -> dict:
+    """One raw jsonl row → what the three scorings need.
+
+    `context` is lm-eval's query: preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize())
+    (str.capitalize upper-cases the first letter and lower-cases the rest); `choices` are the
+    preprocessed endings. `raw_ctx` / `raw_endings` are kept for the nanoGPT-style scoring."""
+    context = preprocess(row["activity_label"] + ": " + row["ctx_a"] + " " + row["ctx_b"].capitalize())
+    return {
+        "ind": row["ind"],
+        "context": context,
+        "choices": [preprocess(e) for e in row["endings"]],
+        "raw_ctx": row["ctx"],
+        "raw_endings": list(row["endings"]),
+        "label": int(row["label"]),
+        "source": row["source_id"].split("~")[0],          # "activitynet" or "wikihow"
+        "split_type": row["split_type"],                   # "zeroshot" or "indomain"
+        "activity_label": row["activity_label"],
+    }
+
+
+REQUIRED_FIELDS = ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split_type", "label", "endings", "source_id")
+
+
+def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> list[dict]:
+    """Read the HellaSwag jsonl (the rowanz/hellaswag schema), first `limit` examples if given.
+
+    `path=None` finds the file with `find_hellaswag_file` (cache, download, or ../shared/data).
+    The full validation file gives 10,042 examples with labels 0/1/2/3 = 2515/2485/2584/2458.
+    A line that is not a complete example stops the run naming the file and line number."""
+    path = find_hellaswag_file(path)
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if limit is not None and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                missing = [k for k in REQUIRED_FIELDS if k not in row]
+                if missing:
+                    raise ValueError(f"missing field(s) {', '.join(missing)}")
+                if len(row["endings"]) != 4 or int(row["label"]) not in (0, 1, 2, 3):
+                    raise ValueError("needs 4 endings and a label in 0..3")
+                examples.append(prepare_example(row))
+            except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError is a ValueError
+                raise SystemExit(f"error: {path}:{lineno} is not a HellaSwag example ({e}): "
+                                 f"fix that line or re-download the file")
+    if not examples:
+        raise SystemExit(f"error: {path} has no examples: pass the HellaSwag validation jsonl")
+    return examples
+
+
+def find_hellaswag_file(path: str | Path | None = None) -> Path:
+    """Where the validation jsonl comes from, in this order: `--hellaswag-file PATH`; the cache
+    data/hellaswag/; a download from rowanz/hellaswag on GitHub (cached, written atomically);
+    ../shared/data/hellaswag/ (the course machines, which are offline)."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SystemExit(f"error: --hellaswag-file {path} does not exist: pass the path of hellaswag_val.jsonl")
+        return path
+    if HELLASWAG_CACHE.is_file():
+        return HELLASWAG_CACHE
+    if tokenizer_lib.has_internet("raw.githubusercontent.com"):
+        try:
+            with tokenizer_lib.atomic_path(HELLASWAG_CACHE) as tmp:
+                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
+            print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
+            return HELLASWAG_CACHE
+        except OSError as e:
+            print(f"note: could not download HellaSwag ({e}); trying the local copy", file=sys.stderr)
+    if HELLASWAG_SHARED.is_file():
+        return HELLASWAG_SHARED
+    raise SystemExit(f"error: no HellaSwag file and no internet: download {HELLASWAG_URL} "
+                     f"and pass --hellaswag-file PATH")
+
+
+# --- 2. Turning an example into token requests: three tokenisations ----------------------------------
+# A request is (context_ids, continuation_ids): the model reads context + continuation and we sum (or
+# average) the log-probabilities of the continuation tokens only. The three scorings differ in *which*
+# strings and *how* they are tokenised:
+#
+#   mode       context string                      continuation       tokenisation
+#   "lm-eval"  preprocess(label: ctx_a Ctx_b)      " " + choice       whole string encoded once, split after
+#                                                                     len(encode(context)) tokens
+#   "linnet"   same                                " " + choice       encode(context) + encode(continuation)
+#   "nanogpt"  raw ctx                             " " + raw ending   encode(ctx) + encode(" " + ending)
+#
+# With a byte-level BPE whose pre-tokenizer splits before " word", the lm-eval and linnet tokenisations
+# agree on almost every example (a merge would have to cross the space); they can differ on odd
+# whitespace. The nanoGPT variant scores different *text* (no activity label, no bracket clean-up),
+# and averages per token, so it is a genuinely different number (typically 1–2 points below acc_norm).
+
+def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval moves whitespace at the end of the context to the front of the continuation.
+
+    >>> split_trailing_space("Hello ", "world")
+    ('Hello', ' world')"""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
+def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of many strings at once (`encode_batch` uses all cores), no special tokens added."""
+    return [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def encode_requests(tokenizer, pairs: list[tuple[str, str]], mode: str, eot: int) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) strings → (context_ids, continuation_ids), tokenised as `mode` says.
+
+    "lm-eval": encode(context + continuation) once, encode(context) alone, continuation ids = the whole
+    encoding minus its first len(context ids) tokens (lm-eval's HFLM `_encode_pair`).
+    "linnet"/"nanogpt": the two strings are encoded separately and simply concatenated.
+    An empty context becomes [eot], as lm-eval does for models without a BOS token."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "lm-eval":
+        pairs = [split_trailing_space(c, k) for c, k in pairs]
+    contexts = encode_many(tokenizer, [c for c, _ in pairs])
+    if mode == "lm-eval":
+        wholes = encode_many(tokenizer, [c + k for c, k in pairs])
+        continuations = [whole[len(ctx):] for whole, ctx in zip(wholes, contexts)]
+    else:
+        continuations = encode_many(tokenizer, [k for _, k in pairs])
+    return [(ctx or [eot], cont) for ctx, cont in zip(contexts, continuations)]
+
+
+def example_pairs(example: dict, mode: str) -> list[tuple[str, str]]:
+    """The 4 (context, continuation) strings of one example for `mode` (see the table above)."""
+    if mode == "nanogpt":
+        return [(example["raw_ctx"], " " + ending) for ending in example["raw_endings"]]
+    return [(example["context"], " " + choice) for choice in example["choices"]]
+
+
+# --- 3. Scoring requests: the plain reference, then the batched fast path ----------------------------
+
+def model_logits(model, idx: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) for token ids (B, T). 02's `forward(idx)` returns (logits, loss)."""
+    out = model(idx)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def window_of(model) -> int:
+    """How many tokens the model reads at once (its block_size: 1024 for linnet).
+
+    Works on a plain 02 model, a torch.compile'd one, and a DDP-wrapped one (`.module`)."""
+    config = getattr(model, "config", None) or model.module.config
+    return config.block_size
+
+
+def cut_to_window(context_ids: list[int], continuation_ids: list[int], window: int) -> tuple[list[int], int]:
+    """The tokens for one request (inputs are all but the last, targets all but the first) and how
+    many of its last targets are continuation tokens to score.
+
+    If context + continuation is longer than window + 1 tokens the context is cut from the left, as
+    lm-eval does. linnet's own wrapper did not cut, but with its 1,024-token window no HellaSwag
+    example is long enough to matter. Only a toy window (05's tiny model reads 64 tokens) can be
+    shorter than an ending (WikiHow endings reach ~100 tiny-tokenizer tokens): then the ending's own
+    first tokens become the context and only its last `window` tokens are scored (lm-eval has no rule
+    for this case).
+
+    >>> cut_to_window([1, 2, 3, 4], [5, 6], window=3)
+    ([3, 4, 5, 6], 2)
+    >>> cut_to_window([1, 2], [5, 6, 7, 8], window=3)
+    ([5, 6, 7, 8], 3)"""
+    full = (context_ids + continuation_ids)[-(window + 1):]
+    return full, min(len(continuation_ids), window)
+
+
+@torch.no_grad()
+def score_requests_one_by_one(model, requests, window: int | None = None, device=None) -> list[np.ndarray]:
+    """Reference scorer: one request per forward pass, no padding, full log-softmax.
+
+    Returns, per request, the log-probabilities (nats) of its continuation tokens, each given every
+    token before it. Slow but obviously right; `score_requests` must agree with it."""
+    window = window or window_of(model)
+    device = device or next(model.parameters()).device
+    results = []
+    for context_ids, continuation_ids in requests:
+        full, n_cont = cut_to_window(context_ids, continuation_ids, window)
+        idx = torch.tensor(full[:-1], device=device)[None]          # (1, T)
+        targets = torch.tensor(full[1:], device=device)             # (T,)
+        logprobs = model_logits(model, idx)[0].float().log_softmax(-1)  # (T, V)
+        token_logprobs = logprobs[torch.arange(len(targets)), targets]  # (T,)
+        results.append(token_logprobs[-n_cont:].cpu().double().numpy())
+    return results
+
+
+@torch.no_grad()
+def score_requests(model, requests, batch_size: int = 64, window: int | None = None, device=None,
+                   bf16: bool = True) -> list[np.ndarray]:
+    """Fast scorer, same output as `score_requests_one_by_one`.
+
+    Requests are sorted longest first and run `batch_size` at a time, each row padded on the right to
+    the longest in its batch. Padding is harmless because attention is causal (position t never sees
+    t+1…) and the MoE is dropless (a padding token cannot take an expert slot from a real token).
+    Only the continuation positions get a log-softmax: (N, V) rather than (B, T, V). On CUDA the
+    forward runs under bf16 autocast (log-softmax in fp32)."""
+    window = window or window_of(model)
+    device = torch.device(device or next(model.parameters()).device)
+    inputs = [cut_to_window(c, k, window) for c, k in requests]
+    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))
+    results: list[np.ndarray | None] = [None] * len(inputs)
+    use_bf16 = bf16 and device.type == "cuda"
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        max_len = max(len(inputs[i][0]) for i in batch) - 1
+        idx = np.zeros((len(batch), max_len), dtype=np.int64)          # (B, T) inputs, right-padded with 0
+        targets = np.zeros((len(batch), max_len), dtype=np.int64)      # (B, T) next tokens
+        scored = np.zeros((len(batch), max_len), dtype=bool)           # (B, T) True at continuation targets
+        for row, i in enumerate(batch):
+            full, n_cont = inputs[i]
+            idx[row, :len(full) - 1] = full[:-1]
+            targets[row, :len(full) - 1] = full[1:]
+            scored[row, len(full) - 1 - n_cont:len(full) - 1] = True
+        scored_t = torch.from_numpy(scored).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model_logits(model, torch.from_numpy(idx).to(device))   # (B, T, V)
+        logprobs = logits[scored_t].float().log_softmax(-1)             # (N, V): continuation positions only
+        wanted = torch.from_numpy(targets).to(device)[scored_t]          # (N,)
+        token_logprobs = logprobs.gather(1, wanted[:, None])[:, 0]       # (N,), row-major = batch order
+        counts = scored.sum(1).tolist()
+        for i, chunk in zip(batch, token_logprobs.double().cpu().split(counts)):
+            results[i] = chunk.numpy()
+    return results
+
+
+# --- 4. From log-probs to the three accuracies ----------------------------------------------------
+
+def choose_endings(token_logprobs: list[np.ndarray], choices: list[str]) -> dict:
+    """The three decisions for one example, from its 4 endings' continuation-token log-probs.
+
+    acc:      argmax of the sum of log-probs                (long endings pay for every token)
+    acc_norm: argmax of sum / len(choice) in characters     (lm-eval: the preprocessed choice,
+              without the joining space)
+    mean:     argmax of the mean log-prob per token         (the nanoGPT/llm.c rule, used with the
+              "nanogpt" requests)
+    Ties go to the first ending (np.argmax), as in lm-eval.
+
+    >>> r = choose_endings([np.array([-3.0]), np.array([-1.0] * 5)], ["a" * 30, "b" * 40])
+    >>> r["pred"], r["pred_norm"], r["pred_mean"]   # sum -3 > -5; -3/30 > -5/40; mean -1 > -3
+    (0, 0, 1)"""
+    sums = np.array([lp.sum() for lp in token_logprobs])
+    per_char = sums / np.array([max(len(c), 1) for c in choices])
+    means = np.array([lp.mean() for lp in token_logprobs])
+    return {"logprob_sum": sums.tolist(), "logprob_per_char": per_char.tolist(), "logprob_mean": means.tolist(),
+            "pred": int(np.argmax(sums)), "pred_norm": int(np.argmax(per_char)), "pred_mean": int(np.argmax(means))}
+
+
+def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int = 64, device=None,
+                       mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
+                       one_by_one: bool = False) -> dict:
+    """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
+
+    mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
+    mode "linnet":  the same with context and ending tokenised separately — linnet's protocol; its
+                    ≈ 38 % is `acc` in this mode on the first 3,000 examples.
+    nanogpt=True also scores the nanoGPT-style requests (raw ctx, " " + raw ending, mean log-prob per
+    token) — a second set of 4 requests per example — for `acc_nanogpt`.
+    The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
+    if mode not in ("lm-eval", "linnet"):
+        raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
+    eot = tokenizer_lib.eot_id(tokenizer)
+    started = time.time()
+    pairs = [p for ex in examples for p in example_pairs(ex, mode)]
+    requests = encode_requests(tokenizer, pairs, mode, eot)
+    if nanogpt:
+        nano_pairs = [p for ex in examples for p in example_pairs(ex, "nanogpt")]
+        requests += encode_requests(tokenizer, nano_pairs, "nanogpt", eot)
+    was_training = model.training
+    model.eval()
+    try:
+        if one_by_one:
+            scores = score_requests_one_by_one(model, requests, window, device)
+        else:
+            scores = score_requests(model, requests, batch_size, window, device)
+    finally:
+        model.train(was_training)
+
+    records = []
+    n = len(examples)
+    for i, ex in enumerate(examples):
+        record = {"ind": ex["ind"], "label": ex["label"], "source": ex["source"], "split_type": ex["split_type"],
+                  "context_tokens": len(requests[4 * i][0]), "context": ex["context"], "choices": ex["choices"]}
+        record.update(choose_endings(scores[4 * i:4 * i + 4], ex["choices"]))
+        if nanogpt:
+            nano = choose_endings(scores[4 * (n + i):4 * (n + i) + 4], ex["raw_endings"])
+            record["nanogpt_mean"], record["pred_nanogpt"] = nano["logprob_mean"], nano["pred_mean"]
+        records.append(record)
+    return {
+        "mode": mode,
+        "n": n,
+        "acc": float(np.mean([r["pred"] == r["label"] for r in records])),
+        "acc_norm": float(np.mean([r["pred_norm"] == r["label"] for r in records])),
+        "acc_nanogpt": float(np.mean([r["pred_nanogpt"] == r["label"] for r in records])) if nanogpt else None,
+        "seconds": time.time() - started,
+        "records": records,
+    }
+
+
+def binomial_sd(n: int, p: float = 0.25) -> float:
+    """Standard deviation of an accuracy measured on n examples when the true rate is p.
+
+    >>> round(100 * binomial_sd(1000), 2)   # points, for guessing on 1,000 examples
+    1.37"""
+    return math.sqrt(p * (1 - p) / n)
+
+
+# --- 5. Breakdowns: where does the model do better than guessing? -------------------------------------
+
+def accuracy_by(records: list[dict], key, pred: str = "pred_norm") -> dict:
+    """{group: (accuracy, n)} for records grouped by `key` (a field name or a function of a record)."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[key(r) if callable(key) else r[key]].append(r[pred] == r["label"])
+    return {g: (float(np.mean(v)), len(v)) for g, v in sorted(groups.items())}
+
+
+def context_length_bins(records: list[dict], n_bins: int = 4) -> list[int]:
+    """Bin edges (in context tokens) that cut the examples into `n_bins` groups of about equal size."""
+    lengths = np.array([r["context_tokens"] for r in records])
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n_bins + 1)).round().astype(int))
+    return edges.tolist()
+
+
+def length_bin_label(length: int, edges: list[int]) -> str:
+    """The name of the bin that holds `length`, e.g. '41–57 tok'; bins are (lo, hi], the first [lo, hi]."""
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if length <= hi:
+            return f"{lo if lo == edges[0] else lo + 1}–{hi} tok"
+    return f">{edges[-1]} tok"
+
+
+def breakdowns(records: list[dict]) -> dict:
+    """acc_norm by source (ActivityNet/WikiHow), split type (zeroshot/indomain) and context length."""
+    edges = context_length_bins(records)
+    by_length = accuracy_by(records, lambda r: length_bin_label(r["context_tokens"], edges))
+    by_length = dict(sorted(by_length.items(), key=lambda kv: int(re.match(r">?(\d+)", kv[0]).group(1))))
+    return {"source": accuracy_by(records, "source"), "split_type": accuracy_by(records, "split_type"),
+            "context_length": by_length}
+
+
+# --- 6. Bits per byte on the validation shard ----------------------------------------------------------
+
+@torch.no_grad()
+def bits_per_byte(model, data_dir: str | Path, batch_size: int = 8, seq_len: int | None = None,
+                  max_batches: int | None = 50, device=None) -> dict:
+    """Cross-entropy on 04's validation shard, in bits per byte of text.
+
+    bpb = mean CE (nats/token) / (ln 2 · bytes per token), bytes per token from 04's manifest
+    (`val_bytes_per_token`). Dividing by bytes makes models with different tokenizers comparable:
+    a tokenizer with longer tokens has a higher loss per token but not per byte.
+    Reads the validation windows in order through 04's `val_batches` (T + 1 tokens each), at most
+    `max_batches` batches (None: the whole validation shard). linnet: ≈ 1.21 bpb, measured on dclm text
+    only (DATA.md) — our validation shard mixes both sources, so expect a different number for the same
+    model. Evaluation loss is cross-entropy alone (no MoE balance term)."""
+    manifest = data_lib.read_manifest(data_dir)
+    seq_len = seq_len or window_of(model)
+    device = torch.device(device or next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    total_nats, total_tokens = 0.0, 0
+    try:
+        for x, y in data_lib.val_batches(data_dir, batch_size, seq_len, max_batches):   # (B, T), (B, T)
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model_logits(model, x)                                        # (B, T, V)
+            total_nats += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+            total_tokens += y.numel()
+    finally:
+        model.train(was_training)
+    loss = total_nats / total_tokens
+    bytes_per_token = float(manifest["val_bytes_per_token"])
+    return {"loss": loss, "bytes_per_token": bytes_per_token, "bpb": loss / (math.log(2) * bytes_per_token),
+            "tokens": total_tokens}
+
+
+# --- 7. Loading a model and a tokenizer -------------------------------------------------------------
+
+def load_model(path: str | Path, device=None):
+    """A model from any of: a 05 checkpoint `.pt` (a dict with "model" and "config"), linnet's
+    `pytorch_model.bin` / `.safetensors`, or a directory holding one (02's `LLM.from_pretrained`)."""
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"error: no checkpoint at {path}: train one with python 05_train.py, "
+                         f"or pass --checkpoint PATH (a 05 .pt, or linnet's pytorch_model.bin)")
+    if path.is_dir() or path.suffix == ".safetensors" or path.name == "pytorch_model.bin":
+        model = model_lib.LLM.from_pretrained(path)
+    else:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
+            raise SystemExit(f"error: {path} is not a 05_train checkpoint (no 'model' and 'config'): "
+                             f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
+        model = model_lib.LLM(model_lib.LLMConfig(**checkpoint["config"]))
+        model_lib.load_linnet_state_dict(model, checkpoint["model"])
+    return model.to(device or model_lib.default_device()).eval()
+
+
+def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 256, moe_impl: str = "auto"):
+    """A random-weights 02 model of 05's tiny shape (depth 2, 64 wide, 4 experts top-2): what
+    `--preset tiny` scores when 05 has not made a checkpoint. Its window (256) holds every HellaSwag
+    context of the tiny tokenizer."""
+    torch.manual_seed(seed)
+    config = model_lib.LLMConfig(depth=2, block_size=block_size, vocab_size=vocab_size, n_experts=4,
+                                 n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1, head_dim=32, ffn_dim=128,
+                                 moe_impl=moe_impl)
+    return model_lib.LLM(config).to(device or "cpu").eval()
+
+
+def tokenizer_for(path: Path, preset: str):
+    """The tokenizer at `path`; for the tiny preset, a vocab-1024 one trained in memory if it is missing."""
+    if path.is_file():
+        return tokenizer_lib.load_tokenizer(path)
+    if preset != "tiny":
+        raise SystemExit(f"error: no tokenizer at {path}: run python 01_tokenizer.py first, or pass --tokenizer PATH")
+    print(f"no tokenizer at {path}: training a vocab-1024 one in memory (run python 01_tokenizer.py --preset tiny to keep one)")
+    texts = tokenizer_lib.iter_texts(tokenizer_lib.find_tiny_data())
+    return tokenizer_lib.train_tokenizer(texts, tokenizer_lib.TINY_VOCAB_SIZE, show_progress=False)
+
+
+# --- 8. Plots -----------------------------------------------------------------------------------------
+
+REFERENCE_LINES = [(25.0, "random guess", "grey"), (31.1, "GPT-2 124M acc_norm", "tab:blue"),
+                   (38.0, "linnet acc (first 3,000, separate tok.)", "tab:red")]
+
+
+def plot_methods(results: dict, linnet_result: dict | None, out_dir: Path, label: str):
+    """Bars: acc, acc_norm, nanoGPT-style (and linnet's protocol), against reference models."""
+    import matplotlib.pyplot as plt
+
+    names = ["acc", "acc_norm", "nanoGPT-style\n(mean/token)"]
+    values = [results["acc"], results["acc_norm"], results["acc_nanogpt"]]
+    if linnet_result is not None:
+        names.append(f"linnet protocol\nacc, first {linnet_result['n']:,}")
+        values.append(linnet_result["acc"])
+    values = [100 * v for v in values]
+    sds = [100 * binomial_sd(results["n"])] * 3 + ([100 * binomial_sd(linnet_result["n"])] if linnet_result else [])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bars = ax.bar(names, values, color=["tab:orange", "tab:green", "tab:purple", "tab:red"][:len(names)],
+                  yerr=[2 * sd for sd in sds], capsize=6)
+    for bar, v in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, v / 2, f"{v:.1f}", ha="center", color="white", fontsize=12)
+    for y, text, color in REFERENCE_LINES:
+        ax.axhline(y, ls="--", color=color, lw=1, label=f"{text}: {y}")
+    ax.set_ylim(0, max(45, max(values) + 8))
+    ax.set_ylabel("HellaSwag accuracy (%)")
+    ax.set_title(f"{label}: one model, three scorings (n = {results['n']:,}, error bars ±2 binomial sd)")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def plot_breakdown(records: list[dict], out_dir: Path, label: str):
+    """acc_norm by source, split type and context length, each bar with the ±2 sd band of guessing."""
+    import matplotlib.pyplot as plt
+
+    parts = breakdowns(records)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True,
+                             gridspec_kw={"width_ratios": [2, 2, len(parts["context_length"])]})
+    for ax, (title, groups) in zip(axes, [("by source", parts["source"]), ("by split type", parts["split_type"]),
+                                          ("by context length (tokens)", parts["context_length"])]):
+        names = list(groups)
+        accs = [100 * groups[g][0] for g in names]
+        errs = [200 * binomial_sd(groups[g][1]) for g in names]
+        ax.bar(names, accs, color="tab:green", alpha=0.8)
+        ax.errorbar(names, [25] * len(names), yerr=errs, fmt="none", ecolor="grey", capsize=8, lw=2,
+                    label="guessing: 25 ± 2 sd")
+        for x, (a, g) in enumerate(zip(accs, names)):
+            ax.text(x + 0.08, a + 0.8, f"{a:.1f}\nn={groups[g][1]:,}", ha="left", fontsize=8)
+        ax.axhline(25, color="grey", ls="--", lw=1)
+        ax.set_title(title if len(names) > 1 else f"{title} (only {names[0]} in this subset)")
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].set_ylabel("acc_norm (%)")
+    axes[0].set_ylim(0, max(50, max(100 * g[0] for p in parts.values() for g in p.values()) + 10))
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"{label}: where is the model above the grey guessing band?")
+    return fig
+
+
+def plot_examples(records: list[dict], out_dir: Path, label: str, k: int = 4):
+    """k examples: the model's acc_norm score (log-prob per character) of each ending; right one green."""
+    import matplotlib.pyplot as plt
+    import textwrap
+
+    fig, axes = plt.subplots(k, 1, figsize=(11, 2.6 * k))
+    for ax, r in zip(np.atleast_1d(axes), records[:k]):
+        scores = np.array(r["logprob_per_char"])
+        left = scores.min() - 0.25 * (np.ptp(scores) + 1e-3)       # bars start here: longer = preferred
+        colors = ["tab:green" if i == r["label"] else "lightgray" for i in range(4)]
+        edges = ["black" if i == r["pred_norm"] else "none" for i in range(4)]
+        ax.barh(range(4), scores - left, left=left, color=colors, edgecolor=edges, linewidth=2)
+        for i, s in enumerate(scores):
+            ax.text(s, i, f" {s:.3f}", va="center", fontsize=8)
+        ax.set_yticks(range(4))
+        ax.set_yticklabels([textwrap.shorten(c, 60) for c in r["choices"]], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(left, scores.max() + 0.25 * (np.ptp(scores) + 1e-3))
+        verdict = "right" if r["pred_norm"] == r["label"] else "wrong"
+        ax.set_title(textwrap.shorten(r["context"], 110) + f"   [{verdict}]", fontsize=9, loc="left")
+        ax.set_xlabel("log-prob per character (higher = preferred); green = correct, black outline = model's pick",
+                      fontsize=8)
+    fig.suptitle(f"{label}: per-ending scores on the first {k} examples")
+    fig.tight_layout()
+    return fig
+
+
+# --- 9. main -----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Evaluate a linnet model: HellaSwag 0-shot (lm-eval's acc and acc_norm, plus the nanoGPT-style "
+                    "number), bits per byte on 04's validation shard, and a sample. --preset tiny runs in under a "
+                    "minute on a CPU (a random-weights tiny model if 05 has not made a checkpoint: expect ~25%).")
+    tokenizer_lib.add_common_args(parser, "06_eval")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
+    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
+    parser.add_argument("--hellaswag-file", type=Path, default=None,
+                        help="the HellaSwag validation jsonl (default: cached download, else ../shared/data/hellaswag)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="score only the first N examples (default: all 10,042; tiny: 200)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="sequences (endings) per forward pass (default: 512 on CUDA, 32 on CPU)")
+    parser.add_argument("--linnet-compat", action="store_true",
+                        help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
+    parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04_data output with the validation shard (default: out/04_data/)")
+    parser.add_argument("--bpb-batches", type=int, default=None, help="batches for bits per byte (default: 20; tiny: 4)")
+    parser.add_argument("--sample", type=str, default=None, help="also generate a continuation of this prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="length of the sample (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
+    parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
+    return parser
+
+
+def get_model(args, tokenizer, device):
+    """The checkpoint if there is one; for the tiny preset without one, a random-weights tiny model."""
+    path = args.checkpoint or DEFAULT_CHECKPOINT
+    if args.checkpoint is None and args.preset == "tiny" and not path.exists():
+        print("=" * 78 + "\nRANDOM WEIGHTS: no checkpoint at out/05_train/latest.pt, so this scores an untrained tiny "
+              "model.\nExpect ~25% (guessing). Run python 05_train.py --preset tiny for a trained one.\n" + "=" * 78)
+        return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
+    model = load_model(path, device)
+    if tokenizer.get_vocab_size() > model.config.vocab_size:
+        raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
+                         f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
+    return model, path.name
+
+
+def run_bpb(args, model, tokenizer, device) -> dict | None:
+    """Bits per byte if 04's shards are there and were made with this tokenizer; else say why not."""
+    if not (args.data_dir / "manifest.json").is_file():
+        print(f"bits per byte: skipped (no shards in {args.data_dir}: run python 04_data.py --preset {args.preset})")
+        return None
+    manifest = data_lib.read_manifest(args.data_dir)
+    expected = manifest.get("tokenizer_sha256")
+    if expected and expected != tokenizer_lib.tokenizer_sha256(tokenizer):
+        print(f"bits per byte: skipped (the shards in {args.data_dir} were made with another tokenizer)")
+        return None
+    batches = args.bpb_batches or (4 if args.preset == "tiny" else 20)
+    result = bits_per_byte(model, args.data_dir, batch_size=8, max_batches=batches, device=device)
+    print(f"bits per byte: {result['bpb']:.3f} (loss {result['loss']:.3f} nats/token, "
+          f"{result['bytes_per_token']:.2f} bytes/token, {result['tokens']:,} tokens; linnet ≈ 1.21 on dclm text)")
+    return result
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    device = torch.device(args.device or model_lib.default_device())
+    tokenizer = tokenizer_for(args.tokenizer, args.preset)
+    model, label = get_model(args, tokenizer, device)
+    batch_size = args.batch_size or (512 if device.type == "cuda" else 32)
+    limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
+    summary = {"model": label, "preset": args.preset}
+
+    if not args.no_hellaswag:
+        hs_path = find_hellaswag_file(args.hellaswag_file)
+        examples = load_hellaswag(hs_path, limit)
+        result = evaluate_hellaswag(model, tokenizer, examples, batch_size, device)
+        sd = 100 * binomial_sd(result["n"])
+        print(f"HellaSwag ({hs_path.name}, first {result['n']:,} examples, {result['seconds']:.1f} s): "
+              f"acc {100 * result['acc']:.1f}  acc_norm {100 * result['acc_norm']:.1f}  "
+              f"nanoGPT-style {100 * result['acc_nanogpt']:.1f}  (guessing: 25 ± {sd:.1f} sd)")
+        linnet_result = None
+        if args.linnet_compat:
+            compat = examples[:LINNET_COMPAT_LIMIT] if len(examples) >= LINNET_COMPAT_LIMIT else load_hellaswag(hs_path, LINNET_COMPAT_LIMIT)
+            linnet_result = evaluate_hellaswag(model, tokenizer, compat, batch_size, device, mode="linnet", nanogpt=False)
+            print(f"linnet's number (acc, separate tokenisation, first {linnet_result['n']:,}): "
+                  f"{100 * linnet_result['acc']:.1f}  (model card ≈ 38)")
+            summary["linnet_protocol"] = {k: v for k, v in linnet_result.items() if k != "records"}
+        for name, groups in breakdowns(result["records"]).items():
+            print(f"  acc_norm by {name}: " + ", ".join(f"{g} {100 * a:.1f} (n={n})" for g, (a, n) in groups.items()))
+        summary["hellaswag"] = result
+        tokenizer_lib.save_plot(plot_methods(result, linnet_result, args.out, label), args.out, "hellaswag_methods",
+                                "acc vs acc_norm vs nanoGPT-style for one model: bars inside the grey 25% band are guessing")
+        tokenizer_lib.save_plot(plot_breakdown(result["records"], args.out, label), args.out, "hellaswag_breakdown",
+                                "acc_norm per source / split / context length: a bar is only signal above its ±2 sd band")
+        tokenizer_lib.save_plot(plot_examples(result["records"], args.out, label), args.out, "hellaswag_examples",
+                                "the model's per-character score of each ending: does the green (correct) bar stick out?")
+
+    summary["bpb"] = run_bpb(args, model, tokenizer, device)
+    if args.sample is not None:
+        text = model.generate(args.sample, tokenizer, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_k=args.top_k)
+        print(f"sample: {text!r}")
+        summary["sample"] = text
+    with tokenizer_lib.atomic_path(args.out / "results.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    print(f"wrote {args.out / 'results.json'} in {time.time() - started:.1f} s total")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Throughput of linnet training steps: tokens/s, MFU, peak memory, and where the time goes.
+
+Builds the linnet model (02) on random tokens, runs the real training step of 05 (forward + backward over
+the micro-batches, clipping, Muon + AdamW from 03), warms up, then times full steps. Every number in
+BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
+
+    python bench/throughput.py                                # linnet: depth 12, 32×1024 micro-batch, compiled
+    python bench/throughput.py --moe reference --no-compile   # the readable path, eager
+    python bench/throughput.py --what fwdbwd --micro-batch 16  # forward+backward only (issue: 02 speed)
+    python bench/throughput.py --what optimizer               # one optimizer step: ours vs torch.optim.Muon vs AdamW
+    python bench/throughput.py --profile out/bench/profile.txt # top kernels by CUDA time
+    python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
+
+MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (ARCHITECTURE.md) against 989 TFLOP/s.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+model_lib = importlib.import_module("02_model")
+muon_lib = importlib.import_module("03_muon")
+train_lib = importlib.import_module("05_train")
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_batches(n, micro_batch, seq_len, vocab, device, generator):
+    for _ in range(n):
+        x = torch.randint(0, vocab, (micro_batch, seq_len), generator=generator).to(device)
+        yield x, torch.roll(x, -1, dims=1)
+
+
+def build(args, device):
+    config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab,
+                                 moe_impl=args.moe)
+    torch.manual_seed(0)
+    model = model_lib.LLM(config).to(device)
+    runner = torch.compile(model) if args.compile else model
+    return model, runner, config
+
+
+def time_steps(args, device):
+    """Full training steps (fwd+bwd+optimizer), the headline number."""
+    model, runner, config = build(args, device)
+    cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
+                                total_batch_tokens=args.micro_batch * args.seq_len * args.accum)
+    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(0)
+    tokens = cfg.total_batch_tokens
+    for _ in range(args.warmup):
+        loss, _, _ = train_lib.train_step(model, runner, optimizers,
+                                          random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen),
+                                          cfg, device)
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    batches = [list(random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen))
+               for _ in range(args.steps)]
+    synchronize(device)
+    t0 = time.perf_counter()
+    for step_batches in batches:
+        loss, _, _ = train_lib.train_step(model, runner, optimizers, step_batches, cfg, device)
+    synchronize(device)
+    dt = (time.perf_counter() - t0) / args.steps
+    result = report(args, device, config, tokens, dt, what="full step (fwd+bwd+optimizer)")
+    result["loss"] = loss.item()
+    result["phases_ms"] = phase_breakdown(model, runner, optimizers, cfg, args, device, gen)
+    return result
+
+
+def phase_breakdown(model, runner, optimizers, cfg, args, device, gen):
+    """Forward, backward, optimizer and data time per step, each fenced by a synchronize (so they add up
+    to a bit more than an unfenced step)."""
+    phases = dict(data=0.0, forward=0.0, backward=0.0, optimizer=0.0)
+    n = max(1, min(args.steps, 3))
+    for _ in range(n):
+        for _ in range(args.accum):
+            t = time.perf_counter()
+            x, y = next(random_batches(1, args.micro_batch, args.seq_len, args.vocab, device, gen))
+            synchronize(device); phases["data"] += time.perf_counter() - t; t = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                _, loss = runner(x, y)
+            synchronize(device); phases["forward"] += time.perf_counter() - t; t = time.perf_counter()
+            (loss / args.accum).backward()
+            synchronize(device); phases["backward"] += time.perf_counter() - t
+        t = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        for opt in optimizers:
+            opt.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        synchronize(device); phases["optimizer"] += time.perf_counter() - t
+    return {k: round(1000 * v / n, 2) for k, v in phases.items()}
+
+
+def time_fwdbwd(args, device):
+    """Forward + backward of one micro-batch only (no optimizer): the model's own speed."""
+    model, runner, config = build(args, device)
+    gen = torch.Generator().manual_seed(0)
+    batches = list(random_batches(args.steps + args.warmup, args.micro_batch, args.seq_len, args.vocab, device, gen))
+    for i, (x, y) in enumerate(batches):
+        if i == args.warmup:
+            synchronize(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            _, loss = runner(x, y)
+        loss.backward()
+    synchronize(device)
+    dt = (time.perf_counter() - t0) / args.steps
+    return report(args, device, config, args.micro_batch * args.seq_len, dt, what="forward+backward")
+
+
+def time_optimizer(args, device):
+    """One optimizer step for the whole model: ours (03) vs torch.optim.Muon vs AdamW on everything."""
+    model, _, _ = build(args, device)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    results = {}
+
+    def bench(name, optimizers):
+        for _ in range(args.warmup):
+            for opt in optimizers:
+                opt.step()
+        synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            for opt in optimizers:
+                opt.step()
+        synchronize(device)
+        results[name] = round(1000 * (time.perf_counter() - t0) / args.steps, 2)
+
+    ours, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
+    bench("ours: Muon (03, batched over experts) + AdamW", ours)
+    if hasattr(torch.optim, "Muon"):
+        # torch.optim.Muon takes 2-D matrices only: give it every expert matrix as its own view-free copy
+        matrices = [p for p in model.parameters() if p.ndim == 2 and p.shape[0] != model.config.vocab_size]
+        per_expert = [torch.nn.Parameter(m.detach().clone()) for p in model.parameters() if p.ndim == 3
+                      and p.shape[-1] != 3 for m in p]
+        for q in per_expert:
+            q.grad = torch.randn_like(q) * 1e-3
+        rest = [p for p in model.parameters() if p.ndim == 1 or p.shape[0] == model.config.vocab_size
+                or p.shape[-1] == 3]
+        bench("torch.optim.Muon (one call per matrix) + AdamW",
+              [torch.optim.Muon(matrices + per_expert, lr=1e-2),
+               torch.optim.AdamW(rest, lr=1e-3, fused=device.type == "cuda")])
+    bench("AdamW on all parameters (fused on CUDA)",
+          [torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda")])
+    return {"what": "optimizer step (ms)", **results, "device": device_name(device), "torch": torch.__version__}
+
+
+def device_name(device):
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def report(args, device, config, tokens, seconds, what):
+    flops = model_lib.flops_per_token(config, args.seq_len)
+    tokens_per_s = tokens / seconds
+    peak = train_lib.peak_flops(device)
+    return {"what": what, "moe": args.moe, "compile": args.compile, "micro_batch": args.micro_batch,
+            "accum": args.accum, "ms": round(1000 * seconds, 1), "tokens_per_s": round(tokens_per_s),
+            "mfu_percent": round(100 * tokens_per_s * flops / peak, 1) if peak else None,
+            "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 1) if device.type == "cuda" else None,
+            "device": device_name(device), "torch": torch.__version__}
+
+
+def profile(args, device, path):
+    model, runner, config = build(args, device)
+    cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
+                                total_batch_tokens=args.micro_batch * args.seq_len * args.accum)
+    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(args.warmup):
+        train_lib.train_step(model, runner, optimizers,
+                             random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen), cfg, device)
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        train_lib.train_step(model, runner, optimizers,
+                             random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen), cfg, device)
+        synchronize(device)
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prof.key_averages().table(sort_by=sort, row_limit=40))
+    print(f"profile: {path} — the top 40 kernels of one full step by {sort}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--what", choices=["step", "fwdbwd", "optimizer"], default="step")
+    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--vocab", type=int, default=32768)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--micro-batch", type=int, default=32)
+    p.add_argument("--accum", type=int, default=2, help="micro-steps per timed step (linnet: 16 at micro-batch 32)")
+    p.add_argument("--moe", choices=["auto", "reference", "grouped"], default="auto")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--profile", type=Path, default=None, help="write the top kernels of one step to this file")
+    p.add_argument("--json", type=Path, default=None, help="append the result as one JSON line to this file")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.compile is None:
+        args.compile = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if args.profile:
+        profile(args, device, args.profile)
+        return
+    result = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer}[args.what](args, device)
+    print(json.dumps(result))
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"argv": sys.argv[1:], **result}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""05_train.py: the tiny run end to end, exact resume, Ctrl-C, the NaN guard, the schedule, gradient
+accumulation and DDP (2 CPU processes over gloo)."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import REPO_DIR, lesson, require_shared, run_script
+
+train_lib = lesson("05_train")
+model_lib = lesson("02_model")
+muon_lib = lesson("03_muon")
+
+
+def read_steps(out_dir):
+    lines = [json.loads(l) for l in (out_dir / "log.jsonl").read_text().splitlines()]
+    return [r for r in lines if r.get("kind") != "eval"], [r for r in lines if r.get("kind") == "eval"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """`python 05_train.py` on a machine without CUDA, as a new user runs it: it must say it falls back to
+    the tiny preset, build the tokenizer (01) and the shards (04) it needs, train, evaluate and plot."""
+    require_shared("corpus")
+    require_shared("hellaswag", "hellaswag_val.jsonl")
+    root = tmp_path_factory.mktemp("tiny_run")
+    tokenizer, data_dir, out = root / "tok" / "tokenizer.json", root / "data", root / "train"
+    started = time.time()
+    result = run_script("05_train.py", "--tokenizer", str(tokenizer), "--data-dir", str(data_dir),
+                        "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return dict(result=result, tokenizer=tokenizer, data_dir=data_dir, out=out, seconds=time.time() - started)
+
+
+@pytest.mark.slow
+def test_default_run_on_cpu_falls_back_to_tiny_and_learns(tiny_run):
+    result, out = tiny_run["result"], tiny_run["out"]
+    assert "No CUDA GPU found" in result.stdout
+    assert tiny_run["tokenizer"].exists() and (tiny_run["data_dir"] / "manifest.json").exists()
+    steps, evals = read_steps(out)
+    assert len(steps) == train_lib.PRESETS["tiny"].planned_steps
+    first = sum(r["loss"] for r in steps[:5]) / 5
+    last = sum(r["loss"] for r in steps[-20:]) / 20
+    assert last < first - 1.5, (first, last)            # ln(1024) ≈ 6.9 at the start
+    assert evals and all(math.isfinite(r["val_bpb"]) for r in evals)
+    assert "hellaswag_acc" in evals[-1]
+    for name in ("loss", "lr_gradnorm", "throughput", "experts", "hellaswag"):
+        assert (out / f"{name}.png").stat().st_size > 10_000, name
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == len(steps)
+    assert set(ckpt) >= {"model", "config", "optimizers", "loader", "rng", "git_commit", "train_config"}
+    assert "sample:" in result.stdout
+    assert tiny_run["seconds"] < 240   # the issue asks for ≤ 2 minutes on 2 idle cores; CI cores are shared
+
+
+def run_tiny(tiny_run, out, *args, timeout=300):
+    return run_script("05_train.py", "--preset", "tiny", "--tokenizer", str(tiny_run["tokenizer"]),
+                      "--data-dir", str(tiny_run["data_dir"]), "--out", str(out), "--no-hellaswag",
+                      "--eval-every", "1000", *args, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_resume_is_bit_exact(tiny_run, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_tiny(tiny_run, straight, "--max-steps", "12").returncode == 0
+    first = run_tiny(tiny_run, resumed, "--max-steps", "6")
+    assert first.returncode == 0, first.stderr
+    second = run_tiny(tiny_run, resumed, "--max-steps", "12", "--resume")
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout
+    a, _ = read_steps(straight)
+    b, _ = read_steps(resumed)
+    assert [r["step"] for r in b] == list(range(12))
+    assert [(r["loss"], r["grad_norm"]) for r in a] == [(r["loss"], r["grad_norm"]) for r in b]
+
+
+def test_schedule_key_steps():
+    cfg = train_lib.PRESETS["linnet"]          # 18,965 planned steps, warm-up 1,896, decay from 15,172
+    f = lambda s: train_lib.lr_multiplier(s, cfg)
+    assert f(0) == pytest.approx(1 / 1896)
+    assert f(1895) == pytest.approx(1.0)
+    assert f(1896) == f(10_000) == f(15_171) == 1.0
+    assert f(18_964) == pytest.approx(6e-5 / 1e-3)                   # the end of the cosine: min_lr
+    mid = 15_172 + (18_964 - 15_172) // 2
+    assert f(mid) == pytest.approx(0.06 + 0.94 * 0.5, abs=1e-3)      # half-way down the cosine
+    assert all(f(s) >= f(s + 1) for s in range(15_000, 18_964))       # never rises during the decay
+
+
+def test_batch_must_divide():
+    cfg = train_lib.PRESETS["linnet"]
+    assert train_lib.grad_accum_steps(cfg, 1) == 16
+    assert train_lib.grad_accum_steps(cfg, 8) == 2
+    with pytest.raises(SystemExit, match="not divisible"):
+        train_lib.grad_accum_steps(cfg, 3)
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    """1 × 2B and 2 × B give the same gradient — without the balance term, which is a square of a
+    per-micro-batch mean and so (in linnet too) depends on how the step is cut into micro-batches."""
+    cfg = train_lib.PRESETS["tiny"]
+    config = model_lib.LLMConfig(depth=2, block_size=32, vocab_size=256, n_experts=4, n_active_experts=2,
+                                 balance_coef=0.0, **cfg.model_overrides)
+    torch.manual_seed(0)
+    one, two = model_lib.LLM(config), model_lib.LLM(config)
+    two.load_state_dict(one.state_dict())
+    x = torch.randint(0, 256, (8, 32))
+    y = torch.randint(0, 256, (8, 32))
+    cpu = torch.device("cpu")
+    loss1, norm1, _ = train_lib.train_step(one, one, [], [(x, y)], cfg, cpu)
+    loss2, norm2, _ = train_lib.train_step(two, two, [], [(x[:4], y[:4]), (x[4:], y[4:])], cfg, cpu)
+    assert loss1.item() == pytest.approx(loss2.item(), abs=1e-6)
+    assert norm1.item() == pytest.approx(norm2.item(), rel=1e-5)
+    for (name, p1), p2 in zip(one.named_parameters(), two.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_run, tmp_path):
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, str(REPO_DIR / "05_train.py"), "--preset", "tiny", "--tokenizer", str(tiny_run["tokenizer"]),
+           "--data-dir", str(tiny_run["data_dir"]), "--out", str(out), "--no-hellaswag", "--eval-every", "1000"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "interrupted after step" in stdout and "--resume" in stdout
+    steps, _ = read_steps(out)
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == len(steps) < train_lib.PRESETS["tiny"].planned_steps
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_the_run_and_names_the_checkpoint(tiny_run, tmp_path):
+    out = tmp_path / "nan"
+    assert run_tiny(tiny_run, out, "--max-steps", "3").returncode == 0
+    ckpt_path = out / "latest.pt"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt["model"]["transformer.h.0.attn.c_proj.weight"].fill_(float("nan"))
+    torch.save(ckpt, ckpt_path)
+    result = run_tiny(tiny_run, out, "--max-steps", "6", "--resume")
+    assert result.returncode != 0
+    assert "loss became nan at step 3" in result.stderr and str(ckpt_path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_clear_errors_for_missing_shards_and_wrong_tokenizer(tiny_run, tmp_path):
+    result = run_tiny(tiny_run, tmp_path / "o", "--data-dir", str(tmp_path / "no_shards"), "--preset", "linnet")
+    assert result.returncode != 0 and "04_data.py" in result.stderr and "Traceback" not in result.stderr
+    other = tmp_path / "other_tokenizer.json"
+    tok = lesson("01_tokenizer")
+    tok.save_tokenizer(tok.train_tokenizer(["a tiny different corpus " * 50, "with other words"], 300,
+                                           show_progress=False), other)
+    result = run_tiny(tiny_run, tmp_path / "o2", "--tokenizer", str(other))
+    assert result.returncode != 0 and "another tokenizer" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tiny_run, tmp_path):
+    """torchrun with 2 CPU processes (gloo) and 1 accumulation step each sees the same global batch as one
+    process with 2 accumulation steps: the losses agree (up to float summation order)."""
+    common = ["--preset", "tiny", "--tokenizer", str(tiny_run["tokenizer"]), "--data-dir", str(tiny_run["data_dir"]),
+              "--no-hellaswag", "--eval-every", "1000", "--max-steps", "5", "--total-batch-tokens", "1024"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "05_train.py", *common, "--out", str(tmp_path / "one")], cwd=REPO_DIR,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "05_train.py", *common, "--out", str(tmp_path / "two")], cwd=REPO_DIR, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, _ = read_steps(tmp_path / "one")
+    b, _ = read_steps(tmp_path / "two")
+    assert len(a) == len(b) == 5
+    for ra, rb in zip(a, b):
+        assert rb["loss"] == pytest.approx(ra["loss"], abs=2e-3), (ra["step"], ra["loss"], rb["loss"])

@@ -1,0 +1,275 @@
+"""06_eval: HellaSwag loading and preprocessing, the three scorings, batched == one-by-one, bits per byte."""
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models
+
+from helpers import lesson, require_shared, run_script
+
+ev = lesson("06_eval")
+tok_lib = lesson("01_tokenizer")
+
+
+# --- a model whose answers we can compute by hand: a fixed bigram table -------------------------------
+
+class Bigram(torch.nn.Module):
+    """logits[b, t] = table[idx[b, t]]: the next token depends only on the current one. Same forward
+    signature as 02's LLM, so the real scorer runs on it; the maths is checkable with a pencil."""
+
+    def __init__(self, table: torch.Tensor, block_size: int = 100):
+        super().__init__()
+        self.table = torch.nn.Parameter(table)
+        self.config = type("Config", (), {"block_size": block_size})()
+
+    def forward(self, idx, targets=None):
+        return self.table[idx], None                               # (B, T, V)
+
+
+CHARS = ["<|endoftext|>", " ", "a", "b", "c", "d", "."]
+
+
+def char_tokenizer() -> Tokenizer:
+    """One token per character (a BPE with no merges): ids 0=EOT, 1=' ', 2='a', 3='b', 4='c', 5='d', 6='.'."""
+    tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(CHARS)}, merges=[]))
+    tokenizer.add_special_tokens([CHARS[0]])
+    return tokenizer
+
+
+def bigram_logprob(table, text_ids):
+    logprobs = torch.log_softmax(table, -1)
+    return sum(logprobs[a, b].item() for a, b in zip(text_ids[:-1], text_ids[1:]))
+
+
+def hand_example(context, choices, label):
+    return {"ind": 0, "context": context, "choices": choices, "raw_ctx": context, "raw_endings": choices,
+            "label": label, "source": "wikihow", "split_type": "zeroshot", "activity_label": "test"}
+
+
+def test_char_tokenizer_is_one_token_per_char():
+    assert char_tokenizer().encode("ab c.").ids == [2, 3, 1, 4, 6]
+
+
+def test_bigram_scores_match_hand_computation_and_pick_the_known_answer():
+    # After 'a' the table strongly prefers 'b'; after ' ' it prefers 'a'. So " ab" is the likely ending.
+    table = torch.zeros(7, 7)
+    table[2, 3] = 4.0      # a -> b
+    table[1, 2] = 3.0      # ' ' -> a
+    table[3, 6] = 2.0      # b -> .
+    tokenizer = char_tokenizer()
+    example = hand_example("ca", ["dd.", "ab.", "cd.", "bb."], label=1)
+    result = ev.evaluate_hellaswag(Bigram(table), tokenizer, [example], batch_size=3, device="cpu")
+    record = result["records"][0]
+    for i, choice in enumerate(example["choices"]):
+        ids = tokenizer.encode("ca " + choice).ids
+        expected = bigram_logprob(table, ids[1:])                   # transitions from the last ctx token on
+        assert record["logprob_sum"][i] == pytest.approx(expected, abs=1e-5)
+        assert record["logprob_per_char"][i] == pytest.approx(expected / len(choice), abs=1e-5)
+    assert (record["pred"], record["pred_norm"], record["pred_nanogpt"]) == (1, 1, 1)
+    assert result["acc"] == result["acc_norm"] == result["acc_nanogpt"] == 1.0
+
+
+def test_left_truncation_keeps_bigram_scores():
+    """A bigram only looks one token back, so cutting a long context to a 7-token window must not
+    change any score — but it must go through the truncation path without error."""
+    torch.manual_seed(0)
+    table = torch.randn(7, 7)
+    tokenizer = char_tokenizer()
+    example = hand_example("abcdabcdabcd.abcd", ["ab.", "c", "dd", "a.b.c"], label=0)
+    long = ev.evaluate_hellaswag(Bigram(table, 100), tokenizer, [example], device="cpu")
+    short = ev.evaluate_hellaswag(Bigram(table, 7), tokenizer, [example], device="cpu")
+    assert np.allclose(long["records"][0]["logprob_sum"], short["records"][0]["logprob_sum"], atol=1e-5)
+    assert ev.cut_to_window([1, 2, 3, 4], [5, 6], window=3) == ([3, 4, 5, 6], 2)
+    assert ev.cut_to_window([1], [5, 6, 7], window=2) == ([5, 6, 7], 2)   # ending longer than the window
+
+
+def test_three_scorings_disagree_exactly_as_documented():
+    """sum favours few tokens, per-char favours long strings, per-token mean favours confident tokens."""
+    logprobs = [np.array([-3.0]),              # sum -3.0   per char -3/30 = -0.100  mean -3.0
+                np.array([-2.0, -2.0]),        # sum -4.0   per char -4/8  = -0.500  mean -2.0
+                np.array([-1.0] * 5),          # sum -5.0   per char -5/40 = -0.125  mean -1.0
+                np.array([-2.5])]              # sum -2.5   per char -2.5/5 = -0.500 mean -2.5
+    choices = ["x" * 30, "x" * 8, "x" * 40, "x" * 5]
+    r = ev.choose_endings(logprobs, choices)
+    assert (r["pred"], r["pred_norm"], r["pred_mean"]) == (3, 0, 2)
+    # ties go to the first ending, as np.argmax in lm-eval
+    assert ev.choose_endings([np.array([-1.0])] * 4, ["a"] * 4)["pred"] == 0
+
+
+def test_lm_eval_tokenisation_moves_trailing_space_and_splits_the_whole_string():
+    tokenizer = char_tokenizer()
+    assert ev.split_trailing_space("ab ", "c") == ("ab", " c")
+    (ctx, cont), = ev.encode_requests(tokenizer, [("ab ", "c.")], "lm-eval", eot=0)
+    assert (ctx, cont) == ([2, 3], [1, 4, 6])
+    (ctx, cont), = ev.encode_requests(tokenizer, [("", "ab")], "linnet", eot=0)
+    assert ctx == [0]                                   # empty context → [EOT], as lm-eval does
+
+
+def test_whole_string_split_differs_from_separate_encoding_when_a_merge_crosses_the_boundary():
+    """With a merge "a b" → "ab" and no pre-tokenizer, lm-eval's split and linnet's separate encoding
+    give different continuation tokens for the same strings."""
+    vocab = {c: i for i, c in enumerate(CHARS)}
+    vocab["ab"] = len(vocab)
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[("a", "b")]))
+    (ctx_w, cont_w), = ev.encode_requests(tokenizer, [("ca", "bd")], "lm-eval", eot=0)
+    (ctx_s, cont_s), = ev.encode_requests(tokenizer, [("ca", "bd")], "linnet", eot=0)
+    assert ctx_w == ctx_s == [4, 2]
+    assert cont_s == [3, 5] and cont_w == [5]           # whole "cabd" = c ab d: minus 2 ctx tokens = [d]
+
+
+# --- the data ----------------------------------------------------------------------------------------
+
+def test_preprocessing_matches_lm_eval():
+    assert ev.preprocess("How to dance [title] Stand up. [step] Move your feet.") == "How to dance. Stand up. Move your feet."
+    assert ev.preprocess("  [header] How to tie a tie  ") == " How to tie a tie"   # strip runs first, as in lm-eval
+    assert ev.preprocess("a [b] c [d] e") == "a c e"                  # non-greedy: two spans, not one
+    assert ev.preprocess("x   y") == "x  y"                            # one pass of "  " → " "
+    row = {"ind": 1, "activity_label": "Run", "ctx_a": "A man runs.", "ctx_b": "he JUMPS", "ctx": "A man runs. he JUMPS",
+           "split_type": "zeroshot", "label": 2, "endings": [" one [title] two ", "b", "c", "d"], "source_id": "wikihow~5"}
+    ex = ev.prepare_example(row)
+    assert ex["context"] == "Run: A man runs. He jumps"                # str.capitalize lower-cases the rest
+    assert ex["choices"][0] == "one. two"
+    assert ex["source"] == "wikihow"
+
+
+def test_full_validation_file_parses():
+    path = require_shared("hellaswag", "hellaswag_val.jsonl")
+    examples = ev.load_hellaswag(path)
+    assert len(examples) == 10_042
+    assert Counter(e["label"] for e in examples) == {0: 2515, 1: 2485, 2: 2584, 3: 2458}
+    assert Counter(e["source"] for e in examples) == {"wikihow": 6799, "activitynet": 3243}
+    assert Counter(e["split_type"] for e in examples) == {"zeroshot": 5041, "indomain": 5001}
+    assert all("[" not in e["context"] and "  " not in e["context"] for e in examples[:500])
+
+
+def test_malformed_line_names_the_line(tmp_path):
+    good = require_shared("hellaswag", "hellaswag_val.jsonl").read_text().splitlines()[:2]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(good + ['{"ind": 3, "ctx": "no endings"}']) + "\n")
+    with pytest.raises(SystemExit, match=r"bad.jsonl:3 .*missing field"):
+        ev.load_hellaswag(bad)
+    bad.write_text("\n".join(good + ["not json"]) + "\n")
+    with pytest.raises(SystemExit, match=r"bad.jsonl:3 "):
+        ev.load_hellaswag(bad)
+    with pytest.raises(SystemExit, match="does not exist"):
+        ev.load_hellaswag(tmp_path / "absent.jsonl")
+
+
+# --- the real 02 model ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    """The tiny preset's tokenizer: vocab 1,024 trained on ~1 MB of the course corpus (a second or two)."""
+    corpus = require_shared("corpus", "shakespeare.jsonl")
+    texts, total = [], 0
+    for text in tok_lib.iter_texts([corpus]):
+        texts.append(text[:200_000])
+        total += len(texts[-1])
+        if total > 1_000_000:
+            break
+    return tok_lib.train_tokenizer(texts, 1024, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def hellaswag():
+    return ev.load_hellaswag(require_shared("hellaswag", "hellaswag_val.jsonl"), 1000)
+
+
+def test_batched_scorer_equals_one_by_one_on_200_real_examples(tiny_tokenizer, hellaswag):
+    # block 64 (05's tiny window): long contexts get cut. The expert loop ("reference") is the faster
+    # MoE path for 800 single-sequence forwards on a CPU; 02's tests show it equals the grouped one.
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64, moe_impl="reference")
+    examples = hellaswag[:200]
+    batched = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, batch_size=48, device="cpu", nanogpt=False)
+    reference = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, device="cpu", nanogpt=False, one_by_one=True)
+    a = np.array([r["logprob_sum"] for r in batched["records"]])
+    b = np.array([r["logprob_sum"] for r in reference["records"]])
+    assert a.shape == (200, 4)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    assert [r["pred_norm"] for r in batched["records"]] == [r["pred_norm"] for r in reference["records"]]
+    assert max(r["context_tokens"] for r in batched["records"]) > 64     # the window really did cut some
+
+
+def test_random_weights_score_near_a_quarter(tiny_tokenizer, hellaswag):
+    """An untrained model knows nothing, so each accuracy should be 25 % up to sampling noise.
+    On n = 1,000 examples the binomial sd is sqrt(.25·.75/1000) = 1.37 points; we accept ±4.5 sd
+    (19.0–31.0 %), which a correct scorer misses with probability ~1e-5 — yet a scorer that leaks
+    the label, or scores the wrong tokens in a way correlated with the answer, lands far outside.
+    The window is cut to 32 tokens to keep this fast (a random model does not use context anyway)."""
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), seed=1, block_size=32)
+    result = ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag, batch_size=128, device="cpu")
+    band = 4.5 * ev.binomial_sd(1000)
+    assert result["n"] == 1000
+    for name in ("acc", "acc_norm", "acc_nanogpt"):
+        assert abs(result[name] - 0.25) < band, (name, result[name])
+    picks = Counter(r["pred_norm"] for r in result["records"])
+    assert len(picks) == 4 and min(picks.values()) > 100                  # it really chooses, not always "A"
+
+
+def test_evaluate_restores_training_mode(tiny_tokenizer, hellaswag):
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size()).train()
+    ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:2], device="cpu", nanogpt=False)
+    assert model.training
+
+
+def test_breakdowns_group_and_bin(hellaswag):
+    records = [{"label": e["label"], "pred_norm": 0, "source": e["source"], "split_type": e["split_type"],
+                "context_tokens": len(e["context"]) // 4} for e in hellaswag[:400]]
+    parts = ev.breakdowns(records)
+    assert sum(n for _, n in parts["context_length"].values()) == 400
+    assert sum(n for _, n in parts["split_type"].values()) == 400
+    expected = np.mean([r["label"] == 0 for r in records])
+    assert parts["source"]["activitynet"][0] == pytest.approx(expected)
+
+
+def test_checkpoint_roundtrip_through_load_model(tmp_path, tiny_tokenizer, hellaswag):
+    """A 05-style .pt ({"model": linnet layout, "config": dict}) loads back to the same scores."""
+    model_lib = lesson("02_model")
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), seed=3)
+    path = tmp_path / "latest.pt"
+    torch.save({"model": model_lib.export_linnet_state_dict(model), "config": model.config.to_dict(), "step": 7}, path)
+    loaded = ev.load_model(path, device="cpu")
+    a = ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:5], device="cpu", nanogpt=False)
+    b = ev.evaluate_hellaswag(loaded, tiny_tokenizer, hellaswag[:5], device="cpu", nanogpt=False)
+    assert np.allclose([r["logprob_sum"] for r in a["records"]], [r["logprob_sum"] for r in b["records"]], atol=1e-5)
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="not a 05_train checkpoint"):
+        ev.load_model(tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="python 05_train.py"):
+        ev.load_model(tmp_path / "missing.pt")
+
+
+def test_bits_per_byte_is_loss_over_ln2_bytes_per_token(tmp_path, tiny_tokenizer):
+    """A hand-made validation shard with a manifest: bpb must equal CE / (ln 2 · bytes per token),
+    and a uniform-logits model must have CE = ln V exactly."""
+    data_lib = lesson("04_data")
+    manifest_path = tmp_path / "manifest.json"
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 1024, size=4 * 33 + 1).astype(np.uint16)
+    np.save(tmp_path / "shard_00000.npy", tokens)
+    record = {"file": "shard_00000.npy", "split": "val", "tokens": len(tokens), "sha256": "x"}
+    manifest_path.write_text(json.dumps({"val_bytes_per_token": 3.0, "shards": [record], "vocab_size": 1024}))
+    assert data_lib.read_manifest(tmp_path)["val_bytes_per_token"] == 3.0
+    uniform = Bigram(torch.zeros(1024, 1024), block_size=32)
+    result = ev.bits_per_byte(uniform, tmp_path, batch_size=2, seq_len=32, max_batches=2, device="cpu")
+    assert result["tokens"] == 2 * 2 * 32
+    assert result["loss"] == pytest.approx(math.log(1024), rel=1e-6)
+    assert result["bpb"] == pytest.approx(math.log(1024) / (math.log(2) * 3.0), rel=1e-6)   # = 10/3 bits
+
+
+@pytest.mark.slow
+def test_tiny_preset_end_to_end(tmp_path):
+    result = run_script("06_eval.py", "--preset", "tiny", "--limit", "60", "--out", str(tmp_path),
+                        "--checkpoint", str(tmp_path / "none.pt"), "--no-hellaswag")
+    assert result.returncode != 0 and "python 05_train.py" in result.stderr and "Traceback" not in result.stderr
+    result = run_script("06_eval.py", "--preset", "tiny", "--limit", "60", "--out", str(tmp_path),
+                        "--sample", "The cat", "--max-new-tokens", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "acc_norm" in result.stdout and "sample:" in result.stdout
+    for name in ("hellaswag_methods", "hellaswag_breakdown", "hellaswag_examples"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["hellaswag"]["n"] == 60 and len(summary["hellaswag"]["records"]) == 60
