@@ -398,7 +398,8 @@ def plot_experts(steps, out_dir):
     load = np.array([r["expert_load"] for r in steps])        # (steps, L, E)
     entropy = np.array([r["router_entropy"] for r in steps])  # (steps, L)
     n_layer, n_expert = load.shape[1], load.shape[2]
-    fig, axes = plt.subplots(n_layer + 1, 1, figsize=(10, 1.2 * n_layer + 3), squeeze=False)
+    fig, axes = plt.subplots(n_layer + 1, 1, figsize=(10, 1.2 * n_layer + 3), squeeze=False,
+                             gridspec_kw={"height_ratios": [1] * n_layer + [2], "hspace": 0.45})
     x = [r["step"] for r in steps]
     for layer in range(n_layer):
         ax = axes[layer, 0]
@@ -410,7 +411,7 @@ def plot_experts(steps, out_dir):
     fig.colorbar(im, ax=axes[:n_layer, 0].tolist(), fraction=0.02)
     ax = axes[n_layer, 0]
     for layer in range(n_layer):
-        ax.plot(x, entropy[:, layer], lw=0.8, label=f"layer {layer}")
+        ax.plot(x, entropy[:, layer], lw=0.8, label=f"layer {layer}", color=plt.cm.viridis(layer / max(1, n_layer - 1)))
     ax.axhline(math.log(n_expert), ls="--", color="gray", label="uniform (ln E)")
     ax.set(xlabel="step", ylabel="router entropy (nats)", title="Router entropy: falls as routers specialise")
     ax.legend(fontsize=6, ncol=min(n_layer + 1, 7))

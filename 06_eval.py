@@ -650,6 +650,8 @@ def get_model(args, tokenizer, device):
               "model.\nExpect ~25% (guessing). Run python 05_train.py --preset tiny for a trained one.\n" + "=" * 78)
         return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
     model = load_model(path, device)
+    if torch.device(device).type == "cuda":
+        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights halve the memory traffic (26.7 s vs 32 s)
     if tokenizer.get_vocab_size() > model.config.vocab_size:
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
                          f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
