@@ -311,9 +311,22 @@ def load_checkpoint(path: Path) -> dict:
 
 # --- 7. Logging and plots -----------------------------------------------------------------------------
 
-def append_log(path: Path, record: dict) -> None:
+def append_log(path: Path, record: dict, wandb_run=None) -> None:
+    """One JSON line per step or evaluation; also sent to Weights & Biases when --wandb is on."""
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+    if wandb_run is not None:
+        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+        wandb_run.log(scalars, step=record["step"])
+
+
+def start_wandb(cfg: TrainConfig, out_dir: Path):
+    """--wandb: log every step to Weights & Biases too (optional: `pip install wandb`, then `wandb login`)."""
+    try:
+        import wandb
+    except ImportError:
+        raise SystemExit("error: --wandb needs the wandb package: pip install wandb (or drop --wandb)")
+    return wandb.init(project="linnet-from-scratch", name=out_dir.name, config=dataclasses.asdict(cfg), dir=str(out_dir))
 
 
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
@@ -509,6 +522,7 @@ def train(args) -> Path:
               f"× {accum} accumulation × {world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned")
         print(f"device: {device}{' (compiled)' if use_compile else ''}; log: {log_path}")
 
+    wandb_run = start_wandb(cfg, out_dir) if (args.wandb and is_main) else None
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -544,7 +558,7 @@ def train(args) -> Path:
                       "router_entropy": stats["entropy"].tolist()}
             finished = step + 1
             if is_main:
-                append_log(log_path, record)
+                append_log(log_path, record, wandb_run)
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}")
             is_last = finished == max_steps
@@ -552,7 +566,7 @@ def train(args) -> Path:
             if is_main and (finished % cfg.eval_every == 0 or do_hellaswag or is_last):
                 hs_limit = (cfg.hellaswag_final if is_last else cfg.hellaswag_subset) if do_hellaswag else 0
                 record = evaluate(model, finished, cfg, device, data_dir, tokenizer, hs_limit)
-                append_log(log_path, record)
+                append_log(log_path, record, wandb_run)
                 progress.write(_eval_line(record))
                 if not is_last:  # refresh the plots quietly; the captions are printed once, at the end
                     with contextlib.redirect_stdout(io.StringIO()):
@@ -575,6 +589,8 @@ def train(args) -> Path:
             dist.destroy_process_group()
     if is_main:
         progress.close()
+        if wandb_run is not None:
+            wandb_run.finish()
         plot_all(log_path, out_dir)
         _print_sample(model, tokenizer, device)
     return ckpt_path
@@ -633,6 +649,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     parser.add_argument("--seed", type=int, help="seed for init and data order")
+    parser.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on with CUDA, off on CPU)")
     args = parser.parse_args(argv)

@@ -164,6 +164,11 @@ def test_clear_errors_for_missing_shards_and_wrong_tokenizer(tiny_run, tmp_path)
                                            show_progress=False), other)
     result = run_tiny(tiny_run, tmp_path / "o2", "--tokenizer", str(other))
     assert result.returncode != 0 and "another tokenizer" in result.stderr and "Traceback" not in result.stderr
+    try:
+        import wandb  # noqa: F401
+    except ImportError:  # the optional logger is not installed here: its flag must say how to get it
+        result = run_tiny(tiny_run, tmp_path / "o3", "--wandb", "--max-steps", "1")
+        assert result.returncode != 0 and "pip install wandb" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
