@@ -23,7 +23,7 @@ Run it
   python 04_data.py                   # the real job: downloads 700k fineweb-edu + 250k dclm documents as
                                       # data/raw/*.jsonl, then (once 01 trained on them) tokenizes them
   python 04_data.py --linnet-order    # linnet's exact order: all dclm, then all fineweb-edu
-  python 04_data.py --source docs=../shared/data/corpus/python-docs.jsonl --source bard=../shared/data/corpus/shakespeare.jsonl
+  python 04_data.py --preset tiny --source docs=../shared/data/corpus/python-docs.jsonl --source bard=../shared/data/corpus/shakespeare.jsonl
                                       # any .jsonl / .jsonl.zst / .txt / .parquet files (NAME=PATH)
 The real job runs in three steps, like linnet's: `python 04_data.py` (download; it stops and says
 what is next), `python 01_tokenizer.py` (train the 32k tokenizer on data/raw/), `python 04_data.py`.
@@ -40,8 +40,9 @@ What it writes (into --out, default out/04_data/)
 Reference numbers (linnet): vocab 32,768 → uint16 shards of 100M tokens, shard 0 = validation;
 ≈ 950k documents ≈ 1B tokens; 5,281 steps × 524,288 tokens ≈ 2.77B tokens, so the loader goes through the
 training shards 2–3 times. Validation ≈ 1.21 bits per byte, measured on dclm text only (its order).
-On the course corpus the tiny preset (vocab 1,024) gives ≈ 3 bytes per token; tokenizing runs at
-≈ 2–3 MB/s on 2 cores (PERFORMANCE.md): minutes for linnet's few GB on a 16-core GPU host.
+On the course corpus the tiny preset (vocab 1,024) gives ≈ 2.3 bytes per token (2.53 python-docs, 2.15
+Shakespeare); tokenizing runs at ≈ 2–6 MB/s on 2 cores and 13 MB/s on a 16-core GPU host (BENCHMARKS.md):
+minutes for linnet's few GB.
 
 Conventions (read before comparing numbers)
   * bytes per token = UTF-8 bytes of the documents / their tokens, where each document's leading
@@ -271,8 +272,8 @@ def iter_mixed_documents(sources, counts: dict[str, int], seed: int = 0, linnet_
 # The regex `\s+(?!\S)|\s+` gives that "\n" a pre-token of its own in the whole text, and the piece
 # that starts with it splits exactly the same way (the regex looks ahead, never behind). A test checks
 # the claim on the course corpus and on random whitespace-heavy strings. (On the 2-core course machine
-# this measured no faster — ≈ 1 MB/s either way, with the cores shared — PERFORMANCE.md saw 2.4 → 2.9 MB/s;
-# it matters on a 16-core host, where one long document would otherwise keep 15 cores waiting.)
+# it measured about as fast either way; PERFORMANCE.md saw 2.4 → 2.9 MB/s; it matters on a 16-core host,
+# where one long document would otherwise keep 15 cores waiting.)
 
 PIECE_CHARS = 8_192          # documents longer than this are cut into pieces of about this size
 BATCH_CHARS = 4_000_000      # characters handed to one encode_batch call
@@ -312,7 +313,7 @@ def encode_documents(tokenizer, texts: list[str], eot: int, piece_chars: int = P
 def check_vocab_fits_uint16(tokenizer) -> None:
     """Token ids are stored as uint16 (0…65,535): refuse a larger vocabulary with one clear line."""
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-    if vocab_size > 65_536:
+    if vocab_size > tok.MAX_VOCAB_SIZE:  # 65,536
         raise SystemExit(f"error: the tokenizer has {vocab_size:,} tokens but shards store ids as uint16 "
                          "(at most 65,536 tokens): train one with python 01_tokenizer.py --vocab-size 65536 or less")
 
@@ -884,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    sizes = {k: getattr(args, k) or v for k, v in PRESETS[args.preset].items()}
+    sizes = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in PRESETS[args.preset].items()}
     if min(sizes.values()) < 1:
         raise SystemExit("error: --shard-tokens and --val-tokens must be positive")
     sources, counts = resolve_sources(args)

@@ -105,7 +105,7 @@ class TrainConfig:
 
 
 PRESETS = {
-    # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 uses ~42 GB (PERFORMANCE.md), 16 accumulation steps.
+    # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB (BENCHMARKS.md), 16 accumulation steps.
     "linnet": TrainConfig(),
     # A laptop CPU: ~0.3M parameters, 64-token windows, a few hundred steps in about a minute. Same code path.
     "tiny": TrainConfig(
@@ -241,6 +241,16 @@ def prepare_inputs(args, cfg: TrainConfig, is_main: bool):
     return tokenizer, tokenizer_path, data_dir, manifest
 
 
+def check_preset_fits(cfg: TrainConfig, device: torch.device, tokenizer, tokenizer_path: Path, is_main: bool):
+    """The linnet preset needs a GPU, and is meant for the 32,768-token tokenizer (not the tiny one)."""
+    if cfg.preset == "linnet" and device.type != "cuda":
+        raise SystemExit("error: the linnet preset (497M parameters) needs a CUDA GPU: use --preset tiny on this machine")
+    vocab = tokenizer.get_vocab_size()
+    if cfg.preset == "linnet" and vocab != tokenizer_lib.LINNET_VOCAB_SIZE and is_main:
+        print(f"warning: {tokenizer_path} has {vocab:,} tokens, not linnet's {tokenizer_lib.LINNET_VOCAB_SIZE:,} "
+              f"(left over from a tiny run?): for the real job run python 01_tokenizer.py, then python 04_data.py")
+
+
 def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
     config = model_lib.LLMConfig(depth=cfg.depth, block_size=cfg.seq_len, vocab_size=vocab_size,
                                  n_experts=cfg.n_experts, n_active_experts=cfg.n_active_experts,
@@ -327,6 +337,17 @@ def start_wandb(cfg: TrainConfig, out_dir: Path):
     except ImportError:
         raise SystemExit("error: --wandb needs the wandb package: pip install wandb (or drop --wandb)")
     return wandb.init(project="linnet-from-scratch", name=out_dir.name, config=dataclasses.asdict(cfg), dir=str(out_dir))
+
+
+def trim_log(path: Path, finished_steps: int) -> None:
+    """On resume, forget the steps a killed run logged after its last checkpoint (they are redone)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if json.loads(line)["step"] < finished_steps
+            or (json.loads(line).get("kind") == "eval" and json.loads(line)["step"] <= finished_steps)]
+    with tokenizer_lib.atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))
 
 
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
@@ -478,6 +499,10 @@ def train(args) -> Path:
     is_main = rank == 0
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     cfg = resolve_config(args)
+    if device.type == "cpu" and cfg.preset == "tiny":
+        # 64-wide matrices gain nothing from more threads, and on a busy machine spinning OpenMP threads
+        # made the tiny run 10× slower (1.6 vs 19.5 steps/s measured on 2 shared cores): use one.
+        torch.set_num_threads(1)
     out_dir = Path(args.out)
     ckpt_path, log_path = out_dir / "latest.pt", out_dir / "log.jsonl"
     tokenizer, tokenizer_path, data_dir, manifest = prepare_inputs(args, cfg, is_main)
@@ -487,6 +512,8 @@ def train(args) -> Path:
         cfg = TrainConfig(**{**resume["train_config"], "max_steps": cfg.max_steps or resume["train_config"]["max_steps"]})
     accum = grad_accum_steps(cfg, world_size)
     max_steps = min(cfg.max_steps or cfg.planned_steps, cfg.planned_steps)
+    check_preset_fits(cfg, device, tokenizer, tokenizer_path, is_main)
+    wandb_run = start_wandb(cfg, out_dir) if (args.wandb and is_main) else None
 
     seed_everything(cfg.seed)
     model, model_config = build_model(cfg, tokenizer.get_vocab_size(), device)
@@ -503,6 +530,7 @@ def train(args) -> Path:
         set_rng_state(resume["rng"])
         start_step = resume["step"]
         if is_main:
+            trim_log(log_path, start_step)
             print(f"resumed from {ckpt_path} at step {start_step}")
     elif is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -522,7 +550,6 @@ def train(args) -> Path:
               f"× {accum} accumulation × {world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned")
         print(f"device: {device}{' (compiled)' if use_compile else ''}; log: {log_path}")
 
-    wandb_run = start_wandb(cfg, out_dir) if (args.wandb and is_main) else None
     interrupted = {"flag": False}
 
     def on_sigint(signum, frame):
@@ -659,9 +686,11 @@ def parse_args(argv=None):
               "(the linnet preset needs an 80 GB GPU; pass --preset tiny to skip this message).")
         args.preset = "tiny"
     default_out = tokenizer_lib.REPO_DIR / "out" / "05_train"
-    args.tokenizer = args.tokenizer or tokenizer_lib.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
-    args.data_dir = args.data_dir or tokenizer_lib.REPO_DIR / "out" / "04_data"
-    args.out = args.out or default_out
+    # absolute paths: 01 and 04 may run as subprocesses from the repo root (prepare_inputs)
+    args.tokenizer = (args.tokenizer or tokenizer_lib.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json").resolve()
+    args.data_dir = (args.data_dir or tokenizer_lib.REPO_DIR / "out" / "04_data").resolve()
+    args.out = (args.out or default_out).resolve()
+    args.data = args.data.resolve() if args.data else None
     return args
 
 

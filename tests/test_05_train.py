@@ -190,3 +190,31 @@ def test_ddp_two_processes_match_one_process(tiny_run, tmp_path):
     assert len(a) == len(b) == 5
     for ra, rb in zip(a, b):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=2e-3), (ra["step"], ra["loss"], rb["loss"])
+
+
+def test_resume_forgets_steps_logged_after_the_last_checkpoint(tmp_path):
+    log = tmp_path / "log.jsonl"
+    records = [{"step": s, "loss": 1.0} for s in range(8)] + [{"kind": "eval", "step": 5, "val_loss": 1.0},
+                                                              {"kind": "eval", "step": 7, "val_loss": 1.0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    train_lib.trim_log(log, 5)   # the checkpoint holds 5 finished steps: steps 5, 6, 7 will be redone
+    steps, evals = read_steps(tmp_path)
+    assert [r["step"] for r in steps] == [0, 1, 2, 3, 4] and [r["step"] for r in evals] == [5]
+
+
+@pytest.mark.slow
+def test_linnet_preset_on_cpu_stops_with_one_line(tiny_run, tmp_path):
+    result = run_tiny(tiny_run, tmp_path / "o", "--preset", "linnet")
+    assert result.returncode != 0 and "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_relative_paths_work_from_any_directory(tiny_run, tmp_path):
+    """Paths are taken relative to where the user stands, not to the repo."""
+    rel = lambda p: os.path.relpath(p, tmp_path)
+    result = subprocess.run([sys.executable, str(REPO_DIR / "05_train.py"), "--preset", "tiny", "--tokenizer",
+                             rel(tiny_run["tokenizer"]), "--data-dir", rel(tiny_run["data_dir"]), "--out", "here",
+                             "--no-hellaswag", "--max-steps", "2", "--eval-every", "1000"], cwd=tmp_path,
+                            env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "here" / "latest.pt").exists()
