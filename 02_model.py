@@ -31,9 +31,10 @@ Reference numbers (from linnet's model card and ARCHITECTURE.md)
   parameters 497,145,600 unique (tied embedding), 157,406,976 active per token;
   FLOPs per trained token at T=1024: 6·157,406,976 + 12·12·1024·768 = 1,057,688,064;
   `tiny_reference.pt` (outputs of the original code): logits, eval loss and train loss to ~1e-5.
-  measured here (one H100, torch 2.11, bf16, torch.compile fullgraph, grouped MoE, depth 12, T 1024,
-  forward+backward+fused AdamW on random tokens): micro-batch 16 → 275k tokens/s (29 % MFU, 21 GB);
-  32 → 305k tokens/s (33 % MFU, 35 GB). The original code: 81.8k tokens/s (PERFORMANCE.md).
+  measured (BENCHMARKS.md: one H100, torch 2.11, bf16, depth 12, T 1024, random tokens), forward+backward
+  of a 16×1024 micro-batch: grouped MoE compiled 287k tokens/s (30.7 % MFU, 19 GB), grouped eager 138k,
+  the reference loop eager 57k; a full linnet training step (with Muon + AdamW, 03) 303k tokens/s.
+  The original code: 81.8k tokens/s for its full step (PERFORMANCE.md).
 
 Errors (one convention): what a user hands in as a FILE (a checkpoint that does not fit) ends with
 `SystemExit("error: ...")` naming the mismatch; what calling code hands to the model (a bad config, a
@@ -46,7 +47,7 @@ Honest limits
     sync per step); on CUDA an out-of-range id trips CUDA's own device-side assert instead;
   * the grouped MoE path needs bf16 on CUDA (fp32 CUDA runs use the reference path under "auto");
   * generation is a plain loop (one token per forward, KV cache grown by concatenation): correct and
-    simple, not a serving engine. Past block_size it re-reads the last block_size tokens (no cache).
+    simple, not a serving engine. Past block_size it starts a fresh cache over the last block_size tokens.
 """
 from __future__ import annotations
 
@@ -584,15 +585,26 @@ def find_checkpoint(path) -> tuple[Path, Path | None]:
     return candidates[0], (cfg if cfg.is_file() else None)
 
 
-def read_state_dict(path: Path) -> dict:
-    """A plain {name: tensor} dict from .safetensors or a torch.save file (a {"model": sd} wrapper too)."""
+def read_checkpoint_file(path: Path, weights_only: bool = True):
+    """torch.load (or safetensors) a file onto the CPU, or stop with one line if it is not readable.
+
+    `weights_only=False` is for our own training checkpoints (05), which also hold optimizer states and RNG
+    states; a file from elsewhere should be read with the default `True` (it cannot run code on load)."""
+    path = Path(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # corrupt / truncated / not a checkpoint
-        raise SystemExit(f"error: cannot read {path} as a checkpoint ({type(e).__name__}: {e}): re-download it")
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SystemExit(f"error: cannot read {path} as a checkpoint ({type(e).__name__}: {first_line}): "
+                         f"it is damaged or not a checkpoint — re-download or re-create it")
+
+
+def read_state_dict(path: Path) -> dict:
+    """A plain {name: tensor} dict from .safetensors or a torch.save file (a {"model": sd} wrapper too)."""
+    obj = read_checkpoint_file(path)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
@@ -833,10 +845,13 @@ def run_checkpoint(args):
     """--checkpoint: load published weights and sample a continuation of --prompt."""
     if args.tokenizer is None or not args.tokenizer.is_file():
         raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
+    enc = house.load_tokenizer(args.tokenizer)           # one clear line if it is missing or corrupt
     model = LLM.from_pretrained(args.checkpoint, device=default_device())
-    from tokenizers import Tokenizer
-
-    enc = Tokenizer.from_file(str(args.tokenizer))
+    if enc.get_vocab_size() > model.config.vocab_size:
+        raise SystemExit(f"error: {args.tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
+                         f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
+    if not args.prompt:
+        raise SystemExit("error: --prompt is empty: give the model some text to continue")
     print(model.generate(args.prompt, enc=enc, max_new_tokens=args.max_new_tokens, seed=args.seed))
 
 

@@ -29,7 +29,7 @@ linnet's numbers this reproduces
     weight decay 0.1; Muon at 10× the AdamW lr.
 
 What you should see (experiment 3, held-out nats/byte; uniform guessing is ln 256 = 5.55)
-  tiny  (CPU):  lr 1e-3 / 3e-3 / 1e-2 → AdamW only 2.50 / 2.47 / 3.19, Muon+AdamW 2.39 / 2.32 / 2.37
+  tiny  (CPU):  lr 1e-3 / 3e-3 / 1e-2 → AdamW only ≈ 2.50 / 2.47 / 3.1–3.2, Muon+AdamW ≈ 2.39 / 2.32 / 2.37
   linnet (H100): lr 3e-4 / 1e-3 / 3e-3 / 1e-2 → AdamW only 1.88 / 1.87 / 2.18 / 2.85,
                  Muon+AdamW 1.78 / 1.78 / 1.82 / 1.91
   Muon+AdamW is lower at every lr and barely cares about the lr; AdamW alone falls apart at 1e-2.

@@ -313,10 +313,7 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
 def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise SystemExit(f"error: --resume found no checkpoint at {path}: start without --resume, or pass --out")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated / not a torch file
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(e).__name__}): delete it and start again")
+    return model_lib.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
 
 
 # --- 7. Logging and plots -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ What you will learn
 - Why one model has three HellaSwag numbers — `acc` (summed log-prob), `acc_norm` (summed log-prob per
   character: the figure usually quoted) and the nanoGPT/llm.c variant (mean log-prob per token, raw
   text) — and which one linnet's "≈ 38 %" is: plain `acc` on the first 3,000 examples, with context
-  and ending tokenised separately (see section 2 and `/work/shared/linnet/HELLASWAG.md`).
+  and ending tokenised separately (see section 2 and `../shared/linnet/HELLASWAG.md`).
 - How to score 40,000 (context, ending) pairs fast: many endings per forward pass, padded on the right
   (a causal model never looks right, so the padding cannot change the scores), sorted by length so
   little is padding, bf16 on a GPU — and a plain one-at-a-time scorer next to it that a test says agrees.
@@ -493,15 +493,20 @@ def load_model(path: str | Path, device=None):
     if not path.exists():
         raise SystemExit(f"error: no checkpoint at {path}: train one with python 05_train.py, "
                          f"or pass --checkpoint PATH (a 05 .pt, or linnet's pytorch_model.bin)")
-    if path.is_dir() or path.suffix == ".safetensors" or path.name == "pytorch_model.bin":
+    if path.is_dir() and (path / "latest.pt").is_file():   # a 05 output directory
+        path = path / "latest.pt"
+    tokenizer_sha256 = None
+    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
         model = model_lib.LLM.from_pretrained(path)
     else:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = model_lib.read_checkpoint_file(path, weights_only=False)   # ours: optimizer/RNG states too
         if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
             raise SystemExit(f"error: {path} is not a 05_train checkpoint (no 'model' and 'config'): "
                              f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
         model = model_lib.LLM(model_lib.LLMConfig(**checkpoint["config"]))
         model_lib.load_linnet_state_dict(model, checkpoint["model"])
+        tokenizer_sha256 = checkpoint.get("tokenizer_sha256")
+    model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
     return model.to(device or model_lib.default_device()).eval()
 
 
@@ -652,6 +657,10 @@ def get_model(args, tokenizer, device):
     model = load_model(path, device)
     if torch.device(device).type == "cuda":
         model = model.to(torch.bfloat16)  # evaluation only: bf16 weights halve the memory traffic (26.7 s vs 32 s)
+    trained_with = getattr(model, "tokenizer_sha256", None)
+    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
+        raise SystemExit(f"error: {path} was trained with another tokenizer than {args.tokenizer}: "
+                         f"pass the --tokenizer it was trained with (05 used the one from 01)")
     if tokenizer.get_vocab_size() > model.config.vocab_size:
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
                          f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
@@ -679,6 +688,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     started = time.time()
     device = torch.device(args.device or model_lib.default_device())
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but this machine has no CUDA GPU: leave --device out to use the CPU")
     tokenizer = tokenizer_for(args.tokenizer, args.preset)
     model, label = get_model(args, tokenizer, device)
     batch_size = args.batch_size or (512 if device.type == "cuda" else 32)

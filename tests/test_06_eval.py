@@ -273,3 +273,21 @@ def test_tiny_preset_end_to_end(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     summary = json.loads((tmp_path / "results.json").read_text())
     assert summary["hellaswag"]["n"] == 60 and len(summary["hellaswag"]["records"]) == 60
+
+
+@pytest.mark.slow
+def test_bad_checkpoints_and_tokenizer_mismatch_give_one_line(tmp_path, tiny_tokenizer):
+    model_lib = lesson("02_model")
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), seed=3)
+    tok_path = tmp_path / "tokenizer.json"
+    tok_lib.save_tokenizer(tiny_tokenizer, tok_path)
+    ckpt = tmp_path / "run" / "latest.pt"
+    ckpt.parent.mkdir()
+    torch.save({"model": model_lib.export_linnet_state_dict(model), "config": model.config.to_dict(),
+                "tokenizer_sha256": "0" * 64}, ckpt)          # trained with some other tokenizer
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    for checkpoint, message in [(ckpt.parent, "another tokenizer"), (tmp_path / "corrupt.pt", "cannot read")]:
+        result = run_script("06_eval.py", "--checkpoint", str(checkpoint), "--tokenizer", str(tok_path),
+                            "--limit", "5", "--out", str(tmp_path / "out"), timeout=300)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-1500:]
+        assert "Traceback" not in result.stderr
