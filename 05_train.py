@@ -292,6 +292,21 @@ def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: tor
 
 # --- 6. Checkpoints: atomic, complete, resumable ---------------------------------------------------------
 
+def check_replicas_agree(model, world_size: int) -> None:
+    """DDP: every process must hold the same weights (same all-reduced gradients, deterministic Muon and
+    AdamW: 03). Compare a checksum of all parameters across processes before rank 0 saves them."""
+    if world_size == 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(world_size)]
+    dist.all_gather(gathered, checksum)
+    if len({g.item() for g in gathered}) != 1:
+        raise SystemExit(f"error: the {world_size} DDP processes hold different weights "
+                         f"(checksums {[g.item() for g in gathered]}): the run is no longer data-parallel")
+    if dist.get_rank() == 0:
+        print(f"replicas agree: all {world_size} processes hold identical weights (checksum {checksum.item():.6f})")
+
+
 def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: TrainConfig, model_config,
                     tokenizer_path: Path) -> None:
     """Everything needed to continue exactly: written to a temp file, then renamed (never half-written)."""
@@ -595,6 +610,8 @@ def train(args) -> Path:
                 if not is_last:  # refresh the plots quietly; the captions are printed once, at the end
                     with contextlib.redirect_stdout(io.StringIO()):
                         plot_all(log_path, out_dir)
+            if finished % cfg.checkpoint_every == 0 or is_last:
+                check_replicas_agree(model, world_size)   # every rank takes part in this all-gather
             if is_main and (finished % cfg.checkpoint_every == 0 or is_last or interrupted["flag"]):
                 save_checkpoint(ckpt_path, model, optimizers, loader, finished, cfg, model_config, tokenizer_path)
                 last_good = ckpt_path

@@ -185,6 +185,7 @@ def test_ddp_two_processes_match_one_process(tiny_run, tmp_path):
                           "05_train.py", *common, "--out", str(tmp_path / "two")], cwd=REPO_DIR, env=env,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert "replicas agree: all 2 processes hold identical weights" in two.stdout
     a, _ = read_steps(tmp_path / "one")
     b, _ = read_steps(tmp_path / "two")
     assert len(a) == len(b) == 5
