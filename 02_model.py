@@ -353,6 +353,29 @@ def compute_dtype(x):
     return x.dtype
 
 
+def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k), top_e (N, k)
+    """The router's decision: softmax over the E experts, keep the k most probable, renormalise their
+    weights to sum to 1 (linnet: E = 8, k = 2).
+
+    >>> probs, top_w, top_e = route(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), k=2)
+    >>> top_e.tolist(), [round(w, 3) for w in top_w[0].tolist()]   # softmax 0.644, 0.237 → renormalised
+    ([[0, 1]], [0.731, 0.269])"""
+    probs = F.softmax(router_logits.float(), dim=-1)        # (N, E) in fp32
+    top_w, top_e = probs.topk(k, dim=-1)                    # (N, k)
+    return probs, top_w / top_w.sum(dim=-1, keepdim=True), top_e
+
+
+def balance_loss(probs):  # (N, E) → scalar
+    """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router
+    probability is uniform and up to E when every token prefers one expert. (Not the Switch-Transformer
+    loss, which multiplies the fraction of tokens actually routed to e by the mean probability.)
+
+    >>> balance_loss(torch.full((5, 8), 1 / 8)).item(), balance_loss(torch.eye(8)[[0, 0]]).item()
+    (1.0, 8.0)"""
+    mean_prob = probs.mean(dim=0)                           # (E,)
+    return probs.shape[-1] * (mean_prob ** 2).sum()
+
+
 class MoE(nn.Module):
     """Router + E SwiGLU experts, stacked: w_v (E, 2F, C) [gate rows, then value rows], c_proj (E, C, F).
 
@@ -382,15 +405,13 @@ class MoE(nn.Module):
     def forward(self, x):  # x (B, T, C) → (B, T, C), plus the router's numbers
         B, T, C = x.shape
         x_flat = x.reshape(B * T, C)                            # (N, C)
-        probs = F.softmax(self.router(x_flat).float(), dim=-1)  # (N, E) in fp32
-        top_w, top_e = probs.topk(self.top_k, dim=-1)           # (N, k)
-        top_w = top_w / top_w.sum(dim=-1, keepdim=True)         # the k weights sum to 1
+        probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
         xc = x_flat.to(compute_dtype(x))
         run = moe_grouped if self.choose_impl(x) == "grouped" else moe_reference
         y = run(xc, self.w_v, self.c_proj, top_e, top_w).view(B, T, C)
 
+        balance = balance_loss(probs)                           # 1.0 when the mean is uniform
         mean_prob = probs.mean(dim=0)                           # (E,)
-        balance = self.n_experts * (mean_prob ** 2).sum()       # 1.0 when the mean is uniform
         flat_e = top_e.reshape(-1)
         tokens_per_expert = torch.zeros(self.n_experts, device=x.device).scatter_add_(
             0, flat_e, torch.ones(flat_e.shape, device=x.device))  # (E,) token-slots routed to e
