@@ -158,6 +158,19 @@ def list_text_files(paths: Iterable[str | os.PathLike], suffixes=TEXT_SUFFIXES) 
     return files
 
 
+def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
+    """The non-empty "text" field of every JSON line (`path` only names the file in the error)."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise SystemExit(f"error: {path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that line")
+        if text:
+            yield text
+
+
 def iter_file_texts(path: Path) -> Iterator[str]:
     """Yield the documents of one file, one at a time (memory does not grow with the file).
 
@@ -166,15 +179,7 @@ def iter_file_texts(path: Path) -> Iterator[str]:
     try:
         if path.name.endswith(".jsonl"):
             with open(path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        text = json.loads(line)["text"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise SystemExit(f"error: {path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that line")
-                    if text:
-                        yield text
+                yield from iter_jsonl_texts(f, path)
         elif path.name.endswith(".txt"):
             text = path.read_text(encoding="utf-8")
             if text:

@@ -113,15 +113,7 @@ def iter_jsonl_zst(path: Path) -> Iterator[str]:
 
     try:
         with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-            for lineno, line in enumerate(io.TextIOWrapper(reader, encoding="utf-8"), 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise SystemExit(f"error: {path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that file")
-                if text:
-                    yield text
+            yield from tok.iter_jsonl_texts(io.TextIOWrapper(reader, encoding="utf-8"), path)   # 01's reader
     except zstandard.ZstdError as e:
         raise SystemExit(f"error: {path} is not valid zstandard data ({e}): delete it (it is downloaded again) or leave it out")
     except UnicodeDecodeError:
