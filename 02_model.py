@@ -756,6 +756,11 @@ def attention_weights(model: LLM, idx, layer: int = 0):
 
 # --- 9. Plots ---------------------------------------------------------------------------------------------
 
+# The laptop-sized model that 05's tiny preset trains and 06 scores as its random-weights control:
+# ~0.3M parameters at vocab 1,024 (64 wide, 2 layers, 4 experts top-2).
+TINY_TRAINING_SHAPE = dict(depth=2, n_experts=4, n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1,
+                           head_dim=32, ffn_dim=128)
+
 PRESETS = {
     "tiny": dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2),   # = tiny_reference.pt
     "linnet": dict(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2),

@@ -104,13 +104,15 @@ class TrainConfig:
         return self.micro_batch * self.seq_len
 
 
+_TINY = model_lib.TINY_TRAINING_SHAPE
 PRESETS = {
     # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB (BENCHMARKS.md), 16 accumulation steps.
     "linnet": TrainConfig(),
-    # A laptop CPU: ~0.3M parameters, 64-token windows, a few hundred steps in about a minute. Same code path.
+    # A laptop CPU: 02's TINY_TRAINING_SHAPE (~0.3M parameters), 64-token windows, 300 steps in under a
+    # minute. Same code path.
     "tiny": TrainConfig(
-        preset="tiny", depth=2, n_experts=4,
-        model_overrides=dict(n_embd=64, n_head=2, n_kv_head=1, head_dim=32, ffn_dim=128),
+        preset="tiny", depth=_TINY["depth"], n_experts=_TINY["n_experts"], n_active_experts=_TINY["n_active_experts"],
+        model_overrides={k: v for k, v in _TINY.items() if k not in ("depth", "n_experts", "n_active_experts")},
         seq_len=64, micro_batch=8, total_batch_tokens=1024, planned_steps=300,
         lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=8, hellaswag_every=100,
         hellaswag_subset=50, hellaswag_final=100, checkpoint_every=100),
@@ -355,11 +357,11 @@ def trim_log(path: Path, finished_steps: int) -> None:
     """On resume, forget the steps a killed run logged after its last checkpoint (they are redone)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if json.loads(line)["step"] < finished_steps
-            or (json.loads(line).get("kind") == "eval" and json.loads(line)["step"] <= finished_steps)]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    kept = [r for r in records if r["step"] < finished_steps
+            or (r.get("kind") == "eval" and r["step"] == finished_steps)]   # the eval after the last saved step
     with tokenizer_lib.atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:

@@ -511,13 +511,12 @@ def load_model(path: str | Path, device=None):
 
 
 def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 256, moe_impl: str = "auto"):
-    """A random-weights 02 model of 05's tiny shape (depth 2, 64 wide, 4 experts top-2): what
-    `--preset tiny` scores when 05 has not made a checkpoint. Its window (256) holds every HellaSwag
-    context of the tiny tokenizer."""
+    """A random-weights 02 model of the shape 05's tiny preset trains (02's TINY_TRAINING_SHAPE: depth 2,
+    64 wide, 4 experts top-2): what `--preset tiny` scores when 05 has not made a checkpoint. Its window
+    (256) holds every HellaSwag context of the tiny tokenizer."""
     torch.manual_seed(seed)
-    config = model_lib.LLMConfig(depth=2, block_size=block_size, vocab_size=vocab_size, n_experts=4,
-                                 n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1, head_dim=32, ffn_dim=128,
-                                 moe_impl=moe_impl)
+    config = model_lib.LLMConfig(block_size=block_size, vocab_size=vocab_size, moe_impl=moe_impl,
+                                 **model_lib.TINY_TRAINING_SHAPE)
     return model_lib.LLM(config).to(device or "cpu").eval()
 
 
