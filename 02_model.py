@@ -33,7 +33,8 @@ Reference numbers (from linnet's model card and ARCHITECTURE.md)
   `tiny_reference.pt` (outputs of the original code): logits, eval loss and train loss to ~1e-5.
   measured (BENCHMARKS.md: one H100, torch 2.11, bf16, depth 12, T 1024, random tokens), forward+backward
   of a 16×1024 micro-batch: grouped MoE compiled 287k tokens/s (30.7 % MFU, 19 GB), grouped eager 138k,
-  the reference loop eager 57k; a full linnet training step (with Muon + AdamW, 03) 303k tokens/s.
+  the reference loop eager 57k; a full linnet training step (with Muon + AdamW, 03) 319.5k tokens/s
+  (34.2 % MFU; bench/loss_equivalence.py shows the fast and the readable path train alike).
   The original code: 81.8k tokens/s for its full step (PERFORMANCE.md).
 
 Errors (one convention): what a user hands in as a FILE (a checkpoint that does not fit) ends with
@@ -52,6 +53,7 @@ Honest limits
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -204,24 +206,60 @@ def token_shift(x, weight, history=None):
     return padded[:, 0:T] * w[:, 0] + padded[:, 1:T + 1] * w[:, 1] + padded[:, 2:T + 2] * w[:, 2]
 
 
+def rope_cos_sin_reference(rotary: "RotaryEmbedding", T: int, offset: int = 0):
+    """cos, sin of the RoPE angles pos·inv_freq[i] for positions offset..offset+T-1, each (T, head_dim), fp32.
+
+    >>> cos, sin = rope_cos_sin_reference(RotaryEmbedding(head_dim=4, base=4.0), T=3)   # inv_freq [1, 0.5]
+    >>> [round(v, 4) for v in sin[2].tolist()]    # position 2, pairs (0, 2) and (1, 3): sin 2.0, sin 1.0
+    [0.9093, 0.8415, 0.9093, 0.8415]"""
+    inv_freq = rotary.inv_freq
+    pos = torch.arange(offset, offset + T, device=inv_freq.device, dtype=torch.float32)
+    freqs = pos[:, None] * inv_freq.float()[None, :]       # (T, hd/2)
+    emb = torch.cat([freqs, freqs], dim=-1)                # (T, hd): pairs are i and i+hd/2
+    return emb.cos(), emb.sin()
+
+
+def rope_cos_sin(rotary: "RotaryEmbedding", T: int, offset: int = 0):
+    """The same numbers read from the tables `rotary` computed once (rope_cos_sin_reference, test: equal).
+
+    Why: under torch.compile, cos/sin made inside the graph are fused into every kernel that uses them
+    and recomputed there, per element of q and k, forward and backward; fp32 sin/cos of angles up to 1,023
+    radians is slow to compute exactly. That made RoPE's backward 0.6 ms per layer on the H100, as long
+    as the whole SwiGLU backward (BENCHMARKS.md). Reading a (1024, 64) table costs almost nothing."""
+    end = offset + T
+    if end <= rotary.cos_table.shape[0] and rotary.cos_table.dtype == torch.float32:
+        return rotary.cos_table[offset:end], rotary.sin_table[offset:end]
+    # past block_size (long generation), or a model cast to bf16 (06): compute as linnet did
+    return rope_cos_sin_reference(rotary, T, offset)
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE, "rotate half" convention: dims i and i+head_dim/2 form a pair rotated by angle pos·inv_freq[i].
 
     inv_freq[i] = base^(-2i/head_dim): with base 50000 and head_dim 64 the 32 frequencies run from 1
     (a full turn every 6.3 tokens) down to 50000^(-62/64) ≈ 2.8e-5 (a turn every ~220k tokens). The buffer
-    is saved in the state_dict because linnet's checkpoint has it (`rotary_emb.inv_freq`, shape [32])."""
+    is saved in the state_dict because linnet's checkpoint has it (`rotary_emb.inv_freq`, shape [32]).
+    cos/sin tables for the first `max_len` positions are derived from it (not saved; rebuilt after loading)."""
 
-    def __init__(self, head_dim: int, base: float):
+    def __init__(self, head_dim: int, base: float, max_len: int = 1024):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=True)
+        self.max_len = max_len
+        self.register_buffer("cos_table", torch.empty(0), persistent=False)
+        self.register_buffer("sin_table", torch.empty(0), persistent=False)
+        self.build_tables()
+
+    def build_tables(self):
+        self.cos_table, self.sin_table = rope_cos_sin_reference(self, self.max_len)  # (max_len, hd) each
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.build_tables()                                # a loaded inv_freq (e.g. rounded to bf16) wins
 
     def forward(self, T: int, offset: int = 0):
         """cos, sin for positions offset..offset+T-1, each (T, head_dim), in fp32."""
-        pos = torch.arange(offset, offset + T, device=self.inv_freq.device, dtype=torch.float32)
-        freqs = pos[:, None] * self.inv_freq.float()[None, :]  # (T, hd/2)
-        emb = torch.cat([freqs, freqs], dim=-1)                # (T, hd): pairs are i and i+hd/2
-        return emb.cos(), emb.sin()
+        return rope_cos_sin(self, T, offset)
 
 
 def rotate_half(x):
@@ -231,7 +269,8 @@ def rotate_half(x):
 
 
 def apply_rope(x, cos, sin):
-    """x: (B, H, T, hd); cos, sin: (T, hd). Rotation computed in fp32, returned in x's dtype."""
+    """x: (..., T, [heads,] hd); cos, sin: (T, [1,] hd), broadcast over the rest. Rotation computed in fp32,
+    returned in x's dtype."""
     return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
 
 
@@ -259,7 +298,7 @@ class CausalSelfAttention(nn.Module):
         self.l_conv = nn.Conv1d(C, C, kernel_size=3, groups=C, bias=False)  # weight (C, 1, 3); default init
         self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * hd, bias=False)  # fused q | k | v
         self.c_proj = nn.Linear(C, C, bias=False)
-        self.rotary_emb = RotaryEmbedding(hd, config.rope_base)
+        self.rotary_emb = RotaryEmbedding(hd, config.rope_base, config.block_size)
 
     def project(self, x, cache: LayerCache | None = None):
         """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd)."""
@@ -268,15 +307,17 @@ class CausalSelfAttention(nn.Module):
         history = None if cache is None else cache.shift
         x = token_shift(x, self.l_conv.weight, history)                    # (B, T, C)
         q, k, v = self.c_attn(x).split([C, kv, kv], dim=-1)
-        q = q.view(B, T, self.n_head, hd).transpose(1, 2)                  # (B, nh, T, hd)
-        k = k.view(B, T, self.n_kv_head, hd).transpose(1, 2)               # (B, nkv, T, hd)
-        v = v.view(B, T, self.n_kv_head, hd).transpose(1, 2)               # (B, nkv, T, hd)
-        cos, sin = self.rotary_emb(T, offset=0 if cache is None else cache.length)
+        q = q.view(B, T, self.n_head, hd)                                  # (B, T, nh, hd)
+        k = k.view(B, T, self.n_kv_head, hd)                               # (B, T, nkv, hd)
+        v = v.view(B, T, self.n_kv_head, hd)                               # (B, T, nkv, hd)
+        cos, sin = self.rotary_emb(T, offset=0 if cache is None else cache.length)   # (T, hd)
+        cos, sin = cos[:, None, :], sin[:, None, :]                        # (T, 1, hd): same angles for all heads
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order).
         q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
         k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
-        return q, k, v
+        # Attention wants heads before time: transposed views, no copy (SDPA reads them as they are).
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
 
     def forward(self, x, cache: LayerCache | None = None):  # x (B, T, C)
         B, T, C = x.shape
@@ -389,6 +430,7 @@ class MoE(nn.Module):
         self.router = nn.Linear(C, E, bias=False)
         self.w_v = nn.Parameter(torch.empty(E, 2 * Fd, C))
         self.c_proj = nn.Parameter(torch.empty(E, C, Fd))
+        self.step_weights = None   # (w_v, c_proj) already in bf16 for all micro-steps of a step: cast_experts_once
 
     def choose_impl(self, x) -> str:
         """"auto": grouped in bf16 (CUDA or CPU) and in fp32 on an eager CPU (faster there than the loop).
@@ -408,7 +450,8 @@ class MoE(nn.Module):
         probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
         xc = x_flat.to(compute_dtype(x))
         run = moe_grouped if self.choose_impl(x) == "grouped" else moe_reference
-        y = run(xc, self.w_v, self.c_proj, top_e, top_w).view(B, T, C)
+        w_v, c_proj = self.step_weights if self.step_weights is not None else (self.w_v, self.c_proj)
+        y = run(xc, w_v, c_proj, top_e, top_w).view(B, T, C)
 
         balance = balance_loss(probs)                           # 1.0 when the mean is uniform
         mean_prob = probs.mean(dim=0)                           # (E,)
@@ -417,6 +460,25 @@ class MoE(nn.Module):
             0, flat_e, torch.ones(flat_e.shape, device=x.device))  # (E,) token-slots routed to e
         entropy = -(probs * torch.log(probs.clamp_min(1e-20))).sum(-1).mean()
         return y, dict(balance=balance, tokens_per_expert=tokens_per_expert, mean_prob=mean_prob, entropy=entropy)
+
+
+@contextlib.contextmanager
+def cast_experts_once(model, dtype=torch.bfloat16):
+    """Inside this block every MoE uses bf16 copies of its expert weights made once on entry, instead of
+    casting the fp32 weights again in each micro-step (16 times per linnet step: 453M weights each time).
+
+    Same maths: the copies are ordinary autograd nodes (w.to(bf16)), so each micro-step's backward flows
+    through them into the fp32 .grad exactly as before (the cast has nothing saved to free, so it can be
+    backpropagated through once per micro-step). Used by 05's train_step on a GPU; the test checks that
+    the gradients are bit-identical with and without it."""
+    moes = [block.moe for block in model.transformer.h]
+    for moe in moes:
+        moe.step_weights = (moe.w_v.to(dtype), moe.c_proj.to(dtype))
+    try:
+        yield
+    finally:
+        for moe in moes:
+            moe.step_weights = None
 
 
 # --- 6. The block and the model ----------------------------------------------------------------------

@@ -97,6 +97,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     # machinery
     compile: bool | None = None      # None = on for CUDA, off for CPU
+    cast_experts_once: bool = True   # GPU: bf16 expert weights made once per step, not per micro-step (02)
     seed: int = 1337
 
     @property
@@ -273,17 +274,21 @@ def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: tor
     batches = list(batches)
     loss_sum = torch.zeros((), device=device)
     stats_sum = None
-    for i, (x, y) in enumerate(batches):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        last = i == len(batches) - 1
-        # DDP: all-reduce the gradients only once, on the last micro-step
-        sync_ctx = runner.no_sync() if (is_ddp and not last) else contextlib.nullcontext()
-        with sync_ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            _, loss = runner(x, y)
-            (loss / len(batches)).backward()
-        loss_sum += loss.detach()
-        stats = {k: v.detach().float() for k, v in model.router_stats.items()}
-        stats_sum = stats if stats_sum is None else {k: stats_sum[k] + v for k, v in stats.items()}
+    # On a GPU (bf16), cast the expert weights once for all micro-steps (same maths, 02.cast_experts_once).
+    # Not under DDP: its gradient hooks are only tested with weights used directly in the forward.
+    cast_once = cfg.cast_experts_once and device.type == "cuda" and not is_ddp
+    with model_lib.cast_experts_once(model) if cast_once else contextlib.nullcontext():
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            last = i == len(batches) - 1
+            # DDP: all-reduce the gradients only once, on the last micro-step
+            sync_ctx = runner.no_sync() if (is_ddp and not last) else contextlib.nullcontext()
+            with sync_ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                _, loss = runner(x, y)
+                (loss / len(batches)).backward()
+            loss_sum += loss.detach()
+            stats = {k: v.detach().float() for k, v in model.router_stats.items()}
+            stats_sum = stats if stats_sum is None else {k: stats_sum[k] + v for k, v in stats.items()}
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     for opt in optimizers:
         opt.step()

@@ -8,7 +8,10 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     python bench/throughput.py --moe reference --no-compile   # the readable path, eager
     python bench/throughput.py --what fwdbwd --micro-batch 16  # forward+backward only (issue: 02 speed)
     python bench/throughput.py --what optimizer               # one optimizer step: ours vs torch.optim.Muon vs AdamW
-    python bench/throughput.py --profile out/bench/profile.txt # top kernels by CUDA time
+    python bench/throughput.py --profile out/bench/profile.txt # top kernels by CUDA time, grouped by kind
+    python bench/throughput.py --plain rope_cos_sin           # swap a fast function of 02 for its plain
+                                                              # NAME_reference: what does the fast one buy?
+    python bench/throughput.py --what attention               # SDPA backends at linnet's shapes
     python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
 
 MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (ARCHITECTURE.md) against 989 TFLOP/s.
@@ -16,6 +19,7 @@ MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (ARCHITECTURE.md
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 model_lib = importlib.import_module("02_model")
@@ -46,22 +51,39 @@ def build(args, device):
                                  moe_impl=args.moe)
     torch.manual_seed(0)
     model = model_lib.LLM(config).to(device)
-    runner = torch.compile(model) if args.compile else model
+    runner = torch.compile(model, mode=args.compile_mode) if args.compile else model
     return model, runner, config
+
+
+def use_plain(names):
+    """Ablation: replace each fast function NAME of 02_model by its plain NAME_reference (same maths,
+    checked by tests/test_02_model.py), so a benchmark measures what the fast version buys."""
+    for name in names:
+        plain = getattr(model_lib, f"{name}_reference", None)
+        if plain is None:
+            raise SystemExit(f"error: 02_model has no {name}_reference to swap {name} for")
+        setattr(model_lib, name, plain)
+
+
+def build_training(args, device):
+    """The model, its runner, 05's TrainConfig for one step of args.accum micro-batches, 03's optimizers,
+    and the random-token generator, after args.warmup full steps (compilation happens there)."""
+    model, runner, config = build(args, device)
+    cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
+                                total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
+                                cast_experts_once=args.cast_experts_once)
+    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(args.warmup):
+        train_lib.train_step(model, runner, optimizers,
+                             random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen), cfg, device)
+    return model, runner, config, cfg, optimizers, gen
 
 
 def time_steps(args, device):
     """Full training steps (fwd+bwd+optimizer), the headline number."""
-    model, runner, config = build(args, device)
-    cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
-                                total_batch_tokens=args.micro_batch * args.seq_len * args.accum)
-    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
-    gen = torch.Generator().manual_seed(0)
+    model, runner, config, cfg, optimizers, gen = build_training(args, device)
     tokens = cfg.total_batch_tokens
-    for _ in range(args.warmup):
-        loss, _, _ = train_lib.train_step(model, runner, optimizers,
-                                          random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen),
-                                          cfg, device)
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -84,16 +106,18 @@ def phase_breakdown(model, runner, optimizers, cfg, args, device, gen):
     to a bit more than an unfenced step)."""
     phases = dict(data=0.0, forward=0.0, backward=0.0, optimizer=0.0)
     n = max(1, min(args.steps, 3))
+    cast_once = cfg.cast_experts_once and device.type == "cuda"   # as in 05's train_step
     for _ in range(n):
-        for _ in range(args.accum):
-            t = time.perf_counter()
-            x, y = next(random_batches(1, args.micro_batch, args.seq_len, args.vocab, device, gen))
-            synchronize(device); phases["data"] += time.perf_counter() - t; t = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                _, loss = runner(x, y)
-            synchronize(device); phases["forward"] += time.perf_counter() - t; t = time.perf_counter()
-            (loss / args.accum).backward()
-            synchronize(device); phases["backward"] += time.perf_counter() - t
+        with model_lib.cast_experts_once(model) if cast_once else contextlib.nullcontext():
+            for _ in range(args.accum):
+                t = time.perf_counter()
+                x, y = next(random_batches(1, args.micro_batch, args.seq_len, args.vocab, device, gen))
+                synchronize(device); phases["data"] += time.perf_counter() - t; t = time.perf_counter()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    _, loss = runner(x, y)
+                synchronize(device); phases["forward"] += time.perf_counter() - t; t = time.perf_counter()
+                (loss / args.accum).backward()
+                synchronize(device); phases["backward"] += time.perf_counter() - t
         t = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for opt in optimizers:
@@ -161,6 +185,41 @@ def time_optimizer(args, device):
     return {"what": "optimizer step (ms)", **results, "device": device_name(device), "torch": torch.__version__}
 
 
+def time_attention(args, device):
+    """Causal GQA attention forward+backward at linnet's shapes, (B, 12 heads, T, 64) with 4 KV heads,
+    for each SDPA backend that accepts it: which kernel should the model use?"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab)
+    B, T, hd = args.micro_batch, args.seq_len, config.head_dim
+    gen = torch.Generator(device=device).manual_seed(0)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    q = torch.randn(B, config.n_head, T, hd, device=device, dtype=dtype, generator=gen).requires_grad_()
+    k = torch.randn(B, config.n_kv_head, T, hd, device=device, dtype=dtype, generator=gen).requires_grad_()
+    v = torch.randn(B, config.n_kv_head, T, hd, device=device, dtype=dtype, generator=gen).requires_grad_()
+    grad = torch.randn(B, config.n_head, T, hd, device=device, dtype=dtype, generator=gen)
+    flops = 4 * B * config.n_head * T * T * hd / 2 * 3.5       # causal: half the matrix; bwd ≈ 2.5 × fwd
+    results = {}
+    backends = {"default": None, "cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    for name, backend in backends.items():
+        ctx = sdpa_kernel([backend]) if backend is not None else torch.enable_grad()
+        try:
+            with ctx:
+                for i in range(args.warmup + args.steps):
+                    if i == args.warmup:
+                        synchronize(device)
+                        t0 = time.perf_counter()
+                    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                    out.backward(grad)
+            synchronize(device)
+            ms = 1000 * (time.perf_counter() - t0) / args.steps
+            results[name] = {"ms_fwd_bwd_per_layer": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
+        except RuntimeError as e:
+            results[name] = f"not available: {str(e).splitlines()[0][:80]}"
+    return {"what": f"attention fwd+bwd, B={B} T={T} heads {config.n_head}/{config.n_kv_head}", **results,
+            "device": device_name(device), "torch": torch.__version__}
+
+
 def device_name(device):
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -169,7 +228,8 @@ def report(args, device, config, tokens, seconds, what):
     flops = model_lib.flops_per_token(config, args.seq_len)
     tokens_per_s = tokens / seconds
     peak = train_lib.peak_flops(device)
-    return {"what": what, "moe": args.moe, "compile": args.compile, "micro_batch": args.micro_batch,
+    return {"what": what, "moe": args.moe, "compile": args.compile, "compile_mode": args.compile_mode,
+            "plain": args.plain, "cast_experts_once": args.cast_experts_once, "micro_batch": args.micro_batch,
             "accum": args.accum, "ms": round(1000 * seconds, 1), "tokens_per_s": round(tokens_per_s),
             "mfu_percent": round(100 * tokens_per_s * flops / peak, 1) if peak else None,
             "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 1) if device.type == "cuda" else None,
@@ -177,14 +237,7 @@ def report(args, device, config, tokens, seconds, what):
 
 
 def profile(args, device, path):
-    model, runner, config = build(args, device)
-    cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
-                                total_batch_tokens=args.micro_batch * args.seq_len * args.accum)
-    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(args.warmup):
-        train_lib.train_step(model, runner, optimizers,
-                             random_batches(args.accum, args.micro_batch, args.seq_len, args.vocab, device, gen), cfg, device)
+    model, runner, config, cfg, optimizers, gen = build_training(args, device)
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch.profiler.profile(activities=activities) as prof:
         train_lib.train_step(model, runner, optimizers,
@@ -193,13 +246,53 @@ def profile(args, device, path):
     sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(prof.key_averages().table(sort_by=sort, row_limit=40))
-    print(f"profile: {path} — the top 40 kernels of one full step by {sort}")
+    text = prof.key_averages().table(sort_by=sort, row_limit=40)
+    if device.type == "cuda":
+        try:
+            text = kernel_summary(prof, args.accum) + "\n\n" + text
+        except Exception as e:  # the plain table still gets written
+            text = f"(kernel summary failed: {e!r})\n\n" + text
+    path.write_text(text)
+    print(f"profile: {path} — where the GPU time of one full step goes, by kind and by kernel")
+
+
+KERNEL_KINDS = [  # (kind, substrings of the kernel name), first match wins
+    ("expert GEMMs (grouped_mm)", ("GroupProblemShape", "grouped_gemm", "ptr_array")),
+    ("attention (SDPA)", ("flash", "fmha", "cudnn", "attention", "sdpa")),
+    ("Newton-Schulz / optimizer", ("multi_tensor", "adam", "foreach")),
+    ("dense GEMMs (cuBLAS)", ("gemm", "nvjet", "sm90_xmma", "cutlass", "Kernel2")),
+    ("sort / scan (routing)", ("sort", "Sort", "scan", "Scan", "radix", "cub::")),
+    ("fused element-wise (inductor)", ("triton_",)),
+    ("copies", ("copy", "Copy", "memcpy", "Memcpy", "memset", "Memset", "fill")),
+]
+
+
+def kernel_summary(prof, accum):
+    """GPU kernels of the profiled step grouped by kind, plus the 50 most expensive kernels by name."""
+    kernels = {}
+    for e in prof.key_averages():
+        annotation = "#" in e.key or e.key.startswith("Optimizer.")   # a CPU-side label, not a kernel
+        if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA and e.self_device_time_total > 0 \
+                and not annotation:
+            kernels[e.key] = (e.self_device_time_total / 1000, e.count)
+    if not kernels:
+        return "(no CUDA kernels recorded)"
+    total = sum(t for t, _ in kernels.values())
+    kinds = {}
+    for name, (ms, count) in kernels.items():
+        kind = next((k for k, subs in KERNEL_KINDS if any(s in name for s in subs)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + ms
+    lines = [f"GPU time of one step ({accum} micro-steps + optimizer): {total:.1f} ms", "", "by kind:"]
+    lines += [f"  {ms:8.2f} ms  {100 * ms / total:5.1f} %  {kind}" for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    lines += ["", "top kernels (ms total, calls, name):"]
+    for name, (ms, count) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:50]:
+        lines.append(f"  {ms:8.2f} ms {count:5d}  {name[:160]}")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--what", choices=["step", "fwdbwd", "optimizer"], default="step")
+    p.add_argument("--what", choices=["step", "fwdbwd", "optimizer", "attention"], default="step")
     p.add_argument("--depth", type=int, default=12)
     p.add_argument("--vocab", type=int, default=32768)
     p.add_argument("--seq-len", type=int, default=1024)
@@ -207,6 +300,12 @@ def main(argv=None):
     p.add_argument("--accum", type=int, default=2, help="micro-steps per timed step (linnet: 16 at micro-batch 32)")
     p.add_argument("--moe", choices=["auto", "reference", "grouped"], default="auto")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile-mode", default=None, choices=[None, "default", "max-autotune-no-cudagraphs"],
+                   help="torch.compile mode (CUDA-graph modes fail here: the step keeps outputs across micro-steps)")
+    p.add_argument("--cast-experts-once", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 expert weights made once per step, not per micro-step (05's default on a GPU)")
+    p.add_argument("--plain", nargs="+", default=[], metavar="NAME",
+                   help="swap these fast functions of 02_model for their plain NAME_reference versions")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--profile", type=Path, default=None, help="write the top kernels of one step to this file")
@@ -217,10 +316,12 @@ def main(argv=None):
         args.compile = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+    use_plain(args.plain)
     if args.profile:
         profile(args, device, args.profile)
         return
-    result = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer}[args.what](args, device)
+    run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention}
+    result = run[args.what](args, device)
     print(json.dumps(result))
     if args.json:
         with open(args.json, "a") as f:

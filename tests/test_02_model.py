@@ -1,5 +1,6 @@
 """02_model: faithful to linnet (tiny_reference.pt, checkpoint layout, counts), both MoE paths agree,
 attention is causal GQA, generation with a cache equals generation without, bad input fails clearly."""
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -184,6 +185,43 @@ def test_reference_and_grouped_agree_on_outputs_and_gradients():
     torch.testing.assert_close(lossa, lossb, atol=1e-6, rtol=0)
     for name in ga:
         torch.testing.assert_close(ga[name], gb[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_casting_experts_once_per_step_gives_identical_gradients():
+    """cast_experts_once (bf16 expert weights made once, reused by every micro-step) changes no number:
+    two bf16 micro-steps accumulate bit-identical fp32 gradients with and without it."""
+    idx = torch.randint(0, 512, (2, 2, 33), generator=torch.Generator().manual_seed(1))
+    grads = []
+    for once in (False, True):
+        model = tiny_model(seed=4, moe_impl="grouped").train()
+        with m.cast_experts_once(model) if once else contextlib.nullcontext():
+            for micro in idx:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    _, loss = model(micro[:, :-1], micro[:, 1:])
+                (loss / 2).backward()
+        assert all(block.moe.step_weights is None for block in model.transformer.h)   # cleared on exit
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name in grads[0]:
+        assert grads[0][name].dtype == torch.float32
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=0, msg=name)
+
+
+def test_rope_tables_equal_computing_the_angles():
+    """RoPE reads cos/sin from tables made once (the fast path); they equal computing them every time,
+    at any offset, past the table's end, after loading another inv_freq, and in a bf16 model."""
+    rotary = m.RotaryEmbedding(head_dim=8, base=50000.0, max_len=16)
+    for T, offset in ((16, 0), (5, 3), (1, 15), (4, 14), (3, 40)):        # the last two run past the table
+        fast = m.rope_cos_sin(rotary, T, offset)
+        plain = m.rope_cos_sin_reference(rotary, T, offset)
+        for a, b in zip(fast, plain):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    rounded = rotary.inv_freq.to(torch.bfloat16).float()                   # a linnet checkpoint ships bf16
+    rotary.load_state_dict({"inv_freq": rounded})
+    assert torch.equal(rotary.inv_freq, rounded)
+    torch.testing.assert_close(m.rope_cos_sin(rotary, 16)[1], m.rope_cos_sin_reference(rotary, 16)[1], rtol=0, atol=0)
+    assert set(rotary.state_dict()) == {"inv_freq"}                        # tables are derived, never saved
+    half = m.RotaryEmbedding(head_dim=8, base=50000.0, max_len=16).to(torch.bfloat16)
+    torch.testing.assert_close(m.rope_cos_sin(half, 16)[0], m.rope_cos_sin_reference(half, 16)[0])
 
 
 @pytest.mark.parametrize("impl", ["reference", "grouped"])

@@ -20,3 +20,37 @@ def test_throughput_smoke_run_on_cpu(what):
         assert record["tokens_per_s"] > 0
     if what == "step":
         assert set(record["phases_ms"]) == {"data", "forward", "backward", "optimizer"}
+
+
+def test_loss_equivalence_smoke_run_on_cpu(tmp_path):
+    """bench/loss_equivalence.py on a CPU: the readable path and the fast path, trained from the same weights
+    on the same batches in fp32, give the same losses at every step (on the GPU the check is within bf16
+    noise: BENCHMARKS.md)."""
+    out = tmp_path / "bench"
+    result = run_script("bench/loss_equivalence.py", "--depth", "2", "--vocab", "512", "--seq-len", "64",
+                        "--micro-batch", "4", "--accum", "2", "--steps", "6", "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((out / "loss_equivalence.json").read_text())
+    assert set(record["runs"]) == {"reference", "fast, eager"}
+    losses = record["runs"]["reference"]["loss"]
+    assert len(losses) == 6 and losses[-1] < losses[0]                     # it trained
+    assert record["max |reference - fast, eager|"] < 1e-4
+    assert (out / "loss_equivalence.png").stat().st_size > 10_000
+    assert "plot: " in result.stdout
+
+
+def test_attention_backends_and_plain_swaps_on_cpu():
+    """--what attention times each SDPA backend that runs here; --plain swaps a fast function of 02 for its
+    NAME_reference (and names a missing one in one line)."""
+    result = run_script("bench/throughput.py", "--what", "attention", "--depth", "2", "--seq-len", "64",
+                        "--micro-batch", "2", "--warmup", "1", "--steps", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["math"]["ms_fwd_bwd_per_layer"] > 0
+    result = run_script("bench/throughput.py", "--what", "fwdbwd", "--depth", "2", "--vocab", "512", "--seq-len", "64",
+                        "--micro-batch", "2", "--steps", "1", "--warmup", "1", "--plain", "rope_cos_sin")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["plain"] == ["rope_cos_sin"]
+    result = run_script("bench/throughput.py", "--plain", "no_such_function")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: 02_model has no no_such_function_reference to swap no_such_function for"

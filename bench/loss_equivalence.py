@@ -1,0 +1,158 @@
+"""Same maths? Train the fast path and the readable path from the same weights on the same batches.
+
+The fast training path (02's moe_grouped, RoPE tables and experts cast once per step, under torch.compile)
+must compute the same function as the readable one (a Python loop over experts, everything plain, eager).
+This script trains the linnet model (02) three ways, each from the same initial weights on the same
+batches (04's ShardLoader over real shards, or random tokens when no --data-dir is given), with 05's real
+training step and 03's Muon + AdamW on 05's learning-rate schedule:
+
+    reference       moe_reference, RoPE angles computed each time, expert weights cast in every micro-step,
+                    eager                                      (the readable path)
+    fast, eager     moe_grouped, RoPE tables, expert weights cast once per step (02, 05), eager
+    fast, compiled  moe_grouped under torch.compile            (what 05_train.py trains with on a GPU;
+                                                                not on a CPU, where grouped_mm compiles in bf16 only)
+
+In bf16 no two of them round alike, so their loss curves drift apart by "bf16 noise". How far the two fast
+variants drift from each other (the same algorithm; only inductor's fusion differs) is the yardstick: the
+reference is the same maths if it sits as close to the fast path as that. Plot: out/bench/loss_equivalence.png.
+
+    python bench/loss_equivalence.py --data-dir out/short_run/data       # GPU, linnet model: ~3 minutes
+    python bench/loss_equivalence.py --depth 2 --seq-len 64 --micro-batch 4 --steps 8   # CPU smoke run (fp32)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+tok = importlib.import_module("01_tokenizer")
+model_lib = importlib.import_module("02_model")
+muon_lib = importlib.import_module("03_muon")
+data_lib = importlib.import_module("04_data")
+train_lib = importlib.import_module("05_train")
+
+PATHS = {  # name → (moe_impl, compiled, plain versions of 02's fast functions)
+    "reference": ("reference", False, True),
+    "fast, eager": ("grouped", False, False),
+    "fast, compiled": ("grouped", True, False),
+}
+FAST_FUNCTIONS = ["rope_cos_sin"]   # each has a NAME_reference in 02 with the same arguments
+
+
+def batch_stream(args, vocab_size):
+    """The same (x, y) micro-batches for every path: real shards if given, else seeded random tokens."""
+    if args.data_dir:
+        yield from data_lib.ShardLoader(args.data_dir, "train", args.micro_batch, args.seq_len, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    while True:
+        x = torch.randint(0, vocab_size, (args.micro_batch, args.seq_len + 1), generator=gen)
+        yield x[:, :-1], x[:, 1:]
+
+
+def train_path(name, args, vocab_size, device) -> dict:
+    """Train one path for args.steps steps; returns its per-step losses and gradient norms."""
+    moe_impl, compiled, plain = PATHS[name]
+    saved = {fn_name: getattr(model_lib, fn_name) for fn_name in FAST_FUNCTIONS}
+    if plain:   # the readable path uses the plain version of every fast function
+        for fn_name in FAST_FUNCTIONS:
+            setattr(model_lib, fn_name, getattr(model_lib, f"{fn_name}_reference"))
+    try:
+        cfg = dataclasses.replace(train_lib.PRESETS["linnet"], depth=args.depth, seq_len=args.seq_len,
+                                  micro_batch=args.micro_batch, moe_impl=moe_impl,
+                                  total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
+                                  planned_steps=args.steps, cast_experts_once=not plain)
+        torch.manual_seed(args.seed)
+        model, _ = train_lib.build_model(cfg, vocab_size, device)
+        runner = torch.compile(model) if compiled else model
+        optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                                  muon_lr_multiplier=cfg.muon_lr_multiplier)
+        stream = batch_stream(args, vocab_size)
+        losses, grad_norms, t0 = [], [], time.perf_counter()
+        for step in range(args.steps):
+            train_lib.set_learning_rates(optimizers, train_lib.lr_multiplier(step, cfg))
+            batches = [next(stream) for _ in range(args.accum)]
+            loss, grad_norm, _ = train_lib.train_step(model, runner, optimizers, batches, cfg, device)
+            losses.append(loss.item())
+            grad_norms.append(grad_norm.item())
+        seconds = time.perf_counter() - t0
+    finally:
+        for fn_name, fn in saved.items():
+            setattr(model_lib, fn_name, fn)
+    print(f"{name:15s} loss {losses[0]:.4f} → {losses[-1]:.4f}   ({seconds:.0f} s, compilation included)")
+    return {"loss": losses, "grad_norm": grad_norms, "seconds": round(seconds, 1)}
+
+
+def compare(runs: dict) -> dict:
+    """Largest |loss difference| over the steps: reference vs fast (the claim) and fast vs fast (the noise)."""
+    def max_diff(a, b):
+        return max(abs(x - y) for x, y in zip(runs[a]["loss"], runs[b]["loss"]))
+    pairs = [("reference", "fast, compiled"), ("reference", "fast, eager"), ("fast, eager", "fast, compiled")]
+    return {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
+
+
+def plot(runs: dict, out_dir: Path, title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2)}
+    for name, run in runs.items():
+        top.plot(run["loss"], label=name, **styles[name])
+    top.set_ylabel("training loss")
+    top.set_title(title)
+    top.legend()
+    ref = runs["reference"]["loss"]
+    for name in ("fast, eager", "fast, compiled"):
+        if name in runs:
+            bottom.plot([a - b for a, b in zip(runs[name]["loss"], ref)], label=f"{name} − reference")
+    if "fast, compiled" in runs:
+        fe, fc = runs["fast, eager"]["loss"], runs["fast, compiled"]["loss"]
+        bottom.plot([a - b for a, b in zip(fc, fe)], color="gray", lw=1, label="fast, compiled − fast, eager (noise)")
+    bottom.axhline(0, color="black", lw=0.5)
+    bottom.set_xlabel("step")
+    bottom.set_ylabel("loss difference")
+    bottom.legend(fontsize=8)
+    return tok.save_plot(fig, out_dir, "loss_equivalence",
+                         "the loss curves lie on top of each other; below, the reference's distance from "
+                         "the fast path is no larger than the two fast variants' distance from each other")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=None, help="04's shards (default: random tokens)")
+    p.add_argument("--vocab", type=int, default=32768, help="vocabulary for random tokens (shards bring their own)")
+    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--micro-batch", type=int, default=16)
+    p.add_argument("--accum", type=int, default=2)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", type=Path, default=Path("out/bench"))
+    args = p.parse_args(argv)
+    device = torch.device(model_lib.default_device())
+    vocab = data_lib.read_manifest(args.data_dir)["vocab_size"] if args.data_dir else args.vocab
+    # torch.compile of grouped_mm needs bf16 (CUDA autocast): on a CPU the smoke run compares the eager paths in fp32
+    names = [n for n in PATHS if device.type == "cuda" or not PATHS[n][1]]
+    runs = {name: train_path(name, args, vocab, device) for name in names}
+    result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
+              "argv": sys.argv[1:] if argv is None else argv, **compare(runs), "runs": runs}
+    for key, value in compare(runs).items():
+        print(f"{key}: {value:.2e}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tok.atomic_path(args.out / "loss_equivalence.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    tokens = args.micro_batch * args.seq_len * args.accum
+    plot(runs, args.out, f"depth {args.depth}, {args.steps} steps × {tokens:,} tokens, "
+                         f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}, {result['device']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
