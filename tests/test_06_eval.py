@@ -262,6 +262,7 @@ def test_bits_per_byte_is_loss_over_ln2_bytes_per_token(tmp_path, tiny_tokenizer
 
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
+    require_shared("corpus")        # the tiny preset trains its tokenizer and shards on the course corpus
     result = run_script("06_eval.py", "--preset", "tiny", "--limit", "60", "--out", str(tmp_path),
                         "--checkpoint", str(tmp_path / "none.pt"), "--no-hellaswag")
     assert result.returncode != 0 and "python 05_train.py" in result.stderr and "Traceback" not in result.stderr
