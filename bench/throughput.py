@@ -55,14 +55,23 @@ def build(args, device):
     return model, runner, config
 
 
-def use_plain(names):
-    """Ablation: replace each fast function NAME of 02_model by its plain NAME_reference (same maths,
-    checked by tests/test_02_model.py), so a benchmark measures what the fast version buys."""
+@contextlib.contextmanager
+def plain_versions(names):
+    """Ablation: inside this block each fast function NAME of 02_model is replaced by its plain
+    NAME_reference (same maths, checked by tests/test_02_model.py), so a benchmark measures what the fast
+    version buys. The fast ones are put back on exit."""
+    saved = {}
     for name in names:
         plain = getattr(model_lib, f"{name}_reference", None)
         if plain is None:
             raise SystemExit(f"error: 02_model has no {name}_reference to swap {name} for")
+        saved[name] = getattr(model_lib, name)
         setattr(model_lib, name, plain)
+    try:
+        yield
+    finally:
+        for name, fast in saved.items():
+            setattr(model_lib, name, fast)
 
 
 def build_training(args, device):
@@ -316,12 +325,12 @@ def main(argv=None):
         args.compile = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    use_plain(args.plain)
-    if args.profile:
-        profile(args, device, args.profile)
-        return
-    run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention}
-    result = run[args.what](args, device)
+    with plain_versions(args.plain):
+        if args.profile:
+            profile(args, device, args.profile)
+            return
+        run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention}
+        result = run[args.what](args, device)
     print(json.dumps(result))
     if args.json:
         with open(args.json, "a") as f:
