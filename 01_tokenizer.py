@@ -41,9 +41,8 @@ tokenizer gives about 2.3 bytes/token (python docs 2.6, Shakespeare 2.1) and a 3
 the same 16 MB about 4.0 (4.2 and 3.6); linnet's number on fineweb-edu + dclm is what 04_data.py
 reports. Training the 32k tokenizer on those 16 MB takes about 10 s on 2 cores.
 
-Section 0 at the top of this file is different from the rest: it holds the house conventions every
-later lesson imports from here (`add_common_args`, `atomic_path`, `save_plot`, `iter_texts`,
-`find_tiny_data`, ...), so it comes first even though it is not about tokenizers.
+The plumbing every lesson shares (paths, `--preset/--out`, saving plots, reading .jsonl/.txt/.parquet,
+finding the tiny preset's text) is in `house.py`, which is not a lesson: this file starts with bytes.
 
 Honest limits
   * The hand-written trainer recounts every pair after every merge: fine for a few KB, hopeless for
@@ -58,205 +57,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import hashlib
 import itertools
 import json
 import os
-import socket
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import house
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-# --- 0. House conventions --------------------------------------------------------------------------
-# Every lesson (01…06) follows the same rules, and the helpers for them live here, in the first file,
-# so that later lessons can import them (`importlib.import_module("01_tokenizer")`) instead of copying:
-#   * `--preset tiny|linnet` and `--out DIR` (default `out/<script>/`) on every script;
-#   * every plot is a PNG saved with `save_plot`, which prints one caption line saying what to look at;
-#   * every file a run writes appears whole or not at all (`atomic_path`: write a temp file, rename);
-#   * a mistake the user can fix ends the run with one sentence saying what to do (`SystemExit`).
-
-REPO_DIR = Path(__file__).resolve().parent
-SHARED_DATA_DIR = REPO_DIR.parent / "shared" / "data"       # staged data on the course machines
-SHARED_CORPUS_DIR = SHARED_DATA_DIR / "corpus"               # python-docs.jsonl + shakespeare.jsonl
-DATA_CACHE_DIR = REPO_DIR / "data"                            # downloads land here (git-ignored)
-TEXT_SUFFIXES = (".jsonl", ".txt", ".parquet")
-
-
-def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset: str = "linnet"):
-    """Add the two options every lesson has: `--preset` and `--out` (default `out/<script>/`)."""
-    parser.add_argument("--preset", choices=["tiny", "linnet"], default=default_preset,
-                        help="tiny: seconds on a laptop CPU; linnet: the real job (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=REPO_DIR / "out" / script,
-                        help="where plots and outputs go (default: out/%s/)" % script)
-    return parser
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds.
-
-    A crash, Ctrl-C or error inside the block leaves no half-written `path` behind (and an older
-    complete `path`, if there was one, untouched)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def save_plot(fig, out_dir: str | os.PathLike, name: str, caption: str) -> Path:
-    """Save a matplotlib figure as `out_dir/name.png` (atomically) and print its one-line caption.
-
-    The caption says what a student should look at, e.g.
-    `plot: out/01_tokenizer/compression.png — bytes per token keep rising with vocab, but slower`."""
-    import matplotlib.pyplot as plt
-
-    path = Path(out_dir) / f"{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
-    print(f"plot: {path} — {caption}")
-    return path
-
-
-def has_internet(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """True if `host:443` answers within `timeout` seconds (and HF_HUB_OFFLINE is not set)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-# --- 0b. Reading text: .jsonl (a "text" field), .txt and .parquet, streamed -------------------------
-
-def list_text_files(paths: Iterable[str | os.PathLike], suffixes=TEXT_SUFFIXES) -> list[Path]:
-    """Expand files and directories into a sorted list of readable text files.
-
-    >>> [p.name for p in list_text_files(["../shared/data/corpus"])]
-    ['python-docs.jsonl', 'shakespeare.jsonl']"""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes))
-        elif p.is_file():
-            if not p.name.endswith(suffixes):
-                raise SystemExit(f"error: {p} is not a {'/'.join(suffixes)} file: pass text files or a directory of them")
-            files.append(p)
-        else:
-            raise SystemExit(f"error: {p} does not exist: check the path you passed")
-    return files
-
-
-def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
-    """The non-empty "text" field of every JSON line (`path` only names the file in the error)."""
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            text = json.loads(line)["text"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise SystemExit(f"error: {path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that line")
-        if text:
-            yield text
-
-
-def iter_file_texts(path: Path) -> Iterator[str]:
-    """Yield the documents of one file, one at a time (memory does not grow with the file).
-
-    .jsonl: one JSON object per line, its "text" field; .txt: the whole file is one document;
-    .parquet: the "text" column, one row group at a time."""
-    try:
-        if path.name.endswith(".jsonl"):
-            with open(path, encoding="utf-8") as f:
-                yield from iter_jsonl_texts(f, path)
-        elif path.name.endswith(".txt"):
-            text = path.read_text(encoding="utf-8")
-            if text:
-                yield text
-        elif path.name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            pf = pq.ParquetFile(path)
-            if "text" not in pf.schema_arrow.names:
-                raise SystemExit(f"error: {path} has no 'text' column (columns: {pf.schema_arrow.names})")
-            for g in range(pf.num_row_groups):
-                for text in pf.read_row_group(g, columns=["text"]).column("text").to_pylist():
-                    if text:
-                        yield text
-        else:
-            raise SystemExit(f"error: {path}: unknown file type; use .jsonl, .txt or .parquet")
-    except UnicodeDecodeError:
-        raise SystemExit(f"error: {path} is not UTF-8 text: convert it or leave it out")
-    except OSError as e:
-        raise SystemExit(f"error: cannot read {path} ({e.strerror or e}): check it exists and is readable")
-
-
-def iter_texts(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Yield every document of every file under `paths`, in sorted file order."""
-    for f in list_text_files(paths):
-        yield from iter_file_texts(f)
-
-
-# --- 0c. The tiny preset's data: --data, else a slice of fineweb-edu, else ../shared/data/corpus ---
-
-FINEWEB_REPO = "HuggingFaceFW/fineweb-edu"
-FINEWEB_SAMPLE_FILE = "sample/10BT/000_00000.parquet"
-
-
-def fetch_fineweb_sample(cache_dir: Path = DATA_CACHE_DIR, max_bytes: int = 5_000_000) -> Path:
-    """Download a few MB of fineweb-edu: the first row group of its first sample-10BT Parquet file.
-
-    Reads only that row group over HTTP range requests (`HfFileSystem` + `pyarrow`), not the ~2 GB
-    file, keeps documents until `max_bytes` of text, and caches them as `fineweb-edu-sample.jsonl`."""
-    out = Path(cache_dir) / "fineweb-edu-sample.jsonl"
-    if out.exists():
-        return out
-    import pyarrow.parquet as pq
-    from huggingface_hub import HfFileSystem
-
-    fs = HfFileSystem()
-    with fs.open(f"datasets/{FINEWEB_REPO}/{FINEWEB_SAMPLE_FILE}", "rb") as remote:
-        texts = pq.ParquetFile(remote).read_row_group(0, columns=["text"]).column("text").to_pylist()
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        total = 0
-        for i, text in enumerate(texts):
-            f.write(json.dumps({"text": text, "id": f"fineweb-edu-{i}"}) + "\n")
-            total += len(text.encode("utf-8"))
-            if total >= max_bytes:
-                break
-    return out
-
-
-def find_tiny_data(data: str | os.PathLike | None = None) -> list[Path]:
-    """The text the tiny preset trains on, in this order of preference:
-
-    1. `--data PATH` if given (files or directories of .jsonl/.txt/.parquet);
-    2. a few MB of fineweb-edu from the Hub (what a new user with internet gets);
-    3. `../shared/data/corpus` if present (the course machines, which have no internet);
-    4. otherwise stop with one line saying what to pass."""
-    if data is not None:
-        return list_text_files([data])
-    if has_internet():
-        try:
-            return [fetch_fineweb_sample()]
-        except Exception as e:  # the Hub is down, a proxy blocks it, ...: fall through to local data
-            print(f"note: could not download the fineweb-edu sample ({type(e).__name__}: {e}); using local data",
-                  file=sys.stderr)
-    if SHARED_CORPUS_DIR.is_dir():
-        return list_text_files([SHARED_CORPUS_DIR])
-    raise SystemExit("error: no text to train on: pass --data PATH (a .jsonl/.txt/.parquet file or a directory of them)")
-
 
 # --- 1. Bytes as printable characters ----------------------------------------------------------------
 # Byte-level BPE works on UTF-8 bytes, so any string can be tokenized: "é" is the two bytes C3 A9,
@@ -271,7 +81,6 @@ MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)   # 258: the bytes and the specials, 
 MAX_VOCAB_SIZE = 65_536                      # 04_data stores token ids as uint16
 LINNET_VOCAB_SIZE = 32_768
 TINY_VOCAB_SIZE = 1_024
-RAW_DATA_DIR = DATA_CACHE_DIR / "raw"        # where 04_data.py downloads fineweb-edu + dclm as .jsonl
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -430,7 +239,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
                     show_progress: bool = True) -> Tokenizer:
     """Train linnet's tokenizer on a stream of documents (consumed once, never held in memory).
 
-    `texts` can be a generator such as `iter_texts(files)`; `train_from_iterator` pulls batches of
+    `texts` can be a generator such as `house.iter_texts(files)`; `train_from_iterator` pulls batches of
     it while Rust threads count words. Specials get ids 0 (EOT) and 1 (PAD)."""
     check_vocab_size(vocab_size)
     texts = iter(texts)
@@ -459,17 +268,9 @@ def tokenizer_json(tokenizer: Tokenizer) -> str:
 def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
     """Write `tokenizer.json` atomically: a crash leaves the old file (or none), never half a file."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with house.atomic_path(path) as tmp:
         tmp.write_text(tokenizer_json(tokenizer), encoding="utf-8")
     return path
-
-
-def shown(path: Path) -> str:
-    """`path` relative to the current directory when it is inside it (shorter error messages)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
@@ -479,16 +280,16 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     0"""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"error: {shown(path)} is missing: run python 01_tokenizer.py --preset tiny "
+        raise SystemExit(f"error: {house.shown(path)} is missing: run python 01_tokenizer.py --preset tiny "
                          "(or python 01_tokenizer.py for the real one) to train it")
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as e:  # the Rust parser's message, e.g. "EOF while parsing a value at line 1"
         reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise SystemExit(f"error: {shown(path)} is not a valid tokenizer.json ({reason}): delete it and "
+        raise SystemExit(f"error: {house.shown(path)} is not a valid tokenizer.json ({reason}): delete it and "
                          "retrain with python 01_tokenizer.py --preset tiny")
     if tokenizer.token_to_id(EOT) is None:
-        raise SystemExit(f"error: {shown(path)} has no {EOT} token: it is not a linnet tokenizer; "
+        raise SystemExit(f"error: {house.shown(path)} has no {EOT} token: it is not a linnet tokenizer; "
                          "retrain with python 01_tokenizer.py --preset tiny")
     return tokenizer
 
@@ -551,7 +352,7 @@ def bytes_per_token(tokenizer: Tokenizer, texts: list[str]) -> float:
 def iter_doc_batches(path: Path, max_bytes: int | None, batch_bytes: int = 8_000_000) -> Iterator[list[str]]:
     """The documents of `read_docs(path, max_bytes)`, streamed in lists of about `batch_bytes` bytes."""
     batch, batch_size, total = [], 0, 0
-    for text in iter_file_texts(path):
+    for text in house.iter_file_texts(path):
         size = len(text.encode("utf-8"))
         if max_bytes is not None and total + size > max_bytes:
             text, size = text[:max(0, max_bytes - total)], max_bytes - total
@@ -615,7 +416,7 @@ def plot_compression(tokenizer: Tokenizer, samples: dict[str, list[str]], out_di
     ax.grid(alpha=0.3)
     ax.legend()
     first, last = next(iter(curves.values())), max(curves, key=lambda n: curves[n][-1])
-    return save_plot(fig, out_dir, "compression",
+    return house.save_plot(fig, out_dir, "compression",
                      f"bytes/token rise from 1.0 (raw bytes) to {curves[last][-1]:.2f} ({last}) at vocab {sizes[-1]:,}; "
                      f"the first step (258 -> {sizes[1]:,}) gains {first[1] - first[0]:.2f}, the last ({sizes[-2]:,} -> {sizes[-1]:,}) only {first[-1] - first[-2]:.2f}")
 
@@ -642,7 +443,7 @@ def plot_token_lengths(tokenizer: Tokenizer, texts: list[str], out_dir: Path) ->
     ax.set_title("How long are the tokens? Vocabulary vs running text")
     ax.legend()
     typical = int(np.argmax(in_vocab)) + 1
-    return save_plot(fig, out_dir, "token_lengths",
+    return house.save_plot(fig, out_dir, "token_lengths",
                      f"learned tokens are most often {typical} bytes (median {np.median(learned):.0f}, longest {int(learned.max())}); "
                      f"a token in running text carries {length_of_id[used_ids].mean():.2f} bytes on average")
 
@@ -673,7 +474,7 @@ def plot_token_boundaries(tokenizer: Tokenizer, sentence: str, out_dir: Path) ->
     ax.set_ylim(0, len(sizes))
     ax.axis("off")
     ax.set_title("The same sentence, one coloured box per token (· is a space, � a piece of a multi-byte character)")
-    return save_plot(fig, out_dir, "token_boundaries",
+    return house.save_plot(fig, out_dir, "token_boundaries",
                      f"the same sentence is {' -> '.join(map(str, counts))} tokens at vocab {' -> '.join(f'{s:,}' for s in sizes)}; "
                      "spaces stick to the word after them")
 
@@ -687,9 +488,9 @@ LESSON_MERGES = 64
 
 def run_scratch_lesson(files: list[Path]) -> None:
     """Train the hand-written BPE on a few KB and check that HF learns the very same merges."""
-    text = "".join(itertools.islice(iter_texts(files), 20))[:LESSON_BYTES]
+    text = "".join(itertools.islice(house.iter_texts(files), 20))[:LESSON_BYTES]
     if not text:
-        raise SystemExit(f"error: no text in {', '.join(shown(f) for f in files)}: pass --data with files that contain text")
+        raise SystemExit(f"error: no text in {', '.join(house.shown(f) for f in files)}: pass --data with files that contain text")
     start = time.perf_counter()
     merges, _vocab = train_bpe_scratch([text], MIN_VOCAB_SIZE + LESSON_MERGES)
     seconds = time.perf_counter() - start
@@ -702,18 +503,18 @@ def run_scratch_lesson(files: list[Path]) -> None:
 
 
 def data_files(args) -> list[Path]:
-    """The tiny preset's text (find_tiny_data), or the real job's: --data, else data/raw/ from 04_data."""
+    """The tiny preset's text (`house.find_tiny_data`), or the real job's: --data, else data/raw/ from 04_data."""
     if args.preset == "tiny":
-        files = find_tiny_data(args.data)
+        files = house.find_tiny_data(args.data)
     elif args.data is not None:
-        files = list_text_files([args.data])
-    elif RAW_DATA_DIR.is_dir():
-        files = list_text_files([RAW_DATA_DIR])
+        files = house.list_text_files([args.data])
+    elif house.RAW_DATA_DIR.is_dir():
+        files = house.list_text_files([house.RAW_DATA_DIR])
     else:
-        raise SystemExit(f"error: {shown(RAW_DATA_DIR)}/ is missing: run python 04_data.py first (it downloads "
+        raise SystemExit(f"error: {house.shown(house.RAW_DATA_DIR)}/ is missing: run python 04_data.py first (it downloads "
                          "fineweb-edu + dclm there), or pass --data PATH, or try --preset tiny")
     if not files:
-        raise SystemExit(f"error: no .jsonl/.txt/.parquet files in {shown(args.data or RAW_DATA_DIR)}: pass --data with text files")
+        raise SystemExit(f"error: no .jsonl/.txt/.parquet files in {house.shown(args.data or house.RAW_DATA_DIR)}: pass --data with text files")
     return files
 
 
@@ -734,10 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
                "  python 01_tokenizer.py --data my_text/ --out out/my_tok   # any .jsonl/.txt/.parquet\n"
                "Both presets write <out>/tokenizer.json (default out/01_tokenizer/tokenizer.json);\n"
                "later lessons load it from there. <|endoftext|> is id 0, <|padding|> id 1.")
-    add_common_args(parser, "01_tokenizer")
+    house.add_common_args(parser, "01_tokenizer")
     parser.add_argument("--data", type=Path, default=None,
                         help="text to train on: a .jsonl ('text' field) / .txt / .parquet file or a directory of "
-                             "them (default: data/raw/ from 04_data.py for linnet; find_tiny_data for tiny)")
+                             "them (default: data/raw/ from 04_data.py for linnet; for tiny: a fineweb-edu sample, else ../shared/data/corpus)")
     parser.add_argument("--vocab-size", type=int, default=None,
                         help=f"tokens in the vocabulary, specials included (default: {LINNET_VOCAB_SIZE:,} linnet, "
                              f"{TINY_VOCAB_SIZE:,} tiny; at least {MIN_VOCAB_SIZE})")
@@ -756,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
     check_vocab_size(vocab_size)
     measure_mb = args.measure_mb if args.measure_mb is not None else (2 if args.preset == "tiny" else 64)
     files = data_files(args)
-    print(f"text: {', '.join(shown(f) for f in files[:4])}{' ...' if len(files) > 4 else ''} ({len(files)} file{'s' if len(files) != 1 else ''})")
+    print(f"text: {', '.join(house.shown(f) for f in files[:4])}{' ...' if len(files) > 4 else ''} ({len(files)} file{'s' if len(files) != 1 else ''})")
 
     loaded = load_tokenizer(args.tokenizer) if args.tokenizer is not None else None  # fail fast if corrupt
 
@@ -765,17 +566,17 @@ def main(argv: list[str] | None = None) -> None:
     out_path = Path(args.out) / "tokenizer.json"
     if loaded is not None:
         tokenizer = loaded
-        print(f"loaded {shown(args.tokenizer)}: vocab {tokenizer.get_vocab_size():,} (no training)")
+        print(f"loaded {house.shown(args.tokenizer)}: vocab {tokenizer.get_vocab_size():,} (no training)")
     else:
         start = time.perf_counter()
-        tokenizer = train_tokenizer(iter_texts(files), vocab_size, args.min_frequency, show_progress=args.preset == "linnet")
+        tokenizer = train_tokenizer(house.iter_texts(files), vocab_size, args.min_frequency, show_progress=args.preset == "linnet")
         print(f"trained vocab {tokenizer.get_vocab_size():,} in {time.perf_counter() - start:.1f} s "
               f"({len(tokenizer_merges(tokenizer)):,} merges; {EOT}={eot_id(tokenizer)}, {PAD}={tokenizer.token_to_id(PAD)})")
         if tokenizer.get_vocab_size() < vocab_size:
             print(f"note: only {tokenizer.get_vocab_size():,} of {vocab_size:,} tokens: no pair left occurs "
                   f"{args.min_frequency}+ times in this text; give it more text for the full size")
         save_tokenizer(tokenizer, out_path)
-        print(f"saved {shown(out_path)} (sha256 {tokenizer_sha256(out_path)[:16]}…)")
+        print(f"saved {house.shown(out_path)} (sha256 {tokenizer_sha256(out_path)[:16]}…)")
 
     max_bytes = int(measure_mb * 1e6) if measure_mb > 0 else None
     results = [measure_file(tokenizer, f, max_bytes) for f in files]

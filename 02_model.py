@@ -66,7 +66,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-house = importlib.import_module("01_tokenizer")  # section 0: add_common_args, save_plot, atomic_path
+import house
+
+tokenizer_lib = importlib.import_module("01_tokenizer")   # load_tokenizer, for sampling from a checkpoint
 
 
 # --- 1. The config: everything follows from `depth` ------------------------------------------------
@@ -133,11 +135,6 @@ class LLMConfig:
         """Inverse of to_dict. Keys that are not fields (e.g. extra keys in a Hub config.json) are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def default_device() -> str:
-    """"cuda" if a GPU is visible, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --- 2. Counting parameters and FLOPs (no model needed) --------------------------------------------
@@ -933,8 +930,8 @@ def run_checkpoint(args):
     """--checkpoint: load published weights and sample a continuation of --prompt."""
     if args.tokenizer is None or not args.tokenizer.is_file():
         raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
-    enc = house.load_tokenizer(args.tokenizer)           # one clear line if it is missing or corrupt
-    model = LLM.from_pretrained(args.checkpoint, device=default_device())
+    enc = tokenizer_lib.load_tokenizer(args.tokenizer)           # one clear line if it is missing or corrupt
+    model = LLM.from_pretrained(args.checkpoint, device=house.default_device())
     if enc.get_vocab_size() > model.config.vocab_size:
         raise SystemExit(f"error: {args.tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
                          f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")

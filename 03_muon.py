@@ -55,7 +55,9 @@ from pathlib import Path
 
 import torch
 
-tok = importlib.import_module("01_tokenizer")
+import house
+
+tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
 
 # --- 1. Newton–Schulz: the orthogonal factor of a matrix, with matmuls only -------------------------
@@ -384,7 +386,7 @@ def load_bytes(files, max_bytes: int) -> torch.Tensor:
     """The first `max_bytes` UTF-8 bytes of the documents in `files`, as a uint8 tensor (vocab 256:
     a byte-level model needs no tokenizer)."""
     chunks, total = [], 0
-    for text in tok.iter_texts(files):
+    for text in house.iter_texts(files):
         chunks.append(text.encode("utf-8"))
         total += len(chunks[-1])
         if total >= max_bytes:
@@ -459,7 +461,7 @@ def plot_singular_values(spectra, out_dir):
     ax.set_ylabel("singular value")
     ax.set_title("Newton–Schulz flattens a gradient's spectrum: 8 strong directions + noise → all ≈ 1")
     ax.legend(fontsize=8, loc="lower left")
-    return tok.save_plot(fig, out_dir, "ns_singular_values",
+    return house.save_plot(fig, out_dir, "ns_singular_values",
                          "before NS a few directions dominate; after 5 steps every singular value sits in the green band")
 
 
@@ -482,7 +484,7 @@ def plot_ns_polynomial(out_dir):
     ax.set_ylabel("output singular value")
     ax.set_title("The quintic reaches ≈1 from x ≈ 0.002 in 5 steps; the cubic is still far below")
     ax.legend(fontsize=8, loc="lower right")
-    return tok.save_plot(fig, out_dir, "ns_polynomial",
+    return house.save_plot(fig, out_dir, "ns_polynomial",
                          "5 quintic steps lift everything above ~0.002 into the band around 1 (wobbly, not exactly 1); the cubic lags")
 
 
@@ -500,7 +502,7 @@ def plot_loss_curves(runs, out_dir):
     ax.set_ylabel("training loss (nats/byte)")
     ax.set_title("Next-byte prediction: Muon+AdamW (blue) vs AdamW only (orange)")
     ax.legend(fontsize=8)
-    return tok.save_plot(fig, out_dir, "muon_vs_adamw_curves",
+    return house.save_plot(fig, out_dir, "muon_vs_adamw_curves",
                          "dark orange (AdamW alone, largest lr) stalls; blue (Muon+AdamW) ends at or below orange at each lr")
 
 
@@ -516,7 +518,7 @@ def plot_final_loss_vs_lr(runs, out_dir):
     ax.set_ylabel("held-out loss after training (nats/byte)")
     ax.set_title("Final held-out loss vs learning rate")
     ax.legend()
-    return tok.save_plot(fig, out_dir, "muon_vs_adamw_lr",
+    return house.save_plot(fig, out_dir, "muon_vs_adamw_lr",
                          "lower is better: blue (Muon+AdamW) below orange at each lr, and flat where AdamW alone blows up")
 
 
@@ -551,7 +553,7 @@ def main(argv=None):
                "Presets: tiny = depth 2, 4 experts, 8×64 bytes per step, 60 steps, base lr 1e-3/3e-3/1e-2 "
                "(≈25 s on a CPU); linnet = depth 4, 8 experts, 16×128 bytes, 200 steps, 4 lrs (≈2 min on an H100). "
                "It also prints which optimizer each parameter of the depth-12 linnet model gets.")
-    tok.add_common_args(parser, "03_muon")
+    house.add_common_args(parser, "03_muon")
     parser.add_argument("--data", type=Path, default=None,
                         help="text to train experiment 3 on (.jsonl/.txt/.parquet or a directory); "
                              "default: the tiny data of 01_tokenizer (Shakespeare on the course machines)")
@@ -584,8 +586,8 @@ def main(argv=None):
 
     print(f"\n== 3. AdamW only vs Muon+AdamW: depth-{preset['depth']} MoE ({preset['n_experts']} experts), "
           f"next-byte prediction, {preset['steps']} steps ==")
-    device = model_lib.default_device()
-    files = pick_text_files(tok.find_tiny_data(args.data))
+    device = house.default_device()
+    files = pick_text_files(house.find_tiny_data(args.data))
     data = load_bytes(files, preset["max_bytes"])
     split = int(0.9 * len(data))
     train_data, val_data = data[:split], data[split:]

@@ -76,7 +76,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -84,15 +83,17 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-tok = importlib.import_module("01_tokenizer")   # house helpers, EOT, load_tokenizer, tokenizer_sha256
+import house
+
+tokenizer_lib = importlib.import_module("01_tokenizer")   # EOT, load_tokenizer, tokenizer_sha256
 
 # --- 1. Sources: where documents come from --------------------------------------------------------------
 # A source is anything with `.name`, `.kind`, `.location` and `iter_documents()` yielding strings. The
 # generator reads one file at a time and one row group / line at a time, so memory never grows with
 # the corpus. Empty texts are skipped (as linnet did).
 
-LOCAL_SUFFIXES = tok.TEXT_SUFFIXES + (".jsonl.zst",)
-HF_CACHE_DIR = tok.DATA_CACHE_DIR / "hf"   # hf_hub_download's cache (resumable downloads)
+LOCAL_SUFFIXES = house.TEXT_SUFFIXES + (".jsonl.zst",)
+HF_CACHE_DIR = house.DATA_CACHE_DIR / "hf"   # hf_hub_download's cache (resumable downloads)
 
 # The two Hugging Face datasets (DATA.md). Files are listed on the Hub, kept when they start with
 # `prefix` and end with `suffix`, and read in sorted order.
@@ -113,7 +114,7 @@ def iter_jsonl_zst(path: Path) -> Iterator[str]:
 
     try:
         with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-            yield from tok.iter_jsonl_texts(io.TextIOWrapper(reader, encoding="utf-8"), path)   # 01's reader
+            yield from house.iter_jsonl_texts(io.TextIOWrapper(reader, encoding="utf-8"), path)   # 01's reader
     except zstandard.ZstdError as e:
         raise SystemExit(f"error: {path} is not valid zstandard data ({e}): delete it (it is downloaded again) or leave it out")
     except UnicodeDecodeError:
@@ -124,7 +125,7 @@ def read_documents(path: Path) -> Iterator[str]:
     """Documents of one file: .jsonl.zst here, .jsonl/.txt/.parquet with 01's reader (row group by row group)."""
     if path.name.endswith(".jsonl.zst"):
         return iter_jsonl_zst(path)
-    return tok.iter_file_texts(path)
+    return house.iter_file_texts(path)
 
 
 class LocalSource:
@@ -136,7 +137,7 @@ class LocalSource:
 
     def __init__(self, name: str, paths: Iterable[str | os.PathLike], origin: str | None = None):
         self.name = name
-        self.files = tok.list_text_files(list(paths), suffixes=LOCAL_SUFFIXES)
+        self.files = house.list_text_files(list(paths), suffixes=LOCAL_SUFFIXES)
         if not self.files:
             raise SystemExit(f"error: source {name}: no {'/'.join(LOCAL_SUFFIXES)} files in {list(map(str, paths))}: check the path")
         self.origin = origin
@@ -305,7 +306,7 @@ def encode_documents(tokenizer, texts: list[str], eot: int, piece_chars: int = P
 def check_vocab_fits_uint16(tokenizer) -> None:
     """Token ids are stored as uint16 (0…65,535): refuse a larger vocabulary with one clear line."""
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-    if vocab_size > tok.MAX_VOCAB_SIZE:  # 65,536
+    if vocab_size > tokenizer_lib.MAX_VOCAB_SIZE:  # 65,536
         raise SystemExit(f"error: the tokenizer has {vocab_size:,} tokens but shards store ids as uint16 "
                          "(at most 65,536 tokens): train one with python 01_tokenizer.py --vocab-size 65536 or less")
 
@@ -382,7 +383,7 @@ class ShardPacker:
     def _write(self, end: tuple[int, int]) -> None:
         tokens = np.concatenate(self.pieces)   # (n,) uint16
         path = self.out_dir / shard_name(self.index)
-        with tok.atomic_path(path) as tmp:
+        with house.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, tokens)
             digest = sha256_file(tmp)
@@ -394,11 +395,6 @@ class ShardPacker:
             self.on_shard_written(record)
         self.index += 1
         self._start_shard()
-
-
-def write_json(path: Path, data) -> None:
-    with tok.atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
@@ -413,7 +409,7 @@ def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
             except json.JSONDecodeError:
                 return [], False
             if saved.get("config") != config:
-                print(f"note: {tok.shown(out_dir)} holds shards made with other settings (tokenizer, sources, mix, "
+                print(f"note: {house.shown(out_dir)} holds shards made with other settings (tokenizer, sources, mix, "
                       "seed or sizes): starting over")
                 return [], False
             kept = []
@@ -443,7 +439,7 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     Reruns resume: finished shards whose sha256 matches are kept, the rest is redone, byte-identical.
     `on_shard_written(record)` is called after each shard (the tests use it to simulate a crash)."""
     check_vocab_fits_uint16(tokenizer)
-    eot = tok.eot_id(tokenizer)
+    eot = tokenizer_lib.eot_id(tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"format": 1, "tokenizer_sha256": tokenizer_sha256, "seed": seed, "order": "linnet" if linnet_order else "interleaved",
@@ -452,7 +448,7 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     records, complete = verified_shards(out_dir, config)
     remove_outputs(out_dir, keep=len(records))
     if complete:
-        print(f"all {len(records)} shards in {tok.shown(out_dir)} are already done (sha256 verified)")
+        print(f"all {len(records)} shards in {house.shown(out_dir)} are already done (sha256 verified)")
         return make_manifest(config, records, tokenizer, eot)
     (out_dir / "manifest.json").unlink(missing_ok=True)
 
@@ -460,7 +456,7 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     if records:
         print(f"resuming: {len(records)} finished shards verified; skipping {start_doc:,} documents")
     packer = ShardPacker(out_dir, shard_tokens, val_tokens, [s.name for s in sources], records,
-                         write_progress=lambda recs: write_json(out_dir / "progress.json", {"config": config, "shards": recs}),
+                         write_progress=lambda recs: house.write_json(out_dir / "progress.json", {"config": config, "shards": recs}),
                          on_shard_written=on_shard_written)
     from tqdm import tqdm
 
@@ -493,7 +489,7 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
         raise SystemExit(f"error: all {packer.records[0]['tokens']:,} tokens went to the validation shard: "
                          f"lower --val-tokens (now {val_tokens:,}) or add more text")
     manifest = make_manifest(config, packer.records, tokenizer, eot)
-    write_json(out_dir / "manifest.json", manifest)
+    house.write_json(out_dir / "manifest.json", manifest)
     (out_dir / "progress.json").unlink(missing_ok=True)
     return manifest
 
@@ -543,18 +539,18 @@ def read_manifest(data_dir) -> dict:
     """The manifest of a finished 04 run, or one line saying how to make one."""
     path = Path(data_dir) / "manifest.json"
     if not path.is_file():
-        raise SystemExit(f"error: no shards in {tok.shown(Path(data_dir))}: run python 04_data.py --preset tiny first")
+        raise SystemExit(f"error: no shards in {house.shown(Path(data_dir))}: run python 04_data.py --preset tiny first")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
-        raise SystemExit(f"error: {tok.shown(path)} is corrupt: rerun python 04_data.py (finished shards are kept)")
+        raise SystemExit(f"error: {house.shown(path)} is corrupt: rerun python 04_data.py (finished shards are kept)")
 
 
 def load_shard(data_dir, record: dict) -> np.ndarray:
     """One shard as a read-only memory map: (n_tokens,) uint16, nothing read until it is indexed."""
     path = Path(data_dir) / record["file"]
     if not path.is_file():
-        raise SystemExit(f"error: {tok.shown(path)} is missing: rerun python 04_data.py to rebuild it")
+        raise SystemExit(f"error: {house.shown(path)} is missing: rerun python 04_data.py to rebuild it")
     return np.load(path, mmap_mode="r")
 
 
@@ -583,7 +579,7 @@ class ShardLoader:
         self.windows_per_shard = [max(0, (r["tokens"] - 1) // T) for r in self.shards]
         self.batches_per_epoch = sum(self.windows_per_shard) // (B * world_size)
         if self.batches_per_epoch == 0:
-            raise SystemExit(f"error: the {split} shards in {tok.shown(self.data_dir)} hold {sum(self.windows_per_shard):,} "
+            raise SystemExit(f"error: the {split} shards in {house.shown(self.data_dir)} hold {sum(self.windows_per_shard):,} "
                              f"windows of {T}+1 tokens, fewer than one batch ({B} × {world_size} ranks): "
                              "lower the batch size or sequence length, or make more data")
         self.epoch, self.batch = 0, 0
@@ -676,7 +672,7 @@ def plot_doc_lengths(manifest: dict, out_dir: Path) -> Path:
     ax.set_ylabel("documents")
     ax.set_title("How long are the documents of each source?")
     ax.legend()
-    return tok.save_plot(fig, out_dir, "doc_lengths",
+    return house.save_plot(fig, out_dir, "doc_lengths",
                          "document lengths per source on a log axis: where each source's mass sits, and its long tail")
 
 
@@ -696,7 +692,7 @@ def plot_tokens_per_source(manifest: dict, out_dir: Path) -> Path:
     ax.set_title(f"Tokens per source ({manifest['order']} order, seed {manifest['seed']})")
     ax.margins(y=0.2)
     ax.legend()
-    return tok.save_plot(fig, out_dir, "tokens_per_source",
+    return house.save_plot(fig, out_dir, "tokens_per_source",
                          "tokens each source contributes; the orange cap shows the validation shard draws from every source")
 
 
@@ -715,7 +711,7 @@ def plot_bytes_per_token(manifest: dict, out_dir: Path) -> Path:
     ax.set_title("How much text one token carries, per source")
     ax.margins(y=0.15)
     ax.legend(loc="lower right")
-    return tok.save_plot(fig, out_dir, "bytes_per_token",
+    return house.save_plot(fig, out_dir, "bytes_per_token",
                          "bytes per token per source: text like the tokenizer's training text compresses better")
 
 
@@ -750,7 +746,7 @@ def plot_window(tokens: np.ndarray, eot: int, tokenizer, out_dir: Path) -> Path:
     ax.set_title(f"{len(tokens)} tokens of a training window: {len(boundaries)} document boundaries "
                  "(red = <|endoftext|>, then the next document's first words)", fontsize=10)
     ax.margins(y=0.12)
-    return tok.save_plot(fig, out_dir, "window",
+    return house.save_plot(fig, out_dir, "window",
                          "one window packs several documents; attention sees across the red <|endoftext|> lines")
 
 
@@ -775,7 +771,7 @@ def parse_mix(mix: str | None) -> dict[str, int]:
     return counts
 
 
-def download_raw(source: HFSource, n_documents: int, raw_dir: Path = tok.RAW_DATA_DIR) -> Path:
+def download_raw(source: HFSource, n_documents: int, raw_dir: Path = house.RAW_DATA_DIR) -> Path:
     """Stream the first `n_documents` of an HF source into raw_dir/<name>.jsonl (as linnet did); kept if done.
 
     A sidecar <name>.meta.json records the count, so asking for a different count downloads again."""
@@ -785,14 +781,14 @@ def download_raw(source: HFSource, n_documents: int, raw_dir: Path = tok.RAW_DAT
         return out
     from tqdm import tqdm
 
-    with tok.atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with house.atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         documents = source.iter_documents()
         for i in tqdm(range(n_documents), desc=f"downloading {source.name}", unit="doc"):
             text = next(documents, None)
             if text is None:
                 raise SystemExit(f"error: {source.repo} has only {i:,} documents: lower --mix {source.name}")
             f.write(json.dumps({"text": text, "id": f"{source.name}-{i}"}) + "\n")
-    write_json(meta, want)
+    house.write_json(meta, want)
     return out
 
 
@@ -802,7 +798,7 @@ def resolve_sources(args) -> tuple[list, dict[str, int]]:
     if args.source:
         sources = [parse_source_arg(s) for s in args.source]
     elif args.preset == "tiny" or args.data is not None:
-        files = tok.find_tiny_data(args.data) if args.preset == "tiny" else tok.list_text_files([args.data], LOCAL_SUFFIXES)
+        files = house.find_tiny_data(args.data) if args.preset == "tiny" else house.list_text_files([args.data], LOCAL_SUFFIXES)
         sources = [LocalSource(f.name.split(".")[0], [f]) for f in files]
     else:
         counts = counts or dict(LINNET_MIX)
@@ -811,15 +807,15 @@ def resolve_sources(args) -> tuple[list, dict[str, int]]:
             if name not in HF_DATASETS:
                 raise SystemExit(f"error: --mix names {name!r}, but the Hub sources are {sorted(HF_DATASETS)}; "
                                  "pass your own files with --source NAME=PATH")
-            raw = tok.RAW_DATA_DIR / f"{name}.jsonl"
-            meta = tok.RAW_DATA_DIR / f"{name}.meta.json"
+            raw = house.RAW_DATA_DIR / f"{name}.jsonl"
+            meta = house.RAW_DATA_DIR / f"{name}.meta.json"
             hf = HFSource(name, cache_dir=args.cache_dir, **HF_DATASETS[name])
             if not (raw.exists() and meta.exists() and json.loads(meta.read_text())["documents"] == counts[name]):
-                if not tok.has_internet():
+                if not house.has_internet():
                     raise SystemExit("error: no internet to download fineweb-edu and dclm from the Hugging Face Hub: "
                                      "pass local text instead, e.g. --source python-docs=../shared/data/corpus/python-docs.jsonl "
                                      "(NAME=PATH, repeatable), or run --preset tiny")
-                raw = download_raw(hf, counts[name], raw_dir=tok.RAW_DATA_DIR)
+                raw = download_raw(hf, counts[name], raw_dir=house.RAW_DATA_DIR)
             sources.append(LocalSource(name, [raw], origin=f"{hf.location}, first {counts[name]:,} documents"))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
@@ -851,7 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  python 04_data.py                     # download, then: python 01_tokenizer.py; python 04_data.py\n"
                "  python 04_data.py --linnet-order      # linnet's exact order: all dclm, then fineweb-edu\n"
                "Rerunning resumes: finished shards are verified by sha256 and kept.")
-    tok.add_common_args(parser, "04_data")
+    house.add_common_args(parser, "04_data")
     parser.add_argument("--source", action="append", metavar="NAME=PATH",
                         help="a local source (repeatable); documents are read in sorted file order")
     parser.add_argument("--data", type=Path, default=None,
@@ -863,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--linnet-order", action="store_true",
                         help="no interleaving: all of each source in name order (dclm, then fineweb-edu), as "
                              "linnet did; shard 0 (validation) is then dclm only")
-    parser.add_argument("--tokenizer", type=Path, default=tok.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json",
+    parser.add_argument("--tokenizer", type=Path, default=house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json",
                         help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
     parser.add_argument("--shard-tokens", type=int, default=None,
                         help="tokens per training shard (default: 100M linnet, 500k tiny)")
@@ -882,18 +878,18 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("error: --shard-tokens and --val-tokens must be positive")
     sources, counts = resolve_sources(args)
     if not args.tokenizer.is_file():
-        raise SystemExit(f"error: no tokenizer at {tok.shown(args.tokenizer)}: run python 01_tokenizer.py --preset tiny "
+        raise SystemExit(f"error: no tokenizer at {house.shown(args.tokenizer)}: run python 01_tokenizer.py --preset tiny "
                          "first (python 01_tokenizer.py for the real one), or pass --tokenizer")
-    tokenizer = tok.load_tokenizer(args.tokenizer)
+    tokenizer = tokenizer_lib.load_tokenizer(args.tokenizer)
     print("sources: " + ", ".join(f"{s.name} ({counts[s.name]:,} docs)" for s in sources)
           + f"; order: {'linnet (no interleaving)' if args.linnet_order else f'interleaved, seed {args.seed}'}")
 
-    manifest = build_shards(sources, counts, tokenizer, args.out, tokenizer_sha256=tok.tokenizer_sha256(args.tokenizer),
+    manifest = build_shards(sources, counts, tokenizer, args.out, tokenizer_sha256=tokenizer_lib.tokenizer_sha256(args.tokenizer),
                             seed=args.seed, linnet_order=args.linnet_order, show_progress=True, **sizes)
     for name, p in manifest["per_source"].items():
         print(f"  {name:<16} {p['documents']:>9,} docs {p['tokens']:>13,} tokens {p['bytes'] / 1e6:9.2f} MB "
               f"{p['bytes_per_token']:5.2f} bytes/token   (validation: {p['val_documents']:,} docs, {p['val_tokens']:,} tokens)")
-    print(f"{len(manifest['shards'])} shards in {tok.shown(args.out)} ({manifest['tokens']:,} tokens, shard 0 = validation "
+    print(f"{len(manifest['shards'])} shards in {house.shown(args.out)} ({manifest['tokens']:,} tokens, shard 0 = validation "
           f"with {manifest['val_tokens']:,}); val bytes/token {manifest['val_bytes_per_token']:.3f}")
 
     plot_doc_lengths(manifest, args.out)

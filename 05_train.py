@@ -51,7 +51,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-tokenizer_lib = importlib.import_module("01_tokenizer")  # load_tokenizer; section 0: --out, atomic_path, save_plot
+import house
+
+tokenizer_lib = importlib.import_module("01_tokenizer")  # load_tokenizer, tokenizer_sha256
 model_lib = importlib.import_module("02_model")   # LLMConfig, LLM, export/load_linnet_state_dict
 muon_lib = importlib.import_module("03_muon")     # build_optimizers: the Muon/AdamW split
 data_lib = importlib.import_module("04_data")     # read_manifest, ShardLoader
@@ -204,7 +206,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tokenizer_lib.REPO_DIR, capture_output=True,
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=house.REPO_DIR, capture_output=True,
                               text=True, timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -214,7 +216,7 @@ def git_commit() -> str:
 
 def run_lesson(script: str, *args: str) -> None:
     print(f"running: python {script} {' '.join(args)}")
-    result = subprocess.run([sys.executable, str(tokenizer_lib.REPO_DIR / script), *args], cwd=tokenizer_lib.REPO_DIR)
+    result = subprocess.run([sys.executable, str(house.REPO_DIR / script), *args], cwd=house.REPO_DIR)
     if result.returncode != 0:
         raise SystemExit(f"error: python {script} {' '.join(args)} failed (see above): fix that first")
 
@@ -328,7 +330,7 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
         "git_commit": git_commit(),
         "tokenizer_sha256": tokenizer_lib.tokenizer_sha256(tokenizer_path),
     }
-    with tokenizer_lib.atomic_path(path) as tmp:
+    with house.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
@@ -365,7 +367,7 @@ def trim_log(path: Path, finished_steps: int) -> None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     kept = [r for r in records if r["step"] < finished_steps
             or (r.get("kind") == "eval" and r["step"] == finished_steps)]   # the eval after the last saved step
-    with tokenizer_lib.atomic_path(path) as tmp:
+    with house.atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
@@ -391,7 +393,7 @@ def plot_losses(steps, evals, out_dir):
     ax2.axhline(1.21, ls="--", color="gray", label="linnet-497M at the end (≈1.21, dclm text)")
     ax2.set(xlabel="step", ylabel="bits per byte", title="Validation bits per byte (tokenizer-independent)")
     ax2.legend()
-    return tokenizer_lib.save_plot(fig, out_dir, "loss", "train and validation loss, and bits per byte: both should fall; "
+    return house.save_plot(fig, out_dir, "loss", "train and validation loss, and bits per byte: both should fall; "
                            "a widening gap between train and validation means over-fitting")
 
 
@@ -407,7 +409,7 @@ def plot_optimisation(steps, out_dir):
     ax2.set(xlabel="step", ylabel="grad norm", yscale="log",
             title="Gradient norm: spikes are the first sign of trouble")
     ax2.legend()
-    return tokenizer_lib.save_plot(fig, out_dir, "lr_gradnorm", "the learning rate follows warm-up/stable/decay; "
+    return house.save_plot(fig, out_dir, "lr_gradnorm", "the learning rate follows warm-up/stable/decay; "
                            "the gradient norm should settle, spikes above the clip line are worth a look")
 
 
@@ -422,7 +424,7 @@ def plot_speed(steps, out_dir):
         ax2 = ax1.twinx()
         ax2.plot(x, [100 * (r.get("mfu") or 0) for r in steps], lw=0.8, color="C1")
         ax2.set_ylabel("MFU %", color="C1")
-    return tokenizer_lib.save_plot(fig, out_dir, "throughput", "tokens/s (and MFU on a GPU): flat after the first "
+    return house.save_plot(fig, out_dir, "throughput", "tokens/s (and MFU on a GPU): flat after the first "
                            "steps; dips mean evaluation, checkpointing or a data stall")
 
 
@@ -440,7 +442,7 @@ def plot_hellaswag(evals, out_dir):
     ax.set(xlabel="step", ylabel="HellaSwag accuracy %",
            title=f"HellaSwag: first {hs[0]['hellaswag_n']} examples during training, {hs[-1]['hellaswag_n']} at the end")
     ax.legend()
-    return tokenizer_lib.save_plot(fig, out_dir, "hellaswag", "HellaSwag accuracy: inside the grey band it is "
+    return house.save_plot(fig, out_dir, "hellaswag", "HellaSwag accuracy: inside the grey band it is "
                                    "indistinguishable from guessing; linnet-497M ends near 38 % acc")
 
 
@@ -468,7 +470,7 @@ def plot_experts(steps, out_dir):
     ax.axhline(math.log(n_expert), ls="--", color="gray", label="uniform (ln E)")
     ax.set(xlabel="step", ylabel="router entropy (nats)", title="Router entropy: falls as routers specialise")
     ax.legend(fontsize=6, ncol=min(n_layer + 1, 7))
-    return tokenizer_lib.save_plot(fig, out_dir, "experts", "expert load per layer over time: a bright row is an "
+    return house.save_plot(fig, out_dir, "experts", "expert load per layer over time: a bright row is an "
                            "overloaded expert, a dark one is starving; router entropy falls as routers specialise")
 
 
@@ -675,7 +677,7 @@ def parse_args(argv=None):
         epilog="examples: python 05_train.py --preset tiny | python 05_train.py --max-steps 5281 | "
                "python 05_train.py --resume | torchrun --nproc_per_node 8 05_train.py",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    tokenizer_lib.add_common_args(parser, "05_train")
+    house.add_common_args(parser, "05_train")
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -706,10 +708,10 @@ def parse_args(argv=None):
         print("No CUDA GPU found: running the tiny preset end to end instead "
               "(the linnet preset needs an 80 GB GPU; pass --preset tiny to skip this message).")
         args.preset = "tiny"
-    default_out = tokenizer_lib.REPO_DIR / "out" / "05_train"
+    default_out = house.REPO_DIR / "out" / "05_train"
     # absolute paths: 01 and 04 may run as subprocesses from the repo root (prepare_inputs)
-    args.tokenizer = (args.tokenizer or tokenizer_lib.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json").resolve()
-    args.data_dir = (args.data_dir or tokenizer_lib.REPO_DIR / "out" / "04_data").resolve()
+    args.tokenizer = (args.tokenizer or house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json").resolve()
+    args.data_dir = (args.data_dir or house.REPO_DIR / "out" / "04_data").resolve()
     args.out = (args.out or default_out).resolve()
     args.data = args.data.resolve() if args.data else None
     return args

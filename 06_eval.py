@@ -65,14 +65,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import house
+
 tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
 data_lib = importlib.import_module("04_data")
 
-REPO_DIR = tokenizer_lib.REPO_DIR
+REPO_DIR = house.REPO_DIR
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
-HELLASWAG_CACHE = tokenizer_lib.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
-HELLASWAG_SHARED = tokenizer_lib.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
+HELLASWAG_CACHE = house.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
+HELLASWAG_SHARED = house.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
 DEFAULT_CHECKPOINT = REPO_DIR / "out" / "05_train" / "latest.pt"
 DEFAULT_TOKENIZER = REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
 DEFAULT_DATA_DIR = REPO_DIR / "out" / "04_data"
@@ -168,9 +170,9 @@ def find_hellaswag_file(path: str | Path | None = None) -> Path:
         return path
     if HELLASWAG_CACHE.is_file():
         return HELLASWAG_CACHE
-    if tokenizer_lib.has_internet("raw.githubusercontent.com"):
+    if house.has_internet("raw.githubusercontent.com"):
         try:
-            with tokenizer_lib.atomic_path(HELLASWAG_CACHE) as tmp:
+            with house.atomic_path(HELLASWAG_CACHE) as tmp:
                 urllib.request.urlretrieve(HELLASWAG_URL, tmp)
             print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
             return HELLASWAG_CACHE
@@ -507,7 +509,7 @@ def load_model(path: str | Path, device=None):
         model_lib.load_linnet_state_dict(model, checkpoint["model"])
         tokenizer_sha256 = checkpoint.get("tokenizer_sha256")
     model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
-    return model.to(device or model_lib.default_device()).eval()
+    return model.to(device or house.default_device()).eval()
 
 
 def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 256, moe_impl: str = "auto"):
@@ -527,7 +529,7 @@ def tokenizer_for(path: Path, preset: str):
     if preset != "tiny":
         raise SystemExit(f"error: no tokenizer at {path}: run python 01_tokenizer.py first, or pass --tokenizer PATH")
     print(f"no tokenizer at {path}: training a vocab-1024 one in memory (run python 01_tokenizer.py --preset tiny to keep one)")
-    texts = tokenizer_lib.iter_texts(tokenizer_lib.find_tiny_data())
+    texts = house.iter_texts(house.find_tiny_data())
     return tokenizer_lib.train_tokenizer(texts, tokenizer_lib.TINY_VOCAB_SIZE, show_progress=False)
 
 
@@ -623,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a linnet model: HellaSwag 0-shot (lm-eval's acc and acc_norm, plus the nanoGPT-style "
                     "number), bits per byte on 04's validation shard, and a sample. --preset tiny runs in under a "
                     "minute on a CPU (a random-weights tiny model if 05 has not made a checkpoint: expect ~25%).")
-    tokenizer_lib.add_common_args(parser, "06_eval")
+    house.add_common_args(parser, "06_eval")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
@@ -686,7 +688,7 @@ def run_bpb(args, model, tokenizer, device) -> dict | None:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     started = time.time()
-    device = torch.device(args.device or model_lib.default_device())
+    device = torch.device(args.device or house.default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but this machine has no CUDA GPU: leave --device out to use the CPU")
     tokenizer = tokenizer_for(args.tokenizer, args.preset)
@@ -713,11 +715,11 @@ def main(argv=None):
         for name, groups in breakdowns(result["records"]).items():
             print(f"  acc_norm by {name}: " + ", ".join(f"{g} {100 * a:.1f} (n={n})" for g, (a, n) in groups.items()))
         summary["hellaswag"] = result
-        tokenizer_lib.save_plot(plot_methods(result, linnet_result, args.out, label), args.out, "hellaswag_methods",
+        house.save_plot(plot_methods(result, linnet_result, args.out, label), args.out, "hellaswag_methods",
                                 "acc vs acc_norm vs nanoGPT-style for one model: bars inside the grey 25% band are guessing")
-        tokenizer_lib.save_plot(plot_breakdown(result["records"], args.out, label), args.out, "hellaswag_breakdown",
+        house.save_plot(plot_breakdown(result["records"], args.out, label), args.out, "hellaswag_breakdown",
                                 "acc_norm per source / split / context length: a bar is only signal above its ±2 sd band")
-        tokenizer_lib.save_plot(plot_examples(result["records"], args.out, label), args.out, "hellaswag_examples",
+        house.save_plot(plot_examples(result["records"], args.out, label), args.out, "hellaswag_examples",
                                 "the model's per-character score of each ending: does the green (correct) bar stick out?")
 
     summary["bpb"] = run_bpb(args, model, tokenizer, device)
@@ -726,7 +728,7 @@ def main(argv=None):
                               temperature=args.temperature, top_k=args.top_k)
         print(f"sample: {text!r}")
         summary["sample"] = text
-    with tokenizer_lib.atomic_path(args.out / "results.json") as tmp:
+    with house.atomic_path(args.out / "results.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.out / 'results.json'} in {time.time() - started:.1f} s total")
 

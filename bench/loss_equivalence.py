@@ -32,7 +32,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-tok = importlib.import_module("01_tokenizer")
+import house  # noqa: E402
+
+tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
 muon_lib = importlib.import_module("03_muon")
 data_lib = importlib.import_module("04_data")
@@ -119,7 +121,7 @@ def plot(runs: dict, out_dir: Path, title: str):
                    "path is no larger than the two fast variants' distance from each other (bf16 noise)")
     else:
         caption = "in fp32 the two paths give the same loss at every step: the difference below stays at ~0"
-    return tok.save_plot(fig, out_dir, "loss_equivalence", caption)
+    return house.save_plot(fig, out_dir, "loss_equivalence", caption)
 
 
 def main(argv=None):
@@ -134,7 +136,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     args = p.parse_args(argv)
-    device = torch.device(model_lib.default_device())
+    device = torch.device(house.default_device())
     vocab = data_lib.read_manifest(args.data_dir)["vocab_size"] if args.data_dir else args.vocab
     # torch.compile of grouped_mm needs bf16 (CUDA autocast): on a CPU the smoke run compares the eager paths in fp32
     names = [n for n in PATHS if device.type == "cuda" or not PATHS[n][1]]
@@ -144,7 +146,7 @@ def main(argv=None):
     for key, value in compare(runs).items():
         print(f"{key}: {value:.2e}")
     args.out.mkdir(parents=True, exist_ok=True)
-    with tok.atomic_path(args.out / "loss_equivalence.json") as tmp:
+    with house.atomic_path(args.out / "loss_equivalence.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     tokens = args.micro_batch * args.seq_len * args.accum
     plot(runs, args.out, f"depth {args.depth}, {args.steps} steps × {tokens:,} tokens, "

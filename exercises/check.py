@@ -123,7 +123,7 @@ def random_words(gen: np.random.Generator, n: int, alphabet: str = "abcĠ") -> d
 
 
 def check_bpe_merge(ex) -> None:
-    tok = importlib.import_module("01_tokenizer")
+    tokenizer_lib = importlib.import_module("01_tokenizer")
     gen = np.random.default_rng(0)
 
     # count_pairs: a Counter of adjacent pairs, each weighted by its word's count
@@ -134,7 +134,7 @@ def check_bpe_merge(ex) -> None:
     for why, words in cases:
         case = f"count_pairs({words}) — {why}"
         got = call(ex.count_pairs, case, dict(words))
-        expected = tok.count_pairs(words)
+        expected = tokenizer_lib.count_pairs(words)
         if not isinstance(got, dict):
             raise Wrong(case, f"count_pairs should return a Counter (or dict), got {type(got).__name__}")
         got_nonzero = {pair: n for pair, n in got.items() if n}
@@ -154,7 +154,7 @@ def check_bpe_merge(ex) -> None:
     for word, pair in cases:
         case = f"merge_pair({word}, {pair})"
         got = call(ex.merge_pair, case, word, pair)
-        expected = tok.merge_pair(word, pair)
+        expected = tokenizer_lib.merge_pair(word, pair)
         if isinstance(got, list) and tuple(got) == expected:
             raise Wrong(case, f"right tokens {expected}, but as a list: return a tuple",
                         "words are dict keys (word -> count), so they must be hashable tuples")
@@ -163,31 +163,31 @@ def check_bpe_merge(ex) -> None:
                         "scan left to right; after merging at i, continue at i + 2, so ('a','a','a') -> ('aa','a')")
 
     # bpe_merge_step: first two hand-made steps, then every merge of train_bpe_scratch, one step at a time
-    _, start_vocab = tok.train_bpe_scratch(["ab"], tok.MIN_VOCAB_SIZE)   # specials + the 256 byte-characters
+    _, start_vocab = tokenizer_lib.train_bpe_scratch(["ab"], tokenizer_lib.MIN_VOCAB_SIZE)   # specials + the 256 byte-characters
     vocab = {**start_vocab, "ab": len(start_vocab), "bc": len(start_vocab) + 1}
     for words, why in [({("a", "b", "c"): 1, ("ab", "c"): 2, ("a", "b"): 3},
                         "two splits of 'abc' that become the same word after merging ('a', 'b')"),
                        ({("x", "y"): 5, ("y", "x"): 1, ("x", "y", "x"): 1}, "one clear winner")]:
-        pairs = tok.count_pairs(words)
+        pairs = tokenizer_lib.count_pairs(words)
         best = max(pairs, key=pairs.get)                # these words have one most frequent pair, no tie
-        check_bpe_step(ex, tok, words, vocab, best, f"bpe_merge_step({words}, vocab) — {why}")
+        check_bpe_step(ex, tokenizer_lib, words, vocab, best, f"bpe_merge_step({words}, vocab) — {why}")
     for text in BPE_TEXTS:
-        vocab_size = tok.MIN_VOCAB_SIZE + 30
-        merges, _ = tok.train_bpe_scratch([text], vocab_size)
-        vocab, words = dict(start_vocab), dict(tok.count_words([text]))
+        vocab_size = tokenizer_lib.MIN_VOCAB_SIZE + 30
+        merges, _ = tokenizer_lib.train_bpe_scratch([text], vocab_size)
+        vocab, words = dict(start_vocab), dict(tokenizer_lib.count_words([text]))
         for step, best in enumerate(merges, start=1):
             case = f"step {step} of training BPE on {text!r} (01's train_bpe_scratch, vocab_size {vocab_size})"
-            words = check_bpe_step(ex, tok, words, vocab, best, case)
+            words = check_bpe_step(ex, tokenizer_lib, words, vocab, best, case)
             vocab.setdefault(best[0] + best[1], len(vocab))
 
 
-def check_bpe_step(ex, tok, words: dict, vocab: dict, best: tuple[str, str], case: str) -> dict:
+def check_bpe_step(ex, tokenizer_lib, words: dict, vocab: dict, best: tuple[str, str], case: str) -> dict:
     """Compare ex.bpe_merge_step(words, vocab) with merging `best` by 01's merge_pair; returns the merged words."""
     got = call(ex.bpe_merge_step, case, dict(words), dict(vocab))
     if not (isinstance(got, tuple) and len(got) == 2):
         raise Wrong(case, f"bpe_merge_step should return (best_pair, new_words), got {type(got).__name__}")
     got_pair, got_words = got
-    pairs = tok.count_pairs(words)
+    pairs = tokenizer_lib.count_pairs(words)
     if tuple(got_pair) != best:
         hint = ("the two pairs have the same count: on a tie the pair with the smallest (vocab[left], "
                 "vocab[right]) wins — the oldest tokens, not the alphabetically first"
@@ -196,7 +196,7 @@ def check_bpe_step(ex, tok, words: dict, vocab: dict, best: tuple[str, str], cas
                     f"(count {pairs.get(tuple(got_pair), 0)})", hint)
     expected_words = collections.Counter()
     for word, n in words.items():
-        expected_words[tok.merge_pair(word, best)] += n
+        expected_words[tokenizer_lib.merge_pair(word, best)] += n
     got_words = {w: n for w, n in dict(got_words).items() if n}
     for word in sorted(set(expected_words) | set(got_words)):
         if got_words.get(word, 0) != expected_words.get(word, 0):

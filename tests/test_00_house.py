@@ -1,17 +1,17 @@
-"""The house conventions from section 0 of 01_tokenizer.py that every lesson relies on."""
+"""house.py: the conventions every lesson relies on."""
 import json
 
 import pytest
 
 from helpers import lesson, require_shared
 
-tok = lesson("01_tokenizer")
+house = lesson("house")
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "file.txt"
     with pytest.raises(RuntimeError):
-        with tok.atomic_path(target) as tmp:
+        with house.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []
@@ -21,7 +21,7 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
     target = tmp_path / "file.txt"
     target.write_text("old")
     with pytest.raises(KeyboardInterrupt):
-        with tok.atomic_path(target) as tmp:
+        with house.atomic_path(target) as tmp:
             tmp.write_text("new but unfinished")
             raise KeyboardInterrupt
     assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
@@ -35,29 +35,29 @@ def test_iter_texts_reads_jsonl_txt_and_parquet(tmp_path):
     (tmp_path / "b.txt").write_text("three")
     pq.write_table(pa.table({"text": ["four", "five"]}), tmp_path / "c.parquet", row_group_size=1)
     (tmp_path / "ignored.csv").write_text("x")
-    assert list(tok.iter_texts([tmp_path])) == ["one", "two", "three", "four", "five"]
+    assert list(house.iter_texts([tmp_path])) == ["one", "two", "three", "four", "five"]
 
 
 def test_bad_jsonl_line_names_the_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n')
     with pytest.raises(SystemExit, match=r"bad.jsonl:2"):
-        list(tok.iter_texts([tmp_path / "bad.jsonl"]))
+        list(house.iter_texts([tmp_path / "bad.jsonl"]))
 
 
 def test_missing_path_is_one_clear_line(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
-        tok.list_text_files([tmp_path / "nope"])
+        house.list_text_files([tmp_path / "nope"])
 
 
 def test_tiny_data_falls_back_to_shared_corpus(monkeypatch):
     require_shared("corpus")
-    monkeypatch.setattr(tok, "has_internet", lambda *a, **k: False)
-    names = [p.name for p in tok.find_tiny_data(None)]
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+    names = [p.name for p in house.find_tiny_data(None)]
     assert names == ["python-docs.jsonl", "shakespeare.jsonl"]
 
 
 def test_tiny_data_without_anything_says_what_to_pass(monkeypatch, tmp_path):
-    monkeypatch.setattr(tok, "has_internet", lambda *a, **k: False)
-    monkeypatch.setattr(tok, "SHARED_CORPUS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+    monkeypatch.setattr(house, "SHARED_CORPUS_DIR", tmp_path / "absent")
     with pytest.raises(SystemExit, match="--data"):
-        tok.find_tiny_data(None)
+        house.find_tiny_data(None)

@@ -7,13 +7,14 @@ from hypothesis import strategies as st
 
 from helpers import lesson, require_shared, run_script
 
+house = lesson("house")
 tok = lesson("01_tokenizer")
 
 
 def corpus_sample(max_bytes_per_file: int) -> list[str]:
     """The first documents of each course corpus file (python docs and Shakespeare)."""
     corpus = require_shared("corpus")
-    return [d for f in tok.list_text_files([corpus]) for d in tok.read_docs(f, max_bytes_per_file)]
+    return [d for f in house.list_text_files([corpus]) for d in tok.read_docs(f, max_bytes_per_file)]
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_unreadable_file_mid_training_stops_the_trainer(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "fine text " * 50}) + "\n")
     (tmp_path / "b.txt").write_bytes(b"caf\xe9 in latin-1, not UTF-8")
     with pytest.raises(SystemExit, match=r"b.txt is not UTF-8"):
-        tok.train_tokenizer(tok.iter_texts([tmp_path]), 300, show_progress=False)
+        tok.train_tokenizer(house.iter_texts([tmp_path]), 300, show_progress=False)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -205,7 +206,7 @@ def test_load_tokenizer_without_eot(tmp_path):
 
 
 def test_real_job_without_download_says_run_04_data(monkeypatch, tmp_path):
-    monkeypatch.setattr(tok, "RAW_DATA_DIR", tmp_path / "raw")
+    monkeypatch.setattr(house, "RAW_DATA_DIR", tmp_path / "raw")
     with pytest.raises(SystemExit, match="run python 04_data.py first"):
         tok.data_files(tok.build_parser().parse_args([]))
 

@@ -9,6 +9,7 @@ import torch
 
 from helpers import lesson, require_shared, run_script
 
+house = lesson("house")
 tok = lesson("01_tokenizer")
 data = lesson("04_data")
 
@@ -22,7 +23,7 @@ def corpus_docs():
     out = {}
     for name, n in (("python-docs", 60), ("shakespeare", 30)):
         text = ""
-        for doc in tok.iter_file_texts(corpus / f"{name}.jsonl"):
+        for doc in house.iter_file_texts(corpus / f"{name}.jsonl"):
             text += doc
             if len(text) >= n * 3000:
                 break
@@ -114,7 +115,7 @@ def test_source_running_dry_says_how_to_fix(sources_dir):
 def test_pieces_encode_to_exactly_the_whole_document(tokenizer):
     corpus = require_shared("corpus")
     docs = [d[:60_000] for f in ("python-docs.jsonl", "shakespeare.jsonl")
-            for d in list(tok.iter_file_texts(corpus / f))[:4]]
+            for d in list(house.iter_file_texts(corpus / f))[:4]]
     rng = random.Random(0)
     alphabet = ["a", "b", "Z", "1", " ", "  ", "\n", "\n\n", " \n", "\r\n", "\t", "é", "'s", ".", "\u3000", "\x1c", "\u0301"]
     docs += ["".join(rng.choice(alphabet) for _ in range(3_000)) for _ in range(30)]
@@ -271,8 +272,8 @@ def test_corrupt_zstd_file_is_a_clear_error(tmp_path):
 
 
 def test_no_internet_linnet_preset_says_pass_local_sources(tmp_path, monkeypatch):
-    monkeypatch.setattr(tok, "has_internet", lambda *a, **k: False)
-    monkeypatch.setattr(tok, "RAW_DATA_DIR", tmp_path / "raw")
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+    monkeypatch.setattr(house, "RAW_DATA_DIR", tmp_path / "raw")
     with pytest.raises(SystemExit) as e:
         data.main(["--out", str(tmp_path / "o")])
     assert "--source" in str(e.value) and "\n" not in str(e.value)

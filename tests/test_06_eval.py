@@ -11,6 +11,7 @@ from tokenizers import Tokenizer, models
 from helpers import lesson, require_shared, run_script
 
 ev = lesson("06_eval")
+house = lesson("house")
 tok_lib = lesson("01_tokenizer")
 
 
@@ -165,7 +166,7 @@ def tiny_tokenizer():
     """The tiny preset's tokenizer: vocab 1,024 trained on ~1 MB of the course corpus (a second or two)."""
     corpus = require_shared("corpus", "shakespeare.jsonl")
     texts, total = [], 0
-    for text in tok_lib.iter_texts([corpus]):
+    for text in house.iter_texts([corpus]):
         texts.append(text[:200_000])
         total += len(texts[-1])
         if total > 1_000_000:

@@ -1,0 +1,243 @@
+"""house — not a lesson: the conventions every numbered file shares, kept out of the lessons' way.
+
+Nothing here teaches a concept of linnet; it is the plumbing each lesson would otherwise repeat. Read
+it once, or never: every lesson imports it as `import house` and uses only what is listed here.
+
+  1. Paths and options: REPO_DIR, the data folders, `add_common_args` (`--preset tiny|linnet`, `--out`),
+     `default_device`, `shown` (a path, short), `has_internet`.
+  2. Files that appear whole or not at all: `atomic_path` (temp file + rename), `write_json`;
+     plots: every `plot_*` function in a lesson RETURNS a matplotlib figure, and the caller saves it with
+     `save_plot(fig, out_dir, name, caption)`, which writes `name.png` and prints the caption line
+     (`plot: out/01_tokenizer/compression.png — what to look at`).
+  3. Reading text, streamed: .jsonl (a "text" field), .txt, .parquet (`iter_texts`, `list_text_files`).
+  4. The tiny preset's text: `--data PATH`, else a few MB of fineweb-edu from the Hub, else the course
+     corpus in ../shared/data/corpus, else one line saying what to pass (`find_tiny_data`).
+
+How a fast path lives beside its plain one (one way, everywhere)
+  When speed needs code that is hard to read, the lesson keeps BOTH versions, side by side, with the
+  same signature: `NAME` (fast, what runs by default) and `NAME_reference` (plain, the one to learn from).
+  The caller chooses with an ordinary argument — a config field such as `LLMConfig.moe_impl`, or a
+  keyword such as `reference=True` — never by patching a module or filling a slot on an object.
+  For each pair, one test (`test_NAME_matches_reference` in tests/) checks that they agree, and the
+  benchmarks choose between them with the same argument the lessons use.
+
+Errors a user can cause end with one sentence that says what to do (`raise SystemExit("error: ...")`),
+never with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+# --- 1. Paths, the options every script has, the device ---------------------------------------------
+
+REPO_DIR = Path(__file__).resolve().parent
+SHARED_DATA_DIR = REPO_DIR.parent / "shared" / "data"       # staged data on the course machines
+SHARED_CORPUS_DIR = SHARED_DATA_DIR / "corpus"               # python-docs.jsonl + shakespeare.jsonl
+DATA_CACHE_DIR = REPO_DIR / "data"                            # downloads land here (git-ignored)
+RAW_DATA_DIR = DATA_CACHE_DIR / "raw"                         # 04_data downloads fineweb-edu + dclm here as .jsonl
+TEXT_SUFFIXES = (".jsonl", ".txt", ".parquet")
+
+
+def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset: str = "linnet"):
+    """Add the two options every lesson has: `--preset` and `--out` (default `out/<script>/`)."""
+    parser.add_argument("--preset", choices=["tiny", "linnet"], default=default_preset,
+                        help="tiny: seconds on a laptop CPU; linnet: the real job (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=REPO_DIR / "out" / script,
+                        help="where plots and outputs go (default: out/%s/)" % script)
+    return parser
+
+
+def default_device() -> str:
+    """"cuda" if a GPU is visible, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """`path` relative to the current directory when it is inside it (shorter messages)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def has_internet(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """True if `host:443` answers within `timeout` seconds (and HF_HUB_OFFLINE is not set)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds.
+
+    A crash, Ctrl-C or error inside the block leaves no half-written `path` behind (and an older
+    complete `path`, if there was one, untouched)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    """Write `data` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+# --- 2. Plots: plot_* functions return a figure; save_plot writes it and prints what to look at ------
+
+def save_plot(fig, out_dir: str | os.PathLike, name: str, caption: str) -> Path:
+    """Save a matplotlib figure as `out_dir/name.png` (atomically) and print its one-line caption.
+
+    The caption says what a student should look at, e.g.
+    `plot: out/01_tokenizer/compression.png — bytes per token keep rising with vocab, but slower`."""
+    import matplotlib.pyplot as plt
+
+    path = Path(out_dir) / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    print(f"plot: {path} — {caption}")
+    return path
+
+
+# --- 3. Reading text: .jsonl (a "text" field), .txt and .parquet, streamed -------------------------
+
+def list_text_files(paths: Iterable[str | os.PathLike], suffixes=TEXT_SUFFIXES) -> list[Path]:
+    """Expand files and directories into a sorted list of readable text files.
+
+    >>> [p.name for p in list_text_files(["../shared/data/corpus"])]
+    ['python-docs.jsonl', 'shakespeare.jsonl']"""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes))
+        elif p.is_file():
+            if not p.name.endswith(suffixes):
+                raise SystemExit(f"error: {p} is not a {'/'.join(suffixes)} file: pass text files or a directory of them")
+            files.append(p)
+        else:
+            raise SystemExit(f"error: {p} does not exist: check the path you passed")
+    return files
+
+
+def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
+    """The non-empty "text" field of every JSON line (`path` only names the file in the error)."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise SystemExit(f"error: {path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that line")
+        if text:
+            yield text
+
+
+def iter_file_texts(path: Path) -> Iterator[str]:
+    """Yield the documents of one file, one at a time (memory does not grow with the file).
+
+    .jsonl: one JSON object per line, its "text" field; .txt: the whole file is one document;
+    .parquet: the "text" column, one row group at a time."""
+    try:
+        if path.name.endswith(".jsonl"):
+            with open(path, encoding="utf-8") as f:
+                yield from iter_jsonl_texts(f, path)
+        elif path.name.endswith(".txt"):
+            text = path.read_text(encoding="utf-8")
+            if text:
+                yield text
+        elif path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            if "text" not in pf.schema_arrow.names:
+                raise SystemExit(f"error: {path} has no 'text' column (columns: {pf.schema_arrow.names})")
+            for g in range(pf.num_row_groups):
+                for text in pf.read_row_group(g, columns=["text"]).column("text").to_pylist():
+                    if text:
+                        yield text
+        else:
+            raise SystemExit(f"error: {path}: unknown file type; use .jsonl, .txt or .parquet")
+    except UnicodeDecodeError:
+        raise SystemExit(f"error: {path} is not UTF-8 text: convert it or leave it out")
+    except OSError as e:
+        raise SystemExit(f"error: cannot read {path} ({e.strerror or e}): check it exists and is readable")
+
+
+def iter_texts(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Yield every document of every file under `paths`, in sorted file order."""
+    for f in list_text_files(paths):
+        yield from iter_file_texts(f)
+
+
+# --- 4. The tiny preset's data: --data, else a slice of fineweb-edu, else ../shared/data/corpus ---
+
+FINEWEB_REPO = "HuggingFaceFW/fineweb-edu"
+FINEWEB_SAMPLE_FILE = "sample/10BT/000_00000.parquet"
+
+
+def fetch_fineweb_sample(cache_dir: Path = DATA_CACHE_DIR, max_bytes: int = 5_000_000) -> Path:
+    """Download a few MB of fineweb-edu: the first row group of its first sample-10BT Parquet file.
+
+    Reads only that row group over HTTP range requests (`HfFileSystem` + `pyarrow`), not the ~2 GB
+    file, keeps documents until `max_bytes` of text, and caches them as `fineweb-edu-sample.jsonl`."""
+    out = Path(cache_dir) / "fineweb-edu-sample.jsonl"
+    if out.exists():
+        return out
+    import pyarrow.parquet as pq
+    from huggingface_hub import HfFileSystem
+
+    fs = HfFileSystem()
+    with fs.open(f"datasets/{FINEWEB_REPO}/{FINEWEB_SAMPLE_FILE}", "rb") as remote:
+        texts = pq.ParquetFile(remote).read_row_group(0, columns=["text"]).column("text").to_pylist()
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        total = 0
+        for i, text in enumerate(texts):
+            f.write(json.dumps({"text": text, "id": f"fineweb-edu-{i}"}) + "\n")
+            total += len(text.encode("utf-8"))
+            if total >= max_bytes:
+                break
+    return out
+
+
+def find_tiny_data(data: str | os.PathLike | None = None) -> list[Path]:
+    """The text the tiny preset trains on, in this order of preference:
+
+    1. `--data PATH` if given (files or directories of .jsonl/.txt/.parquet);
+    2. a few MB of fineweb-edu from the Hub (what a new user with internet gets);
+    3. `../shared/data/corpus` if present (the course machines, which have no internet);
+    4. otherwise stop with one line saying what to pass."""
+    if data is not None:
+        return list_text_files([data])
+    if has_internet():
+        try:
+            return [fetch_fineweb_sample()]
+        except Exception as e:  # the Hub is down, a proxy blocks it, ...: fall through to local data
+            print(f"note: could not download the fineweb-edu sample ({type(e).__name__}: {e}); using local data",
+                  file=sys.stderr)
+    if SHARED_CORPUS_DIR.is_dir():
+        return list_text_files([SHARED_CORPUS_DIR])
+    raise SystemExit("error: no text to train on: pass --data PATH (a .jsonl/.txt/.parquet file or a directory of them)")
+
