@@ -395,16 +395,20 @@ def vocab_sizes_to_plot(vocab_size: int) -> list[int]:
     return sizes + [vocab_size]
 
 
-# --- 6. Plots --------------------------------------------------------------------------------------------
+# --- 6. Plots: each plot_* returns a figure; `save_plots` (section 7) saves it with its caption ----------
 
-def plot_compression(tokenizer: Tokenizer, samples: dict[str, list[str]], out_dir: Path) -> Path:
-    """Bytes per token vs vocab size, one line per corpus file, from truncations of one tokenizer."""
-    import matplotlib.pyplot as plt
-
+def compression_curves(tokenizer: Tokenizer, samples: dict[str, list[str]]) -> tuple[list[int], dict[str, list[float]]]:
+    """(vocab sizes, {file name: bytes per token at each size}), from truncations of one tokenizer."""
     sizes = vocab_sizes_to_plot(tokenizer.get_vocab_size())
     truncated = [truncate_tokenizer(tokenizer, s) for s in sizes]
+    return sizes, {name: [bytes_per_token(t, texts) for t in truncated] for name, texts in samples.items()}
+
+
+def plot_compression(sizes: list[int], curves: dict[str, list[float]]):
+    """Bytes per token vs vocab size, one line per corpus file (the output of `compression_curves`)."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    curves = {name: [bytes_per_token(t, texts) for t in truncated] for name, texts in samples.items()}
     for name, curve in curves.items():
         ax.plot(sizes, curve, marker="o", label=name)
     ax.set_xscale("log", base=2)
@@ -415,68 +419,78 @@ def plot_compression(tokenizer: Tokenizer, samples: dict[str, list[str]], out_di
     ax.set_title("Compression grows with the vocabulary, but each doubling buys less")
     ax.grid(alpha=0.3)
     ax.legend()
-    first, last = next(iter(curves.values())), max(curves, key=lambda n: curves[n][-1])
-    return house.save_plot(fig, out_dir, "compression",
-                     f"bytes/token rise from 1.0 (raw bytes) to {curves[last][-1]:.2f} ({last}) at vocab {sizes[-1]:,}; "
-                     f"the first step (258 -> {sizes[1]:,}) gains {first[1] - first[0]:.2f}, the last ({sizes[-2]:,} -> {sizes[-1]:,}) only {first[-1] - first[-2]:.2f}")
+    return fig
 
 
-def plot_token_lengths(tokenizer: Tokenizer, texts: list[str], out_dir: Path) -> Path:
-    """Byte length of the learned tokens: over the vocabulary, and over tokens as used in text."""
-    import matplotlib.pyplot as plt
+def token_lengths(tokenizer: Tokenizer, texts: list[str]):
+    """(byte length of each learned token, ids 258+; byte length of each token of the encoded `texts`)."""
     import numpy as np
 
     length_of_id = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
     for token, i in tokenizer.get_vocab().items():
         length_of_id[i] = 0 if token in SPECIAL_TOKENS else len(token)  # one char per byte
-    used_ids = np.concatenate([np.array(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(texts, add_special_tokens=False)])
-    longest = min(int(length_of_id.max()), 24)
-    bins = np.arange(1, longest + 2)
-    learned = length_of_id[MIN_VOCAB_SIZE:]                                 # the merges' tokens only
-    in_vocab = np.histogram(np.clip(learned, 1, longest), bins=bins)[0]
-    in_text = np.histogram(np.clip(length_of_id[used_ids], 1, longest), bins=bins)[0]
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    used_ids = np.concatenate([np.array(e.ids, dtype=np.int64) for e in encodings])
+    return length_of_id[MIN_VOCAB_SIZE:], length_of_id[used_ids]
+
+
+def length_histogram(lengths, longest: int):
+    """Counts of lengths 1, 2, ..., `longest` (shorter ones count as 1, longer ones as `longest`)."""
+    import numpy as np
+
+    return np.histogram(np.clip(lengths, 1, longest), bins=np.arange(1, longest + 2))[0]
+
+
+def plot_token_lengths(learned, in_text, longest: int):
+    """Byte length of the learned tokens: over the vocabulary, and over tokens as used in text."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    lengths = np.arange(1, longest + 1)
+    in_vocab, used = length_histogram(learned, longest), length_histogram(in_text, longest)
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    ax.bar(bins[:-1] - 0.2, in_vocab / in_vocab.sum(), width=0.4, label="learned tokens (vocabulary, ids 258+)")
-    ax.bar(bins[:-1] + 0.2, in_text / in_text.sum(), width=0.4, label="tokens in encoded text")
+    ax.bar(lengths - 0.2, in_vocab / in_vocab.sum(), width=0.4, label="learned tokens (vocabulary, ids 258+)")
+    ax.bar(lengths + 0.2, used / used.sum(), width=0.4, label="tokens in encoded text")
     ax.set_xlabel(f"token length in bytes (last bar: {longest} or more)")
     ax.set_ylabel("fraction")
     ax.set_title("How long are the tokens? Vocabulary vs running text")
     ax.legend()
-    typical = int(np.argmax(in_vocab)) + 1
-    return house.save_plot(fig, out_dir, "token_lengths",
-                     f"learned tokens are most often {typical} bytes (median {np.median(learned):.0f}, longest {int(learned.max())}); "
-                     f"a token in running text carries {length_of_id[used_ids].mean():.2f} bytes on average")
+    return fig
 
 
-def plot_token_boundaries(tokenizer: Tokenizer, sentence: str, out_dir: Path) -> Path:
-    """One sentence cut into tokens at three vocab sizes; each token a coloured box (· = space)."""
+def token_boundaries(tokenizer: Tokenizer, sentence: str) -> dict[int, list[str]]:
+    """{vocab size: the sentence's tokens as text} at three sizes: bytes only, a middle one, the full vocab."""
+    full = tokenizer.get_vocab_size()
+    middle = 512 if full <= 4096 else 2048
+    rows = {}
+    for size in sorted({MIN_VOCAB_SIZE, min(middle, full), full}):
+        ids = truncate_tokenizer(tokenizer, size).encode(sentence, add_special_tokens=False).ids
+        rows[size] = [token_bytes(tokenizer.id_to_token(i)).decode("utf-8", errors="replace") for i in ids]
+    return rows
+
+
+def plot_token_boundaries(sentence: str, rows: dict[int, list[str]]):
+    """`sentence` cut into tokens at each vocab size (`token_boundaries`); a coloured box per token."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    full = tokenizer.get_vocab_size()
-    middle = 512 if full <= 4096 else 2048
-    sizes = sorted({MIN_VOCAB_SIZE, min(middle, full), full})
     colours = ["#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6"]
-    fig, ax = plt.subplots(figsize=(0.125 * len(sentence) + 2, 0.9 * len(sizes) + 0.6))
-    counts = []
-    for row, size in enumerate(sizes):
-        ids = truncate_tokenizer(tokenizer, size).encode(sentence, add_special_tokens=False).ids
-        counts.append(len(ids))
-        y, x = len(sizes) - 1 - row, 0.0
-        for k, token_id in enumerate(ids):
-            label = token_bytes(tokenizer.id_to_token(token_id)).decode("utf-8", errors="replace").replace(" ", "·")
+    n_chars = len(sentence)
+    fig, ax = plt.subplots(figsize=(0.125 * n_chars + 2, 0.9 * len(rows) + 0.6))
+    for row, (size, tokens) in enumerate(rows.items()):
+        y, x = len(rows) - 1 - row, 0.0
+        for k, token in enumerate(tokens):
+            label = token.replace(" ", "·")
             width = max(len(label), 1)
             ax.add_patch(Rectangle((x, y + 0.1), width, 0.8, facecolor=colours[k % len(colours)], edgecolor="white"))
             ax.text(x + width / 2, y + 0.5, label, ha="center", va="center", family="monospace", fontsize=10)
             x += width
-        ax.text(-0.5, y + 0.5, f"vocab {size:,}: {len(ids)} tokens", ha="right", va="center", fontsize=10)
-    ax.set_xlim(0, len(sentence) + 1)
-    ax.set_ylim(0, len(sizes))
+        ax.text(-0.5, y + 0.5, f"vocab {size:,}: {len(tokens)} tokens", ha="right", va="center", fontsize=10)
+    ax.set_xlim(0, n_chars + 1)
+    ax.set_ylim(0, len(rows))
     ax.axis("off")
     ax.set_title("The same sentence, one coloured box per token (· is a space, � a piece of a multi-byte character)")
-    return house.save_plot(fig, out_dir, "token_boundaries",
-                     f"the same sentence is {' -> '.join(map(str, counts))} tokens at vocab {' -> '.join(f'{s:,}' for s in sizes)}; "
-                     "spaces stick to the word after them")
+    return fig
 
 
 # --- 7. The script ---------------------------------------------------------------------------------------
@@ -500,6 +514,29 @@ def run_scratch_lesson(files: list[Path]) -> None:
           + " ".join(f"{a}+{b}" for a, b in merges[:10]))
     print(f"HF BpeTrainer on the same text: {len(hf_merges)} merges, {agree} identical in order "
           "(ties go to the pair with the smallest token ids)")
+
+
+def save_plots(tokenizer: Tokenizer, samples: dict[str, list[str]], out_dir: Path) -> None:
+    """Draw the three plots and save each with `house.save_plot`, captioned with what to look at."""
+    import numpy as np
+
+    sizes, curves = compression_curves(tokenizer, samples)
+    first, last = next(iter(curves.values())), max(curves, key=lambda n: curves[n][-1])
+    house.save_plot(plot_compression(sizes, curves), out_dir, "compression",
+                    f"bytes/token rise from 1.0 (raw bytes) to {curves[last][-1]:.2f} ({last}) at vocab {sizes[-1]:,}; "
+                    f"the first step (258 -> {sizes[1]:,}) gains {first[1] - first[0]:.2f}, the last ({sizes[-2]:,} -> {sizes[-1]:,}) only {first[-1] - first[-2]:.2f}")
+
+    learned, in_text = token_lengths(tokenizer, [t for texts in samples.values() for t in texts])
+    longest = min(int(learned.max(initial=1)), 24)                 # the last bar: this many bytes or more
+    typical = int(np.argmax(length_histogram(learned, longest))) + 1
+    house.save_plot(plot_token_lengths(learned, in_text, longest), out_dir, "token_lengths",
+                    f"learned tokens are most often {typical} bytes (median {np.median(learned):.0f}, longest {int(learned.max())}); "
+                    f"a token in running text carries {in_text.mean():.2f} bytes on average")
+
+    rows = token_boundaries(tokenizer, EXAMPLE_SENTENCE)
+    house.save_plot(plot_token_boundaries(EXAMPLE_SENTENCE, rows), out_dir, "token_boundaries",
+                    f"the same sentence is {' -> '.join(str(len(tokens)) for tokens in rows.values())} tokens at vocab "
+                    f"{' -> '.join(f'{s:,}' for s in rows)}; spaces stick to the word after them")
 
 
 def data_files(args) -> list[Path]:
@@ -588,9 +625,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{total_bytes / 1e6 / max(total_s, 1e-9):6.2f} MB/s  (encode_batch on {os.cpu_count()} cores)")
 
     samples = {f.name: read_docs(f, 200_000) for f in files[:6]}
-    plot_compression(tokenizer, samples, args.out)
-    plot_token_lengths(tokenizer, [t for texts in samples.values() for t in texts], args.out)
-    plot_token_boundaries(tokenizer, EXAMPLE_SENTENCE, args.out)
+    save_plots(tokenizer, samples, args.out)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ In code (what 05_train.py and 06_eval.py do):
   model = importlib.import_module("02_model")
   net = model.LLM(model.LLMConfig(depth=12, vocab_size=32768))     # random init, linnet's recipe
   logits, loss = net(idx, targets)                                  # (B, T, V), scalar
+  experts = model.cast_expert_weights(net)                          # 05 on a GPU: bf16 experts, once per step
+  logits, loss = net(idx, targets, expert_weights=experts)          # ... shared by every micro-step
   net = model.LLM.from_pretrained("path/to/pytorch_model.bin")      # the published weights
   print(net.generate("Hello!", enc=tokenizer, max_new_tokens=50))
 
 What it writes (out/02_model/): param_budget.png, rope_frequencies.png, attention_map.png, router_load.png.
 
-Reference numbers (from linnet's model card and ARCHITECTURE.md)
+Reference numbers (from linnet's model card and docs/ARCHITECTURE.md)
   parameters 497,145,600 unique (tied embedding), 157,406,976 active per token;
   FLOPs per trained token at T=1024: 6·157,406,976 + 12·12·1024·768 = 1,057,688,064;
   `tiny_reference.pt` (outputs of the original code): logits, eval loss and train loss to ~1e-5.
@@ -35,7 +37,7 @@ Reference numbers (from linnet's model card and ARCHITECTURE.md)
   of a 16×1024 micro-batch: grouped MoE compiled 287k tokens/s (30.7 % MFU, 19 GB), grouped eager 138k,
   the reference loop eager 57k; a full linnet training step (with Muon + AdamW, 03) 319.5k tokens/s
   (34.2 % MFU; bench/loss_equivalence.py shows the fast and the readable path train alike).
-  The original code: 81.8k tokens/s for its full step (PERFORMANCE.md).
+  The original code: 81.8k tokens/s for its full step (docs/PERFORMANCE.md).
 
 Errors (one convention): what a user hands in as a FILE (a checkpoint that does not fit) ends with
 `SystemExit("error: ...")` naming the mismatch; what calling code hands to the model (a bad config, a
@@ -53,7 +55,6 @@ Honest limits
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import math
@@ -137,7 +138,19 @@ class LLMConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+# Two laptop-sized shapes, named once (pass them as LLMConfig(**shape)):
+# the shape of ../shared/linnet/tiny_reference.pt (outputs of the original code; 02's tiny preset, the tests) ...
+TINY_REFERENCE_SHAPE = dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2)
+# ... and the model that 05's tiny preset trains and 06 scores as its random-weights control:
+# ~0.3M parameters at vocab 1,024 (64 wide, 2 layers, 4 experts top-2).
+TINY_TRAINING_SHAPE = dict(depth=2, n_experts=4, n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1,
+                           head_dim=32, ffn_dim=128)
+
+
 # --- 2. Counting parameters and FLOPs (no model needed) --------------------------------------------
+
+PARTS = ("embedding", "attention", "experts", "router", "norms+conv")   # what count_parameters splits into
+
 
 def count_parameters(config: LLMConfig) -> dict:
     """Parameters by part, from the config alone. Embedding is counted once (tied with lm_head).
@@ -203,60 +216,50 @@ def token_shift(x, weight, history=None):
     return padded[:, 0:T] * w[:, 0] + padded[:, 1:T + 1] * w[:, 1] + padded[:, 2:T + 2] * w[:, 2]
 
 
-def rope_cos_sin_reference(rotary: "RotaryEmbedding", T: int, offset: int = 0):
-    """cos, sin of the RoPE angles pos·inv_freq[i] for positions offset..offset+T-1, each (T, head_dim), fp32.
-
-    >>> cos, sin = rope_cos_sin_reference(RotaryEmbedding(head_dim=4, base=4.0), T=3)   # inv_freq [1, 0.5]
-    >>> [round(v, 4) for v in sin[2].tolist()]    # position 2, pairs (0, 2) and (1, 3): sin 2.0, sin 1.0
-    [0.9093, 0.8415, 0.9093, 0.8415]"""
-    inv_freq = rotary.inv_freq
-    pos = torch.arange(offset, offset + T, device=inv_freq.device, dtype=torch.float32)
-    freqs = pos[:, None] * inv_freq.float()[None, :]       # (T, hd/2)
-    emb = torch.cat([freqs, freqs], dim=-1)                # (T, hd): pairs are i and i+hd/2
-    return emb.cos(), emb.sin()
-
-
-def rope_cos_sin(rotary: "RotaryEmbedding", T: int, offset: int = 0):
-    """The same numbers read from the tables `rotary` computed once (rope_cos_sin_reference, test: equal).
-
-    Why: under torch.compile, cos/sin made inside the graph are fused into every kernel that uses them
-    and recomputed there, per element of q and k, forward and backward; fp32 sin/cos of angles up to 1,023
-    radians is slow to compute exactly. That made RoPE's backward 0.6 ms per layer on the H100, as long
-    as the whole SwiGLU backward (BENCHMARKS.md). Reading a (1024, 64) table costs almost nothing."""
-    end = offset + T
-    if end <= rotary.cos_table.shape[0] and rotary.cos_table.dtype == torch.float32:
-        return rotary.cos_table[offset:end], rotary.sin_table[offset:end]
-    # past block_size (long generation), or a model cast to bf16 (06): compute as linnet did
-    return rope_cos_sin_reference(rotary, T, offset)
-
-
 class RotaryEmbedding(nn.Module):
     """RoPE, "rotate half" convention: dims i and i+head_dim/2 form a pair rotated by angle pos·inv_freq[i].
 
     inv_freq[i] = base^(-2i/head_dim): with base 50000 and head_dim 64 the 32 frequencies run from 1
     (a full turn every 6.3 tokens) down to 50000^(-62/64) ≈ 2.8e-5 (a turn every ~220k tokens). The buffer
     is saved in the state_dict because linnet's checkpoint has it (`rotary_emb.inv_freq`, shape [32]).
-    cos/sin tables for the first `max_len` positions are derived from it (not saved; rebuilt after loading)."""
+    The cos/sin of every angle for the first `max_len` positions are computed once, into two tables
+    (not saved: derived from inv_freq); calling the module returns slices of them.
+
+    >>> rotary = RotaryEmbedding(head_dim=4, base=4.0, max_len=8)    # inv_freq [1, 0.5]
+    >>> cos, sin = rotary(T=3)                                       # positions 0, 1, 2: (3, 4) each
+    >>> [round(v, 4) for v in sin[2].tolist()]    # position 2, pairs (0, 2) and (1, 3): sin 2.0, sin 1.0
+    [0.9093, 0.8415, 0.9093, 0.8415]
+
+    Why tables (nanochat does the same): under torch.compile, cos/sin made inside the graph are fused into
+    every kernel that uses them and recomputed there, per element of q and k, forward and backward. That
+    made RoPE's backward 0.6 ms per layer on the H100, as long as the whole SwiGLU backward (BENCHMARKS.md);
+    reading a (1024, 64) table costs almost nothing."""
 
     def __init__(self, head_dim: int, base: float, max_len: int = 1024):
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (hd/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=True)
         self.max_len = max_len
-        self.register_buffer("cos_table", torch.empty(0), persistent=False)
-        self.register_buffer("sin_table", torch.empty(0), persistent=False)
         self.build_tables()
 
     def build_tables(self):
-        self.cos_table, self.sin_table = rope_cos_sin_reference(self, self.max_len)  # (max_len, hd) each
+        """cos and sin of pos·inv_freq[i] for positions 0..max_len-1, each (max_len, head_dim), in fp32.
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self.build_tables()                                # a loaded inv_freq (e.g. rounded to bf16) wins
+        Runs once here, and once more in load_linnet_state_dict, so that the tables follow the inv_freq a
+        checkpoint brings (linnet's may be rounded to bf16). A model cast with .to(torch.bfloat16) (06 does,
+        for evaluation) casts these buffers too and then reads bf16 cos/sin — as nanochat does."""
+        pos = torch.arange(self.max_len, device=self.inv_freq.device, dtype=torch.float32)  # (max_len,)
+        angles = pos[:, None] * self.inv_freq.float()[None, :]           # (max_len, hd/2)
+        angles = torch.cat([angles, angles], dim=-1)                     # (max_len, hd): pairs are i and i+hd/2
+        self.register_buffer("cos_table", angles.cos(), persistent=False)
+        self.register_buffer("sin_table", angles.sin(), persistent=False)
 
     def forward(self, T: int, offset: int = 0):
-        """cos, sin for positions offset..offset+T-1, each (T, head_dim), in fp32."""
-        return rope_cos_sin(self, T, offset)
+        """cos, sin for positions offset..offset+T-1, each (T, head_dim)."""
+        if offset + T > self.max_len:
+            raise ValueError(f"positions up to {offset + T} but RoPE tables hold {self.max_len}: "
+                             f"keep offset + T <= block_size")
+        return self.cos_table[offset:offset + T], self.sin_table[offset:offset + T]
 
 
 def rotate_half(x):
@@ -367,7 +370,7 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     2. offsets = cumsum(counts) tell F.grouped_mm where each expert's rows end;
     3. two grouped GEMMs (w_v, then c_proj) with SwiGLU between;
     4. un-permute with a gather by the inverse permutation, then weight and sum the k slots of each
-       token (faster than index_add_, see PERFORMANCE.md).
+       token (faster than index_add_, see docs/PERFORMANCE.md).
     grouped_mm wants 16-byte aligned strides (C and F multiples of 8 in bf16) and, on CUDA, bf16."""
     N, C = x.shape
     E, k = w_v.shape[0], top_e.shape[1]
@@ -427,7 +430,6 @@ class MoE(nn.Module):
         self.router = nn.Linear(C, E, bias=False)
         self.w_v = nn.Parameter(torch.empty(E, 2 * Fd, C))
         self.c_proj = nn.Parameter(torch.empty(E, C, Fd))
-        self.step_weights = None   # (w_v, c_proj) already in bf16 for all micro-steps of a step: cast_experts_once
 
     def choose_impl(self, x) -> str:
         """"auto": grouped in bf16 (CUDA or CPU) and in fp32 on an eager CPU (faster there than the loop).
@@ -441,13 +443,15 @@ class MoE(nn.Module):
             return "grouped"
         return "reference"
 
-    def forward(self, x):  # x (B, T, C) → (B, T, C), plus the router's numbers
+    def forward(self, x, expert_weights=None):  # x (B, T, C) → (B, T, C), plus the router's numbers
+        """`expert_weights`: a (w_v, c_proj) pair to run the experts with instead of the fp32 parameters
+        (cast_expert_weights makes them once per training step); None: the parameters themselves."""
         B, T, C = x.shape
         x_flat = x.reshape(B * T, C)                            # (N, C)
         probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
         xc = x_flat.to(compute_dtype(x))
         run = moe_grouped if self.choose_impl(x) == "grouped" else moe_reference
-        w_v, c_proj = self.step_weights if self.step_weights is not None else (self.w_v, self.c_proj)
+        w_v, c_proj = (self.w_v, self.c_proj) if expert_weights is None else expert_weights
         y = run(xc, w_v, c_proj, top_e, top_w).view(B, T, C)
 
         balance = balance_loss(probs)                           # 1.0 when the mean is uniform
@@ -459,23 +463,19 @@ class MoE(nn.Module):
         return y, dict(balance=balance, tokens_per_expert=tokens_per_expert, mean_prob=mean_prob, entropy=entropy)
 
 
-@contextlib.contextmanager
-def cast_experts_once(model, dtype=torch.bfloat16):
-    """Inside this block every MoE uses bf16 copies of its expert weights made once on entry, instead of
-    casting the fp32 weights again in each micro-step (16 times per linnet step: 453M weights each time).
+def cast_expert_weights(model, dtype=torch.bfloat16) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One (w_v, c_proj) pair per layer, cast to `dtype` — made once per training step and handed to every
+    micro-step as `model(idx, targets, expert_weights=...)`, instead of casting the fp32 expert weights
+    again inside each micro-step (16 times per linnet step: 453M weights each time).
 
     Same maths: the copies are ordinary autograd nodes (w.to(bf16)), so each micro-step's backward flows
-    through them into the fp32 .grad exactly as before (the cast has nothing saved to free, so it can be
-    backpropagated through once per micro-step). Used by 05's train_step on a GPU; the test checks that
-    the gradients are bit-identical with and without it."""
-    moes = [block.moe for block in model.transformer.h]
-    for moe in moes:
-        moe.step_weights = (moe.w_v.to(dtype), moe.c_proj.to(dtype))
-    try:
-        yield
-    finally:
-        for moe in moes:
-            moe.step_weights = None
+    through them into the fp32 .grad exactly as before (the cast saves nothing for backward, so every
+    micro-step can backpropagate through it). 05's train_step does this on a GPU; the test checks that
+    the gradients are bit-identical with and without it.
+
+    >>> [tuple(w.shape) for w in cast_expert_weights(LLM(LLMConfig(**TINY_REFERENCE_SHAPE)))[0]]
+    [(4, 768, 128), (4, 128, 384)]"""
+    return [(block.moe.w_v.to(dtype), block.moe.c_proj.to(dtype)) for block in model.transformer.h]
 
 
 # --- 6. The block and the model ----------------------------------------------------------------------
@@ -490,9 +490,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.moe = MoE(config)
 
-    def forward(self, x, cache: LayerCache | None = None):  # (B, T, C)
+    def forward(self, x, cache: LayerCache | None = None, expert_weights=None):  # (B, T, C)
         x = x + self.attn(self.ln1(x), cache)
-        moe_out, router = self.moe(self.ln2(x))
+        moe_out, router = self.moe(self.ln2(x), expert_weights)
         return x + moe_out, router
 
 
@@ -546,12 +546,15 @@ class LLM(nn.Module):
                 raise ValueError(f"token id {hi if hi >= self.config.vocab_size else lo} is outside the "
                                  f"vocabulary 0..{self.config.vocab_size - 1}: the tokenizer and the model disagree")
 
-    def forward(self, idx, targets=None, caches: list[LayerCache] | None = None):
+    def forward(self, idx, targets=None, caches: list[LayerCache] | None = None, expert_weights=None):
+        """idx (B, T) → (logits (B, T, V), loss or None). `caches`: one LayerCache per layer (generation);
+        `expert_weights`: one (w_v, c_proj) pair per layer from cast_expert_weights (None: the parameters)."""
         self.check_input(idx)
         x = self.transformer.wte(idx)                                # (B, T, C)
         routers = []
         for i, block in enumerate(self.transformer.h):
-            x, router = block(x, None if caches is None else caches[i])
+            x, router = block(x, None if caches is None else caches[i],
+                              None if expert_weights is None else expert_weights[i])
             routers.append(router)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)                                     # (B, T, V)
@@ -640,7 +643,221 @@ class LLM(nn.Module):
         return model
 
 
-# --- 7. linnet's checkpoint layout <-> ours -----------------------------------------------------------
+# --- 7. Looking inside: attention weights --------------------------------------------------------------
+
+@torch.no_grad()
+def attention_weights(model: LLM, idx, layer: int = 0):
+    """Softmax attention probabilities (B, n_head, T, T) of block `layer` — what SDPA computes inside."""
+    x = model.transformer.wte(idx)
+    for block in model.transformer.h[:layer]:
+        x, _ = block(x)
+    attn = model.transformer.h[layer].attn
+    q, k, _ = attn.project(model.transformer.h[layer].ln1(x))
+    k = k.repeat_interleave(attn.n_head // attn.n_kv_head, dim=1)      # (B, nh, T, hd)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)       # (B, nh, T, T)
+    T = idx.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+    return scores.masked_fill(~causal, float("-inf")).softmax(-1)
+
+
+# --- 8. Plots: each returns a figure; main saves it with house.save_plot ----------------------------------
+
+def plot_param_budget(config: LLMConfig):
+    """Two stacked bars: every stored parameter by part, and the ones a single token computes with."""
+    import matplotlib.pyplot as plt
+
+    p = count_parameters(config)
+    active = {**{k: p[k] for k in PARTS}, "experts": p["active_experts"]}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"]
+    for col, (label, numbers) in enumerate((("all parameters", p), ("active per token", active))):
+        bottom = 0
+        for part, color in zip(PARTS, colors):
+            label = f"{part}: {p[part] / 1e6:.2f}M" if col == 0 else None
+            ax.bar(col, numbers[part] / 1e6, bottom=bottom, color=color, label=label)
+            if numbers[part] / max(p["total"], 1) > 0.15:                 # small parts: see the legend
+                ax.text(col, bottom + numbers[part] / 2e6, f"{part}\n{numbers[part] / 1e6:.1f}M",
+                        ha="center", va="center", fontsize=8, color="white")
+            bottom += numbers[part] / 1e6
+        ax.text(col, bottom, f"{bottom:.1f}M", ha="center", va="bottom")
+    ax.set_xticks([0, 1], ["all parameters (stored)", "active per token (computed)"])
+    ax.set_ylabel("millions of parameters")
+    ax.set_title(f"depth {config.depth}: experts hold most parameters, but each token uses only "
+                 f"{config.n_active_experts} of {config.n_experts}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def plot_rope_frequencies(config: LLMConfig):
+    """Left: the wavelength of each RoPE pair (log scale); right: the cos table, pair × position."""
+    import matplotlib.pyplot as plt
+
+    T = min(config.block_size, 256)
+    rotary = RotaryEmbedding(config.head_dim, config.rope_base, max_len=T)
+    wavelength = 2 * math.pi / rotary.inv_freq                        # (hd/2,) tokens per full turn
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.semilogy(wavelength.numpy(), "o-")
+    a.axhline(config.block_size, color="red", ls="--", label=f"block_size {config.block_size}")
+    a.set_xlabel("pair index i (dims i and i+32)")
+    a.set_ylabel("wavelength in tokens (2π / inv_freq)")
+    a.set_title(f"RoPE base {config.rope_base:g}: wavelengths from 6 tokens to ~10^5", fontsize=9)
+    a.legend()
+    cos = rotary.cos_table[:, : config.head_dim // 2]                 # (T, hd/2): cos(position · inv_freq[i])
+    b.imshow(cos.T.numpy(), aspect="auto", cmap="RdBu", interpolation="nearest")
+    b.set_xlabel("position")
+    b.set_ylabel("pair index i")
+    b.set_title("cos(position · inv_freq): fast pairs see nearby order, slow ones far", fontsize=9)
+    return fig
+
+
+def plot_attention_map(model: LLM, text: str):
+    """Layer 0's attention probabilities on the bytes of `text`, for the first two heads."""
+    import matplotlib.pyplot as plt
+
+    ids = list(text.encode("utf-8"))[: model.config.block_size]       # bytes as token ids (< 256)
+    probs = attention_weights(model, torch.tensor([ids]), layer=0)[0]  # (nh, T, T)
+    heads = min(2, probs.shape[0])
+    fig, axes = plt.subplots(1, heads, figsize=(6 * heads, 5.5), squeeze=False)
+    labels = [chr(b) if 32 <= b < 127 else "?" for b in ids]
+    for h in range(heads):
+        ax = axes[0, h]
+        ax.imshow(probs[h].numpy(), cmap="viridis")
+        ax.set_xticks(range(len(ids)), labels, fontsize=6)
+        ax.set_yticks(range(len(ids)), labels, fontsize=6)
+        ax.set_xlabel("key (attended-to byte)")
+        ax.set_ylabel("query byte")
+        ax.set_title(f"layer 0, head {h} (untrained, random init): zero above the diagonal = causal", fontsize=9)
+    return fig
+
+
+def plot_router_load(stats: dict, config: LLMConfig, n_tokens: int):
+    """The share of token-slots each expert got, per layer (a model's router_stats after a forward)."""
+    import matplotlib.pyplot as plt
+
+    load = stats["tokens_per_expert"].float().cpu()                    # (L, E) token-slots
+    share = load / load.sum(dim=1, keepdim=True)
+    fig, ax = plt.subplots(figsize=(1.2 * config.n_experts + 3, 0.6 * config.n_layer + 2.5))
+    im = ax.imshow(share.numpy(), cmap="magma", vmin=0, vmax=max(2 / config.n_experts, float(share.max())))
+    for (i, e), v in zip(torch.cartesian_prod(torch.arange(config.n_layer), torch.arange(config.n_experts)).tolist(),
+                         share.flatten().tolist()):
+        ax.text(e, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.3 else "black")
+    ax.set_xlabel("expert")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(config.n_experts))
+    ax.set_yticks(range(config.n_layer))
+    ax.set_title(f"depth-{config.depth} model at random init, {n_tokens} tokens: share of token-slots per expert "
+                 f"(perfect balance = {1 / config.n_experts:.2f})", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+# --- 9. main ----------------------------------------------------------------------------------------------
+
+PRESETS = {
+    "tiny": TINY_REFERENCE_SHAPE,                                     # the shape of tiny_reference.pt
+    "linnet": dict(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2),
+}
+SAMPLE_TEXT = "The cat sat on the mat. The cat sat on the mat again."
+
+
+def print_parameter_table(config: LLMConfig):
+    """Parameters and active parameters per part, then the FLOPs per trained token."""
+    p = count_parameters(config)
+    print(f"{'part':<14}{'parameters':>15}{'active/token':>15}")
+    for part in PARTS:
+        active = p["active_experts"] if part == "experts" else p[part]
+        print(f"{part:<14}{p[part]:>15,}{active:>15,}")
+    print(f"{'total':<14}{p['total']:>15,}{p['active']:>15,}")
+    f = flops_per_token(config)
+    print(f"FLOPs per trained token at T={config.block_size}: {f:,} ({f / 1e9:.3f} G)")
+
+
+def check_counts(config: LLMConfig, preset: str):
+    """The module built on the meta device has exactly the parameters count_parameters predicts."""
+    with torch.device("meta"):                    # shapes only: no memory, no init time
+        meta_model = LLM(config)
+    counted = sum(p.numel() for p in meta_model.parameters())   # .parameters() skips the tied duplicate
+    assert counted == count_parameters(config)["total"], "count_parameters disagrees with the module"
+    print_parameter_table(config)
+    if preset == "linnet":
+        p = count_parameters(config)
+        assert (p["total"], p["active"]) == (497_145_600, 157_406_976), "linnet-497M's counts not reproduced"
+        print("reproduced linnet-497M: 497,145,600 parameters, 157,406,976 active per token")
+
+
+def run_tiny_forward():
+    """A random-init tiny model, one forward pass on random bytes: (model, idx (4, 64)) for the plots."""
+    tiny = LLM(LLMConfig(**TINY_REFERENCE_SHAPE)).eval()
+    idx = torch.randint(0, 256, (4, tiny.config.block_size + 1))
+    idx, targets = idx[:, :-1], idx[:, 1:]                         # predict the next (random) byte
+    logits, loss = tiny(idx, targets)
+    print(f"tiny random model: logits {tuple(logits.shape)}, loss {loss.item():.3f} "
+          f"(ln V = {math.log(tiny.config.vocab_size):.3f} for uniform guessing)")
+    return tiny, idx
+
+
+def save_plots(config: LLMConfig, tiny: LLM, idx, out):
+    """The four plots: the preset's parameter budget and RoPE frequencies, the tiny model's attention and load."""
+    p = count_parameters(config)
+    house.save_plot(plot_param_budget(config), out, "param_budget",
+                    f"experts are {p['experts'] / p['total']:.0%} of the parameters, but only "
+                    f"{config.n_active_experts} of {config.n_experts} run per token (right bar)")
+    house.save_plot(plot_rope_frequencies(config), out, "rope_frequencies",
+                    f"{config.head_dim // 2} RoPE wavelengths spaced geometrically from 6 tokens to far "
+                    f"beyond the {config.block_size}-token window")
+    house.save_plot(plot_attention_map(tiny, SAMPLE_TEXT), out, "attention_map",
+                    "untrained tiny model on bytes of a sentence: weights only on or below the diagonal (causal)")
+    house.save_plot(plot_router_load(tiny.router_stats, tiny.config, idx.numel()), out, "router_load",
+                    "at random init the router spreads tokens unevenly but uses every expert")
+
+
+def run_checkpoint(args):
+    """--checkpoint: load published weights and sample a continuation of --prompt."""
+    if args.tokenizer is None or not args.tokenizer.is_file():
+        raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
+    enc = tokenizer_lib.load_tokenizer(args.tokenizer)           # one clear line if it is missing or corrupt
+    model = LLM.from_pretrained(args.checkpoint, device=house.default_device())
+    if enc.get_vocab_size() > model.config.vocab_size:
+        raise SystemExit(f"error: {args.tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
+                         f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
+    if not args.prompt:
+        raise SystemExit("error: --prompt is empty: give the model some text to continue")
+    print(model.generate(args.prompt, enc=enc, max_new_tokens=args.max_new_tokens, seed=args.seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="02 — the linnet-497M MoE transformer. Prints where the parameters live and the FLOPs "
+                    "per token, runs a random-init forward pass on a tiny model, and saves plots of the "
+                    "parameter budget, the RoPE frequencies, a causal attention map and the router's load.")
+    house.add_common_args(parser, "02_model")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a pytorch_model.bin / .safetensors (or their directory): load it and generate")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json to encode --prompt")
+    parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate with --checkpoint (default: 50)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.checkpoint is not None:
+        return run_checkpoint(args)
+    t0 = time.time()
+    torch.manual_seed(args.seed)
+    config = LLMConfig(**PRESETS[args.preset])
+    print(f"preset {args.preset}: {config}")
+    check_counts(config, args.preset)
+    tiny, idx = run_tiny_forward()            # the forward-pass plots use the tiny model whatever the preset
+    save_plots(config, tiny, idx, args.out)
+    print(f"done in {time.time() - t0:.1f} s")
+
+
+# --- Appendix: machinery ---------------------------------------------------------------------------------
+# linnet's checkpoint layout <-> ours: finding, reading and converting checkpoint files. A student may skip
+# this on first reading; 05 and 06 call read_checkpoint_file, find_checkpoint, infer_config,
+# load_linnet_state_dict and export_linnet_state_dict.
 
 EXPERT_KEY = re.compile(r"^transformer\.h\.(\d+)\.moe\.experts\.(\d+)\.(swiglu\.w_v|c_proj)\.weight$")
 LAYER_KEY = re.compile(r"^transformer\.h\.(\d+)\.")
@@ -725,7 +942,7 @@ def strip_prefixes(sd: dict) -> dict:
 
 
 def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
-    """Load linnet's published layout (per-expert Linear keys, see checkpoint_keys.json) — or our own
+    """Load linnet's published layout (per-expert Linear keys, see docs/checkpoint_keys.json) — or our own
     stacked layout — into `model`. Tied weights may appear once or twice; `inv_freq` may be absent;
     bf16 or fp32 tensors are cast to the model's dtype. A checkpoint that does not fit ends the run
     with one line naming the mismatch (SystemExit)."""
@@ -771,11 +988,13 @@ def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
                 not torch.allclose(converted[k].float().cpu(), v.float().cpu(), rtol=1e-2):
             raise SystemExit(f"error: checkpoint {k} differs from RoPE base {cfg.rope_base}: set rope_base to match")
     model.load_state_dict({k: converted[k] for k in expected}, strict=True)
+    for block in model.transformer.h:                                  # RoPE's tables follow the loaded inv_freq
+        block.attn.rotary_emb.build_tables()
     return model
 
 
 def export_linnet_state_dict(model: LLM) -> dict:
-    """Our model → linnet's published layout (key order and shapes of checkpoint_keys.json):
+    """Our model → linnet's published layout (key order and shapes of docs/checkpoint_keys.json):
     per-expert `moe.experts.{e}.swiglu.w_v.weight` (2F, C) and `.c_proj.weight` (C, F), the RoPE buffer,
     and both tied names (they share one tensor, as in the original state_dict)."""
     out = {"transformer.wte.weight": model.transformer.wte.weight.detach()}
@@ -794,203 +1013,6 @@ def export_linnet_state_dict(model: LLM) -> dict:
     out["transformer.ln_f.weight"] = model.transformer.ln_f.weight.detach()
     out["lm_head.weight"] = model.lm_head.weight.detach()
     return out
-
-
-# --- 8. Looking inside: attention weights --------------------------------------------------------------
-
-@torch.no_grad()
-def attention_weights(model: LLM, idx, layer: int = 0):
-    """Softmax attention probabilities (B, n_head, T, T) of block `layer` — what SDPA computes inside."""
-    x = model.transformer.wte(idx)
-    for block in model.transformer.h[:layer]:
-        x, _ = block(x)
-    attn = model.transformer.h[layer].attn
-    q, k, _ = attn.project(model.transformer.h[layer].ln1(x))
-    k = k.repeat_interleave(attn.n_head // attn.n_kv_head, dim=1)      # (B, nh, T, hd)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)       # (B, nh, T, T)
-    T = idx.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-    return scores.masked_fill(~causal, float("-inf")).softmax(-1)
-
-
-# --- 9. Plots ---------------------------------------------------------------------------------------------
-
-# The laptop-sized model that 05's tiny preset trains and 06 scores as its random-weights control:
-# ~0.3M parameters at vocab 1,024 (64 wide, 2 layers, 4 experts top-2).
-TINY_TRAINING_SHAPE = dict(depth=2, n_experts=4, n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1,
-                           head_dim=32, ffn_dim=128)
-
-PRESETS = {
-    "tiny": dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2),   # = tiny_reference.pt
-    "linnet": dict(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2),
-}
-PARTS = ("embedding", "attention", "experts", "router", "norms+conv")
-SAMPLE_TEXT = "The cat sat on the mat. The cat sat on the mat again."
-
-
-def plot_param_budget(config: LLMConfig, out_dir):
-    import matplotlib.pyplot as plt
-
-    p = count_parameters(config)
-    active = {**{k: p[k] for k in PARTS}, "experts": p["active_experts"]}
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"]
-    for col, (label, numbers) in enumerate((("all parameters", p), ("active per token", active))):
-        bottom = 0
-        for part, color in zip(PARTS, colors):
-            label = f"{part}: {p[part] / 1e6:.2f}M" if col == 0 else None
-            ax.bar(col, numbers[part] / 1e6, bottom=bottom, color=color, label=label)
-            if numbers[part] / max(p["total"], 1) > 0.15:                 # small parts: see the legend
-                ax.text(col, bottom + numbers[part] / 2e6, f"{part}\n{numbers[part] / 1e6:.1f}M",
-                        ha="center", va="center", fontsize=8, color="white")
-            bottom += numbers[part] / 1e6
-        ax.text(col, bottom, f"{bottom:.1f}M", ha="center", va="bottom")
-    ax.set_xticks([0, 1], ["all parameters (stored)", "active per token (computed)"])
-    ax.set_ylabel("millions of parameters")
-    ax.set_title(f"depth {config.depth}: experts hold most parameters, but each token uses only "
-                 f"{config.n_active_experts} of {config.n_experts}", fontsize=9)
-    ax.legend(fontsize=8, loc="upper right")
-    return fig
-
-
-def plot_rope_frequencies(config: LLMConfig, out_dir):
-    import matplotlib.pyplot as plt
-
-    inv_freq = RotaryEmbedding(config.head_dim, config.rope_base).inv_freq
-    wavelength = 2 * math.pi / inv_freq
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.semilogy(wavelength.numpy(), "o-")
-    a.axhline(config.block_size, color="red", ls="--", label=f"block_size {config.block_size}")
-    a.set_xlabel("pair index i (dims i and i+32)")
-    a.set_ylabel("wavelength in tokens (2π / inv_freq)")
-    a.set_title(f"RoPE base {config.rope_base:g}: wavelengths from 6 tokens to ~10^5", fontsize=9)
-    a.legend()
-    T = min(config.block_size, 256)
-    angles = torch.arange(T)[:, None].float() * inv_freq[None, :]
-    b.imshow(torch.cos(angles).T.numpy(), aspect="auto", cmap="RdBu", interpolation="nearest")
-    b.set_xlabel("position")
-    b.set_ylabel("pair index i")
-    b.set_title("cos(position · inv_freq): fast pairs see nearby order, slow ones far", fontsize=9)
-    return fig
-
-
-def plot_attention_map(model: LLM, text: str, out_dir):
-    import matplotlib.pyplot as plt
-
-    ids = list(text.encode("utf-8"))[: model.config.block_size]       # bytes as token ids (< 256)
-    probs = attention_weights(model, torch.tensor([ids]), layer=0)[0]  # (nh, T, T)
-    heads = min(2, probs.shape[0])
-    fig, axes = plt.subplots(1, heads, figsize=(6 * heads, 5.5), squeeze=False)
-    labels = [chr(b) if 32 <= b < 127 else "?" for b in ids]
-    for h in range(heads):
-        ax = axes[0, h]
-        ax.imshow(probs[h].numpy(), cmap="viridis")
-        ax.set_xticks(range(len(ids)), labels, fontsize=6)
-        ax.set_yticks(range(len(ids)), labels, fontsize=6)
-        ax.set_xlabel("key (attended-to byte)")
-        ax.set_ylabel("query byte")
-        ax.set_title(f"layer 0, head {h} (untrained, random init): zero above the diagonal = causal", fontsize=9)
-    return fig
-
-
-def plot_router_load(stats: dict, config: LLMConfig, n_tokens: int, out_dir):
-    import matplotlib.pyplot as plt
-
-    load = stats["tokens_per_expert"].float().cpu()                    # (L, E) token-slots
-    share = load / load.sum(dim=1, keepdim=True)
-    fig, ax = plt.subplots(figsize=(1.2 * config.n_experts + 3, 0.6 * config.n_layer + 2.5))
-    im = ax.imshow(share.numpy(), cmap="magma", vmin=0, vmax=max(2 / config.n_experts, float(share.max())))
-    for (i, e), v in zip(torch.cartesian_prod(torch.arange(config.n_layer), torch.arange(config.n_experts)).tolist(),
-                         share.flatten().tolist()):
-        ax.text(e, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.3 else "black")
-    ax.set_xlabel("expert")
-    ax.set_ylabel("layer")
-    ax.set_xticks(range(config.n_experts))
-    ax.set_yticks(range(config.n_layer))
-    ax.set_title(f"depth-{config.depth} model at random init, {n_tokens} tokens: share of token-slots per expert "
-                 f"(perfect balance = {1 / config.n_experts:.2f})", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return fig
-
-
-# --- 10. main ---------------------------------------------------------------------------------------------
-
-def print_parameter_table(config: LLMConfig):
-    p = count_parameters(config)
-    print(f"{'part':<14}{'parameters':>15}{'active/token':>15}")
-    for part in PARTS:
-        active = p["active_experts"] if part == "experts" else p[part]
-        print(f"{part:<14}{p[part]:>15,}{active:>15,}")
-    print(f"{'total':<14}{p['total']:>15,}{p['active']:>15,}")
-    f = flops_per_token(config)
-    print(f"FLOPs per trained token at T={config.block_size}: {f:,} ({f / 1e9:.3f} G)")
-
-
-def run_checkpoint(args):
-    """--checkpoint: load published weights and sample a continuation of --prompt."""
-    if args.tokenizer is None or not args.tokenizer.is_file():
-        raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
-    enc = tokenizer_lib.load_tokenizer(args.tokenizer)           # one clear line if it is missing or corrupt
-    model = LLM.from_pretrained(args.checkpoint, device=house.default_device())
-    if enc.get_vocab_size() > model.config.vocab_size:
-        raise SystemExit(f"error: {args.tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
-                         f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
-    if not args.prompt:
-        raise SystemExit("error: --prompt is empty: give the model some text to continue")
-    print(model.generate(args.prompt, enc=enc, max_new_tokens=args.max_new_tokens, seed=args.seed))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="02 — the linnet-497M MoE transformer. Prints where the parameters live and the FLOPs "
-                    "per token, runs a random-init forward pass on a tiny model, and saves plots of the "
-                    "parameter budget, the RoPE frequencies, a causal attention map and the router's load.")
-    house.add_common_args(parser, "02_model")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a pytorch_model.bin / .safetensors (or their directory): load it and generate")
-    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json to encode --prompt")
-    parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate with --checkpoint (default: 50)")
-    args = parser.parse_args(argv)
-    if args.checkpoint is not None:
-        return run_checkpoint(args)
-
-    t0 = time.time()
-    torch.manual_seed(args.seed)
-    config = LLMConfig(**PRESETS[args.preset])
-    print(f"preset {args.preset}: {config}")
-    with torch.device("meta"):                    # shapes only: no memory, no init time
-        meta_model = LLM(config)
-    counted = sum(p.numel() for p in meta_model.parameters())   # .parameters() skips the tied duplicate
-    assert counted == count_parameters(config)["total"], "count_parameters disagrees with the module"
-    print_parameter_table(config)
-    if args.preset == "linnet":
-        p = count_parameters(config)
-        assert (p["total"], p["active"]) == (497_145_600, 157_406_976), "linnet-497M's counts not reproduced"
-        print("reproduced linnet-497M: 497,145,600 parameters, 157,406,976 active per token")
-
-    # The forward-pass plots use the tiny model (seconds on a CPU) whatever the preset.
-    tiny = LLM(LLMConfig(**PRESETS["tiny"])).eval()
-    idx = torch.randint(0, 256, (4, tiny.config.block_size + 1))
-    idx, targets = idx[:, :-1], idx[:, 1:]                         # predict the next (random) byte
-    logits, loss = tiny(idx, targets)
-    print(f"tiny random model: logits {tuple(logits.shape)}, loss {loss.item():.3f} "
-          f"(ln V = {math.log(tiny.config.vocab_size):.3f} for uniform guessing)")
-
-    out = args.out
-    p = count_parameters(config)
-    house.save_plot(plot_param_budget(config, out), out, "param_budget",
-                    f"experts are {p['experts'] / p['total']:.0%} of the parameters, but only "
-                    f"{config.n_active_experts} of {config.n_experts} run per token (right bar)")
-    house.save_plot(plot_rope_frequencies(config, out), out, "rope_frequencies",
-                    f"{config.head_dim // 2} RoPE wavelengths spaced geometrically from 6 tokens to far "
-                    f"beyond the {config.block_size}-token window")
-    house.save_plot(plot_attention_map(tiny, SAMPLE_TEXT, out), out, "attention_map",
-                    "untrained tiny model on bytes of a sentence: weights only on or below the diagonal (causal)")
-    house.save_plot(plot_router_load(tiny.router_stats, tiny.config, idx.numel(), out), out, "router_load",
-                    "at random init the router spreads tokens unevenly but uses every expert")
-    print(f"done in {time.time() - t0:.1f} s")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,6 @@ import torch
 
 import house
 
-tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
 
 # --- 1. Newton–Schulz: the orthogonal factor of a matrix, with matmuls only -------------------------
@@ -397,11 +396,22 @@ def load_bytes(files, max_bytes: int) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
+# The race's model: 02's TINY_TRAINING_SHAPE (what 05 and 06 train at tiny size) at twice the width,
+# n_embd 128 (head_dim 64, ffn 384) instead of 64. Why not the shared shape as it is: the race should
+# show AdamW alone stalling at the largest lr while Muon+AdamW barely cares about the lr, and at width 64
+# it does not (measured on Shakespeare, 60 steps, lr 1e-3 / 3e-3 / 1e-2: AdamW held-out 3.09 / 2.74 /
+# 3.02, Muon+AdamW 2.95 / 2.46 / 2.54 — Muon still ahead at each lr, but AdamW only loses ground at 1e-2
+# and both are under-trained at 1e-3). At width 128 it does: see the module docstring's numbers.
+RACE_MODEL_SHAPE = dict(model_lib.TINY_TRAINING_SHAPE, n_embd=128, head_dim=64, ffn_dim=384)
+
+
 def tiny_model(preset: dict) -> torch.nn.Module:
-    """02's LLM at the preset's depth with a 256-entry vocabulary (bytes), same seed every call."""
+    """02's LLM of the preset's shape (`preset["model"]`) over 256 byte values, same seed every call.
+
+    >>> sum(p.numel() for p in tiny_model(PRESETS["tiny"]).parameters())
+    1313152"""
     torch.manual_seed(preset["seed"])
-    config = model_lib.LLMConfig(depth=preset["depth"], block_size=preset["seq_len"], vocab_size=256,
-                                 n_experts=preset["n_experts"], n_active_experts=2)
+    config = model_lib.LLMConfig(**preset["model"], block_size=preset["seq_len"], vocab_size=256)
     return model_lib.LLM(config)
 
 
@@ -431,8 +441,10 @@ def train_run(method: str, lr: float, train_data, val_data, preset, device="cpu"
     optimizers = adamw_only(model, lr) if method == "adamw" else build_optimizers(model, lr=lr)[0]
     batches = byte_batches(train_data, preset["batch_size"], preset["seq_len"], torch.Generator().manual_seed(0))
     losses = []
+    # A bare training loop of its own: 05_train's loop comes later in the read order (03 < 05), and
+    # this race needs none of its schedule, accumulation or checkpoints.
     for _ in range(preset["steps"]):
-        x, y = (t.to(device) for t in next(batches))
+        x, y = (t.to(device) for t in next(batches))                     # (B, T), (B, T)
         _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)          # linnet clips at 1.0
@@ -445,9 +457,10 @@ def train_run(method: str, lr: float, train_data, val_data, preset, device="cpu"
     return {"method": method, "lr": lr, "losses": losses, "val_loss": eval_loss(model, val_data, preset, device)}
 
 
-# --- 5. Plots --------------------------------------------------------------------------------------
+# --- 5. Plots: each returns a figure; main saves them ------------------------------------------------
 
-def plot_singular_values(spectra, out_dir):
+def plot_singular_values(spectra):
+    """Singular values of G/‖G‖_F and after 1..5 Newton–Schulz steps (log scale), with the 5-step band."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -461,11 +474,11 @@ def plot_singular_values(spectra, out_dir):
     ax.set_ylabel("singular value")
     ax.set_title("Newton–Schulz flattens a gradient's spectrum: 8 strong directions + noise → all ≈ 1")
     ax.legend(fontsize=8, loc="lower left")
-    return house.save_plot(fig, out_dir, "ns_singular_values",
-                         "before NS a few directions dominate; after 5 steps every singular value sits in the green band")
+    return fig
 
 
-def plot_ns_polynomial(out_dir):
+def plot_ns_polynomial():
+    """φ iterated 1..5 times (and the classic cubic 5 times) against the goal, sign(x)."""
     import matplotlib.pyplot as plt
 
     x = torch.linspace(0, 1.2, 601, dtype=torch.float64)
@@ -484,11 +497,11 @@ def plot_ns_polynomial(out_dir):
     ax.set_ylabel("output singular value")
     ax.set_title("The quintic reaches ≈1 from x ≈ 0.002 in 5 steps; the cubic is still far below")
     ax.legend(fontsize=8, loc="lower right")
-    return house.save_plot(fig, out_dir, "ns_polynomial",
-                         "5 quintic steps lift everything above ~0.002 into the band around 1 (wobbly, not exactly 1); the cubic lags")
+    return fig
 
 
-def plot_loss_curves(runs, out_dir):
+def plot_loss_curves(runs):
+    """Training loss per step of every run: blue = Muon+AdamW, orange = AdamW only, darker = larger lr."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -502,11 +515,11 @@ def plot_loss_curves(runs, out_dir):
     ax.set_ylabel("training loss (nats/byte)")
     ax.set_title("Next-byte prediction: Muon+AdamW (blue) vs AdamW only (orange)")
     ax.legend(fontsize=8)
-    return house.save_plot(fig, out_dir, "muon_vs_adamw_curves",
-                         "dark orange (AdamW alone, largest lr) stalls; blue (Muon+AdamW) ends at or below orange at each lr")
+    return fig
 
 
-def plot_final_loss_vs_lr(runs, out_dir):
+def plot_final_loss_vs_lr(runs):
+    """Held-out loss after training against the base lr, one line per method."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -518,20 +531,52 @@ def plot_final_loss_vs_lr(runs, out_dir):
     ax.set_ylabel("held-out loss after training (nats/byte)")
     ax.set_title("Final held-out loss vs learning rate")
     ax.legend()
-    return house.save_plot(fig, out_dir, "muon_vs_adamw_lr",
-                         "lower is better: blue (Muon+AdamW) below orange at each lr, and flat where AdamW alone blows up")
+    return fig
 
 
-# --- 6. main -----------------------------------------------------------------------------------------
+def save_plots(spectra, runs, out_dir) -> None:
+    """Every figure of the lesson, saved under `out_dir` with the caption that says what to look at."""
+    house.save_plot(plot_singular_values(spectra), out_dir, "ns_singular_values",
+                    "before NS a few directions dominate; after 5 steps every singular value sits in the green band")
+    house.save_plot(plot_ns_polynomial(), out_dir, "ns_polynomial",
+                    "5 quintic steps lift everything above ~0.002 into the band around 1 (wobbly, not exactly 1); the cubic lags")
+    house.save_plot(plot_loss_curves(runs), out_dir, "muon_vs_adamw_curves",
+                    "dark orange (AdamW alone, largest lr) stalls; blue (Muon+AdamW) ends at or below orange at each lr")
+    house.save_plot(plot_final_loss_vs_lr(runs), out_dir, "muon_vs_adamw_lr",
+                    "lower is better: blue (Muon+AdamW) below orange at each lr, and flat where AdamW alone blows up")
+
+
+# --- 6. main: the three experiments, the linnet table, the plots ------------------------------------
 
 PRESETS = {
     # tiny: a laptop CPU in well under a minute (6 runs × 60 steps of a 2-layer MoE on 8×64-byte batches)
-    "tiny": dict(depth=2, n_experts=4, seq_len=64, batch_size=8, steps=60, lrs=(1e-3, 3e-3, 1e-2),
+    "tiny": dict(model=RACE_MODEL_SHAPE, seq_len=64, batch_size=8, steps=60, lrs=(1e-3, 3e-3, 1e-2),
                  eval_batches=4, max_bytes=1_000_000, ns_shape=(256, 128), seed=0),
     # linnet: ≈2 minutes on one H100 (far longer on a CPU): 4 layers, 8 experts, 200 steps, 4 lrs
-    "linnet": dict(depth=4, n_experts=8, seq_len=128, batch_size=16, steps=200, lrs=(3e-4, 1e-3, 3e-3, 1e-2),
-                   eval_batches=8, max_bytes=5_000_000, ns_shape=(4096, 768), seed=0),
+    "linnet": dict(model=dict(depth=4, n_experts=8, n_active_experts=2), seq_len=128, batch_size=16, steps=200,
+                   lrs=(3e-4, 1e-3, 3e-3, 1e-2), eval_batches=8, max_bytes=5_000_000, ns_shape=(4096, 768), seed=0),
 }
+
+
+def run_spectrum_experiment(ns_shape) -> list[torch.Tensor]:
+    """Experiment 1: print the singular-value range of a gradient-like matrix after 0..5 NS steps."""
+    print(f"== 1. Newton–Schulz on a gradient-like {ns_shape[0]}×{ns_shape[1]} matrix ==")
+    spectra = singular_values_per_step(gradient_like_matrix(*ns_shape))
+    for k, s in enumerate(spectra):
+        what = "before (÷‖G‖_F)" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
+        print(f"  {what:<18} singular values in [{s.min():.4f}, {s.max():.4f}]")
+    print("  notice: before, a handful of directions carry the gradient; after 5 steps all lie in ≈[0.68, 1.2].")
+    return spectra
+
+
+def run_polynomial_experiment() -> None:
+    """Experiment 2: print where φ takes a few single singular values in 1..5 steps."""
+    print("\n== 2. The polynomial: φ(x) = 3.4445x − 4.7750x³ + 2.0315x⁵, iterated ==")
+    for x0 in (0.001, 0.01, 0.1, 0.5, 1.0):
+        trace = [float(ns_polynomial(torch.tensor(x0, dtype=torch.float64), k)) for k in range(1, 6)]
+        print(f"  x = {x0:<6} → " + "  ".join(f"{v:.3f}" for v in trace))
+    print("  notice: slope 3.4 at 0 lifts small values fast; values overshoot to ≈1.2 and fall back to ≈0.7 —"
+          " a band, not convergence.")
 
 
 def print_linnet_table():
@@ -543,51 +588,12 @@ def print_linnet_table():
     print(format_optimizer_table(table))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Muon from scratch: Newton–Schulz orthogonalisation, the Muon optimizer, linnet's "
-                    "Muon/AdamW split, and a Muon vs AdamW race on next-byte prediction.",
-        epilog="Three experiments: (1) singular values of a gradient-like matrix before/after 1..5 "
-               "Newton–Schulz steps, (2) the NS polynomial vs the sign function, (3) a small 02_model "
-               "trained on raw bytes with AdamW only vs Muon+AdamW at several learning rates. "
-               "Presets: tiny = depth 2, 4 experts, 8×64 bytes per step, 60 steps, base lr 1e-3/3e-3/1e-2 "
-               "(≈25 s on a CPU); linnet = depth 4, 8 experts, 16×128 bytes, 200 steps, 4 lrs (≈2 min on an H100). "
-               "It also prints which optimizer each parameter of the depth-12 linnet model gets.")
-    house.add_common_args(parser, "03_muon")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="text to train experiment 3 on (.jsonl/.txt/.parquet or a directory); "
-                             "default: the tiny data of 01_tokenizer (Shakespeare on the course machines)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the preset's)")
-    args = parser.parse_args(argv)
-    preset = dict(PRESETS[args.preset])
-    if args.steps is not None:
-        if args.steps < 1:
-            raise SystemExit("error: --steps must be at least 1")
-        preset["steps"] = args.steps
-    t0 = time.time()
-
-    print(f"== 1. Newton–Schulz on a gradient-like {preset['ns_shape'][0]}×{preset['ns_shape'][1]} matrix ==")
-    spectra = singular_values_per_step(gradient_like_matrix(*preset["ns_shape"]))
-    for k, s in enumerate(spectra):
-        what = "before (÷‖G‖_F)" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
-        print(f"  {what:<18} singular values in [{s.min():.4f}, {s.max():.4f}]")
-    print("  notice: before, a handful of directions carry the gradient; after 5 steps all lie in ≈[0.68, 1.2].")
-    plot_singular_values(spectra, args.out)
-
-    print("\n== 2. The polynomial: φ(x) = 3.4445x − 4.7750x³ + 2.0315x⁵, iterated ==")
-    for x0 in (0.001, 0.01, 0.1, 0.5, 1.0):
-        trace = [float(ns_polynomial(torch.tensor(x0, dtype=torch.float64), k)) for k in range(1, 6)]
-        print(f"  x = {x0:<6} → " + "  ".join(f"{v:.3f}" for v in trace))
-    print("  notice: slope 3.4 at 0 lifts small values fast; values overshoot to ≈1.2 and fall back to ≈0.7 —"
-          " a band, not convergence.")
-    plot_ns_polynomial(args.out)
-
-    print_linnet_table()
-
-    print(f"\n== 3. AdamW only vs Muon+AdamW: depth-{preset['depth']} MoE ({preset['n_experts']} experts), "
+def run_lr_sweep(preset, data_path, device) -> list[dict]:
+    """Experiment 3: AdamW only vs Muon+AdamW at each of the preset's lrs, on the same bytes; one run per line."""
+    shape = preset["model"]
+    print(f"\n== 3. AdamW only vs Muon+AdamW: depth-{shape['depth']} MoE ({shape['n_experts']} experts), "
           f"next-byte prediction, {preset['steps']} steps ==")
-    device = house.default_device()
-    files = pick_text_files(house.find_tiny_data(args.data))
+    files = pick_text_files(house.find_tiny_data(data_path))
     data = load_bytes(files, preset["max_bytes"])
     split = int(0.9 * len(data))
     train_data, val_data = data[:split], data[split:]
@@ -602,18 +608,59 @@ def main(argv=None):
             name = "AdamW only" if method == "adamw" else "Muon+AdamW"
             print(f"  {name:<11} lr {lr:<7g} train loss {r['losses'][0]:.3f} → {r['losses'][-1]:.3f}   "
                   f"held-out {r['val_loss']:.3f}   ({time.time() - t:.1f} s)")
+    return runs
+
+
+def print_sweep_summary(runs, lrs) -> None:
+    """The best held-out loss of each method, and at how many lrs Muon+AdamW ends lower."""
     by_key = {(r["method"], r["lr"]): r for r in runs}
     finite_loss = lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else math.inf
     best = {m: min((r for r in runs if r["method"] == m), key=finite_loss) for m in ("adamw", "muon")}
     print(f"  best held-out: AdamW only {best['adamw']['val_loss']:.3f} (lr {best['adamw']['lr']:g}), "
           f"Muon+AdamW {best['muon']['val_loss']:.3f} (lr {best['muon']['lr']:g}); uniform guessing = ln 256 = 5.545")
-    wins = [lr for lr in preset["lrs"] if by_key[("muon", lr)]["val_loss"] < by_key[("adamw", lr)]["val_loss"]]
-    print(f"  Muon+AdamW ends lower at {len(wins)} of {len(preset['lrs'])} learning rates.")
+    wins = [lr for lr in lrs if by_key[("muon", lr)]["val_loss"] < by_key[("adamw", lr)]["val_loss"]]
+    print(f"  Muon+AdamW ends lower at {len(wins)} of {len(lrs)} learning rates.")
     print("  notice: same model, data and steps — only the hidden matrices' optimizer differs. Look at the largest lr:"
           " AdamW alone stalls there, while orthogonalised updates (whose size is set by lr, not by the gradient)"
           " stay stable; and compare the two methods at each lr, not just their best runs.")
-    plot_loss_curves(runs, args.out)
-    plot_final_loss_vs_lr(runs, args.out)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line: --preset, --out, --data, --steps (with a --help that says what runs)."""
+    parser = argparse.ArgumentParser(
+        description="Muon from scratch: Newton–Schulz orthogonalisation, the Muon optimizer, linnet's "
+                    "Muon/AdamW split, and a Muon vs AdamW race on next-byte prediction.",
+        epilog="Three experiments: (1) singular values of a gradient-like matrix before/after 1..5 "
+               "Newton–Schulz steps, (2) the NS polynomial vs the sign function, (3) a small 02_model "
+               "trained on raw bytes with AdamW only vs Muon+AdamW at several learning rates. "
+               "Presets: tiny = depth 2, 4 experts, 8×64 bytes per step, 60 steps, base lr 1e-3/3e-3/1e-2 "
+               "(≈25 s on a CPU); linnet = depth 4, 8 experts, 16×128 bytes, 200 steps, 4 lrs (≈2 min on an H100). "
+               "It also prints which optimizer each parameter of the depth-12 linnet model gets.")
+    house.add_common_args(parser, "03_muon")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="text to train experiment 3 on (.jsonl/.txt/.parquet or a directory); "
+                             "default: house.find_tiny_data (Shakespeare on the course machines)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the preset's)")
+    args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit("error: --steps must be at least 1")
+    return args
+
+
+def main(argv=None):
+    """Run experiments 1–3 (printing what to notice), print the linnet table, then save the four plots."""
+    args = parse_args(argv)
+    preset = dict(PRESETS[args.preset])
+    if args.steps is not None:
+        preset["steps"] = args.steps
+    t0 = time.time()
+    spectra = run_spectrum_experiment(preset["ns_shape"])
+    run_polynomial_experiment()
+    print_linnet_table()
+    runs = run_lr_sweep(preset, args.data, house.default_device())
+    print_sweep_summary(runs, preset["lrs"])
+    print()
+    save_plots(spectra, runs, args.out)
     print(f"\ndone in {time.time() - t0:.1f} s")
 
 

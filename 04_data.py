@@ -37,6 +37,11 @@ What it writes (into --out, default out/04_data/)
   progress.json                while running only: the shards finished so far (what a rerun resumes from)
   doc_lengths.png, tokens_per_source.png, bytes_per_token.png, window.png
 
+How this file reads: 1 sources, 2 the mix, 3 encoding, 4 packing into shards, 5 the loader, 6 plots,
+7 the script. The appendix at the end holds what you may skip at first: reading the two datasets from
+the Hugging Face Hub, and the bookkeeping that lets a killed run resume. The plumbing every lesson
+shares (paths, `--preset/--out`, saving plots, reading .jsonl/.txt/.parquet) is in `house.py`.
+
 Reference numbers (linnet): vocab 32,768 → uint16 shards of 100M tokens, shard 0 = validation;
 ≈ 950k documents ≈ 1B tokens; 5,281 steps × 524,288 tokens ≈ 2.77B tokens, so the loader goes through the
 training shards 2–3 times. Validation ≈ 1.21 bits per byte, measured on dclm text only (its order).
@@ -90,20 +95,11 @@ tokenizer_lib = importlib.import_module("01_tokenizer")   # EOT, load_tokenizer,
 # --- 1. Sources: where documents come from --------------------------------------------------------------
 # A source is anything with `.name`, `.kind`, `.location` and `iter_documents()` yielding strings. The
 # generator reads one file at a time and one row group / line at a time, so memory never grows with
-# the corpus. Empty texts are skipped (as linnet did).
+# the corpus. Empty texts are skipped (as linnet did). linnet's two Hugging Face datasets arrive the same
+# way: the appendix (`HFSource`, `download_raw`) streams their first documents once into
+# data/raw/<name>.jsonl, and from then on they are LocalSources like any file of yours.
 
 LOCAL_SUFFIXES = house.TEXT_SUFFIXES + (".jsonl.zst",)
-HF_CACHE_DIR = house.DATA_CACHE_DIR / "hf"   # hf_hub_download's cache (resumable downloads)
-
-# The two Hugging Face datasets (DATA.md). Files are listed on the Hub, kept when they start with
-# `prefix` and end with `suffix`, and read in sorted order.
-HF_DATASETS = {
-    "fineweb-edu": {"repo": "HuggingFaceFW/fineweb-edu", "prefix": "sample/10BT/", "suffix": ".parquet",
-                    "license": "ODC-By 1.0"},   # sample/10BT/000_00000.parquet, 001_00000.parquet, ... (text column)
-    "dclm": {"repo": "mlfoundations/dclm-baseline-1.0", "prefix": "global-shard_", "suffix": ".jsonl.zst",
-             "license": "CC-BY-4.0"},           # global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst
-}
-LINNET_MIX = {"fineweb-edu": 700_000, "dclm": 250_000}   # documents per source (linnet's defaults)
 
 
 def iter_jsonl_zst(path: Path) -> Iterator[str]:
@@ -114,7 +110,7 @@ def iter_jsonl_zst(path: Path) -> Iterator[str]:
 
     try:
         with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-            yield from house.iter_jsonl_texts(io.TextIOWrapper(reader, encoding="utf-8"), path)   # 01's reader
+            yield from house.iter_jsonl_texts(io.TextIOWrapper(reader, encoding="utf-8"), path)   # house's reader
     except zstandard.ZstdError as e:
         raise SystemExit(f"error: {path} is not valid zstandard data ({e}): delete it (it is downloaded again) or leave it out")
     except UnicodeDecodeError:
@@ -122,7 +118,7 @@ def iter_jsonl_zst(path: Path) -> Iterator[str]:
 
 
 def read_documents(path: Path) -> Iterator[str]:
-    """Documents of one file: .jsonl.zst here, .jsonl/.txt/.parquet with 01's reader (row group by row group)."""
+    """Documents of one file: .jsonl.zst here, .jsonl/.txt/.parquet with house's reader (row group by row group)."""
     if path.name.endswith(".jsonl.zst"):
         return iter_jsonl_zst(path)
     return house.iter_file_texts(path)
@@ -148,56 +144,6 @@ class LocalSource:
             yield from read_documents(path)
 
 
-class HFSource:
-    """Documents of a dataset on the Hugging Face Hub, file by file: list, download (cached, resumable), read.
-
-    `HFSource("dclm", **HF_DATASETS["dclm"])` reads the real repo; `local_dir=` reads a directory laid out
-    like it (the tests use this, and so can you with a mirror made by `huggingface-cli download`).
-    Only the files the stream reaches are downloaded: 250k dclm documents need a few of its shards."""
-    kind = "huggingface"
-
-    def __init__(self, name: str, repo: str, prefix: str, suffix: str, license: str = "",
-                 cache_dir: Path = HF_CACHE_DIR, local_dir: str | os.PathLike | None = None):
-        self.name, self.repo, self.prefix, self.suffix, self.license = name, repo, prefix, suffix, license
-        self.cache_dir = Path(cache_dir)
-        self.local_dir = Path(local_dir) if local_dir is not None else None
-        self.location = f"hf://datasets/{repo}/{prefix}*{suffix}" + (f" (mirror: {self.local_dir})" if self.local_dir else "")
-
-    def list_files(self) -> list[str]:
-        """Repo-relative paths of the data files, sorted: ['sample/10BT/000_00000.parquet', ...]."""
-        if self.local_dir is not None:
-            if not self.local_dir.is_dir():
-                raise SystemExit(f"error: {self.local_dir} does not exist: pass a directory laid out like {self.repo}")
-            names = [p.relative_to(self.local_dir).as_posix() for p in self.local_dir.rglob("*") if p.is_file()]
-        else:
-            import huggingface_hub
-
-            try:
-                names = huggingface_hub.HfApi().list_repo_files(self.repo, repo_type="dataset")
-            except Exception as e:
-                raise SystemExit(f"error: cannot list {self.repo} on the Hugging Face Hub ({type(e).__name__}): "
-                                 "check your connection, or pass local files with --source NAME=PATH")
-        files = sorted(n for n in names if n.startswith(self.prefix) and n.endswith(self.suffix))
-        if not files:
-            raise SystemExit(f"error: no {self.prefix}*{self.suffix} files in {self.local_dir or self.repo}")
-        return files
-
-    def fetch(self, filename: str) -> Path:
-        """A local path for one repo file: the mirror's, or hf_hub_download's cached copy (resumes if cut off)."""
-        if self.local_dir is not None:
-            return self.local_dir / filename
-        import huggingface_hub
-
-        try:
-            return Path(huggingface_hub.hf_hub_download(self.repo, filename, repo_type="dataset", cache_dir=self.cache_dir))
-        except Exception as e:
-            raise SystemExit(f"error: download of {self.repo}/{filename} failed ({type(e).__name__}): rerun to resume it")
-
-    def iter_documents(self) -> Iterator[str]:
-        for filename in self.list_files():
-            yield from read_documents(self.fetch(filename))
-
-
 def parse_source_arg(arg: str) -> LocalSource:
     """`--source NAME=PATH` → LocalSource(NAME, [PATH])."""
     name, sep, path = arg.partition("=")
@@ -212,6 +158,9 @@ def count_documents(source) -> int:
 
 
 # --- 2. The mix: which source the next document comes from ---------------------------------------------
+
+LINNET_MIX = {"fineweb-edu": 700_000, "dclm": 250_000}   # documents per source (linnet's defaults)
+
 
 def mix_schedule(counts: dict[str, int], seed: int = 0) -> Iterator[str]:
     """Source names in stream order: `counts[name]` times each, spread evenly (a weighted round-robin).
@@ -265,7 +214,7 @@ def iter_mixed_documents(sources, counts: dict[str, int], seed: int = 0, linnet_
 # The regex `\s+(?!\S)|\s+` gives that "\n" a pre-token of its own in the whole text, and the piece
 # that starts with it splits exactly the same way (the regex looks ahead, never behind). A test checks
 # the claim on the course corpus and on random whitespace-heavy strings. (On the 2-core course machine
-# it measured about as fast either way; PERFORMANCE.md saw 2.4 → 2.9 MB/s; it matters on a 16-core host,
+# it measured about as fast either way; docs/PERFORMANCE.md saw 2.4 → 2.9 MB/s; it matters on a 16-core host,
 # where one long document would otherwise keep 15 cores waiting.)
 
 PIECE_CHARS = 8_192          # documents longer than this are cut into pieces of about this size
@@ -311,22 +260,19 @@ def check_vocab_fits_uint16(tokenizer) -> None:
                          "(at most 65,536 tokens): train one with python 01_tokenizer.py --vocab-size 65536 or less")
 
 
-# --- 4. Packing ids into shards, resumably --------------------------------------------------------------
+# --- 4. Packing ids into shards ---------------------------------------------------------------------------
 # The stream of documents is a fixed function of (sources, mix, seed), so the stream of token ids is
 # too, and shard k is a fixed slice of it. After each shard we record where the NEXT one starts in the
-# stream: (document index, token offset inside that document). A rerun verifies the finished shards
-# (sha256), skips that many documents without tokenizing them, and carries on.
+# stream: (document index, token offset inside that document). So a rerun can verify the finished
+# shards, skip that many documents without tokenizing them, and carry on (the bookkeeping — progress.json,
+# sha256 checks, removing stale files — is in the appendix: `resume_point`).
 
 def shard_name(index: int) -> str:
+    """The file of shard `index`.
+
+    >>> shard_name(3)
+    'shard_00003.npy'"""
     return f"shard_{index:05d}.npy"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def length_bin(n_tokens: int) -> int:
@@ -397,94 +343,30 @@ class ShardPacker:
         self._start_shard()
 
 
-def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
-    """The finished shards a rerun can keep: recorded with the same config and matching sha256 on disk.
-
-    Returns (records, complete). Reads manifest.json (a finished run) or progress.json (an unfinished one)."""
-    for name, complete in (("manifest.json", True), ("progress.json", False)):
-        path = out_dir / name
-        if path.exists():
-            try:
-                saved = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return [], False
-            if saved.get("config") != config:
-                print(f"note: {house.shown(out_dir)} holds shards made with other settings (tokenizer, sources, mix, "
-                      "seed or sizes): starting over")
-                return [], False
-            kept = []
-            for record in saved["shards"]:
-                shard = out_dir / record["file"]
-                if not shard.exists() or sha256_file(shard) != record["sha256"]:
-                    return kept, False
-                kept.append(record)
-            return kept, complete
-    return [], False
-
-
-def remove_outputs(out_dir: Path, keep: int) -> None:
-    """Delete this script's stale files in out_dir: temp files, and shards from index `keep` on."""
-    for path in out_dir.glob(".*.tmp*"):
-        path.unlink()
-    for path in out_dir.glob("shard_*.npy"):
-        if int(path.stem.split("_")[1]) >= keep:
-            path.unlink()
-
-
 def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokenizer_sha256: str, seed: int = 0,
                  linnet_order: bool = False, shard_tokens: int = 100_000_000, val_tokens: int = 100_000_000,
                  on_shard_written=None, show_progress: bool = True) -> dict:
     """Tokenize the mixed stream into out_dir/shard_*.npy and write manifest.json last; returns the manifest.
 
-    Reruns resume: finished shards whose sha256 matches are kept, the rest is redone, byte-identical.
-    `on_shard_written(record)` is called after each shard (the tests use it to simulate a crash)."""
+    The steps: keep what an earlier run finished (`resume_point`), stream the rest of the mix through
+    `encode_documents` into a `ShardPacker` (`tokenize_into`), then write the manifest — last, so a
+    killed run never looks finished. Reruns resume: finished shards whose sha256 matches are kept, the
+    rest is redone, byte-identical. `on_shard_written(record)` is called after each shard (the tests
+    use it to simulate a crash)."""
     check_vocab_fits_uint16(tokenizer)
     eot = tokenizer_lib.eot_id(tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {"format": 1, "tokenizer_sha256": tokenizer_sha256, "seed": seed, "order": "linnet" if linnet_order else "interleaved",
-              "mix": dict(counts), "shard_tokens": shard_tokens, "val_tokens": val_tokens,
-              "sources": [{"name": s.name, "kind": s.kind, "location": s.location} for s in sources]}
-    records, complete = verified_shards(out_dir, config)
-    remove_outputs(out_dir, keep=len(records))
+    config = run_config(sources, counts, tokenizer_sha256, seed, linnet_order, shard_tokens, val_tokens)
+    records, complete = resume_point(out_dir, config)
     if complete:
-        print(f"all {len(records)} shards in {house.shown(out_dir)} are already done (sha256 verified)")
         return make_manifest(config, records, tokenizer, eot)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
 
-    start_doc, start_offset = (records[-1]["end_doc"], records[-1]["end_offset"]) if records else (0, 0)
-    if records:
-        print(f"resuming: {len(records)} finished shards verified; skipping {start_doc:,} documents")
     packer = ShardPacker(out_dir, shard_tokens, val_tokens, [s.name for s in sources], records,
-                         write_progress=lambda recs: house.write_json(out_dir / "progress.json", {"config": config, "shards": recs}),
-                         on_shard_written=on_shard_written)
-    from tqdm import tqdm
-
-    n_documents = sum(counts.values())
+                         write_progress=progress_writer(out_dir, config), on_shard_written=on_shard_written)
+    start = (records[-1]["end_doc"], records[-1]["end_offset"]) if records else (0, 0)
     stream = iter_mixed_documents(sources, counts, seed, linnet_order)
-    for _ in range(start_doc):   # already in finished shards: read, not tokenized
-        next(stream)
-    bar = tqdm(total=n_documents, initial=start_doc, unit="doc", desc="tokenizing", disable=not show_progress)
-    started, n_bytes, doc_index = time.perf_counter(), 0, start_doc
-    batch: list[tuple[str, str]] = []
-    batch_chars = 0
-    for source, text in stream:
-        batch.append((source, text))
-        batch_chars += len(text)
-        if batch_chars >= BATCH_CHARS:
-            doc_index, batch_bytes = pack_batch(packer, tokenizer, eot, batch, doc_index, start_doc, start_offset)
-            n_bytes += batch_bytes
-            bar.update(len(batch))
-            bar.set_postfix(MB_per_s=f"{n_bytes / 1e6 / (time.perf_counter() - started):.2f}")
-            batch, batch_chars = [], 0
-    doc_index, batch_bytes = pack_batch(packer, tokenizer, eot, batch, doc_index, start_doc, start_offset)
-    n_bytes += batch_bytes
-    bar.update(len(batch))
-    bar.close()
-    seconds = time.perf_counter() - started
-    print(f"tokenized {n_bytes / 1e6:.2f} MB in {seconds:.1f} s: {n_bytes / 1e6 / seconds:.2f} MB/s "
-          f"on {os.cpu_count()} cores")
-    packer.finish(n_documents)
+    tokenize_into(packer, tokenizer, eot, stream, sum(counts.values()), start, show_progress)
     if len(packer.records) < 2:
         raise SystemExit(f"error: all {packer.records[0]['tokens']:,} tokens went to the validation shard: "
                          f"lower --val-tokens (now {val_tokens:,}) or add more text")
@@ -492,6 +374,48 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     house.write_json(out_dir / "manifest.json", manifest)
     (out_dir / "progress.json").unlink(missing_ok=True)
     return manifest
+
+
+def tokenize_into(packer: ShardPacker, tokenizer, eot: int, stream, n_documents: int,
+                  start: tuple[int, int] = (0, 0), show_progress: bool = True) -> None:
+    """Encode the (source, text) stream batch by batch into `packer`, then write its last shard.
+
+    `start` = (document, token offset) where the unfinished work begins: the documents before it are
+    read (to keep the stream in step) but not tokenized, and that document's first `offset` tokens are
+    already in a finished shard."""
+    from tqdm import tqdm
+
+    start_doc, start_offset = start
+    for _ in range(start_doc):   # already in finished shards: read, not tokenized
+        next(stream)
+    bar = tqdm(total=n_documents, initial=start_doc, unit="doc", desc="tokenizing", disable=not show_progress)
+    started, n_bytes, doc_index = time.perf_counter(), 0, start_doc
+    for batch in iter_batches(stream, BATCH_CHARS):
+        doc_index, batch_bytes = pack_batch(packer, tokenizer, eot, batch, doc_index, start_doc, start_offset)
+        n_bytes += batch_bytes
+        bar.update(len(batch))
+        bar.set_postfix(MB_per_s=f"{n_bytes / 1e6 / (time.perf_counter() - started):.2f}")
+    bar.close()
+    seconds = time.perf_counter() - started
+    print(f"tokenized {n_bytes / 1e6:.2f} MB in {seconds:.1f} s: {n_bytes / 1e6 / seconds:.2f} MB/s "
+          f"on {os.cpu_count()} cores")
+    packer.finish(n_documents)
+
+
+def iter_batches(stream: Iterable[tuple[str, str]], max_chars: int = BATCH_CHARS) -> Iterator[list[tuple[str, str]]]:
+    """Group (source, text) pairs into lists of at least `max_chars` characters (the last: what is left).
+
+    >>> [len(batch) for batch in iter_batches([("a", "xx"), ("a", "yyy"), ("b", "z")], max_chars=4)]
+    [2, 1]"""
+    batch, chars = [], 0
+    for source, text in stream:
+        batch.append((source, text))
+        chars += len(text)
+        if chars >= max_chars:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
 
 
 def pack_batch(packer: ShardPacker, tokenizer, eot: int, batch, doc_index: int, start_doc: int,
@@ -652,9 +576,10 @@ def val_batches(data_dir, B: int, T: int, max_batches: int | None = None, rank: 
     return ShardLoader(data_dir, "val", B, T, rank=rank, world_size=world_size).iter_once(max_batches)
 
 
-# --- 6. Plots --------------------------------------------------------------------------------------------
+# --- 6. Plots: each returns a figure; main saves it with its caption -------------------------------------
 
-def plot_doc_lengths(manifest: dict, out_dir: Path) -> Path:
+def plot_doc_lengths(manifest: dict):
+    """How many documents of each length, per source (summed over the shard records' half-octave histograms)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -672,11 +597,11 @@ def plot_doc_lengths(manifest: dict, out_dir: Path) -> Path:
     ax.set_ylabel("documents")
     ax.set_title("How long are the documents of each source?")
     ax.legend()
-    return house.save_plot(fig, out_dir, "doc_lengths",
-                         "document lengths per source on a log axis: where each source's mass sits, and its long tail")
+    return fig
 
 
-def plot_tokens_per_source(manifest: dict, out_dir: Path) -> Path:
+def plot_tokens_per_source(manifest: dict):
+    """Tokens per source, stacked: training shards below, the validation shard (0) on top."""
     import matplotlib.pyplot as plt
 
     names = list(manifest["per_source"])
@@ -692,11 +617,11 @@ def plot_tokens_per_source(manifest: dict, out_dir: Path) -> Path:
     ax.set_title(f"Tokens per source ({manifest['order']} order, seed {manifest['seed']})")
     ax.margins(y=0.2)
     ax.legend()
-    return house.save_plot(fig, out_dir, "tokens_per_source",
-                         "tokens each source contributes; the orange cap shows the validation shard draws from every source")
+    return fig
 
 
-def plot_bytes_per_token(manifest: dict, out_dir: Path) -> Path:
+def plot_bytes_per_token(manifest: dict):
+    """UTF-8 bytes per token of each source, with the validation shard's value as a dashed line."""
     import matplotlib.pyplot as plt
 
     names = list(manifest["per_source"])
@@ -711,8 +636,7 @@ def plot_bytes_per_token(manifest: dict, out_dir: Path) -> Path:
     ax.set_title("How much text one token carries, per source")
     ax.margins(y=0.15)
     ax.legend(loc="lower right")
-    return house.save_plot(fig, out_dir, "bytes_per_token",
-                         "bytes per token per source: text like the tokenizer's training text compresses better")
+    return fig
 
 
 def window_with_boundaries(loader: ShardLoader, eot: int, min_boundaries: int = 2, search: int = 5_000) -> np.ndarray:
@@ -728,7 +652,7 @@ def window_with_boundaries(loader: ShardLoader, eot: int, min_boundaries: int = 
     return best
 
 
-def plot_window(tokens: np.ndarray, eot: int, tokenizer, out_dir: Path) -> Path:
+def plot_window(tokens: np.ndarray, eot: int, tokenizer):
     """The first tokens of a training window; red lines where <|endoftext|> starts a new document."""
     import matplotlib.pyplot as plt
 
@@ -746,8 +670,7 @@ def plot_window(tokens: np.ndarray, eot: int, tokenizer, out_dir: Path) -> Path:
     ax.set_title(f"{len(tokens)} tokens of a training window: {len(boundaries)} document boundaries "
                  "(red = <|endoftext|>, then the next document's first words)", fontsize=10)
     ax.margins(y=0.12)
-    return house.save_plot(fig, out_dir, "window",
-                         "one window packs several documents; attention sees across the red <|endoftext|> lines")
+    return fig
 
 
 # --- 7. The script ----------------------------------------------------------------------------------------
@@ -771,27 +694,6 @@ def parse_mix(mix: str | None) -> dict[str, int]:
     return counts
 
 
-def download_raw(source: HFSource, n_documents: int, raw_dir: Path = house.RAW_DATA_DIR) -> Path:
-    """Stream the first `n_documents` of an HF source into raw_dir/<name>.jsonl (as linnet did); kept if done.
-
-    A sidecar <name>.meta.json records the count, so asking for a different count downloads again."""
-    out, meta = raw_dir / f"{source.name}.jsonl", raw_dir / f"{source.name}.meta.json"
-    want = {"repo": source.repo, "files": f"{source.prefix}*{source.suffix}", "documents": n_documents}
-    if out.exists() and meta.exists() and json.loads(meta.read_text()) == want:
-        return out
-    from tqdm import tqdm
-
-    with house.atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        documents = source.iter_documents()
-        for i in tqdm(range(n_documents), desc=f"downloading {source.name}", unit="doc"):
-            text = next(documents, None)
-            if text is None:
-                raise SystemExit(f"error: {source.repo} has only {i:,} documents: lower --mix {source.name}")
-            f.write(json.dumps({"text": text, "id": f"{source.name}-{i}"}) + "\n")
-    house.write_json(meta, want)
-    return out
-
-
 def resolve_sources(args) -> tuple[list, dict[str, int]]:
     """The sources and their document counts for this run (see --help for the order of preference)."""
     counts = parse_mix(args.mix)
@@ -802,21 +704,7 @@ def resolve_sources(args) -> tuple[list, dict[str, int]]:
         sources = [LocalSource(f.name.split(".")[0], [f]) for f in files]
     else:
         counts = counts or dict(LINNET_MIX)
-        sources = []
-        for name in counts:
-            if name not in HF_DATASETS:
-                raise SystemExit(f"error: --mix names {name!r}, but the Hub sources are {sorted(HF_DATASETS)}; "
-                                 "pass your own files with --source NAME=PATH")
-            raw = house.RAW_DATA_DIR / f"{name}.jsonl"
-            meta = house.RAW_DATA_DIR / f"{name}.meta.json"
-            hf = HFSource(name, cache_dir=args.cache_dir, **HF_DATASETS[name])
-            if not (raw.exists() and meta.exists() and json.loads(meta.read_text())["documents"] == counts[name]):
-                if not house.has_internet():
-                    raise SystemExit("error: no internet to download fineweb-edu and dclm from the Hugging Face Hub: "
-                                     "pass local text instead, e.g. --source python-docs=../shared/data/corpus/python-docs.jsonl "
-                                     "(NAME=PATH, repeatable), or run --preset tiny")
-                raw = download_raw(hf, counts[name], raw_dir=house.RAW_DATA_DIR)
-            sources.append(LocalSource(name, [raw], origin=f"{hf.location}, first {counts[name]:,} documents"))
+        sources = hub_sources(counts, args.cache_dir)     # the appendix: downloads into data/raw/ once
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise SystemExit(f"error: two sources share a name ({names}): give each --source its own NAME")
@@ -892,12 +780,200 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{len(manifest['shards'])} shards in {house.shown(args.out)} ({manifest['tokens']:,} tokens, shard 0 = validation "
           f"with {manifest['val_tokens']:,}); val bytes/token {manifest['val_bytes_per_token']:.3f}")
 
-    plot_doc_lengths(manifest, args.out)
-    plot_tokens_per_source(manifest, args.out)
-    plot_bytes_per_token(manifest, args.out)
-    plot_window(window_with_boundaries(ShardLoader(args.out, "train", 1, 300, seed=args.seed), manifest["eot_id"]),
-                manifest["eot_id"], tokenizer, args.out)
+    house.save_plot(plot_doc_lengths(manifest), args.out, "doc_lengths",
+                    "document lengths per source on a log axis: where each source's mass sits, and its long tail")
+    house.save_plot(plot_tokens_per_source(manifest), args.out, "tokens_per_source",
+                    "tokens each source contributes; the orange cap shows the validation shard draws from every source")
+    house.save_plot(plot_bytes_per_token(manifest), args.out, "bytes_per_token",
+                    "bytes per token per source: text like the tokenizer's training text compresses better")
+    window = window_with_boundaries(ShardLoader(args.out, "train", 1, 300, seed=args.seed), manifest["eot_id"])
+    house.save_plot(plot_window(window, manifest["eot_id"], tokenizer), args.out, "window",
+                    "one window packs several documents; attention sees across the red <|endoftext|> lines")
     return manifest
+
+
+# --- Appendix: machinery ----------------------------------------------------------------------------------
+# What you may skip on a first reading: (A) reading linnet's two datasets from the Hugging Face Hub, and
+# (B) the bookkeeping that lets a killed run resume (progress.json, sha256 checks, stale files).
+
+# (A) The Hugging Face Hub. The two datasets (docs/DATA.md): files are listed on the Hub, kept when they
+# start with `prefix` and end with `suffix`, and read in sorted order.
+
+HF_CACHE_DIR = house.DATA_CACHE_DIR / "hf"   # hf_hub_download's cache (resumable downloads)
+HF_DATASETS = {
+    "fineweb-edu": {"repo": "HuggingFaceFW/fineweb-edu", "prefix": "sample/10BT/", "suffix": ".parquet",
+                    "license": "ODC-By 1.0"},   # sample/10BT/000_00000.parquet, 001_00000.parquet, ... (text column)
+    "dclm": {"repo": "mlfoundations/dclm-baseline-1.0", "prefix": "global-shard_", "suffix": ".jsonl.zst",
+             "license": "CC-BY-4.0"},           # global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst
+}
+
+
+class HFSource:
+    """Documents of a dataset on the Hugging Face Hub, file by file: list, download (cached, resumable), read.
+
+    `HFSource("dclm", **HF_DATASETS["dclm"])` reads the real repo; `local_dir=` reads a directory laid out
+    like it (the tests use this, and so can you with a mirror made by `huggingface-cli download`).
+    Only the files the stream reaches are downloaded: 250k dclm documents need a few of its shards."""
+    kind = "huggingface"
+
+    def __init__(self, name: str, repo: str, prefix: str, suffix: str, license: str = "",
+                 cache_dir: Path = HF_CACHE_DIR, local_dir: str | os.PathLike | None = None):
+        self.name, self.repo, self.prefix, self.suffix, self.license = name, repo, prefix, suffix, license
+        self.cache_dir = Path(cache_dir)
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.location = f"hf://datasets/{repo}/{prefix}*{suffix}" + (f" (mirror: {self.local_dir})" if self.local_dir else "")
+
+    def list_files(self) -> list[str]:
+        """Repo-relative paths of the data files, sorted: ['sample/10BT/000_00000.parquet', ...]."""
+        if self.local_dir is not None:
+            if not self.local_dir.is_dir():
+                raise SystemExit(f"error: {self.local_dir} does not exist: pass a directory laid out like {self.repo}")
+            names = [p.relative_to(self.local_dir).as_posix() for p in self.local_dir.rglob("*") if p.is_file()]
+        else:
+            import huggingface_hub
+
+            try:
+                names = huggingface_hub.HfApi().list_repo_files(self.repo, repo_type="dataset")
+            except Exception as e:
+                raise SystemExit(f"error: cannot list {self.repo} on the Hugging Face Hub ({type(e).__name__}): "
+                                 "check your connection, or pass local files with --source NAME=PATH")
+        files = sorted(n for n in names if n.startswith(self.prefix) and n.endswith(self.suffix))
+        if not files:
+            raise SystemExit(f"error: no {self.prefix}*{self.suffix} files in {self.local_dir or self.repo}")
+        return files
+
+    def fetch(self, filename: str) -> Path:
+        """A local path for one repo file: the mirror's, or hf_hub_download's cached copy (resumes if cut off)."""
+        if self.local_dir is not None:
+            return self.local_dir / filename
+        import huggingface_hub
+
+        try:
+            return Path(huggingface_hub.hf_hub_download(self.repo, filename, repo_type="dataset", cache_dir=self.cache_dir))
+        except Exception as e:
+            raise SystemExit(f"error: download of {self.repo}/{filename} failed ({type(e).__name__}): rerun to resume it")
+
+    def iter_documents(self) -> Iterator[str]:
+        for filename in self.list_files():
+            yield from read_documents(self.fetch(filename))
+
+
+def download_raw(source: HFSource, n_documents: int, raw_dir: Path = house.RAW_DATA_DIR) -> Path:
+    """Stream the first `n_documents` of an HF source into raw_dir/<name>.jsonl (as linnet did); kept if done.
+
+    A sidecar <name>.meta.json records the count, so asking for a different count downloads again."""
+    out, meta = raw_dir / f"{source.name}.jsonl", raw_dir / f"{source.name}.meta.json"
+    want = {"repo": source.repo, "files": f"{source.prefix}*{source.suffix}", "documents": n_documents}
+    if out.exists() and meta.exists() and json.loads(meta.read_text()) == want:
+        return out
+    from tqdm import tqdm
+
+    with house.atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        documents = source.iter_documents()
+        for i in tqdm(range(n_documents), desc=f"downloading {source.name}", unit="doc"):
+            text = next(documents, None)
+            if text is None:
+                raise SystemExit(f"error: {source.repo} has only {i:,} documents: lower --mix {source.name}")
+            f.write(json.dumps({"text": text, "id": f"{source.name}-{i}"}) + "\n")
+    house.write_json(meta, want)
+    return out
+
+
+def hub_sources(counts: dict[str, int], cache_dir: Path) -> list[LocalSource]:
+    """linnet's sources: the first counts[name] documents of each Hub dataset, downloaded once into
+    data/raw/<name>.jsonl (kept while its .meta.json matches) and read back as LocalSources."""
+    sources = []
+    for name in counts:
+        if name not in HF_DATASETS:
+            raise SystemExit(f"error: --mix names {name!r}, but the Hub sources are {sorted(HF_DATASETS)}; "
+                             "pass your own files with --source NAME=PATH")
+        raw = house.RAW_DATA_DIR / f"{name}.jsonl"
+        meta = house.RAW_DATA_DIR / f"{name}.meta.json"
+        hf = HFSource(name, cache_dir=cache_dir, **HF_DATASETS[name])
+        if not (raw.exists() and meta.exists() and json.loads(meta.read_text())["documents"] == counts[name]):
+            if not house.has_internet():
+                raise SystemExit("error: no internet to download fineweb-edu and dclm from the Hugging Face Hub: "
+                                 "pass local text instead, e.g. --source python-docs=../shared/data/corpus/python-docs.jsonl "
+                                 "(NAME=PATH, repeatable), or run --preset tiny")
+            raw = download_raw(hf, counts[name], raw_dir=house.RAW_DATA_DIR)
+        sources.append(LocalSource(name, [raw], origin=f"{hf.location}, first {counts[name]:,} documents"))
+    return sources
+
+
+# (B) Resuming a killed run. build_shards records every finished shard in progress.json (with the settings
+# it was made with); a rerun keeps the shards whose sha256 still matches and deletes everything else it
+# wrote. manifest.json replaces progress.json at the very end.
+
+def run_config(sources, counts: dict[str, int], tokenizer_sha256: str, seed: int, linnet_order: bool,
+               shard_tokens: int, val_tokens: int) -> dict:
+    """Everything the shards depend on; a rerun keeps finished shards only if it is equal (the manifest keeps it)."""
+    return {"format": 1, "tokenizer_sha256": tokenizer_sha256, "seed": seed, "order": "linnet" if linnet_order else "interleaved",
+            "mix": dict(counts), "shard_tokens": shard_tokens, "val_tokens": val_tokens,
+            "sources": [{"name": s.name, "kind": s.kind, "location": s.location} for s in sources]}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read 4 MB at a time (recorded per shard, checked on a rerun)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
+    """The finished shards a rerun can keep: recorded with the same config and matching sha256 on disk.
+
+    Returns (records, complete). Reads manifest.json (a finished run) or progress.json (an unfinished one)."""
+    for name, complete in (("manifest.json", True), ("progress.json", False)):
+        path = out_dir / name
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                return [], False
+            if saved.get("config") != config:
+                print(f"note: {house.shown(out_dir)} holds shards made with other settings (tokenizer, sources, mix, "
+                      "seed or sizes): starting over")
+                return [], False
+            kept = []
+            for record in saved["shards"]:
+                shard = out_dir / record["file"]
+                if not shard.exists() or sha256_file(shard) != record["sha256"]:
+                    return kept, False
+                kept.append(record)
+            return kept, complete
+    return [], False
+
+
+def remove_outputs(out_dir: Path, keep: int) -> None:
+    """Delete this script's stale files in out_dir: temp files, and shards from index `keep` on."""
+    for path in out_dir.glob(".*.tmp*"):
+        path.unlink()
+    for path in out_dir.glob("shard_*.npy"):
+        if int(path.stem.split("_")[1]) >= keep:
+            path.unlink()
+
+
+def resume_point(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
+    """What an earlier run left in out_dir that this one keeps: (verified shard records, all done?).
+
+    Everything else goes: temp files of a killed write, shards after the verified ones, and the
+    manifest when the run is not complete (it is written again, last)."""
+    records, complete = verified_shards(out_dir, config)
+    remove_outputs(out_dir, keep=len(records))
+    if complete:
+        print(f"all {len(records)} shards in {house.shown(out_dir)} are already done (sha256 verified)")
+        return records, True
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    if records:
+        print(f"resuming: {len(records)} finished shards verified; skipping {records[-1]['end_doc']:,} documents")
+    return records, False
+
+
+def progress_writer(out_dir: Path, config: dict):
+    """The packer's `write_progress(records)`: progress.json = the settings + the shards finished so far."""
+    return lambda records: house.write_json(out_dir / "progress.json", {"config": config, "shards": records})
 
 
 if __name__ == "__main__":

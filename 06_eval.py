@@ -6,13 +6,17 @@ What you will learn
 - Why one model has three HellaSwag numbers — `acc` (summed log-prob), `acc_norm` (summed log-prob per
   character: the figure usually quoted) and the nanoGPT/llm.c variant (mean log-prob per token, raw
   text) — and which one linnet's "≈ 38 %" is: plain `acc` on the first 3,000 examples, with context
-  and ending tokenised separately (see section 2 and `../shared/linnet/HELLASWAG.md`).
+  and ending tokenised separately (see section 2 and `docs/HELLASWAG.md`).
 - How to score 40,000 (context, ending) pairs fast: many endings per forward pass, padded on the right
   (a causal model never looks right, so the padding cannot change the scores), sorted by length so
-  little is padding, bf16 on a GPU — and a plain one-at-a-time scorer next to it that a test says agrees.
+  little is padding, bf16 on a GPU — and the plain one-at-a-time `score_requests_reference` next to it,
+  which a test says agrees.
 - What "random weights" scores (≈ 25 %, the 1-in-4 guess) and how far from 25 % counts as signal
   (binomial sd on 10,042 examples ≈ 0.43 points; on 200 examples ≈ 3.1 points).
 - Bits per byte on the validation shard: the tokenizer-independent way to report a loss.
+
+Read sections 1–7 in order; the appendix at the end (where the HellaSwag file comes from, loading a
+checkpoint or a tokenizer) can wait.
 
 How to run
     python 06_eval.py --preset tiny        # CPU, < 1 min: trained tiny checkpoint if 05 made one,
@@ -27,13 +31,13 @@ What it writes (out/06_eval/): `results.json` (every number and per-example scor
 guessing), `hellaswag_examples.png` (a few examples: the model's score for every ending, the right one
 marked).
 
-Reference numbers (0-shot, validation, HELLASWAG.md): random 25.0; GPT-2 124M acc_norm ≈ 31.1
+Reference numbers (0-shot, validation, docs/HELLASWAG.md): random 25.0; GPT-2 124M acc_norm ≈ 31.1
 (nanoGPT-style ≈ 29.6); GPT-2 XL acc_norm ≈ 50.9; linnet-497M ≈ 38 = lm-eval `acc` on the first 3,000
 examples with separate tokenisation (`--linnet-compat` reproduces that exact protocol). Note that the
 validation file lists all 3,243 ActivityNet examples before the 6,799 WikiHow ones, so linnet's "first
 3,000" are ActivityNet only (short contexts, no [title]/[step] markup) — not a sample of the whole set.
 linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (its validation shard was all
-dclm, see DATA.md), so a bpb on our mixed validation shard is not the same number.
+dclm, see docs/DATA.md), so a bpb on our mixed validation shard is not the same number.
 
 Speed (one H100, linnet-497M shape with random weights, fp32 weights + bf16 autocast, --batch-size 512):
 all 10,042 examples with the three scorings (80,336 sequences) ≈ 32–34 s; acc/acc_norm alone ≈ 15–20 s;
@@ -46,7 +50,7 @@ Honest limits
   also batches and caches in its own way, so expect agreement to ~1e-3 in the log-probs in bf16, not
   bit-identity.
 - Bits per byte uses 04's `val_bytes_per_token` (bytes per token of the validation text); linnet used
-  bytes per token over all its text — a small difference, stated in DATA.md.
+  bytes per token over all its text — a small difference, stated in docs/DATA.md.
 """
 from __future__ import annotations
 
@@ -71,15 +75,8 @@ tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
 data_lib = importlib.import_module("04_data")
 
-REPO_DIR = house.REPO_DIR
-HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
-HELLASWAG_CACHE = house.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
-HELLASWAG_SHARED = house.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
-DEFAULT_CHECKPOINT = REPO_DIR / "out" / "05_train" / "latest.pt"
-DEFAULT_TOKENIZER = REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
-DEFAULT_DATA_DIR = REPO_DIR / "out" / "04_data"
-LINNET_COMPAT_LIMIT = 3000          # linnet's final evaluation used lm-eval's limit=3000
-MODES = ("lm-eval", "linnet", "nanogpt")
+MODES = ("lm-eval", "linnet", "nanogpt")   # the three ways to turn an example into requests (section 2)
+LINNET_COMPAT_LIMIT = 3000                  # linnet's final evaluation used lm-eval's limit=3000
 
 
 # --- 1. The data: HellaSwag validation, preprocessed as lm-eval does ----------------------------------
@@ -132,7 +129,7 @@ REQUIRED_FIELDS = ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split_type
 def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> list[dict]:
     """Read the HellaSwag jsonl (the rowanz/hellaswag schema), first `limit` examples if given.
 
-    `path=None` finds the file with `find_hellaswag_file` (cache, download, or ../shared/data).
+    `path=None` finds the file with `find_hellaswag_file` (appendix: cache, download, or ../shared/data).
     The full validation file gives 10,042 examples with labels 0/1/2/3 = 2515/2485/2584/2458.
     A line that is not a complete example stops the run naming the file and line number."""
     path = find_hellaswag_file(path)
@@ -157,31 +154,6 @@ def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> 
     if not examples:
         raise SystemExit(f"error: {path} has no examples: pass the HellaSwag validation jsonl")
     return examples
-
-
-def find_hellaswag_file(path: str | Path | None = None) -> Path:
-    """Where the validation jsonl comes from, in this order: `--hellaswag-file PATH`; the cache
-    data/hellaswag/; a download from rowanz/hellaswag on GitHub (cached, written atomically);
-    ../shared/data/hellaswag/ (the course machines, which are offline)."""
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise SystemExit(f"error: --hellaswag-file {path} does not exist: pass the path of hellaswag_val.jsonl")
-        return path
-    if HELLASWAG_CACHE.is_file():
-        return HELLASWAG_CACHE
-    if house.has_internet("raw.githubusercontent.com"):
-        try:
-            with house.atomic_path(HELLASWAG_CACHE) as tmp:
-                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
-            print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
-            return HELLASWAG_CACHE
-        except OSError as e:
-            print(f"note: could not download HellaSwag ({e}); trying the local copy", file=sys.stderr)
-    if HELLASWAG_SHARED.is_file():
-        return HELLASWAG_SHARED
-    raise SystemExit(f"error: no HellaSwag file and no internet: download {HELLASWAG_URL} "
-                     f"and pass --hellaswag-file PATH")
 
 
 # --- 2. Turning an example into token requests: three tokenisations ----------------------------------
@@ -279,11 +251,14 @@ def cut_to_window(context_ids: list[int], continuation_ids: list[int], window: i
 
 
 @torch.no_grad()
-def score_requests_one_by_one(model, requests, window: int | None = None, device=None) -> list[np.ndarray]:
-    """Reference scorer: one request per forward pass, no padding, full log-softmax.
+def score_requests_reference(model, requests, batch_size: int = 64, window: int | None = None,
+                             device=None) -> list[np.ndarray]:
+    """Plain scorer: one request per forward pass, no padding, full log-softmax, no autocast.
 
     Returns, per request, the log-probabilities (nats) of its continuation tokens, each given every
-    token before it. Slow but obviously right; `score_requests` must agree with it."""
+    token before it. Slow but obviously right; `score_requests` must agree with it. It takes the same
+    arguments as `score_requests` so that either can be called; `batch_size` does not apply here (one
+    request is one forward pass)."""
     window = window or window_of(model)
     device = device or next(model.parameters()).device
     results = []
@@ -297,10 +272,28 @@ def score_requests_one_by_one(model, requests, window: int | None = None, device
     return results
 
 
+def pad_batch(rows: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(full tokens, n continuation tokens) rows → inputs, targets and a mask of the targets to score,
+    each (B, T), padded on the right with 0 (False in the mask) to the longest row.
+
+    >>> idx, targets, scored = pad_batch([([7, 8, 9], 1), ([5, 6], 1)])
+    >>> idx.tolist(), targets.tolist(), scored.tolist()
+    ([[7, 8], [5, 0]], [[8, 9], [6, 0]], [[False, True], [True, False]])"""
+    max_len = max(len(full) for full, _ in rows) - 1
+    idx = np.zeros((len(rows), max_len), dtype=np.int64)          # (B, T) inputs
+    targets = np.zeros((len(rows), max_len), dtype=np.int64)      # (B, T) next tokens
+    scored = np.zeros((len(rows), max_len), dtype=bool)           # (B, T) True at continuation targets
+    for row, (full, n_cont) in enumerate(rows):
+        idx[row, :len(full) - 1] = full[:-1]
+        targets[row, :len(full) - 1] = full[1:]
+        scored[row, len(full) - 1 - n_cont:len(full) - 1] = True
+    return idx, targets, scored
+
+
 @torch.no_grad()
-def score_requests(model, requests, batch_size: int = 64, window: int | None = None, device=None,
-                   bf16: bool = True) -> list[np.ndarray]:
-    """Fast scorer, same output as `score_requests_one_by_one`.
+def score_requests(model, requests, batch_size: int = 64, window: int | None = None,
+                   device=None) -> list[np.ndarray]:
+    """Fast scorer, same output as `score_requests_reference`.
 
     Requests are sorted longest first and run `batch_size` at a time, each row padded on the right to
     the longest in its batch. Padding is harmless because attention is causal (position t never sees
@@ -310,22 +303,13 @@ def score_requests(model, requests, batch_size: int = 64, window: int | None = N
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     inputs = [cut_to_window(c, k, window) for c, k in requests]
-    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))
+    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))   # longest first: little padding
     results: list[np.ndarray | None] = [None] * len(inputs)
-    use_bf16 = bf16 and device.type == "cuda"
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        max_len = max(len(inputs[i][0]) for i in batch) - 1
-        idx = np.zeros((len(batch), max_len), dtype=np.int64)          # (B, T) inputs, right-padded with 0
-        targets = np.zeros((len(batch), max_len), dtype=np.int64)      # (B, T) next tokens
-        scored = np.zeros((len(batch), max_len), dtype=bool)           # (B, T) True at continuation targets
-        for row, i in enumerate(batch):
-            full, n_cont = inputs[i]
-            idx[row, :len(full) - 1] = full[:-1]
-            targets[row, :len(full) - 1] = full[1:]
-            scored[row, len(full) - 1 - n_cont:len(full) - 1] = True
+        idx, targets, scored = pad_batch([inputs[i] for i in batch])        # (B, T) each
         scored_t = torch.from_numpy(scored).to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model_logits(model, torch.from_numpy(idx).to(device))   # (B, T, V)
         logprobs = logits[scored_t].float().log_softmax(-1)             # (N, V): continuation positions only
         wanted = torch.from_numpy(targets).to(device)[scored_t]          # (N,)
@@ -358,9 +342,42 @@ def choose_endings(token_logprobs: list[np.ndarray], choices: list[str]) -> dict
             "pred": int(np.argmax(sums)), "pred_norm": int(np.argmax(per_char)), "pred_mean": int(np.argmax(means))}
 
 
+def hellaswag_requests(tokenizer, examples: list[dict], mode: str, nanogpt: bool) -> list:
+    """All requests for `examples`: 4 per example in `mode` (example i → requests 4i…4i+3), then, if
+    `nanogpt`, the 4 nanoGPT-style requests of each example after them (4(n+i)…4(n+i)+3)."""
+    eot = tokenizer_lib.eot_id(tokenizer)
+    pairs = [p for ex in examples for p in example_pairs(ex, mode)]
+    requests = encode_requests(tokenizer, pairs, mode, eot)
+    if nanogpt:
+        nano_pairs = [p for ex in examples for p in example_pairs(ex, "nanogpt")]
+        requests += encode_requests(tokenizer, nano_pairs, "nanogpt", eot)
+    return requests
+
+
+def example_record(example: dict, context_ids: list[int], scores: list[np.ndarray],
+                   nano_scores: list[np.ndarray] | None) -> dict:
+    """What we keep of one scored example: its labels and groups, the three decisions and their scores."""
+    record = {"ind": example["ind"], "label": example["label"], "source": example["source"],
+              "split_type": example["split_type"], "context_tokens": len(context_ids),
+              "context": example["context"], "choices": example["choices"]}
+    record.update(choose_endings(scores, example["choices"]))
+    if nano_scores is not None:
+        nano = choose_endings(nano_scores, example["raw_endings"])
+        record["nanogpt_mean"], record["pred_nanogpt"] = nano["logprob_mean"], nano["pred_mean"]
+    return record
+
+
+def accuracy(records: list[dict], pred: str) -> float:
+    """The fraction of records whose decision `pred` ("pred", "pred_norm", …) is the label.
+
+    >>> accuracy([{"pred": 1, "label": 1}, {"pred": 0, "label": 2}], "pred")
+    0.5"""
+    return float(np.mean([r[pred] == r["label"] for r in records]))
+
+
 def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int = 64, device=None,
                        mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
-                       one_by_one: bool = False) -> dict:
+                       reference: bool = False) -> dict:
     """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
 
     mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
@@ -368,45 +385,26 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int =
                     ≈ 38 % is `acc` in this mode on the first 3,000 examples.
     nanogpt=True also scores the nanoGPT-style requests (raw ctx, " " + raw ending, mean log-prob per
     token) — a second set of 4 requests per example — for `acc_nanogpt`.
+    reference=True scores with the plain `score_requests_reference` instead of the batched one.
     The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
         raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
-    eot = tokenizer_lib.eot_id(tokenizer)
     started = time.time()
-    pairs = [p for ex in examples for p in example_pairs(ex, mode)]
-    requests = encode_requests(tokenizer, pairs, mode, eot)
-    if nanogpt:
-        nano_pairs = [p for ex in examples for p in example_pairs(ex, "nanogpt")]
-        requests += encode_requests(tokenizer, nano_pairs, "nanogpt", eot)
+    requests = hellaswag_requests(tokenizer, examples, mode, nanogpt)
+    score = score_requests_reference if reference else score_requests
     was_training = model.training
     model.eval()
     try:
-        if one_by_one:
-            scores = score_requests_one_by_one(model, requests, window, device)
-        else:
-            scores = score_requests(model, requests, batch_size, window, device)
+        scores = score(model, requests, batch_size, window, device)
     finally:
         model.train(was_training)
-
-    records = []
     n = len(examples)
-    for i, ex in enumerate(examples):
-        record = {"ind": ex["ind"], "label": ex["label"], "source": ex["source"], "split_type": ex["split_type"],
-                  "context_tokens": len(requests[4 * i][0]), "context": ex["context"], "choices": ex["choices"]}
-        record.update(choose_endings(scores[4 * i:4 * i + 4], ex["choices"]))
-        if nanogpt:
-            nano = choose_endings(scores[4 * (n + i):4 * (n + i) + 4], ex["raw_endings"])
-            record["nanogpt_mean"], record["pred_nanogpt"] = nano["logprob_mean"], nano["pred_mean"]
-        records.append(record)
-    return {
-        "mode": mode,
-        "n": n,
-        "acc": float(np.mean([r["pred"] == r["label"] for r in records])),
-        "acc_norm": float(np.mean([r["pred_norm"] == r["label"] for r in records])),
-        "acc_nanogpt": float(np.mean([r["pred_nanogpt"] == r["label"] for r in records])) if nanogpt else None,
-        "seconds": time.time() - started,
-        "records": records,
-    }
+    records = [example_record(ex, requests[4 * i][0], scores[4 * i:4 * i + 4],
+                              scores[4 * (n + i):4 * (n + i) + 4] if nanogpt else None)
+               for i, ex in enumerate(examples)]
+    return {"mode": mode, "n": n, "acc": accuracy(records, "pred"), "acc_norm": accuracy(records, "pred_norm"),
+            "acc_nanogpt": accuracy(records, "pred_nanogpt") if nanogpt else None,
+            "seconds": time.time() - started, "records": records}
 
 
 def binomial_sd(n: int, p: float = 0.25) -> float:
@@ -463,7 +461,7 @@ def bits_per_byte(model, data_dir: str | Path, batch_size: int = 8, seq_len: int
     a tokenizer with longer tokens has a higher loss per token but not per byte.
     Reads the validation windows in order through 04's `val_batches` (T + 1 tokens each), at most
     `max_batches` batches (None: the whole validation shard). linnet: ≈ 1.21 bpb, measured on dclm text
-    only (DATA.md) — our validation shard mixes both sources, so expect a different number for the same
+    only (docs/DATA.md) — our validation shard mixes both sources, so expect a different number for the same
     model. Evaluation loss is cross-entropy alone (no MoE balance term)."""
     manifest = data_lib.read_manifest(data_dir)
     seq_len = seq_len or window_of(model)
@@ -486,7 +484,225 @@ def bits_per_byte(model, data_dir: str | Path, batch_size: int = 8, seq_len: int
             "tokens": total_tokens}
 
 
-# --- 7. Loading a model and a tokenizer -------------------------------------------------------------
+# --- 7. Plots -----------------------------------------------------------------------------------------
+
+REFERENCE_LINES = [(25.0, "random guess", "grey"), (31.1, "GPT-2 124M acc_norm", "tab:blue"),
+                   (38.0, "linnet acc (first 3,000, separate tok.)", "tab:red")]
+
+
+def plot_methods(results: dict, linnet_result: dict | None, label: str):
+    """Bars: acc, acc_norm, nanoGPT-style (and linnet's protocol), against reference models."""
+    import matplotlib.pyplot as plt
+
+    names = ["acc", "acc_norm", "nanoGPT-style\n(mean/token)"]
+    values = [results["acc"], results["acc_norm"], results["acc_nanogpt"]]
+    if linnet_result is not None:
+        names.append(f"linnet protocol\nacc, first {linnet_result['n']:,}")
+        values.append(linnet_result["acc"])
+    values = [100 * v for v in values]
+    sds = [100 * binomial_sd(results["n"])] * 3 + ([100 * binomial_sd(linnet_result["n"])] if linnet_result else [])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bars = ax.bar(names, values, color=["tab:orange", "tab:green", "tab:purple", "tab:red"][:len(names)],
+                  yerr=[2 * sd for sd in sds], capsize=6)
+    for bar, v in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, v / 2, f"{v:.1f}", ha="center", color="white", fontsize=12)
+    for y, text, color in REFERENCE_LINES:
+        ax.axhline(y, ls="--", color=color, lw=1, label=f"{text}: {y}")
+    ax.set_ylim(0, max(45, max(values) + 8))
+    ax.set_ylabel("HellaSwag accuracy (%)")
+    ax.set_title(f"{label}: one model, three scorings (n = {results['n']:,}, error bars ±2 binomial sd)")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def plot_breakdown(records: list[dict], label: str):
+    """acc_norm by source, split type and context length, each bar with the ±2 sd band of guessing."""
+    import matplotlib.pyplot as plt
+
+    parts = breakdowns(records)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True,
+                             gridspec_kw={"width_ratios": [2, 2, len(parts["context_length"])]})
+    for ax, (title, groups) in zip(axes, [("by source", parts["source"]), ("by split type", parts["split_type"]),
+                                          ("by context length (tokens)", parts["context_length"])]):
+        names = list(groups)
+        accs = [100 * groups[g][0] for g in names]
+        errs = [200 * binomial_sd(groups[g][1]) for g in names]
+        ax.bar(names, accs, color="tab:green", alpha=0.8)
+        ax.errorbar(names, [25] * len(names), yerr=errs, fmt="none", ecolor="grey", capsize=8, lw=2,
+                    label="guessing: 25 ± 2 sd")
+        for x, (a, g) in enumerate(zip(accs, names)):
+            ax.text(x + 0.08, a + 0.8, f"{a:.1f}\nn={groups[g][1]:,}", ha="left", fontsize=8)
+        ax.axhline(25, color="grey", ls="--", lw=1)
+        ax.set_title(title if len(names) > 1 else f"{title} (only {names[0]} in this subset)")
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].set_ylabel("acc_norm (%)")
+    axes[0].set_ylim(0, max(50, max(100 * g[0] for p in parts.values() for g in p.values()) + 10))
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"{label}: where is the model above the grey guessing band?")
+    return fig
+
+
+def plot_examples(records: list[dict], label: str, k: int = 4):
+    """k examples: the model's acc_norm score (log-prob per character) of each ending; right one green."""
+    import matplotlib.pyplot as plt
+    import textwrap
+
+    fig, axes = plt.subplots(k, 1, figsize=(11, 2.6 * k))
+    for ax, r in zip(np.atleast_1d(axes), records[:k]):
+        scores = np.array(r["logprob_per_char"])
+        left = scores.min() - 0.25 * (np.ptp(scores) + 1e-3)       # bars start here: longer = preferred
+        colors = ["tab:green" if i == r["label"] else "lightgray" for i in range(4)]
+        edges = ["black" if i == r["pred_norm"] else "none" for i in range(4)]
+        ax.barh(range(4), scores - left, left=left, color=colors, edgecolor=edges, linewidth=2)
+        for i, s in enumerate(scores):
+            ax.text(s, i, f" {s:.3f}", va="center", fontsize=8)
+        ax.set_yticks(range(4))
+        ax.set_yticklabels([textwrap.shorten(c, 60) for c in r["choices"]], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(left, scores.max() + 0.25 * (np.ptp(scores) + 1e-3))
+        verdict = "right" if r["pred_norm"] == r["label"] else "wrong"
+        ax.set_title(textwrap.shorten(r["context"], 110) + f"   [{verdict}]", fontsize=9, loc="left")
+        ax.set_xlabel("log-prob per character (higher = preferred); green = correct, black outline = model's pick",
+                      fontsize=8)
+    fig.suptitle(f"{label}: per-ending scores on the first {k} examples")
+    fig.tight_layout()
+    return fig
+
+
+# --- 8. main -----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Evaluate a linnet model: HellaSwag 0-shot (lm-eval's acc and acc_norm, plus the nanoGPT-style "
+                    "number), bits per byte on 04's validation shard, and a sample. --preset tiny runs in under a "
+                    "minute on a CPU (a random-weights tiny model if 05 has not made a checkpoint: expect ~25%).")
+    house.add_common_args(parser, "06_eval")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
+    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
+    parser.add_argument("--hellaswag-file", type=Path, default=None,
+                        help="the HellaSwag validation jsonl (default: cached download, else ../shared/data/hellaswag)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="score only the first N examples (default: all 10,042; tiny: 200)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="sequences (endings) per forward pass (default: 512 on CUDA, 32 on CPU)")
+    parser.add_argument("--linnet-compat", action="store_true",
+                        help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
+    parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04_data output with the validation shard (default: out/04_data/)")
+    parser.add_argument("--bpb-batches", type=int, default=None, help="batches for bits per byte (default: 20; tiny: 4)")
+    parser.add_argument("--sample", type=str, default=None, help="also generate a continuation of this prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="length of the sample (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
+    parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
+    return parser
+
+
+def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
+    """Score HellaSwag (and linnet's protocol with --linnet-compat), print the numbers, save the 3 plots."""
+    batch_size = args.batch_size or (512 if device.type == "cuda" else 32)
+    limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
+    hs_path = find_hellaswag_file(args.hellaswag_file)
+    examples = load_hellaswag(hs_path, limit)
+    result = evaluate_hellaswag(model, tokenizer, examples, batch_size, device)
+    sd = 100 * binomial_sd(result["n"])
+    print(f"HellaSwag ({hs_path.name}, first {result['n']:,} examples, {result['seconds']:.1f} s): "
+          f"acc {100 * result['acc']:.1f}  acc_norm {100 * result['acc_norm']:.1f}  "
+          f"nanoGPT-style {100 * result['acc_nanogpt']:.1f}  (guessing: 25 ± {sd:.1f} sd)")
+    summary, linnet_result = {}, None
+    if args.linnet_compat:
+        compat = examples[:LINNET_COMPAT_LIMIT] if len(examples) >= LINNET_COMPAT_LIMIT else load_hellaswag(hs_path, LINNET_COMPAT_LIMIT)
+        linnet_result = evaluate_hellaswag(model, tokenizer, compat, batch_size, device, mode="linnet", nanogpt=False)
+        print(f"linnet's number (acc, separate tokenisation, first {linnet_result['n']:,}): "
+              f"{100 * linnet_result['acc']:.1f}  (model card ≈ 38)")
+        summary["linnet_protocol"] = {k: v for k, v in linnet_result.items() if k != "records"}
+    for name, groups in breakdowns(result["records"]).items():
+        print(f"  acc_norm by {name}: " + ", ".join(f"{g} {100 * a:.1f} (n={n})" for g, (a, n) in groups.items()))
+    summary["hellaswag"] = result
+    house.save_plot(plot_methods(result, linnet_result, label), args.out, "hellaswag_methods",
+                    "acc vs acc_norm vs nanoGPT-style for one model: bars inside the grey 25% band are guessing")
+    house.save_plot(plot_breakdown(result["records"], label), args.out, "hellaswag_breakdown",
+                    "acc_norm per source / split / context length: a bar is only signal above its ±2 sd band")
+    house.save_plot(plot_examples(result["records"], label), args.out, "hellaswag_examples",
+                    "the model's per-character score of each ending: does the green (correct) bar stick out?")
+    return summary
+
+
+def run_bpb(args, model, tokenizer, device) -> dict | None:
+    """Bits per byte if 04's shards are there and were made with this tokenizer; else say why not."""
+    if not (args.data_dir / "manifest.json").is_file():
+        print(f"bits per byte: skipped (no shards in {args.data_dir}: run python 04_data.py --preset {args.preset})")
+        return None
+    manifest = data_lib.read_manifest(args.data_dir)
+    expected = manifest.get("tokenizer_sha256")
+    if expected and expected != tokenizer_lib.tokenizer_sha256(tokenizer):
+        print(f"bits per byte: skipped (the shards in {args.data_dir} were made with another tokenizer)")
+        return None
+    batches = args.bpb_batches or (4 if args.preset == "tiny" else 20)
+    result = bits_per_byte(model, args.data_dir, batch_size=8, max_batches=batches, device=device)
+    print(f"bits per byte: {result['bpb']:.3f} (loss {result['loss']:.3f} nats/token, "
+          f"{result['bytes_per_token']:.2f} bytes/token, {result['tokens']:,} tokens; linnet ≈ 1.21 on dclm text)")
+    return result
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    device = torch.device(args.device or house.default_device())
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but this machine has no CUDA GPU: leave --device out to use the CPU")
+    tokenizer = tokenizer_for(args.tokenizer, args.preset)
+    model, label = get_model(args, tokenizer, device)
+    summary = {"model": label, "preset": args.preset}
+    if not args.no_hellaswag:
+        summary.update(run_hellaswag(args, model, tokenizer, label, device))
+    summary["bpb"] = run_bpb(args, model, tokenizer, device)
+    if args.sample is not None:
+        text = model.generate(args.sample, tokenizer, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_k=args.top_k)
+        print(f"sample: {text!r}")
+        summary["sample"] = text
+    house.write_json(args.out / "results.json", summary)
+    print(f"wrote {args.out / 'results.json'} in {time.time() - started:.1f} s total")
+
+
+# --- Appendix: machinery ------------------------------------------------------------------------------
+# Safe to skip on a first reading: where the HellaSwag file comes from, and how a model and a tokenizer
+# are loaded (a 05 checkpoint, linnet's weights, or a random-weights tiny model as the control).
+
+HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
+HELLASWAG_CACHE = house.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
+HELLASWAG_SHARED = house.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
+DEFAULT_CHECKPOINT = house.REPO_DIR / "out" / "05_train" / "latest.pt"
+DEFAULT_TOKENIZER = house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
+DEFAULT_DATA_DIR = house.REPO_DIR / "out" / "04_data"
+
+
+def find_hellaswag_file(path: str | Path | None = None) -> Path:
+    """Where the validation jsonl comes from, in this order: `--hellaswag-file PATH`; the cache
+    data/hellaswag/; a download from rowanz/hellaswag on GitHub (cached, written atomically);
+    ../shared/data/hellaswag/ (the course machines, which are offline)."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SystemExit(f"error: --hellaswag-file {path} does not exist: pass the path of hellaswag_val.jsonl")
+        return path
+    if HELLASWAG_CACHE.is_file():
+        return HELLASWAG_CACHE
+    if house.has_internet("raw.githubusercontent.com"):
+        try:
+            with house.atomic_path(HELLASWAG_CACHE) as tmp:
+                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
+            print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
+            return HELLASWAG_CACHE
+        except OSError as e:
+            print(f"note: could not download HellaSwag ({e}); trying the local copy", file=sys.stderr)
+    if HELLASWAG_SHARED.is_file():
+        return HELLASWAG_SHARED
+    raise SystemExit(f"error: no HellaSwag file and no internet: download {HELLASWAG_URL} "
+                     f"and pass --hellaswag-file PATH")
+
 
 def load_model(path: str | Path, device=None):
     """A model from any of: a 05 checkpoint `.pt` (a dict with "model" and "config"), linnet's
@@ -533,121 +749,6 @@ def tokenizer_for(path: Path, preset: str):
     return tokenizer_lib.train_tokenizer(texts, tokenizer_lib.TINY_VOCAB_SIZE, show_progress=False)
 
 
-# --- 8. Plots -----------------------------------------------------------------------------------------
-
-REFERENCE_LINES = [(25.0, "random guess", "grey"), (31.1, "GPT-2 124M acc_norm", "tab:blue"),
-                   (38.0, "linnet acc (first 3,000, separate tok.)", "tab:red")]
-
-
-def plot_methods(results: dict, linnet_result: dict | None, out_dir: Path, label: str):
-    """Bars: acc, acc_norm, nanoGPT-style (and linnet's protocol), against reference models."""
-    import matplotlib.pyplot as plt
-
-    names = ["acc", "acc_norm", "nanoGPT-style\n(mean/token)"]
-    values = [results["acc"], results["acc_norm"], results["acc_nanogpt"]]
-    if linnet_result is not None:
-        names.append(f"linnet protocol\nacc, first {linnet_result['n']:,}")
-        values.append(linnet_result["acc"])
-    values = [100 * v for v in values]
-    sds = [100 * binomial_sd(results["n"])] * 3 + ([100 * binomial_sd(linnet_result["n"])] if linnet_result else [])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    bars = ax.bar(names, values, color=["tab:orange", "tab:green", "tab:purple", "tab:red"][:len(names)],
-                  yerr=[2 * sd for sd in sds], capsize=6)
-    for bar, v in zip(bars, values):
-        ax.text(bar.get_x() + bar.get_width() / 2, v / 2, f"{v:.1f}", ha="center", color="white", fontsize=12)
-    for y, text, color in REFERENCE_LINES:
-        ax.axhline(y, ls="--", color=color, lw=1, label=f"{text}: {y}")
-    ax.set_ylim(0, max(45, max(values) + 8))
-    ax.set_ylabel("HellaSwag accuracy (%)")
-    ax.set_title(f"{label}: one model, three scorings (n = {results['n']:,}, error bars ±2 binomial sd)")
-    ax.legend(loc="upper left", fontsize=8)
-    return fig
-
-
-def plot_breakdown(records: list[dict], out_dir: Path, label: str):
-    """acc_norm by source, split type and context length, each bar with the ±2 sd band of guessing."""
-    import matplotlib.pyplot as plt
-
-    parts = breakdowns(records)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True,
-                             gridspec_kw={"width_ratios": [2, 2, len(parts["context_length"])]})
-    for ax, (title, groups) in zip(axes, [("by source", parts["source"]), ("by split type", parts["split_type"]),
-                                          ("by context length (tokens)", parts["context_length"])]):
-        names = list(groups)
-        accs = [100 * groups[g][0] for g in names]
-        errs = [200 * binomial_sd(groups[g][1]) for g in names]
-        ax.bar(names, accs, color="tab:green", alpha=0.8)
-        ax.errorbar(names, [25] * len(names), yerr=errs, fmt="none", ecolor="grey", capsize=8, lw=2,
-                    label="guessing: 25 ± 2 sd")
-        for x, (a, g) in enumerate(zip(accs, names)):
-            ax.text(x + 0.08, a + 0.8, f"{a:.1f}\nn={groups[g][1]:,}", ha="left", fontsize=8)
-        ax.axhline(25, color="grey", ls="--", lw=1)
-        ax.set_title(title if len(names) > 1 else f"{title} (only {names[0]} in this subset)")
-        ax.tick_params(axis="x", labelsize=8)
-    axes[0].set_ylabel("acc_norm (%)")
-    axes[0].set_ylim(0, max(50, max(100 * g[0] for p in parts.values() for g in p.values()) + 10))
-    axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(f"{label}: where is the model above the grey guessing band?")
-    return fig
-
-
-def plot_examples(records: list[dict], out_dir: Path, label: str, k: int = 4):
-    """k examples: the model's acc_norm score (log-prob per character) of each ending; right one green."""
-    import matplotlib.pyplot as plt
-    import textwrap
-
-    fig, axes = plt.subplots(k, 1, figsize=(11, 2.6 * k))
-    for ax, r in zip(np.atleast_1d(axes), records[:k]):
-        scores = np.array(r["logprob_per_char"])
-        left = scores.min() - 0.25 * (np.ptp(scores) + 1e-3)       # bars start here: longer = preferred
-        colors = ["tab:green" if i == r["label"] else "lightgray" for i in range(4)]
-        edges = ["black" if i == r["pred_norm"] else "none" for i in range(4)]
-        ax.barh(range(4), scores - left, left=left, color=colors, edgecolor=edges, linewidth=2)
-        for i, s in enumerate(scores):
-            ax.text(s, i, f" {s:.3f}", va="center", fontsize=8)
-        ax.set_yticks(range(4))
-        ax.set_yticklabels([textwrap.shorten(c, 60) for c in r["choices"]], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlim(left, scores.max() + 0.25 * (np.ptp(scores) + 1e-3))
-        verdict = "right" if r["pred_norm"] == r["label"] else "wrong"
-        ax.set_title(textwrap.shorten(r["context"], 110) + f"   [{verdict}]", fontsize=9, loc="left")
-        ax.set_xlabel("log-prob per character (higher = preferred); green = correct, black outline = model's pick",
-                      fontsize=8)
-    fig.suptitle(f"{label}: per-ending scores on the first {k} examples")
-    fig.tight_layout()
-    return fig
-
-
-# --- 9. main -----------------------------------------------------------------------------------------
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Evaluate a linnet model: HellaSwag 0-shot (lm-eval's acc and acc_norm, plus the nanoGPT-style "
-                    "number), bits per byte on 04's validation shard, and a sample. --preset tiny runs in under a "
-                    "minute on a CPU (a random-weights tiny model if 05 has not made a checkpoint: expect ~25%).")
-    house.add_common_args(parser, "06_eval")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
-    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
-    parser.add_argument("--hellaswag-file", type=Path, default=None,
-                        help="the HellaSwag validation jsonl (default: cached download, else ../shared/data/hellaswag)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="score only the first N examples (default: all 10,042; tiny: 200)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="sequences (endings) per forward pass (default: 512 on CUDA, 32 on CPU)")
-    parser.add_argument("--linnet-compat", action="store_true",
-                        help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
-    parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04_data output with the validation shard (default: out/04_data/)")
-    parser.add_argument("--bpb-batches", type=int, default=None, help="batches for bits per byte (default: 20; tiny: 4)")
-    parser.add_argument("--sample", type=str, default=None, help="also generate a continuation of this prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=50, help="length of the sample (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)")
-    parser.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
-    parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
-    return parser
-
-
 def get_model(args, tokenizer, device):
     """The checkpoint if there is one; for the tiny preset without one, a random-weights tiny model."""
     path = args.checkpoint or DEFAULT_CHECKPOINT
@@ -666,71 +767,6 @@ def get_model(args, tokenizer, device):
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
                          f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
     return model, path.name
-
-
-def run_bpb(args, model, tokenizer, device) -> dict | None:
-    """Bits per byte if 04's shards are there and were made with this tokenizer; else say why not."""
-    if not (args.data_dir / "manifest.json").is_file():
-        print(f"bits per byte: skipped (no shards in {args.data_dir}: run python 04_data.py --preset {args.preset})")
-        return None
-    manifest = data_lib.read_manifest(args.data_dir)
-    expected = manifest.get("tokenizer_sha256")
-    if expected and expected != tokenizer_lib.tokenizer_sha256(tokenizer):
-        print(f"bits per byte: skipped (the shards in {args.data_dir} were made with another tokenizer)")
-        return None
-    batches = args.bpb_batches or (4 if args.preset == "tiny" else 20)
-    result = bits_per_byte(model, args.data_dir, batch_size=8, max_batches=batches, device=device)
-    print(f"bits per byte: {result['bpb']:.3f} (loss {result['loss']:.3f} nats/token, "
-          f"{result['bytes_per_token']:.2f} bytes/token, {result['tokens']:,} tokens; linnet ≈ 1.21 on dclm text)")
-    return result
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    started = time.time()
-    device = torch.device(args.device or house.default_device())
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but this machine has no CUDA GPU: leave --device out to use the CPU")
-    tokenizer = tokenizer_for(args.tokenizer, args.preset)
-    model, label = get_model(args, tokenizer, device)
-    batch_size = args.batch_size or (512 if device.type == "cuda" else 32)
-    limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
-    summary = {"model": label, "preset": args.preset}
-
-    if not args.no_hellaswag:
-        hs_path = find_hellaswag_file(args.hellaswag_file)
-        examples = load_hellaswag(hs_path, limit)
-        result = evaluate_hellaswag(model, tokenizer, examples, batch_size, device)
-        sd = 100 * binomial_sd(result["n"])
-        print(f"HellaSwag ({hs_path.name}, first {result['n']:,} examples, {result['seconds']:.1f} s): "
-              f"acc {100 * result['acc']:.1f}  acc_norm {100 * result['acc_norm']:.1f}  "
-              f"nanoGPT-style {100 * result['acc_nanogpt']:.1f}  (guessing: 25 ± {sd:.1f} sd)")
-        linnet_result = None
-        if args.linnet_compat:
-            compat = examples[:LINNET_COMPAT_LIMIT] if len(examples) >= LINNET_COMPAT_LIMIT else load_hellaswag(hs_path, LINNET_COMPAT_LIMIT)
-            linnet_result = evaluate_hellaswag(model, tokenizer, compat, batch_size, device, mode="linnet", nanogpt=False)
-            print(f"linnet's number (acc, separate tokenisation, first {linnet_result['n']:,}): "
-                  f"{100 * linnet_result['acc']:.1f}  (model card ≈ 38)")
-            summary["linnet_protocol"] = {k: v for k, v in linnet_result.items() if k != "records"}
-        for name, groups in breakdowns(result["records"]).items():
-            print(f"  acc_norm by {name}: " + ", ".join(f"{g} {100 * a:.1f} (n={n})" for g, (a, n) in groups.items()))
-        summary["hellaswag"] = result
-        house.save_plot(plot_methods(result, linnet_result, args.out, label), args.out, "hellaswag_methods",
-                                "acc vs acc_norm vs nanoGPT-style for one model: bars inside the grey 25% band are guessing")
-        house.save_plot(plot_breakdown(result["records"], args.out, label), args.out, "hellaswag_breakdown",
-                                "acc_norm per source / split / context length: a bar is only signal above its ±2 sd band")
-        house.save_plot(plot_examples(result["records"], args.out, label), args.out, "hellaswag_examples",
-                                "the model's per-character score of each ending: does the green (correct) bar stick out?")
-
-    summary["bpb"] = run_bpb(args, model, tokenizer, device)
-    if args.sample is not None:
-        text = model.generate(args.sample, tokenizer, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature, top_k=args.top_k)
-        print(f"sample: {text!r}")
-        summary["sample"] = text
-    with house.atomic_path(args.out / "results.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
-    print(f"wrote {args.out / 'results.json'} in {time.time() - started:.1f} s total")
 
 
 if __name__ == "__main__":

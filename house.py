@@ -107,18 +107,20 @@ def write_json(path: str | os.PathLike, data) -> Path:
 
 # --- 2. Plots: plot_* functions return a figure; save_plot writes it and prints what to look at ------
 
-def save_plot(fig, out_dir: str | os.PathLike, name: str, caption: str) -> Path:
+def save_plot(fig, out_dir: str | os.PathLike, name: str, caption: str, quiet: bool = False) -> Path:
     """Save a matplotlib figure as `out_dir/name.png` (atomically) and print its one-line caption.
 
     The caption says what a student should look at, e.g.
-    `plot: out/01_tokenizer/compression.png — bytes per token keep rising with vocab, but slower`."""
+    `plot: out/01_tokenizer/compression.png — bytes per token keep rising with vocab, but slower`.
+    `quiet=True` saves without printing (a plot refreshed during a run, captioned once at the end)."""
     import matplotlib.pyplot as plt
 
     path = Path(out_dir) / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
-    print(f"plot: {path} — {caption}")
+    if not quiet:
+        print(f"plot: {path} — {caption}")
     return path
 
 

@@ -1,16 +1,19 @@
 """Same maths? Train the fast path and the readable path from the same weights on the same batches.
 
-The fast training path (02's moe_grouped, RoPE tables and experts cast once per step, under torch.compile)
-must compute the same function as the readable one (a Python loop over experts, everything plain, eager).
+The fast training path (02's moe_grouped, experts cast once per step, under torch.compile) must compute the
+same function as the readable one (a Python loop over experts, experts cast in every micro-step, eager).
 This script trains the linnet model (02) three ways, each from the same initial weights on the same
 batches (04's ShardLoader over real shards, or random tokens when no --data-dir is given), with 05's real
 training step and 03's Muon + AdamW on 05's learning-rate schedule:
 
-    reference       moe_reference, RoPE angles computed each time, expert weights cast in every micro-step,
-                    eager                                      (the readable path)
-    fast, eager     moe_grouped, RoPE tables, expert weights cast once per step (02, 05), eager
+    reference       moe_reference, expert weights cast in every micro-step, eager   (the readable path)
+    fast, eager     moe_grouped, expert weights cast once per step (02, 05), eager
     fast, compiled  moe_grouped under torch.compile            (what 05_train.py trains with on a GPU;
                                                                 not on a CPU, where grouped_mm compiles in bf16 only)
+
+Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.moe_impl,
+and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
+(02 has one RoPE; the table-vs-angles speed was measured once, BENCHMARKS.md rows 5 and 6).
 
 In bf16 no two of them round alike, so their loss curves drift apart by "bf16 noise". How far the two fast
 variants drift from each other (the same algorithm; only inductor's fusion differs) is the yardstick: the
@@ -34,19 +37,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
 
-tokenizer_lib = importlib.import_module("01_tokenizer")
-model_lib = importlib.import_module("02_model")
 muon_lib = importlib.import_module("03_muon")
 data_lib = importlib.import_module("04_data")
 train_lib = importlib.import_module("05_train")
-throughput = importlib.import_module("throughput")   # bench/throughput.py, beside this script: plain_versions
 
-PATHS = {  # name → (moe_impl, compiled, plain versions of 02's fast functions)
-    "reference": ("reference", False, True),
-    "fast, eager": ("grouped", False, False),
-    "fast, compiled": ("grouped", True, False),
+PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once)
+    "reference": ("reference", False, False),
+    "fast, eager": ("grouped", False, True),
+    "fast, compiled": ("grouped", True, True),
 }
-FAST_FUNCTIONS = ["rope_cos_sin"]   # each has a NAME_reference in 02 with the same arguments
 
 
 def batch_stream(args, vocab_size):
@@ -61,27 +60,25 @@ def batch_stream(args, vocab_size):
 
 def train_path(name, args, vocab_size, device) -> dict:
     """Train one path for args.steps steps; returns its per-step losses and gradient norms."""
-    moe_impl, compiled, plain = PATHS[name]
-    # the readable path uses the plain version of every fast function
-    with throughput.plain_versions(FAST_FUNCTIONS if plain else []):
-        cfg = dataclasses.replace(train_lib.PRESETS["linnet"], depth=args.depth, seq_len=args.seq_len,
-                                  micro_batch=args.micro_batch, moe_impl=moe_impl,
-                                  total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
-                                  planned_steps=args.steps, cast_experts_once=not plain)
-        torch.manual_seed(args.seed)
-        model, _ = train_lib.build_model(cfg, vocab_size, device)
-        runner = torch.compile(model) if compiled else model
-        optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                                  muon_lr_multiplier=cfg.muon_lr_multiplier)
-        stream = batch_stream(args, vocab_size)
-        losses, grad_norms, t0 = [], [], time.perf_counter()
-        for step in range(args.steps):
-            train_lib.set_learning_rates(optimizers, train_lib.lr_multiplier(step, cfg))
-            batches = [next(stream) for _ in range(args.accum)]
-            loss, grad_norm, _ = train_lib.train_step(model, runner, optimizers, batches, cfg, device)
-            losses.append(loss.item())
-            grad_norms.append(grad_norm.item())
-        seconds = time.perf_counter() - t0
+    moe_impl, compiled, cast_experts_once = PATHS[name]
+    cfg = dataclasses.replace(train_lib.PRESETS["linnet"], depth=args.depth, seq_len=args.seq_len,
+                              micro_batch=args.micro_batch, moe_impl=moe_impl,
+                              total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
+                              planned_steps=args.steps, cast_experts_once=cast_experts_once)
+    torch.manual_seed(args.seed)
+    model, _ = train_lib.build_model(cfg, vocab_size, device)
+    runner = torch.compile(model) if compiled else model
+    optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                              muon_lr_multiplier=cfg.muon_lr_multiplier)
+    stream = batch_stream(args, vocab_size)
+    losses, grad_norms, t0 = [], [], time.perf_counter()
+    for step in range(args.steps):
+        train_lib.set_learning_rates(optimizers, train_lib.lr_multiplier(step, cfg))
+        batches = [next(stream) for _ in range(args.accum)]
+        loss, grad_norm, _ = train_lib.train_step(model, runner, optimizers, batches, cfg, device)
+        losses.append(loss.item())
+        grad_norms.append(grad_norm.item())
+    seconds = time.perf_counter() - t0
     print(f"{name:15s} loss {losses[0]:.4f} → {losses[-1]:.4f}   ({seconds:.0f} s, compilation included)")
     return {"loss": losses, "grad_norm": grad_norms, "seconds": round(seconds, 1)}
 

@@ -9,17 +9,24 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     python bench/throughput.py --what fwdbwd --micro-batch 16  # forward+backward only (issue: 02 speed)
     python bench/throughput.py --what optimizer               # one optimizer step: ours vs torch.optim.Muon vs AdamW
     python bench/throughput.py --profile out/bench/profile.txt # top kernels by CUDA time, grouped by kind
-    python bench/throughput.py --plain rope_cos_sin           # swap a fast function of 02 for its plain
-                                                              # NAME_reference: what does the fast one buy?
+    python bench/throughput.py --plain moe cast_experts       # the plain choice of the same arguments the
+                                                              # lessons use: what does each fast one buy?
     python bench/throughput.py --what attention               # SDPA backends at linnet's shapes
     python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
 
-MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (ARCHITECTURE.md) against 989 TFLOP/s.
+`--plain NAME` picks the plain side of a fast/plain pair through the argument the lessons use:
+    moe            LLMConfig.moe_impl = "reference" (02: the loop over experts, not moe_grouped)
+    cast_experts   TrainConfig.cast_experts_once = False (05: cast the expert weights in every micro-step,
+                   not once per step with 02's cast_expert_weights)
+RoPE has no plain option any more: 02 always reads cos/sin from tables. The table-vs-angles choice was
+measured in the second benchmark session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside
+the compiled graph 304.4k tokens/s, tables 309.4k).
+
+MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (docs/ARCHITECTURE.md) against 989 TFLOP/s.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import sys
@@ -55,23 +62,18 @@ def build(args, device):
     return model, runner, config
 
 
-@contextlib.contextmanager
-def plain_versions(names):
-    """Ablation: inside this block each fast function NAME of 02_model is replaced by its plain
-    NAME_reference (same maths, checked by tests/test_02_model.py), so a benchmark measures what the fast
-    version buys. The fast ones are put back on exit."""
-    saved = {}
-    for name in names:
-        plain = getattr(model_lib, f"{name}_reference", None)
-        if plain is None:
-            raise SystemExit(f"error: 02_model has no {name}_reference to swap {name} for")
-        saved[name] = getattr(model_lib, name)
-        setattr(model_lib, name, plain)
-    try:
-        yield
-    finally:
-        for name, fast in saved.items():
-            setattr(model_lib, name, fast)
+PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lessons choose with
+    "moe": "LLMConfig.moe_impl='reference' (the loop over experts)",
+    "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
+}
+
+
+def apply_plain(args):
+    """--plain: choose the plain side of each named pair through the lessons' own arguments."""
+    if "moe" in args.plain:
+        args.moe = "reference"
+    if "cast_experts" in args.plain:
+        args.cast_experts_once = False
 
 
 def build_training(args, device):
@@ -117,16 +119,18 @@ def phase_breakdown(model, runner, optimizers, cfg, args, device, gen):
     n = max(1, min(args.steps, 3))
     cast_once = cfg.cast_experts_once and device.type == "cuda"   # as in 05's train_step
     for _ in range(n):
-        with model_lib.cast_experts_once(model) if cast_once else contextlib.nullcontext():
-            for _ in range(args.accum):
-                t = time.perf_counter()
-                x, y = next(random_batches(1, args.micro_batch, args.seq_len, args.vocab, device, gen))
-                synchronize(device); phases["data"] += time.perf_counter() - t; t = time.perf_counter()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    _, loss = runner(x, y)
-                synchronize(device); phases["forward"] += time.perf_counter() - t; t = time.perf_counter()
-                (loss / args.accum).backward()
-                synchronize(device); phases["backward"] += time.perf_counter() - t
+        t = time.perf_counter()
+        expert_weights = model_lib.cast_expert_weights(model) if cast_once else None   # once per step
+        synchronize(device); phases["forward"] += time.perf_counter() - t
+        for _ in range(args.accum):
+            t = time.perf_counter()
+            x, y = next(random_batches(1, args.micro_batch, args.seq_len, args.vocab, device, gen))
+            synchronize(device); phases["data"] += time.perf_counter() - t; t = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                _, loss = runner(x, y, expert_weights=expert_weights)
+            synchronize(device); phases["forward"] += time.perf_counter() - t; t = time.perf_counter()
+            (loss / args.accum).backward()
+            synchronize(device); phases["backward"] += time.perf_counter() - t
         t = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for opt in optimizers:
@@ -313,8 +317,9 @@ def main(argv=None):
                    help="torch.compile mode (CUDA-graph modes fail here: the step keeps outputs across micro-steps)")
     p.add_argument("--cast-experts-once", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 expert weights made once per step, not per micro-step (05's default on a GPU)")
-    p.add_argument("--plain", nargs="+", default=[], metavar="NAME",
-                   help="swap these fast functions of 02_model for their plain NAME_reference versions")
+    p.add_argument("--plain", nargs="+", default=[], choices=list(PLAIN_CHOICES),
+                   help="run the plain side of these fast/plain pairs: "
+                        + "; ".join(f"{k}: {v}" for k, v in PLAIN_CHOICES.items()))
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--profile", type=Path, default=None, help="write the top kernels of one step to this file")
@@ -325,12 +330,12 @@ def main(argv=None):
         args.compile = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    with plain_versions(args.plain):
-        if args.profile:
-            profile(args, device, args.profile)
-            return
-        run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention}
-        result = run[args.what](args, device)
+    apply_plain(args)
+    if args.profile:
+        profile(args, device, args.profile)
+        return
+    run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention}
+    result = run[args.what](args, device)
     print(json.dumps(result))
     if args.json:
         with open(args.json, "a") as f:

@@ -1,4 +1,4 @@
-"""Exercise balance_loss — linnet's load-balancing loss (lesson: 02_model.py, section 5, MoE.forward).
+"""Exercise balance_loss — linnet's load-balancing loss (lesson: 02_model.py, section 5, balance_loss).
 
 A router left alone tends to collapse: a few experts get every token, get better, and get chosen even
 more. linnet adds a small loss per layer that is smallest when the router's AVERAGE probability is
@@ -17,7 +17,7 @@ Example: 2 tokens, E = 2, probs [[1, 0], [0, 1]] → mean_prob [0.5, 0.5] → ba
 
 Shapes: probs (N, E) float32, rows summing to 1 (softmax of the router logits) → a 0-dim tensor.
 
-Check:     python -m exercises.check balance_loss   (compares with the "balance" 02's MoE.forward returns)
+Check:     python -m exercises.check balance_loss   (compares with 02's balance_loss, which MoE.forward calls)
 Solution:  exercises/solutions/balance_loss.py
 """
 from __future__ import annotations

@@ -229,35 +229,15 @@ def check_rope(ex) -> None:
                         hint="pair dim i with dim i + head_dim/2 (rotate half), angle = position · base^(-2i/head_dim)")
 
 
-# --- 4. router_top2 and balance_loss (02_model.py, section 5: inside MoE.forward) ----------------------
-# 02 computes both inline in MoE.forward, so the check runs the real MoE.forward: with n_embd = E and an
-# identity router, router(x) == x, so the input IS the logits; a spy on moe_reference records the
-# (top_e, top_w) the router hands to the experts, and the stats dict gives the balance loss.
+# --- 4. router_top2 and balance_loss (02_model.py, section 5: route and balance_loss) -----------------
+# MoE.forward hands its router logits to 02's `route` (softmax → top-k → renormalise) and the router's
+# probabilities to `balance_loss`; the check calls those two lesson functions on the same logits.
 
 def real_moe_router(logits: torch.Tensor, k: int = 2) -> dict:
-    """Run 02's MoE.forward on router logits (N, E); returns top_e, top_w (N, k) and balance (scalar)."""
+    """02's route and balance_loss on router logits (N, E): top_e, top_w (N, k) and balance (scalar)."""
     model_lib = importlib.import_module("02_model")
-    N, E = logits.shape
-    config = model_lib.LLMConfig(depth=1, head_dim=E, n_experts=E, n_active_experts=k, moe_impl="reference")
-    moe = model_lib.MoE(config)
-    with torch.no_grad():
-        moe.router.weight.copy_(torch.eye(E))            # router(x) = x
-        moe.w_v.zero_()
-        moe.c_proj.zero_()
-    seen = {}
-    original = model_lib.moe_reference
-
-    def spy(x, w_v, c_proj, top_e, top_w):
-        seen.update(top_e=top_e, top_w=top_w)
-        return original(x, w_v, c_proj, top_e, top_w)
-
-    model_lib.moe_reference = spy
-    try:
-        with torch.no_grad():
-            _, stats = moe(logits.view(1, N, E))
-    finally:
-        model_lib.moe_reference = original
-    return dict(top_e=seen["top_e"], top_w=seen["top_w"], balance=stats["balance"])
+    probs, top_w, top_e = model_lib.route(logits, k)   # (N, E), (N, k), (N, k)
+    return dict(top_e=top_e, top_w=top_w, balance=model_lib.balance_loss(probs))
 
 
 def router_cases() -> list[tuple[str, torch.Tensor]]:
@@ -354,7 +334,7 @@ def check_newton_schulz_step(ex) -> None:
                         hint="03 runs in bf16, so the tolerance here is loose; if (a) passed this one should too")
 
 
-# --- 6. wsd_schedule (05_train.py, section 2: lr_multiplier) -----------------------------------------
+# --- 6. wsd_schedule (05_train.py, section 1: lr_multiplier) -----------------------------------------
 
 def check_wsd_schedule(ex) -> None:
     train = importlib.import_module("05_train")

@@ -1,4 +1,4 @@
-"""Exercise router_top2 — the MoE router's choice for each token (lesson: 02_model.py, section 5, MoE.forward).
+"""Exercise router_top2 — the MoE router's choice for each token (lesson: 02_model.py, section 5, route).
 
 Each token's router gives one logit per expert (a Linear n_embd → E, E = 8 in linnet). The token is
 sent to 2 of the E experts, and their two outputs are mixed with weights that sum to 1:
@@ -16,7 +16,7 @@ Example: logits [2, 1, 0, -1] → probs ≈ [0.644, 0.237, 0.087, 0.032] → exp
 Shapes: logits (N, E) float32 → (top_w (N, 2) float, top_e (N, 2) int64 expert ids). The two experts
 may come in either order (torch.topk gives the larger first). Very large logits must not give NaN.
 
-Check:     python -m exercises.check router_top2   (runs 02's real MoE.forward on the same logits)
+Check:     python -m exercises.check router_top2   (compares with 02's route, which MoE.forward calls)
 Solution:  exercises/solutions/router_top2.py
 """
 from __future__ import annotations

@@ -250,6 +250,25 @@ def test_script_bad_input_is_one_error_line_and_no_tokenizer_left(tmp_path, case
         assert not (out / "tokenizer.json").exists()
 
 
+def test_plots_return_figures_and_the_byte_row_has_one_box_per_byte(small_tokenizer):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    sentence = tok.EXAMPLE_SENTENCE
+    rows = tok.token_boundaries(small_tokenizer, sentence)
+    assert list(rows) == [tok.MIN_VOCAB_SIZE, 512]                   # bytes only, then the full 512
+    assert len(rows[tok.MIN_VOCAB_SIZE]) == len(sentence.encode("utf-8"))
+    assert len(rows[512]) < len(rows[tok.MIN_VOCAB_SIZE])
+    sizes, curves = tok.compression_curves(small_tokenizer, {"s": [sentence]})
+    assert sizes[0] == tok.MIN_VOCAB_SIZE and curves["s"][0] == 1.0   # no merges: one byte per token
+    learned, in_text = tok.token_lengths(small_tokenizer, [sentence])
+    assert len(learned) == 512 - tok.MIN_VOCAB_SIZE and in_text.sum() == len(sentence.encode("utf-8"))
+    figures = [tok.plot_compression(sizes, curves), tok.plot_token_lengths(learned, in_text, 24),
+               tok.plot_token_boundaries(sentence, rows)]
+    assert all(isinstance(f, Figure) for f in figures)
+    plt.close("all")
+
+
 # --- the whole lesson ------------------------------------------------------------------------------------
 
 @pytest.mark.slow

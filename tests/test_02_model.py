@@ -1,6 +1,5 @@
 """02_model: faithful to linnet (tiny_reference.pt, checkpoint layout, counts), both MoE paths agree,
 attention is causal GQA, generation with a cache equals generation without, bad input fails clearly."""
-import contextlib
 import json
 import math
 from pathlib import Path
@@ -14,7 +13,7 @@ from helpers import lesson, run_script
 m = lesson("02_model")
 
 LINNET_DIR = Path(__file__).resolve().parents[2] / "shared" / "linnet"
-TINY = dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2)
+TINY = m.TINY_REFERENCE_SHAPE
 
 
 def linnet_file(name):
@@ -172,7 +171,9 @@ def test_one_expert_top1_is_a_dense_swiglu_mlp(impl):
     assert router["balance"].item() == pytest.approx(1.0)
 
 
-def test_reference_and_grouped_agree_on_outputs_and_gradients():
+def test_moe_grouped_matches_reference():
+    """moe_grouped (the fast path) and moe_reference (the loop), chosen by LLMConfig.moe_impl, agree on the
+    model's outputs, loss and every gradient."""
     results = []
     for impl in ("reference", "grouped"):
         model = tiny_model(seed=3, moe_impl=impl).train()
@@ -188,40 +189,73 @@ def test_reference_and_grouped_agree_on_outputs_and_gradients():
 
 
 def test_casting_experts_once_per_step_gives_identical_gradients():
-    """cast_experts_once (bf16 expert weights made once, reused by every micro-step) changes no number:
+    """cast_expert_weights (bf16 expert weights made once, passed to every micro-step) changes no number:
     two bf16 micro-steps accumulate bit-identical fp32 gradients with and without it."""
     idx = torch.randint(0, 512, (2, 2, 33), generator=torch.Generator().manual_seed(1))
     grads = []
     for once in (False, True):
         model = tiny_model(seed=4, moe_impl="grouped").train()
-        with m.cast_experts_once(model) if once else contextlib.nullcontext():
-            for micro in idx:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    _, loss = model(micro[:, :-1], micro[:, 1:])
-                (loss / 2).backward()
-        assert all(block.moe.step_weights is None for block in model.transformer.h)   # cleared on exit
+        expert_weights = m.cast_expert_weights(model) if once else None
+        if once:
+            assert len(expert_weights) == model.config.n_layer
+            assert all(w.dtype == torch.bfloat16 and w.requires_grad for pair in expert_weights for w in pair)
+        for micro in idx:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                _, loss = model(micro[:, :-1], micro[:, 1:], expert_weights=expert_weights)
+            (loss / 2).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name in grads[0]:
         assert grads[0][name].dtype == torch.float32
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=0, msg=name)
 
 
+def rope_cos_sin_reference(inv_freq, T, offset=0):
+    """The angles computed every time, in fp32: cos, sin of pos·inv_freq[i] for positions offset..offset+T-1."""
+    pos = torch.arange(offset, offset + T, dtype=torch.float32)
+    freqs = pos[:, None] * inv_freq.float()[None, :]                       # (T, hd/2)
+    emb = torch.cat([freqs, freqs], dim=-1)                                # (T, hd): pairs i and i+hd/2
+    return emb.cos(), emb.sin()
+
+
 def test_rope_tables_equal_computing_the_angles():
-    """RoPE reads cos/sin from tables made once (the fast path); they equal computing them every time,
-    at any offset, past the table's end, after loading another inv_freq, and in a bf16 model."""
+    """RoPE reads cos/sin from tables made once; they equal computing the angles every time, at every
+    offset, are never saved, and a position past the table is a clear error."""
     rotary = m.RotaryEmbedding(head_dim=8, base=50000.0, max_len=16)
-    for T, offset in ((16, 0), (5, 3), (1, 15), (4, 14), (3, 40)):        # the last two run past the table
-        fast = m.rope_cos_sin(rotary, T, offset)
-        plain = m.rope_cos_sin_reference(rotary, T, offset)
-        for a, b in zip(fast, plain):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
-    rounded = rotary.inv_freq.to(torch.bfloat16).float()                   # a linnet checkpoint ships bf16
-    rotary.load_state_dict({"inv_freq": rounded})
-    assert torch.equal(rotary.inv_freq, rounded)
-    torch.testing.assert_close(m.rope_cos_sin(rotary, 16)[1], m.rope_cos_sin_reference(rotary, 16)[1], rtol=0, atol=0)
+    for offset in range(16):
+        for T in range(1, 17 - offset):
+            for table, angles in zip(rotary(T, offset), rope_cos_sin_reference(rotary.inv_freq, T, offset)):
+                torch.testing.assert_close(table, angles, rtol=0, atol=0)
     assert set(rotary.state_dict()) == {"inv_freq"}                        # tables are derived, never saved
-    half = m.RotaryEmbedding(head_dim=8, base=50000.0, max_len=16).to(torch.bfloat16)
-    torch.testing.assert_close(m.rope_cos_sin(half, 16)[0], m.rope_cos_sin_reference(half, 16)[0])
+    with pytest.raises(ValueError, match="RoPE tables hold 16"):
+        rotary(4, offset=14)
+
+
+def test_rope_tables_follow_a_loaded_inv_freq(reference):
+    """A linnet checkpoint may ship inv_freq rounded to bf16: after load_linnet_state_dict the tables are
+    those of the loaded inv_freq, not of the one computed at init."""
+    sd = {k: v.to(torch.bfloat16).float() if k.endswith("inv_freq") else v for k, v in reference["state_dict"].items()}
+    model = m.LLM(m.LLMConfig(**reference["config"]))
+    m.load_linnet_state_dict(model, sd)
+    T = model.config.block_size
+    for block in model.transformer.h:
+        rotary = block.attn.rotary_emb
+        assert not torch.equal(rotary.inv_freq, m.RotaryEmbedding(64, 50000.0).inv_freq)   # it was rounded
+        for table, angles in zip(rotary(T), rope_cos_sin_reference(rotary.inv_freq, T)):
+            torch.testing.assert_close(table, angles, rtol=0, atol=0)
+
+
+def test_moe_forward_routes_with_route_and_balance_loss():
+    """MoE.forward's router decisions are route()'s and its balance is balance_loss()'s (exercises/check.py
+    checks the router exercises against those two functions): with n_embd = E and an identity router, the
+    input IS the logits."""
+    E, logits = 8, 3 * torch.randn(1, 40, 8, generator=torch.Generator().manual_seed(0))
+    moe = m.MoE(m.LLMConfig(depth=1, head_dim=E, n_experts=E, n_active_experts=2))
+    with torch.no_grad():
+        moe.router.weight.copy_(torch.eye(E))
+    _, stats = moe(logits)
+    probs, _, top_e = m.route(logits[0], 2)
+    assert stats["tokens_per_expert"].tolist() == torch.bincount(top_e.flatten(), minlength=E).float().tolist()
+    torch.testing.assert_close(stats["balance"], m.balance_loss(probs), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("impl", ["reference", "grouped"])
@@ -265,6 +299,9 @@ def test_compiles_as_one_graph_in_bf16():
     assert abs(loss.item() - eager_loss.item()) < 1e-3
     assert model.transformer.h[0].moe.w_v.grad is not None
     assert model.router_stats["tokens_per_expert"].sum().item() == 2 * 32 * 2 * 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):                   # 05's GPU step: experts cast once
+        _, cast_loss = compiled(idx, idx, expert_weights=m.cast_expert_weights(model))
+    assert abs(cast_loss.item() - eager_loss.item()) < 1e-3
 
 
 # --- generation ------------------------------------------------------------------------------------------

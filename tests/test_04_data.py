@@ -1,5 +1,4 @@
 """04_data: sources, the mix, exact encoding, shards + manifest, resumability, the loader."""
-import io
 import json
 import random
 
@@ -290,7 +289,7 @@ def write_zst_jsonl(path, texts):
 
 
 def fake_hub(root):
-    """fineweb-edu and dclm laid out as on the Hub (file names from DATA.md), with decoys that must be skipped."""
+    """fineweb-edu and dclm laid out as on the Hub (file names from docs/DATA.md), with decoys that must be skipped."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -422,6 +421,20 @@ def test_loader_errors_are_one_line(tmp_path, built):
         data.ShardLoader(out, "val", B=1000, T=1024)
 
 
+def test_plots_return_figures(built, tokenizer):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    out, manifest = built
+    eot = manifest["eot_id"]
+    window = data.window_with_boundaries(data.ShardLoader(out, "train", 1, 300, seed=3), eot)
+    assert window.shape == (300,) and (window == eot).any()
+    figures = [data.plot_doc_lengths(manifest), data.plot_tokens_per_source(manifest),
+               data.plot_bytes_per_token(manifest), data.plot_window(window, eot, tokenizer)]
+    assert all(isinstance(f, Figure) for f in figures)
+    plt.close("all")
+
+
 # --- the whole script ---------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -437,7 +450,7 @@ def test_tiny_preset_end_to_end(tmp_path, tokenizer_path):
     assert len(manifest["shards"]) >= 4
     for name in ("doc_lengths", "tokens_per_source", "bytes_per_token", "window"):
         assert (out / f"{name}.png").stat().st_size > 10_000
-        assert f"plot: " in result.stdout and f"{name}.png" in result.stdout
+        assert "plot: " in result.stdout and f"{name}.png" in result.stdout
     before = shard_bytes(out)
     again = run_script("04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer_path), "--out", str(out),
                        "--data", str(require_shared("corpus")), timeout=300)

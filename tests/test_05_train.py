@@ -1,5 +1,6 @@
 """05_train.py: the tiny run end to end, exact resume, Ctrl-C, the NaN guard, the schedule, gradient
 accumulation and DDP (2 CPU processes over gloo)."""
+import dataclasses
 import json
 import math
 import os
@@ -135,6 +136,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_run, tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr[-2000:]
     assert "interrupted after step" in stdout and "--resume" in stdout
+    hint = stdout[stdout.index("continue with"):].splitlines()[0]   # repeats the flags the run was started with
+    assert "--preset tiny" in hint and "--tokenizer" in hint and "--data-dir" in hint and "--no-hellaswag" in hint
     steps, _ = read_steps(out)
     ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == len(steps) < train_lib.PRESETS["tiny"].planned_steps
@@ -219,3 +222,39 @@ def test_relative_paths_work_from_any_directory(tiny_run, tmp_path):
                             env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "here" / "latest.pt").exists()
+
+
+def test_resume_refuses_what_would_change_the_run_and_takes_the_rest():
+    saved = train_lib.PRESETS["tiny"]
+    for field, value, what in [("depth", 3, "the model"), ("micro_batch", 4, "the data order"),
+                               ("lr", 1e-2, "schedule"), ("planned_steps", 600, "schedule"), ("seed", 1, "data order")]:
+        flag = "--" + field.replace("_", "-")
+        with pytest.raises(SystemExit, match=f"error: {flag} {value} cannot change on --resume.*{what}"):
+            train_lib.refuse_changes_on_resume(saved, dataclasses.replace(saved, **{field: value}))
+    safe = dataclasses.replace(saved, max_steps=7, eval_every=3, hellaswag_every=5, checkpoint_every=2, compile=False)
+    train_lib.refuse_changes_on_resume(saved, safe)   # honoured: no error
+
+
+def test_resume_command_repeats_the_flags_the_run_was_started_with(tmp_path):
+    run = train_lib.RunConfig(out=tmp_path / "o", tokenizer=tmp_path / "tok.json", data_dir=train_lib.DEFAULT_DATA_DIR,
+                              hellaswag=False)
+    command = train_lib.resume_command(dataclasses.replace(train_lib.PRESETS["tiny"], max_steps=150), run)
+    assert command.startswith("python 05_train.py --resume --preset tiny --out ")
+    assert "--tokenizer" in command and "--max-steps 150" in command and "--no-hellaswag" in command
+    assert "--data-dir" not in command   # the default is not repeated
+
+
+@pytest.mark.slow
+def test_resume_with_flags_refused_or_honoured(tiny_run, tmp_path):
+    """--resume --depth 3 on a depth-2 checkpoint stops with one line; --max-steps and --eval-every are honoured."""
+    out = tmp_path / "flags"
+    assert run_tiny(tiny_run, out, "--max-steps", "3").returncode == 0
+    refused = run_tiny(tiny_run, out, "--resume", "--depth", "3")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()] and "--depth 3" in refused.stderr
+    honoured = run_tiny(tiny_run, out, "--resume", "--max-steps", "6", "--eval-every", "2")
+    assert honoured.returncode == 0, honoured.stderr[-2000:]
+    steps, evals = read_steps(out)
+    assert [r["step"] for r in steps] == list(range(6)) and [r["step"] for r in evals] == [3, 4, 6]
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 6 and ckpt["train_config"]["eval_every"] == 2

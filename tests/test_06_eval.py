@@ -1,4 +1,4 @@
-"""06_eval: HellaSwag loading and preprocessing, the three scorings, batched == one-by-one, bits per byte."""
+"""06_eval: HellaSwag loading and preprocessing, the three scorings, batched == reference scorer, bits per byte."""
 import json
 import math
 from collections import Counter
@@ -179,13 +179,14 @@ def hellaswag():
     return ev.load_hellaswag(require_shared("hellaswag", "hellaswag_val.jsonl"), 1000)
 
 
-def test_batched_scorer_equals_one_by_one_on_200_real_examples(tiny_tokenizer, hellaswag):
-    # block 64 (05's tiny window): long contexts get cut. The expert loop ("reference") is the faster
-    # MoE path for 800 single-sequence forwards on a CPU; 02's tests show it equals the grouped one.
+def test_score_requests_matches_reference(tiny_tokenizer, hellaswag):
+    # 200 real examples, block 64 (05's tiny window): long contexts get cut. The expert loop ("reference")
+    # is the faster MoE path for 800 single-sequence forwards on a CPU; 02's tests show it equals the
+    # grouped one.
     model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64, moe_impl="reference")
     examples = hellaswag[:200]
     batched = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, batch_size=48, device="cpu", nanogpt=False)
-    reference = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, device="cpu", nanogpt=False, one_by_one=True)
+    reference = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, device="cpu", nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in batched["records"]])
     b = np.array([r["logprob_sum"] for r in reference["records"]])
     assert a.shape == (200, 4)

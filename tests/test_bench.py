@@ -39,18 +39,23 @@ def test_loss_equivalence_smoke_run_on_cpu(tmp_path):
     assert "plot: " in result.stdout
 
 
-def test_attention_backends_and_plain_swaps_on_cpu():
-    """--what attention times each SDPA backend that runs here; --plain swaps a fast function of 02 for its
-    NAME_reference (and names a missing one in one line)."""
+def test_attention_backends_and_plain_choices_on_cpu():
+    """--what attention times each SDPA backend that runs here; --plain picks the plain side of a pair through
+    the lessons' own arguments (moe → LLMConfig.moe_impl="reference", cast_experts → TrainConfig.
+    cast_experts_once=False), and an unknown name is refused by argparse in one line that lists the choices."""
     result = run_script("bench/throughput.py", "--what", "attention", "--depth", "2", "--seq-len", "64",
                         "--micro-batch", "2", "--warmup", "1", "--steps", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["math"]["ms_fwd_bwd_per_layer"] > 0
     result = run_script("bench/throughput.py", "--what", "fwdbwd", "--depth", "2", "--vocab", "512", "--seq-len", "64",
-                        "--micro-batch", "2", "--steps", "1", "--warmup", "1", "--plain", "rope_cos_sin")
+                        "--micro-batch", "2", "--steps", "1", "--warmup", "1", "--plain", "moe", "cast_experts")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["plain"] == ["rope_cos_sin"]
-    result = run_script("bench/throughput.py", "--plain", "no_such_function")
-    assert result.returncode != 0
-    assert result.stderr.strip() == "error: 02_model has no no_such_function_reference to swap no_such_function for"
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["plain"] == ["moe", "cast_experts"]
+    assert record["moe"] == "reference" and record["cast_experts_once"] is False
+    result = run_script("bench/throughput.py", "--plain", "rope_cos_sin")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "error: argument --plain: invalid choice: 'rope_cos_sin' (choose from" in error, error
+    assert "moe" in error and "cast_experts" in error, error

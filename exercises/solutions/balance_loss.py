@@ -1,4 +1,4 @@
-"""Worked solution for exercises/balance_loss.py (lesson: 02_model.py, section 5)."""
+"""Worked solution for exercises/balance_loss.py (lesson: 02_model.py, section 5, balance_loss)."""
 from __future__ import annotations
 
 import torch

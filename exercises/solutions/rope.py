@@ -1,4 +1,4 @@
-"""Worked solution for exercises/rope.py (lesson: 02_model.py, section 3)."""
+"""Worked solution for exercises/rope.py (lesson: 02_model.py, section 3, RotaryEmbedding)."""
 from __future__ import annotations
 
 import torch

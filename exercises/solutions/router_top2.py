@@ -1,4 +1,4 @@
-"""Worked solution for exercises/router_top2.py (lesson: 02_model.py, section 5)."""
+"""Worked solution for exercises/router_top2.py (lesson: 02_model.py, section 5, route)."""
 from __future__ import annotations
 
 import torch
