@@ -556,7 +556,7 @@ def data_files(args) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = house.ArgumentParser(
         description="Lesson 01: byte-level BPE by hand, then linnet's 32k tokenizer with HF tokenizers.\n\n"
                     "BPE starts from the 256 bytes and keeps gluing the most frequent adjacent pair into a new\n"
                     "token. This script trains a hand-written BPE on 4 KB and checks HF learns the same merges,\n"
@@ -576,20 +576,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=None,
                         help="text to train on: a .jsonl ('text' field) / .txt / .parquet file or a directory of "
                              "them (default: data/raw/ from 04_data.py for linnet; for tiny: a fineweb-edu sample, else ../shared/data/corpus)")
-    parser.add_argument("--vocab-size", type=int, default=None,
+    parser.add_argument("--vocab-size", type=house.positive_int, default=None,
                         help=f"tokens in the vocabulary, specials included (default: {LINNET_VOCAB_SIZE:,} linnet, "
                              f"{TINY_VOCAB_SIZE:,} tiny; at least {MIN_VOCAB_SIZE})")
-    parser.add_argument("--min-frequency", type=int, default=2,
+    parser.add_argument("--min-frequency", type=house.positive_int, default=2,
                         help="stop merging when the best pair occurs fewer times than this (default: %(default)s)")
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="skip training: load this tokenizer.json and only measure and plot it")
-    parser.add_argument("--measure-mb", type=float, default=None,
+    parser.add_argument("--measure-mb", type=house.non_negative_float, default=None,
                         help="encode at most this many MB of each file to time it (default: 2 tiny, 64 linnet; 0 = all)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    house.check_writable(args.out)          # a read-only --out fails now, not after training
     vocab_size = args.vocab_size or (TINY_VOCAB_SIZE if args.preset == "tiny" else LINNET_VOCAB_SIZE)
     check_vocab_size(vocab_size)
     measure_mb = args.measure_mb if args.measure_mb is not None else (2 if args.preset == "tiny" else 64)

@@ -19,15 +19,16 @@ How to run
                                        # load the published weights and sample from them
 
 In code (what 05_train.py and 06_eval.py do):
-  model = importlib.import_module("02_model")
-  net = model.LLM(model.LLMConfig(depth=12, vocab_size=32768))     # random init, linnet's recipe
+  model_lib = importlib.import_module("02_model")
+  net = model_lib.LLM(model_lib.LLMConfig(depth=12, vocab_size=32768))     # random init, linnet's recipe
   logits, loss = net(idx, targets)                                  # (B, T, V), scalar
-  experts = model.cast_expert_weights(net)                          # 05 on a GPU: bf16 experts, once per step
+  experts = model_lib.cast_expert_weights(net)            # 05 on a GPU: bf16 experts, once per step
   logits, loss = net(idx, targets, expert_weights=experts)          # ... shared by every micro-step
-  net = model.LLM.from_pretrained("path/to/pytorch_model.bin")      # the published weights
+  net = model_lib.LLM.from_pretrained("path/to/pytorch_model.bin")      # the published weights
   print(net.generate("Hello!", enc=tokenizer, max_new_tokens=50))
 
-What it writes (out/02_model/): param_budget.png, rope_frequencies.png, attention_map.png, router_load.png.
+What it writes (out/02_model/): param_budget.png, rope_frequencies.png, rope_bases.png, attention_map.png,
+  router_load.png, qk_norm_logits.png (the last three from a tiny model trained for seconds).
 
 Reference numbers (from linnet's model card and docs/ARCHITECTURE.md)
   parameters 497,145,600 unique (tied embedding), 157,406,976 active per token;
@@ -91,7 +92,8 @@ class LLMConfig:
     Every derived field can be overridden (handy for tests). `vocab_size` is padded up to a multiple
     of 64 (32768 already is). `moe_impl`: "reference" (loop over experts), "grouped" (sorted token-slots
     + grouped GEMMs) or "auto" (grouped, except fp32 on CUDA where grouped_mm does not run).
-    If you change `depth` on an existing config, build a new one: derived fields are filled only once."""
+    If you change `depth` on an existing config, build a new one: derived fields are filled only once.
+    `qk_norm=False` drops QK-norm (no weights change): only for section 8's experiment; linnet has it on."""
     depth: int = 12
     block_size: int = 1024
     vocab_size: int = 32768
@@ -106,6 +108,7 @@ class LLMConfig:
     rope_base: float = 50000.0
     moe_impl: str = "auto"
     balance_coef: float = 0.01
+    qk_norm: bool = True          # linnet: True. False only for the experiment of section 8 (no weights change)
 
     def __post_init__(self):
         d = self.depth
@@ -206,7 +209,13 @@ def token_shift(x, weight, history=None):
     Same numbers as `nn.Conv1d(C, C, 3, groups=C, bias=False)` on x left-padded with 2 zeros (the test
     checks it), written as three shifted multiply-adds, which is faster than a depthwise conv kernel.
     `history` (B, 2, C) are the two inputs before x when generating with a cache (zeros at the start).
-    x: (B, T, C); weight: (C, 1, 3) → (B, T, C)."""
+    x: (B, T, C); weight: (C, 1, 3) → (B, T, C). One channel, weights (w0, w1, w2) = (0.25, 0.5, 1):
+
+    >>> x = torch.tensor([[[1.0], [10.0], [100.0], [1000.0]]])               # (1, 4, 1)
+    >>> token_shift(x, torch.tensor([[[0.25, 0.5, 1.0]]]))[0, :, 0].tolist()  # out[3] = 2.5 + 50 + 1000
+    [1.0, 10.5, 105.25, 1052.5]
+
+    So every token enters attention already mixed with the two before it (a cheap local n-gram feature)."""
     B, T, C = x.shape
     if history is None:
         padded = F.pad(x, (0, 0, 2, 0))                    # (B, T+2, C): two zero rows in front
@@ -232,7 +241,8 @@ class RotaryEmbedding(nn.Module):
 
     Why tables (nanochat does the same): under torch.compile, cos/sin made inside the graph are fused into
     every kernel that uses them and recomputed there, per element of q and k, forward and backward. That
-    made RoPE's backward 0.6 ms per layer on the H100, as long as the whole SwiGLU backward (BENCHMARKS.md);
+    slowed RoPE's backward enough that reading tables instead took a full H100 step from 304.4k to 309.4k tokens/s
+    (BENCHMARKS.md, rows 5 and 6);
     reading a (1024, 64) table costs almost nothing."""
 
     def __init__(self, head_dim: int, base: float, max_len: int = 1024):
@@ -295,6 +305,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         C, hd = config.n_embd, config.head_dim
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, hd
+        self.qk_norm = config.qk_norm
         self.l_conv = nn.Conv1d(C, C, kernel_size=3, groups=C, bias=False)  # weight (C, 1, 3); default init
         self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * hd, bias=False)  # fused q | k | v
         self.c_proj = nn.Linear(C, C, bias=False)
@@ -313,9 +324,11 @@ class CausalSelfAttention(nn.Module):
         cos, sin = self.rotary_emb(T, offset=0 if cache is None else cache.length)   # (T, hd)
         cos, sin = cos[:, None, :], sin[:, None, :]                        # (T, 1, hd): same angles for all heads
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order).
-        q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
-        k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
+        # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order). It has no weights, so
+        # qk_norm=False (section 8's experiment) keeps every checkpoint key; linnet always has it on.
+        if self.qk_norm:
+            q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
+            k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
         # Attention wants heads before time: transposed views, no copy (SDPA reads them as they are).
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
 
@@ -636,7 +649,7 @@ class LLM(nn.Module):
             if config_json is not None:
                 config = LLMConfig.from_dict({**json.loads(config_json.read_text()), "moe_impl": moe_impl})
             else:
-                config = infer_config(sd, moe_impl)
+                config = infer_config(sd, moe_impl, path=weights)
         with torch.device(device):
             model = cls(config)
         load_linnet_state_dict(model, sd)
@@ -660,7 +673,152 @@ def attention_weights(model: LLM, idx, layer: int = 0):
     return scores.masked_fill(~causal, float("-inf")).softmax(-1)
 
 
-# --- 8. Plots: each returns a figure; main saves it with house.save_plot ----------------------------------
+# --- 8. Why each choice: measured -----------------------------------------------------------------------
+# Each architecture choice of linnet, next to a number that shows what it buys. The first four need only the
+# config (token shift's worked example is in its docstring, section 3); the last ones train the tiny model
+# for a few seconds on real text (bytes as token ids) and compare.
+
+def kv_cache_bytes(config: LLMConfig, seq_len: int | None = None, batch: int = 1, dtype_bytes: int = 2) -> int:
+    """GQA: bytes of keys + values a generating model keeps, 2 · n_layer · n_kv_head · head_dim · T · batch · bytes.
+
+    Grouped-query attention lets n_head / n_kv_head query heads share one K/V head, so the cache shrinks by
+    that factor. linnet (depth 12: 12 query heads, 4 KV heads, head_dim 64) at T = 1024 in bf16, then the same
+    model with one KV head per query head (plain multi-head attention):
+
+    >>> kv_cache_bytes(LLMConfig(depth=12), 1024), kv_cache_bytes(LLMConfig(depth=12, n_kv_head=12), 1024)
+    (12582912, 37748736)
+    >>> 37748736 // 12582912      # 12 MiB instead of 36 MiB per sequence: 3× more sequences fit in memory
+    3"""
+    T = config.block_size if seq_len is None else seq_len
+    return 2 * config.n_layer * config.n_kv_head * config.head_dim * T * batch * dtype_bytes
+
+
+def tied_embedding_savings(config: LLMConfig) -> int:
+    """Tied embeddings: lm_head reuses the (vocab, n_embd) embedding matrix, so one matrix is stored, not two.
+
+    >>> tied_embedding_savings(LLMConfig(depth=12))   # 32768 × 768: an untied linnet would hold 522,311,424
+    25165824"""
+    return config.vocab_size * config.n_embd
+
+
+def moe_vs_dense(config: LLMConfig, seq_len: int | None = None) -> dict:
+    """MoE: parameters stored vs FLOPs per trained token, next to a dense model holding the same total
+    (every weight used by every token; same attention term, from flops_per_token's formula).
+
+    >>> r = moe_vs_dense(LLMConfig(depth=12), 1024)
+    >>> r["total"], r["active"], r["flops_moe"], r["flops_dense"]
+    (497145600, 157406976, 1057688064, 3096119808)
+    >>> round(r["flops_dense"] / r["flops_moe"], 2)   # top-2 of 8: the 497M model trains at ~1/3 the cost
+    2.93"""
+    T = config.block_size if seq_len is None else seq_len
+    p = count_parameters(config)
+    attention = 12 * config.n_layer * T * config.n_embd
+    return dict(total=p["total"], active=p["active"], flops_moe=flops_per_token(config, T),
+                flops_dense=6 * p["total"] + attention)
+
+
+def rope_offset_similarity(base: float, head_dim: int = 64, max_offset: int = 1024):
+    """RoPE base: how alike a query looks to itself d tokens away, d = 0..max_offset-1 → (max_offset,).
+
+    Take q = k with equal energy in every pair; RoPE rotates pair i by d·inv_freq[i], so the cosine
+    similarity of q at position d with k at position 0 is mean_i cos(d · inv_freq[i]). Fast pairs spin and
+    average out; slow pairs stay near 1 and are what distinguishes "far" from "very far". The slowest pair
+    turns 1023 · base^(-62/64) radians across linnet's window: 0.136 at base 10,000, 0.029 at 50,000; 14 vs 16
+    of the 32 pairs turn less than once in 1024 tokens. Measured: the similarity at d = 1023 is 0.24 at
+    base 10,000 and 0.45 at 50,000 (plot_rope_bases).
+
+    >>> [round(v, 3) for v in rope_offset_similarity(50000.0)[[0, 1023]].tolist()]
+    [1.0, 0.448]"""
+    rotary = RotaryEmbedding(head_dim, base, max_len=max_offset)
+    return rotary.cos_table[:, : head_dim // 2].mean(dim=1)             # (max_offset,)
+
+
+def tiny_text_bytes(max_bytes: int = 300_000):
+    """Real text as byte ids (int64, each < 256), for the tiny model to learn from in seconds: Shakespeare
+    from the course corpus (../shared/data/corpus) when present, else this file's own source code."""
+    source = house.SHARED_CORPUS_DIR / "shakespeare.jsonl"
+    if source.is_file():
+        chunks, total = [], 0
+        for text in house.iter_texts([source]):
+            chunks.append(text)
+            total += len(text)
+            if total >= max_bytes:
+                break
+        text = "\n".join(chunks)
+    else:
+        text = Path(__file__).read_text(encoding="utf-8")
+    return torch.tensor(list(text.encode("utf-8")[:max_bytes]), dtype=torch.long)   # (n_bytes,)
+
+
+@torch.no_grad()
+def max_attention_logit(model: LLM, idx) -> float:
+    """The largest |q·k|/√head_dim any head of any layer computes on idx (causal positions only): the
+    number softmax sees. With QK-norm, q and k have norm √head_dim, so it can never pass √head_dim (8 for
+    linnet's head_dim 64); without it nothing bounds it, and a logit of 30 makes softmax one-hot."""
+    x, largest = model.transformer.wte(idx), 0.0
+    T = idx.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+    for block in model.transformer.h:
+        q, k, _ = block.attn.project(block.ln1(x))
+        k = k.repeat_interleave(block.attn.n_head // block.attn.n_kv_head, dim=1)   # (B, nh, T, hd)
+        scores = (q @ k.transpose(-2, -1)).abs() / math.sqrt(block.attn.head_dim)    # (B, nh, T, T)
+        largest = max(largest, float(scores.masked_fill(~causal, 0).max()))
+        x, _ = block(x)
+    return largest
+
+
+# The model section 8 trains: 05's tiny training shape (64 wide, 2 layers, 4 experts top-2, head_dim 32),
+# reading bytes (vocab 256) in 64-byte windows: ~0.1M parameters, a few seconds for 200 steps on one core.
+TINY_LESSON_SHAPE = dict(TINY_TRAINING_SHAPE, block_size=64, vocab_size=256)
+
+
+def train_tiny(steps: int = 200, batch: int = 8, lr: float = 3e-3, seed: int = 0, data=None,
+               track_logits: bool = False, **overrides) -> tuple[LLM, dict]:
+    """Train TINY_LESSON_SHAPE (plus `overrides`, e.g. qk_norm=False) with plain AdamW on random windows of
+    real text (tiny_text_bytes), bytes as tokens. Seconds on a CPU; steps=0 returns the random init.
+
+    Returns (model in eval mode, history) with history["loss"] (training loss per step, balance term
+    included) and, if track_logits, history["max_logit"] (max_attention_logit on that step's batch).
+    Measured (Shakespeare, seed 0): the loss falls from 5.53 to 2.49 nats per byte in 200 steps, and the max
+    attention logit stays ≈ 5 (≤ √32) with QK-norm but climbs to ≈ 26 by step 200 without it (≈ 310 at lr 1e-2)."""
+    torch.manual_seed(seed)
+    model = LLM(LLMConfig(**{**TINY_LESSON_SHAPE, **overrides})).train()
+    data = tiny_text_bytes() if data is None else data
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    history = dict(loss=[], max_logit=[])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # tensors this small: one thread beats several fighting over the CPU
+    try:
+        train_steps(model, data, optimizer, history, steps, batch, gen, track_logits)
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval(), history
+
+
+def train_steps(model: LLM, data, optimizer, history: dict, steps: int, batch: int, gen, track_logits: bool):
+    """train_tiny's loop: a random batch of windows, forward, backward, AdamW step; the numbers into history."""
+    T = model.config.block_size
+    for _ in range(steps):
+        start = torch.randint(0, len(data) - T - 1, (batch,), generator=gen)
+        window = torch.stack([data[s:s + T + 1] for s in start.tolist()])          # (B, T+1)
+        if track_logits:
+            history["max_logit"].append(max_attention_logit(model, window[:, :-1]))
+        _, loss = model(window[:, :-1], window[:, 1:])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history["loss"].append(loss.item())
+
+
+def real_text_batch(model: LLM, n: int = 8, seed: int = 0):
+    """n windows of real text (bytes), block_size long each → (n, T): what the router-load plot feeds in."""
+    data, T = tiny_text_bytes(), model.config.block_size
+    start = torch.randint(0, len(data) - T, (n,), generator=torch.Generator().manual_seed(seed + 1))
+    return torch.stack([data[s:s + T] for s in start.tolist()])
+
+
+# --- 9. Plots: each returns a figure; main saves it with house.save_plot ----------------------------------
 
 def plot_param_budget(config: LLMConfig):
     """Two stacked bars: every stored parameter by part, and the ones a single token computes with."""
@@ -703,55 +861,96 @@ def plot_rope_frequencies(config: LLMConfig):
     a.set_title(f"RoPE base {config.rope_base:g}: wavelengths from 6 tokens to ~10^5", fontsize=9)
     a.legend()
     cos = rotary.cos_table[:, : config.head_dim // 2]                 # (T, hd/2): cos(position · inv_freq[i])
-    b.imshow(cos.T.numpy(), aspect="auto", cmap="RdBu", interpolation="nearest")
+    im = b.imshow(cos.T.numpy(), aspect="auto", cmap="RdBu", interpolation="nearest", vmin=-1, vmax=1)
+    fig.colorbar(im, ax=b, label="cos(angle)")
     b.set_xlabel("position")
     b.set_ylabel("pair index i")
     b.set_title("cos(position · inv_freq): fast pairs see nearby order, slow ones far", fontsize=9)
     return fig
 
 
-def plot_attention_map(model: LLM, text: str):
-    """Layer 0's attention probabilities on the bytes of `text`, for the first two heads."""
+def plot_attention_map(models: dict, text: str, head: int = 0):
+    """Layer 0's attention probabilities on the bytes of `text`, one panel per model ({label: LLM}), e.g.
+    random init next to trained: the same head, side by side, each with a colour bar."""
     import matplotlib.pyplot as plt
 
-    ids = list(text.encode("utf-8"))[: model.config.block_size]       # bytes as token ids (< 256)
-    probs = attention_weights(model, torch.tensor([ids]), layer=0)[0]  # (nh, T, T)
-    heads = min(2, probs.shape[0])
-    fig, axes = plt.subplots(1, heads, figsize=(6 * heads, 5.5), squeeze=False)
-    labels = [chr(b) if 32 <= b < 127 else "?" for b in ids]
-    for h in range(heads):
-        ax = axes[0, h]
-        ax.imshow(probs[h].numpy(), cmap="viridis")
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5.5), squeeze=False)
+    for ax, (label, model) in zip(axes[0], models.items()):
+        ids = list(text.encode("utf-8"))[: model.config.block_size]   # bytes as token ids (< 256)
+        probs = attention_weights(model, torch.tensor([ids]), layer=0)[0, head]   # (T, T)
+        labels = [chr(b) if 32 <= b < 127 else "?" for b in ids]
+        im = ax.imshow(probs.numpy(), cmap="viridis", vmin=0, vmax=1)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="attention probability")
         ax.set_xticks(range(len(ids)), labels, fontsize=6)
         ax.set_yticks(range(len(ids)), labels, fontsize=6)
         ax.set_xlabel("key (attended-to byte)")
         ax.set_ylabel("query byte")
-        ax.set_title(f"layer 0, head {h} (untrained, random init): zero above the diagonal = causal", fontsize=9)
+        ax.set_title(f"{label}: layer 0, head {head} (zero above the diagonal = causal)", fontsize=9)
     return fig
 
 
-def plot_router_load(stats: dict, config: LLMConfig, n_tokens: int):
-    """The share of token-slots each expert got, per layer (a model's router_stats after a forward)."""
+def plot_router_load(stats_by_label: dict, config: LLMConfig, n_tokens: int):
+    """The share of token-slots each expert got, per layer, one panel per model ({label: router_stats after
+    a forward on the same n_tokens}), e.g. random init next to trained."""
     import matplotlib.pyplot as plt
 
-    load = stats["tokens_per_expert"].float().cpu()                    # (L, E) token-slots
-    share = load / load.sum(dim=1, keepdim=True)
-    fig, ax = plt.subplots(figsize=(1.2 * config.n_experts + 3, 0.6 * config.n_layer + 2.5))
-    im = ax.imshow(share.numpy(), cmap="magma", vmin=0, vmax=max(2 / config.n_experts, float(share.max())))
-    for (i, e), v in zip(torch.cartesian_prod(torch.arange(config.n_layer), torch.arange(config.n_experts)).tolist(),
-                         share.flatten().tolist()):
-        ax.text(e, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.3 else "black")
-    ax.set_xlabel("expert")
-    ax.set_ylabel("layer")
-    ax.set_xticks(range(config.n_experts))
-    ax.set_yticks(range(config.n_layer))
-    ax.set_title(f"depth-{config.depth} model at random init, {n_tokens} tokens: share of token-slots per expert "
-                 f"(perfect balance = {1 / config.n_experts:.2f})", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    L, E = config.n_layer, config.n_experts
+    fig, axes = plt.subplots(1, len(stats_by_label), figsize=((1.2 * E + 3) * len(stats_by_label), 0.6 * L + 2.5),
+                             squeeze=False)
+    for ax, (label, stats) in zip(axes[0], stats_by_label.items()):
+        load = stats["tokens_per_expert"].float().cpu()                # (L, E) token-slots
+        share = load / load.sum(dim=1, keepdim=True)
+        im = ax.imshow(share.numpy(), cmap="magma", vmin=0, vmax=max(2 / E, float(share.max())))
+        for (i, e), v in zip(torch.cartesian_prod(torch.arange(L), torch.arange(E)).tolist(), share.flatten().tolist()):
+            ax.text(e, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.3 else "black")
+        ax.set_xlabel("expert")
+        ax.set_ylabel("layer")
+        ax.set_xticks(range(E))
+        ax.set_yticks(range(L))
+        ax.set_title(f"{label}, {n_tokens} tokens\n(perfect balance = {1 / E:.2f})", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="share of token-slots")
     return fig
 
 
-# --- 9. main ----------------------------------------------------------------------------------------------
+def plot_rope_bases(bases=(10000.0, 50000.0), head_dim: int = 64, max_offset: int = 1024):
+    """rope_offset_similarity for each base: how alike one vector looks to itself d tokens away."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for base in bases:
+        sim = rope_offset_similarity(base, head_dim, max_offset)
+        ax.plot(sim.numpy(), label=f"base {base:,.0f}: {sim[-1].item():.2f} at d = {max_offset - 1}")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("offset d between query and key (tokens)")
+    ax.set_ylabel("cos similarity of q·R(d)k (q = k)")
+    ax.set_title(f"head_dim {head_dim}: a larger base keeps more slow pairs, so far offsets stay distinct "
+                 f"from random", fontsize=9)
+    ax.legend()
+    return fig
+
+
+def plot_qk_norm_logits(histories: dict):
+    """Left: the max attention logit per training step; right: the loss, for each run ({label: history})."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, h in histories.items():
+        a.plot(h["max_logit"], label=label)
+        b.plot(h["loss"], label=label)
+    a.axhline(math.sqrt(TINY_LESSON_SHAPE["head_dim"]), color="gray", ls="--", label="√head_dim: QK-norm's ceiling")
+    a.set_yscale("log")
+    a.set_xlabel("training step")
+    a.set_ylabel("max |q·k| / √head_dim (log)")
+    a.set_title("attention logits: capped with QK-norm, growing without", fontsize=9)
+    a.legend(fontsize=8)
+    b.set_xlabel("training step")
+    b.set_ylabel("training loss (nats per byte)")
+    b.set_title("the loss of the same two runs", fontsize=9)
+    b.legend(fontsize=8)
+    return fig
+
+
+# --- 10. main ---------------------------------------------------------------------------------------------
 
 PRESETS = {
     "tiny": TINY_REFERENCE_SHAPE,                                     # the shape of tiny_reference.pt
@@ -786,18 +985,42 @@ def check_counts(config: LLMConfig, preset: str):
 
 
 def run_tiny_forward():
-    """A random-init tiny model, one forward pass on random bytes: (model, idx (4, 64)) for the plots."""
+    """A random-init tiny model, one forward pass on random bytes: the shapes, and the loss of guessing."""
     tiny = LLM(LLMConfig(**TINY_REFERENCE_SHAPE)).eval()
     idx = torch.randint(0, 256, (4, tiny.config.block_size + 1))
     idx, targets = idx[:, :-1], idx[:, 1:]                         # predict the next (random) byte
     logits, loss = tiny(idx, targets)
     print(f"tiny random model: logits {tuple(logits.shape)}, loss {loss.item():.3f} "
           f"(ln V = {math.log(tiny.config.vocab_size):.3f} for uniform guessing)")
-    return tiny, idx
 
 
-def save_plots(config: LLMConfig, tiny: LLM, idx, out):
-    """The four plots: the preset's parameter budget and RoPE frequencies, the tiny model's attention and load."""
+def print_why_numbers(config: LLMConfig):
+    """Section 8's config-only numbers for the preset: GQA's cache, tied embeddings, MoE vs dense FLOPs."""
+    mha = LLMConfig(**{**config.to_dict(), "n_kv_head": config.n_head})
+    gqa_b, mha_b = kv_cache_bytes(config), kv_cache_bytes(mha)
+    print(f"KV cache at T={config.block_size}, bf16: {gqa_b:,} bytes with {config.n_kv_head} KV heads, "
+          f"{mha_b:,} with {config.n_head} ({mha_b / gqa_b:.0f}x)")
+    print(f"tied embeddings save {tied_embedding_savings(config):,} parameters")
+    r = moe_vs_dense(config)
+    print(f"MoE: {r['total']:,} stored, {r['active']:,} active; {r['flops_moe']:,} FLOPs per token vs "
+          f"{r['flops_dense']:,} for a dense model of the same size ({r['flops_dense'] / r['flops_moe']:.2f}x)")
+
+
+def train_for_plots(steps: int = 200):
+    """The tiny lesson model at random init, and trained `steps` steps with and without QK-norm (section 8)."""
+    t0 = time.time()
+    random_init, _ = train_tiny(steps=0)
+    trained, with_norm = train_tiny(steps, track_logits=True)
+    _, without_norm = train_tiny(steps, track_logits=True, qk_norm=False)
+    for label, h in (("with QK-norm", with_norm), ("without QK-norm", without_norm)):
+        print(f"tiny model {label}: loss {h['loss'][0]:.2f} -> {h['loss'][-1]:.2f} in {steps} steps, "
+              f"max attention logit {h['max_logit'][0]:.2f} -> {h['max_logit'][-1]:.2f}")
+    print(f"trained 2 tiny models in {time.time() - t0:.1f} s")
+    return random_init, trained, {"with QK-norm (linnet)": with_norm, "without QK-norm": without_norm}
+
+
+def save_plots(config: LLMConfig, out):
+    """The plots that need only the config: the preset's parameter budget, RoPE frequencies, RoPE bases."""
     p = count_parameters(config)
     house.save_plot(plot_param_budget(config), out, "param_budget",
                     f"experts are {p['experts'] / p['total']:.0%} of the parameters, but only "
@@ -805,10 +1028,30 @@ def save_plots(config: LLMConfig, tiny: LLM, idx, out):
     house.save_plot(plot_rope_frequencies(config), out, "rope_frequencies",
                     f"{config.head_dim // 2} RoPE wavelengths spaced geometrically from 6 tokens to far "
                     f"beyond the {config.block_size}-token window")
-    house.save_plot(plot_attention_map(tiny, SAMPLE_TEXT), out, "attention_map",
-                    "untrained tiny model on bytes of a sentence: weights only on or below the diagonal (causal)")
-    house.save_plot(plot_router_load(tiny.router_stats, tiny.config, idx.numel()), out, "router_load",
-                    "at random init the router spreads tokens unevenly but uses every expert")
+    house.save_plot(plot_rope_bases(), out, "rope_bases",
+                    "at long offsets base 50,000 (linnet) keeps a vector more like itself than base 10,000 does")
+
+
+def save_trained_plots(random_init: LLM, trained: LLM, histories: dict, out):
+    """Random init next to trained: attention and router load; and the QK-norm logit curves."""
+    models = {"random init": random_init, f"trained {len(histories['without QK-norm']['loss'])} steps": trained}
+    labels = list(models)
+    house.save_plot(plot_attention_map(models, SAMPLE_TEXT), out, "attention_map",
+                    "random init: speckle with no structure; trained: bright columns, keys (the first byte, "
+                    "spaces) that many later bytes look at")
+    batch = real_text_batch(trained)
+    stats = {}
+    for label, model in models.items():
+        model(batch)                                                 # fills router_stats
+        stats[label] = model.router_stats
+    share = stats[labels[1]]["tokens_per_expert"] / stats[labels[1]]["tokens_per_expert"].sum(1, keepdim=True)
+    house.save_plot(plot_router_load(stats, trained.config, batch.numel()), out, "router_load",
+                    f"the same real text through both routers: trained, every expert still gets work "
+                    f"(shares {share.min():.2f}–{share.max():.2f}; the balance loss keeps it from collapsing)")
+    off, on = histories["without QK-norm"]["max_logit"], histories["with QK-norm (linnet)"]["max_logit"]
+    house.save_plot(plot_qk_norm_logits(histories), out, "qk_norm_logits",
+                    f"without QK-norm the largest attention logit climbs from {off[0]:.2f} to {max(off):.0f} "
+                    f"(log scale); with it, it stays under √head_dim (max {max(on):.1f})")
 
 
 def run_checkpoint(args):
@@ -826,38 +1069,49 @@ def run_checkpoint(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = house.ArgumentParser(
         description="02 — the linnet-497M MoE transformer. Prints where the parameters live and the FLOPs "
                     "per token, runs a random-init forward pass on a tiny model, and saves plots of the "
                     "parameter budget, the RoPE frequencies, a causal attention map and the router's load.")
     house.add_common_args(parser, "02_model")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
+    parser.add_argument("--seed", type=house.non_negative_int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a pytorch_model.bin / .safetensors (or their directory): load it and generate")
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json to encode --prompt")
     parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate with --checkpoint (default: 50)")
+    parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="tokens to generate with --checkpoint (default: 50)")
+    parser.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
+                        help="write a 05 latest.pt as linnet's published folder in --out: model.safetensors + "
+                             "config.json + tokenizer.json (--tokenizer, default out/01_tokenizer/tokenizer.json)")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.export is not None:
+        export_pretrained(args.export, args.out, args.tokenizer)
+        return print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: model.safetensors, "
+                     f"config.json, tokenizer.json (load with LLM.from_pretrained)")
     if args.checkpoint is not None:
         return run_checkpoint(args)
+    house.check_writable(args.out)          # a read-only --out fails now, not after the forward pass
     t0 = time.time()
     torch.manual_seed(args.seed)
     config = LLMConfig(**PRESETS[args.preset])
     print(f"preset {args.preset}: {config}")
     check_counts(config, args.preset)
-    tiny, idx = run_tiny_forward()            # the forward-pass plots use the tiny model whatever the preset
-    save_plots(config, tiny, idx, args.out)
+    print_why_numbers(config)
+    run_tiny_forward()
+    save_plots(config, args.out)
+    save_trained_plots(*train_for_plots(), args.out)   # the tiny model whatever the preset: seconds on a CPU
     print(f"done in {time.time() - t0:.1f} s")
 
 
 # --- Appendix: machinery ---------------------------------------------------------------------------------
 # linnet's checkpoint layout <-> ours: finding, reading and converting checkpoint files. A student may skip
-# this on first reading; 05 and 06 call read_checkpoint_file, find_checkpoint, infer_config,
-# load_linnet_state_dict and export_linnet_state_dict.
+# this on first reading. 05 calls read_checkpoint_file, load_linnet_state_dict and export_linnet_state_dict;
+# 06 calls read_checkpoint_file and check_finite (and LLM.from_pretrained, which uses find_checkpoint and
+# infer_config); `--export` calls export_pretrained.
 
 EXPERT_KEY = re.compile(r"^transformer\.h\.(\d+)\.moe\.experts\.(\d+)\.(swiglu\.w_v|c_proj)\.weight$")
 LAYER_KEY = re.compile(r"^transformer\.h\.(\d+)\.")
@@ -909,8 +1163,12 @@ def read_state_dict(path: Path) -> dict:
     return obj
 
 
-def infer_config(sd: dict, moe_impl: str = "auto") -> LLMConfig:
-    """Read depth, vocab, widths and expert count off the tensor shapes of a linnet state_dict."""
+def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint") -> LLMConfig:
+    """Read depth, vocab, widths and expert count off the tensor shapes of a linnet state_dict.
+
+    head_dim is not a weight's shape: it comes from the RoPE buffer `inv_freq` (head_dim/2 entries)
+    when the file has it, else linnet's 64. Shapes that do not fit it stop with one line (`path` names
+    the file in it) instead of building a wrong model."""
     sd = strip_prefixes(sd)
     emb = sd.get("transformer.wte.weight", sd.get("lm_head.weight"))
     if emb is None:
@@ -924,10 +1182,15 @@ def infer_config(sd: dict, moe_impl: str = "auto") -> LLMConfig:
     else:
         E, two_f = len(experts), sd["transformer.h.0.moe.experts.0.swiglu.w_v.weight"].shape[0]
     qkv_rows = sd["transformer.h.0.attn.c_attn.weight"].shape[0]
-    head_dim = 64
-    return LLMConfig(depth=n_layer, vocab_size=V, n_experts=E, n_layer=n_layer, n_embd=C,
-                     n_head=C // head_dim, n_kv_head=(qkv_rows - C) // (2 * head_dim),
-                     ffn_dim=two_f // 2, moe_impl=moe_impl)
+    inv_freq = sd.get("transformer.h.0.attn.rotary_emb.inv_freq")
+    head_dim = 2 * inv_freq.numel() if inv_freq is not None else 64
+    n_head, kv_rows = C // max(head_dim, 1), qkv_rows - C
+    n_kv_head = kv_rows // (2 * head_dim)
+    if head_dim < 2 or C % head_dim or kv_rows % (2 * head_dim) or n_kv_head < 1 or n_head % n_kv_head:
+        raise SystemExit(f"error: {path} has no config.json and its shapes don't fit head_dim {head_dim} "
+                         f"(width {C}, q|k|v rows {qkv_rows}): put linnet's config.json beside it")
+    return LLMConfig(depth=n_layer, vocab_size=V, n_experts=E, n_layer=n_layer, n_embd=C, n_head=n_head,
+                     n_kv_head=n_kv_head, head_dim=head_dim, ffn_dim=two_f // 2, moe_impl=moe_impl)
 
 
 def strip_prefixes(sd: dict) -> dict:
@@ -1013,6 +1276,59 @@ def export_linnet_state_dict(model: LLM) -> dict:
     out["transformer.ln_f.weight"] = model.transformer.ln_f.weight.detach()
     out["lm_head.weight"] = model.lm_head.weight.detach()
     return out
+
+
+def save_safetensors(sd: dict, path: Path) -> Path:
+    """Write {name: tensor} as .safetensors, atomically. safetensors refuses two names on one storage, so
+    a tensor whose storage was already written (lm_head.weight, tied to transformer.wte.weight) is
+    stored as a copy: the file then loads with any strict `load_state_dict`, and loading re-ties it."""
+    from safetensors.torch import save_file
+
+    seen, tensors = set(), {}
+    for k, v in sd.items():
+        ptr = v.untyped_storage().data_ptr()
+        tensors[k] = v.detach().cpu().clone().contiguous() if ptr in seen else v.detach().cpu().contiguous()
+        seen.add(ptr)
+    with house.atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        tmp.chmod(0o644)                                               # readable by whoever it is handed to
+    return path
+
+
+def export_pretrained(checkpoint, out_dir, tokenizer=None) -> Path:
+    """A 05 checkpoint (`latest.pt`) → linnet's published folder: model.safetensors (linnet's key layout,
+    docs/checkpoint_keys.json), config.json and tokenizer.json — what `LLM.from_pretrained(out_dir)` loads.
+    `tokenizer` defaults to 01's; it must be the one the run was trained with. Every file is atomic."""
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if not checkpoint.is_file():
+        raise SystemExit(f"error: no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
+    ckpt = read_checkpoint_file(checkpoint, weights_only=False)      # ours: optimizer and RNG states too
+    if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
+        raise SystemExit(f"error: {checkpoint} is not a 05_train checkpoint (no 'model' and 'config'): "
+                         f"pass a latest.pt written by python 05_train.py")
+    tokenizer = Path(tokenizer) if tokenizer is not None else house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
+    tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
+    trained_with = ckpt.get("tokenizer_sha256")
+    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
+        raise SystemExit(f"error: {checkpoint} was trained with another tokenizer than {tokenizer}: "
+                         f"pass the --tokenizer the run used")
+    config = LLMConfig.from_dict({**ckpt["config"], "moe_impl": "auto"})
+    model = LLM(config)
+    check_finite(load_linnet_state_dict(model, ckpt["model"]), checkpoint)   # every key, shape, value
+    house.check_writable(out_dir)
+    save_safetensors(export_linnet_state_dict(model), out_dir / "model.safetensors")
+    house.write_json(out_dir / "config.json", {k: v for k, v in config.to_dict().items() if k != "moe_impl"})
+    with house.atomic_path(out_dir / "tokenizer.json") as tmp:         # the same bytes: the same sha256
+        tmp.write_bytes(tokenizer.read_bytes())
+    return out_dir
+
+
+def check_finite(model: LLM, path) -> LLM:
+    """Stop with one line if any weight is NaN or inf (what a diverged run saves), else return `model`."""
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise SystemExit(f"error: {path} holds non-finite weights (NaN/inf): it comes from a diverged run; "
+                         f"use an earlier checkpoint")
+    return model
 
 
 if __name__ == "__main__":

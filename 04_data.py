@@ -23,6 +23,8 @@ Run it
   python 04_data.py                   # the real job: downloads 700k fineweb-edu + 250k dclm documents as
                                       # data/raw/*.jsonl, then (once 01 trained on them) tokenizes them
   python 04_data.py --linnet-order    # linnet's exact order: all dclm, then all fineweb-edu
+  python 04_data.py --verify --out out/04_data   # check every shard (size + sha256) against the manifest;
+                                      # 05 and 06 check sizes by themselves whenever they open the shards
   python 04_data.py --preset tiny --source docs=../shared/data/corpus/python-docs.jsonl --source bard=../shared/data/corpus/shakespeare.jsonl
                                       # any .jsonl / .jsonl.zst / .txt / .parquet files (NAME=PATH)
 The real job runs in three steps, like linnet's: `python 04_data.py` (download; it stops and says
@@ -460,22 +462,27 @@ def make_manifest(config: dict, records: list[dict], tokenizer, eot: int) -> dic
 # --- 5. Reading shards back ------------------------------------------------------------------------------
 
 def read_manifest(data_dir) -> dict:
-    """The manifest of a finished 04 run, or one line saying how to make one."""
+    """The manifest of a finished 04 run, or one line saying how to make one.
+
+    Every shard it lists is checked first, cheaply (exists, holds its recorded number of tokens, has the
+    byte size that takes): a damaged shard stops 05 and 06 here, not at step 100. `python 04_data.py
+    --verify --out DIR` checks the sha256 of every shard too (`verify_shards`, in the appendix)."""
     path = Path(data_dir) / "manifest.json"
     if not path.is_file():
-        raise SystemExit(f"error: no shards in {house.shown(Path(data_dir))}: run python 04_data.py --preset tiny first")
+        raise SystemExit(f"error: no shards in {house.shown(Path(data_dir))}: run python 04_data.py (--preset tiny for the small one) first")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        records = list(manifest["shards"])
+    except (json.JSONDecodeError, KeyError, TypeError):
         raise SystemExit(f"error: {house.shown(path)} is corrupt: rerun python 04_data.py (finished shards are kept)")
+    check_shards(data_dir, records)
+    return manifest
 
 
 def load_shard(data_dir, record: dict) -> np.ndarray:
     """One shard as a read-only memory map: (n_tokens,) uint16, nothing read until it is indexed."""
-    path = Path(data_dir) / record["file"]
-    if not path.is_file():
-        raise SystemExit(f"error: {house.shown(path)} is missing: rerun python 04_data.py to rebuild it")
-    return np.load(path, mmap_mode="r")
+    check_shards(data_dir, [record])         # a file cut short would fail deep inside np.load otherwise
+    return np.load(Path(data_dir) / record["file"], mmap_mode="r")
 
 
 class ShardLoader:
@@ -488,7 +495,7 @@ class ShardLoader:
     rank r takes its r-th slice of B, so ranks never share a window. `state_dict()` is (epoch, batch):
     after `load_state_dict`, iterating yields exactly the batch the interrupted run would have seen next.
 
-    With linnet's settings (B=16, T=1024, W=1) a 100M-token shard holds 97,656 windows = 6,103 batches."""
+    With linnet's settings (B=32, T=1024, W=1) a 100M-token shard holds 97,656 windows = 3,051 batches."""
 
     def __init__(self, data_dir, split: str, B: int, T: int, rank: int = 0, world_size: int = 1, seed: int = 0):
         if split not in ("train", "val"):
@@ -720,7 +727,7 @@ def resolve_sources(args) -> tuple[list, dict[str, int]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = house.ArgumentParser(
         description="Lesson 04: mix fineweb-edu + dclm (or your files), tokenize into uint16 shards "
                     "(<|endoftext|> before every document; shard 0 = validation), write manifest.json, plot.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -743,17 +750,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mix", default=None, metavar="NAME:DOCS,...",
                         help="documents per source (default: fineweb-edu:700000,dclm:250000 for the Hub; "
                              "all documents of local sources)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the interleaving (default: %(default)s)")
+    parser.add_argument("--seed", type=house.non_negative_int, default=0, help="seed of the interleaving (default: %(default)s)")
     parser.add_argument("--linnet-order", action="store_true",
                         help="no interleaving: all of each source in name order (dclm, then fineweb-edu), as "
                              "linnet did; shard 0 (validation) is then dclm only")
     parser.add_argument("--tokenizer", type=Path, default=house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json",
                         help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
-    parser.add_argument("--shard-tokens", type=int, default=None,
+    parser.add_argument("--shard-tokens", type=house.positive_int, default=None,
                         help="tokens per training shard (default: 100M linnet, 500k tiny)")
-    parser.add_argument("--val-tokens", type=int, default=None,
+    parser.add_argument("--val-tokens", type=house.positive_int, default=None,
                         help="the validation shard takes whole documents until it holds at least this many tokens "
                              "(default: 100M linnet, as linnet's shard 0; 200k tiny)")
+    parser.add_argument("--verify", action="store_true",
+                        help="build nothing: check every shard in --out against manifest.json (size and sha256) "
+                             "and say which one is damaged (05 and 06 check sizes on their own)")
     parser.add_argument("--cache-dir", type=Path, default=HF_CACHE_DIR,
                         help="where Hub files are downloaded (default: data/hf)")
     return parser
@@ -761,6 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    if args.verify:
+        return verify_shards(args.out, sha256=True)   # the appendix: check the shards in --out, build nothing
+    house.check_writable(args.out)          # a read-only --out fails now, not after tokenizing
     sizes = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in PRESETS[args.preset].items()}
     if min(sizes.values()) < 1:
         raise SystemExit("error: --shard-tokens and --val-tokens must be positive")
@@ -797,14 +810,17 @@ def main(argv: list[str] | None = None) -> dict:
 # (B) the bookkeeping that lets a killed run resume (progress.json, sha256 checks, stale files).
 
 # (A) The Hugging Face Hub. The two datasets (docs/DATA.md): files are listed on the Hub, kept when they
-# start with `prefix` and end with `suffix`, and read in sorted order.
+# start with `prefix` and end with `suffix`, and read in sorted order. Every call names the pinned
+# `revision` (house.HUB_REVISIONS, the one place it is set), so a repo that renames its files later does not
+# change what is read. Listing walks only the folders the prefix leads to, one at a time, as far as the
+# stream reads: dclm has ~28k files, and 250k documents need a few of the first folder's.
 
 HF_CACHE_DIR = house.DATA_CACHE_DIR / "hf"   # hf_hub_download's cache (resumable downloads)
 HF_DATASETS = {
     "fineweb-edu": {"repo": "HuggingFaceFW/fineweb-edu", "prefix": "sample/10BT/", "suffix": ".parquet",
-                    "license": "ODC-By 1.0"},   # sample/10BT/000_00000.parquet, 001_00000.parquet, ... (text column)
+                    "license": "ODC-By 1.0", "revision": house.HUB_REVISIONS["HuggingFaceFW/fineweb-edu"]},   # sample/10BT/000_00000.parquet, 001_00000.parquet, ... (text column)
     "dclm": {"repo": "mlfoundations/dclm-baseline-1.0", "prefix": "global-shard_", "suffix": ".jsonl.zst",
-             "license": "CC-BY-4.0"},           # global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst
+             "license": "CC-BY-4.0", "revision": house.HUB_REVISIONS["mlfoundations/dclm-baseline-1.0"]},           # global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst
 }
 
 
@@ -816,45 +832,71 @@ class HFSource:
     Only the files the stream reaches are downloaded: 250k dclm documents need a few of its shards."""
     kind = "huggingface"
 
-    def __init__(self, name: str, repo: str, prefix: str, suffix: str, license: str = "",
+    def __init__(self, name: str, repo: str, prefix: str, suffix: str, license: str = "", revision: str = "main",
                  cache_dir: Path = HF_CACHE_DIR, local_dir: str | os.PathLike | None = None):
         self.name, self.repo, self.prefix, self.suffix, self.license = name, repo, prefix, suffix, license
-        self.cache_dir = Path(cache_dir)
+        self.revision, self.cache_dir = revision, Path(cache_dir)
         self.local_dir = Path(local_dir) if local_dir is not None else None
-        self.location = f"hf://datasets/{repo}/{prefix}*{suffix}" + (f" (mirror: {self.local_dir})" if self.local_dir else "")
+        self.location = (f"hf://datasets/{repo}@{revision}/{prefix}*{suffix}"
+                         + (f" (mirror: {self.local_dir})" if self.local_dir else ""))
 
-    def list_files(self) -> list[str]:
-        """Repo-relative paths of the data files, sorted: ['sample/10BT/000_00000.parquet', ...]."""
+    def iter_files(self) -> Iterator[str]:
+        """Repo-relative paths of the data files in sorted order, listing one folder at a time, lazily.
+
+        Starts in the prefix's folder and goes only into sub-folders the prefix allows; sorting a folder
+        as `path + "/"` makes this depth-first walk give exactly the order of the sorted full paths."""
+        found, stack = False, [(self.prefix.rpartition("/")[0], True)]   # "sample/10BT"; "" (the root) for dclm
+        while stack:
+            path, is_dir = stack.pop()
+            if not is_dir:
+                found = True
+                yield path
+                continue
+            entries = sorted(self.list_folder(path), key=lambda e: e[0] + "/" if e[1] else e[0])
+            for entry, entry_is_dir in reversed(entries):      # a stack: pushed last first, popped in order
+                if (entry.startswith(self.prefix) or self.prefix.startswith(entry + "/")) if entry_is_dir \
+                        else (entry.startswith(self.prefix) and entry.endswith(self.suffix)):
+                    stack.append((entry, entry_is_dir))
+        if not found:
+            raise SystemExit(f"error: no {self.prefix}*{self.suffix} files in {self.local_dir or self.repo}@{self.revision}")
+
+    def list_folder(self, folder: str) -> list[tuple[str, bool]]:
+        """(repo-relative path, is a folder) of one folder's entries: the mirror's, or the Hub's at `revision`."""
         if self.local_dir is not None:
             if not self.local_dir.is_dir():
                 raise SystemExit(f"error: {self.local_dir} does not exist: pass a directory laid out like {self.repo}")
-            names = [p.relative_to(self.local_dir).as_posix() for p in self.local_dir.rglob("*") if p.is_file()]
-        else:
-            import huggingface_hub
+            here = self.local_dir / folder
+            return [(p.relative_to(self.local_dir).as_posix(), p.is_dir()) for p in here.iterdir()] if here.is_dir() else []
+        import huggingface_hub
 
-            try:
-                names = huggingface_hub.HfApi().list_repo_files(self.repo, repo_type="dataset")
-            except Exception as e:
-                raise SystemExit(f"error: cannot list {self.repo} on the Hugging Face Hub ({type(e).__name__}): "
-                                 "check your connection, or pass local files with --source NAME=PATH")
-        files = sorted(n for n in names if n.startswith(self.prefix) and n.endswith(self.suffix))
-        if not files:
-            raise SystemExit(f"error: no {self.prefix}*{self.suffix} files in {self.local_dir or self.repo}")
-        return files
+        try:
+            return [(e.path, isinstance(e, huggingface_hub.hf_api.RepoFolder)) for e in huggingface_hub.HfApi().list_repo_tree(
+                self.repo, path_in_repo=folder or None, repo_type="dataset", revision=self.revision)]
+        except house.hub_errors() as e:
+            raise SystemExit(f"error: cannot list {self.repo}/{folder} at revision {self.revision} on the Hugging Face Hub "
+                             f"({type(e).__name__}): check your connection, or pass local files with --source NAME=PATH")
+
+    def list_files(self) -> list[str]:
+        """All data files, sorted: ['sample/10BT/000_00000.parquet', ...] (the stream uses `iter_files`)."""
+        return list(self.iter_files())
 
     def fetch(self, filename: str) -> Path:
-        """A local path for one repo file: the mirror's, or hf_hub_download's cached copy (resumes if cut off)."""
+        """A local path for one repo file: the mirror's, or hf_hub_download's cached copy of it at `revision`."""
         if self.local_dir is not None:
             return self.local_dir / filename
         import huggingface_hub
 
         try:
-            return Path(huggingface_hub.hf_hub_download(self.repo, filename, repo_type="dataset", cache_dir=self.cache_dir))
-        except Exception as e:
-            raise SystemExit(f"error: download of {self.repo}/{filename} failed ({type(e).__name__}): rerun to resume it")
+            return Path(huggingface_hub.hf_hub_download(self.repo, filename, repo_type="dataset", revision=self.revision,
+                                                        cache_dir=self.cache_dir))
+        except house.hub_errors() as e:
+            # huggingface_hub (2.x) retries a cut-off transfer itself, then deletes the partial file if it fails.
+            raise SystemExit(f"error: download of {self.repo}/{filename} failed ({type(e).__name__}): check your connection "
+                             f"(HF_ENDPOINT, HTTPS_PROXY) and rerun; the files already downloaded stay in "
+                             f"{house.shown(self.cache_dir)}, this one starts again from its beginning")
 
     def iter_documents(self) -> Iterator[str]:
-        for filename in self.list_files():
+        for filename in self.iter_files():
             yield from read_documents(self.fetch(filename))
 
 
@@ -863,9 +905,12 @@ def download_raw(source: HFSource, n_documents: int, raw_dir: Path = house.RAW_D
 
     A sidecar <name>.meta.json records the count, so asking for a different count downloads again."""
     out, meta = raw_dir / f"{source.name}.jsonl", raw_dir / f"{source.name}.meta.json"
-    want = {"repo": source.repo, "files": f"{source.prefix}*{source.suffix}", "documents": n_documents}
+    want = {"repo": source.repo, "revision": source.revision, "files": f"{source.prefix}*{source.suffix}",
+            "documents": n_documents}
     if out.exists() and meta.exists() and json.loads(meta.read_text()) == want:
         return out
+    for stale in raw_dir.glob(f".{out.name}.tmp*"):    # a killed download's temp file (house.atomic_path)
+        stale.unlink()
     from tqdm import tqdm
 
     with house.atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -890,7 +935,8 @@ def hub_sources(counts: dict[str, int], cache_dir: Path) -> list[LocalSource]:
         raw = house.RAW_DATA_DIR / f"{name}.jsonl"
         meta = house.RAW_DATA_DIR / f"{name}.meta.json"
         hf = HFSource(name, cache_dir=cache_dir, **HF_DATASETS[name])
-        if not (raw.exists() and meta.exists() and json.loads(meta.read_text())["documents"] == counts[name]):
+        saved = json.loads(meta.read_text()) if meta.exists() else {}
+        if not (raw.exists() and saved.get("documents") == counts[name] and saved.get("revision") == hf.revision):
             if not house.has_internet():
                 raise SystemExit("error: no internet to download fineweb-edu and dclm from the Hugging Face Hub: "
                                  "pass local text instead, e.g. --source python-docs=../shared/data/corpus/python-docs.jsonl "
@@ -959,16 +1005,66 @@ def resume_point(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
     """What an earlier run left in out_dir that this one keeps: (verified shard records, all done?).
 
     Everything else goes: temp files of a killed write, shards after the verified ones, and the
-    manifest when the run is not complete (it is written again, last)."""
+    manifest when the run is not complete (it is written again, last). The manifest goes FIRST (one
+    unlink, atomic), before any shard it lists is touched: a run killed in between leaves no manifest
+    beside missing shards, so 05 cannot train on a half-deleted folder."""
     records, complete = verified_shards(out_dir, config)
+    if not complete:
+        (out_dir / "manifest.json").unlink(missing_ok=True)
     remove_outputs(out_dir, keep=len(records))
     if complete:
         print(f"all {len(records)} shards in {house.shown(out_dir)} are already done (sha256 verified)")
         return records, True
-    (out_dir / "manifest.json").unlink(missing_ok=True)
     if records:
         print(f"resuming: {len(records)} finished shards verified; skipping {records[-1]['end_doc']:,} documents")
     return records, False
+
+
+def shard_problem(data_dir, record: dict) -> str | None:
+    """What is wrong with one shard on disk, without hashing it (a stat and a 128-byte read); None if whole.
+
+    Whole: the file exists, its .npy header says (tokens,) uint16 with the manifest's token count, and its
+    size is that header plus 2 bytes per token (a file cut short by a full disk or a copy fails this)."""
+    path = Path(data_dir) / record["file"]
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = read_header[version](f)
+            header_bytes = f.tell()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, KeyError):
+        return "damaged (not a readable .npy file)"
+    if dtype != np.uint16 or tuple(shape) != (record["tokens"],):
+        return f"not what the manifest lists (it holds {tuple(shape)} {dtype}, not ({record['tokens']},) uint16)"
+    if size != header_bytes + 2 * record["tokens"]:
+        return f"truncated ({size:,} bytes, its {record['tokens']:,} tokens need {header_bytes + 2 * record['tokens']:,})"
+    return None
+
+
+def check_shards(data_dir, records: list[dict], sha256: bool = False) -> None:
+    """Stop with one line at the first listed shard that is not whole (and, with `sha256`, not byte-exact)."""
+    for record in records:
+        path = Path(data_dir) / record["file"]
+        problem = shard_problem(data_dir, record)
+        if problem is None and sha256 and sha256_file(path) != record["sha256"]:
+            problem = "changed (its sha256 differs from the manifest's)"
+        if problem is not None:
+            raise SystemExit(f"error: {house.shown(path)} is {problem}: rerun the python 04_data.py command that made "
+                             f"{house.shown(Path(data_dir))} (it keeps the shards that verify and rebuilds the rest)")
+
+
+def verify_shards(data_dir, sha256: bool = True) -> dict:
+    """`python 04_data.py --verify --out DIR`: every shard of the manifest checked, by sha256 too; the manifest."""
+    manifest = read_manifest(data_dir)         # sizes, always
+    if sha256:
+        check_shards(data_dir, manifest["shards"], sha256=True)
+    n_bytes = sum((Path(data_dir) / r["file"]).stat().st_size for r in manifest["shards"])
+    print(f"all {len(manifest['shards'])} shards in {house.shown(Path(data_dir))} are whole"
+          + (f" and match their sha256 ({n_bytes / 1e6:.1f} MB read)" if sha256 else ""))
+    return manifest
 
 
 def progress_writer(out_dir: Path, config: dict):

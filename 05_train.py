@@ -8,7 +8,8 @@ What you will learn
   and DDP wrapped around the model once, before the loop;
 - how to make a run you can trust: checkpoints written atomically, `--resume` that continues on the exact
   next batch (bit-exact on CPU) and refuses flags that would change the run, Ctrl-C that saves and exits,
-  a NaN guard that stops instead of training on;
+  a divergence guard that stops instead of training on (and never saves a diverged state), stale temp files
+  of a killed save cleaned up at start, bad numbers and an unwritable --out refused before any work;
 - what to watch in an MoE run: per-layer expert load and router entropy, next to loss, bits per byte,
   tokens/s and MFU (model FLOPs utilisation).
 
@@ -17,6 +18,9 @@ How to run
     python 05_train.py --preset tiny         # seconds on a laptop CPU: runs 01 and 04 for you if needed
     python 05_train.py --max-steps 5281      # linnet stopped early, at 5,281 of 18,965 planned steps
     python 05_train.py --resume              # continue from out/05_train/latest.pt
+    python 05_train.py --preset tiny --balance-coef 0   # a knob that breaks the recipe: --balance-coef,
+                                             # --optimizer adamw, --n-experts 1 (dense, equal active parameters),
+                                             # --top-k, --warmup-frac (README: "Knobs to break the recipe")
     torchrun --nproc_per_node 8 05_train.py  # data-parallel on 8 GPUs (same global batch, fewer accumulation steps)
 
 What it writes (in out/05_train/ unless --out): `latest.pt` (the checkpoint: model in linnet's published
@@ -29,8 +33,9 @@ the original loop ran at 81.8k tokens/s (8.7 % MFU) on one H100.
 
 What it does not handle: tensor/pipeline parallelism or FSDP (the 497M model fits on one GPU; DDP only),
 changing the world size when resuming (the data order depends on it), and mixed-precision other than bf16.
-The one forward reference in the book: HellaSwag during training uses 06_eval's scorer (06 does not
-import 05), so read 06 when you get there.
+The one forward reference in the book: evaluation during training uses 06_eval (06 does not import 05):
+its bits_per_byte for validation, its HellaSwag scorer and binomial_sd for the guessing band in the
+plot. Read 06 when you get there.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -136,7 +142,8 @@ class TrainConfig:
     # model (02): the rest is derived from depth; vocab comes from the tokenizer
     depth: int = 12
     n_experts: int = 8
-    n_active_experts: int = 2
+    n_active_experts: int = 2        # top-k; n_experts 1 = dense at equal active parameters (`dense_equal_active`)
+    balance_coef: float = 0.01       # the load-balancing term's weight in the loss (02); 0 = off
     model_overrides: dict = dataclasses.field(default_factory=dict)   # e.g. n_embd for tiny models
     moe_impl: str = "auto"
     # batch: total_batch_tokens = micro_batch × seq_len × grad_accum × world_size
@@ -153,6 +160,7 @@ class TrainConfig:
     muon_lr_multiplier: float = 10.0
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    optimizer: str = "muon"          # "muon": Muon for matrices + AdamW for the rest (03); "adamw": AdamW for all
     # evaluation and checkpoints
     eval_every: int = 250
     eval_batches: int = 20
@@ -215,6 +223,16 @@ def grad_accum_steps(cfg: TrainConfig, world_size: int) -> int:
     return cfg.total_batch_tokens // per_pass
 
 
+def dense_equal_active(cfg: TrainConfig) -> TrainConfig:
+    """The dense baseline at EQUAL ACTIVE PARAMETERS (`--n-experts 1`): a token of the MoE runs top_k experts
+    of width F, so the dense model gets one FFN of width top_k × F (linnet: top-2 of 8 × 2,048 → one FFN of
+    4,096; tiny: top-2 of 4 × 128 → one of 256). Only the router shrinks (1 × C instead of E × C per layer):
+    tiny, 189,248 active parameters dense vs 189,632 MoE. Total parameters drop (tiny 287,936 → 189,248)."""
+    base_ffn = model_lib.LLMConfig(depth=cfg.depth, **cfg.model_overrides).ffn_dim
+    overrides = {**cfg.model_overrides, "ffn_dim": cfg.n_active_experts * base_ffn}
+    return dataclasses.replace(cfg, n_experts=1, n_active_experts=1, model_overrides=overrides)
+
+
 # --- 4. The run: set up once, then one optimizer step per loop iteration -----------------------------------
 
 def train(cfg: TrainConfig, run: RunConfig) -> Path:
@@ -240,7 +258,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
             micro_batches = [next(batches) for _ in range(accum)]                         # accum × (B, T) pairs
             loss, grad_norm, stats = train_step(model, runner, optimizers, micro_batches, cfg, procs.device)  # 2.
             loss_value = mean_over_processes(loss, procs.world_size)                      # the one host sync
-            stop_if_not_finite(loss_value, step, last_good)                               # the NaN guard
+            stop_if_unhealthy(loss_value, grad_norm, step, last_good, cfg, model_config)   # the divergence guard
             finished, is_last, seconds = step + 1, step + 1 == max_steps, time.perf_counter() - t0
             log.step(step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, peak_tokens_per_s))
             if procs.is_main and evaluation_due(finished, is_last, cfg, run):             # 3. evaluate
@@ -251,8 +269,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
             if finished % cfg.checkpoint_every == 0 or is_last:
                 check_replicas_agree(model, procs.world_size)   # every process takes part in this all-gather
             if procs.is_main and (finished % cfg.checkpoint_every == 0 or is_last or stop.requested):  # 4. save
-                save_checkpoint(run.checkpoint_path, model, optimizers, loader, finished, cfg, model_config, run)
-                last_good = run.checkpoint_path
+                last_good = save_healthy_checkpoint(model, optimizers, loader, finished, cfg, model_config, run, last_good)
             if stop.requested:
                 log.close()
                 log.say(f"interrupted after step {finished}: checkpoint saved to {run.checkpoint_path}; "
@@ -273,8 +290,13 @@ def build_model_and_optimizers(cfg: TrainConfig, vocab_size: int, device: torch.
     """Seed, then the model (02) and its two optimizers (03: Muon for matrices, AdamW for the rest)."""
     seed_everything(cfg.seed)
     model, model_config = build_model(cfg, vocab_size, device)
-    optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                              muon_lr_multiplier=cfg.muon_lr_multiplier)
+    if cfg.optimizer == "adamw":   # the ablation: one AdamW for every parameter, at the AdamW lr (03's baseline)
+        optimizers = muon_lib.adamw_only(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for group in optimizers[0].param_groups:
+            group["initial_lr"] = group["lr"]          # what set_learning_rates scales
+    else:
+        optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                                  muon_lr_multiplier=cfg.muon_lr_multiplier)
     return model, model_config, optimizers
 
 
@@ -282,7 +304,7 @@ def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
     """02's LLM at `cfg.depth` (everything else follows from it), on `device`; returns (model, LLMConfig)."""
     config = model_lib.LLMConfig(depth=cfg.depth, block_size=cfg.seq_len, vocab_size=vocab_size,
                                  n_experts=cfg.n_experts, n_active_experts=cfg.n_active_experts,
-                                 moe_impl=cfg.moe_impl, **cfg.model_overrides)
+                                 balance_coef=cfg.balance_coef, moe_impl=cfg.moe_impl, **cfg.model_overrides)
     return model_lib.LLM(config).to(device), config
 
 
@@ -303,6 +325,8 @@ def compile_and_wrap(model, cfg: TrainConfig, procs: Processes):
 def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader, is_main: bool) -> int:
     """Fresh run: an empty log, step 0. `run.resume`: model, optimizers, data position and RNG states back
     exactly as they were after the last saved step; returns the number of finished steps."""
+    if is_main:
+        remove_stale_temp_files(run.out)                 # left by a save that was killed (kill -9, power cut)
     if not run.resume:
         if is_main:
             run.out.mkdir(parents=True, exist_ok=True)
@@ -330,12 +354,32 @@ def mean_over_processes(loss: torch.Tensor, world_size: int) -> float:
     return loss.item()
 
 
-def stop_if_not_finite(loss_value: float, step: int, last_good: Path | None) -> None:
-    """The NaN guard: a nan/inf loss stops the run (and says where the last good checkpoint is)."""
+def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path | None, cfg: TrainConfig,
+                      model_config) -> None:
+    """The divergence guard, checked after every step, before anything of it is logged or saved. A step is
+    healthy when
+      - its loss is finite and at most 2 × ln(vocab): ln(vocab) is the loss of a uniform guess, where a fresh
+        model starts (tiny: ln 1,024 = 6.93, the first step measures 6.95); a run above twice that is exploding;
+      - its gradient norm (before clipping) is finite and not exactly 0: a zero gradient means the network
+        saturated and nothing learns any more (--lr 50 on the tiny preset, without this guard: loss 54 at
+        step 1, 178 at step 7, then grad norm 0.0 from step 8 while the weights grew to 2.6e18, NaN at step 17).
+    Otherwise the run stops with one line naming the last checkpoint written from a healthy state."""
+    limit, norm = 2 * math.log(model_config.vocab_size), float(grad_norm)
     if not math.isfinite(loss_value):
-        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-        raise SystemExit(f"error: loss became {loss_value} at step {step}: stopped instead of training on; "
-                         f"{where} (try a lower --lr)")
+        reason = f"loss became {loss_value}"
+    elif loss_value > limit:
+        reason = f"loss {loss_value:.4g} is above 2·ln(vocab) = {limit:.2f} (exploding)"
+    elif not math.isfinite(norm) or norm == 0:
+        reason = f"gradient norm became {norm} (the network saturated)"
+    else:
+        return
+    stop_diverged(f"{reason} at step {step}", last_good, cfg)
+
+
+def stop_diverged(what: str, last_good: Path | None, cfg: TrainConfig) -> None:
+    where = (f"the last good checkpoint is {last_good} (written from a healthy state)" if last_good
+             else "no checkpoint was written by this run")
+    raise SystemExit(f"error: {what}: stopped instead of training on; {where}; try a lower --lr (now {cfg.lr:g})")
 
 
 def tokens_per_s_at_full_mfu(model_config, cfg: TrainConfig, device: torch.device) -> float | None:
@@ -349,7 +393,7 @@ def step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, pe
     tokens_per_s = cfg.total_batch_tokens / seconds
     load = stats["tokens_per_expert"] / stats["tokens_per_expert"].sum(-1, keepdim=True)   # (L, E), rows sum to 1
     return {"step": step, "loss": loss_value, "lr": optimizers[-1].param_groups[0]["lr"],
-            "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s, "dt": seconds,
+            "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s, "dt": seconds,
             "mfu": tokens_per_s / peak_tokens_per_s if peak_tokens_per_s else None,
             "expert_load": load.tolist(), "router_entropy": stats["entropy"].tolist()}
 
@@ -418,6 +462,16 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
     }
     with house.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConfig, model_config,
+                            run: RunConfig, last_good: Path | None) -> Path:
+    """Save only weights that are all finite (the step that made them passed `stop_if_unhealthy`); else stop,
+    naming the last good checkpoint, which the atomic rename left untouched. Returns the checkpoint path."""
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
+    save_checkpoint(run.checkpoint_path, model, optimizers, loader, step, cfg, model_config, run)
+    return run.checkpoint_path
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -551,12 +605,17 @@ def save_plots(log_path: Path, out_dir: Path, quiet: bool = False) -> None:
 # --- 7. Command line: a preset, the flags that change it, and what --resume may change ---------------------
 
 FLAG_FIELDS = ("micro_batch", "seq_len", "total_batch_tokens", "planned_steps", "max_steps", "lr", "eval_every",
-               "checkpoint_every", "hellaswag_every", "seed", "moe_impl", "depth", "compile")
+               "checkpoint_every", "hellaswag_every", "seed", "moe_impl", "depth", "compile",
+               "balance_coef", "optimizer", "n_experts", "n_active_experts", "warmup_frac")   # the last 5: knobs
 RESUME_MAY_CHANGE = ("max_steps", "eval_every", "hellaswag_every", "checkpoint_every", "compile")
 WHAT_IT_CHANGES = {"preset": "the model", "depth": "the model", "moe_impl": "the MoE code path of the model",
                    "micro_batch": "the data order", "seq_len": "the model's context and the data order",
                    "total_batch_tokens": "the data order and the step", "seed": "the data order",
-                   "planned_steps": "the learning-rate schedule", "lr": "the learning-rate schedule"}
+                   "planned_steps": "the learning-rate schedule", "lr": "the learning-rate schedule",
+                   "balance_coef": "the loss", "optimizer": "the optimizer (its saved state would not fit)",
+                   "n_experts": "the model", "n_active_experts": "the model", "model_overrides": "the model",
+                   "warmup_frac": "the learning-rate schedule"}
+FLAG_NAMES = {"n_active_experts": "--top-k"}   # fields whose flag is not --field-name
 
 
 def refuse_changes_on_resume(saved: TrainConfig, cfg: TrainConfig) -> None:
@@ -565,7 +624,7 @@ def refuse_changes_on_resume(saved: TrainConfig, cfg: TrainConfig) -> None:
     for field in dataclasses.fields(TrainConfig):
         old, new = getattr(saved, field.name), getattr(cfg, field.name)
         if old != new and field.name not in RESUME_MAY_CHANGE:
-            flag = "--" + field.name.replace("_", "-")
+            flag = FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
             raise SystemExit(f"error: {flag} {new} cannot change on --resume (the checkpoint has {old}): it changes "
                              f"{WHAT_IT_CHANGES.get(field.name, 'the run')}; drop {flag}, or start a new run with another --out")
 
@@ -599,7 +658,13 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
                     resume=args.resume, hellaswag=not args.no_hellaswag, wandb=args.wandb)
     flags = {f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None}
     if not args.resume:
-        return dataclasses.replace(PRESETS[args.preset], **flags), run
+        cfg = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in flags.items() if k != "n_experts"})
+        if flags.get("n_experts") == 1:
+            cfg = dense_equal_active(check_dense_flags(cfg, flags))
+        else:
+            cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if k == "n_experts"})
+        check_numbers(cfg)
+        return cfg, run
     saved = saved_train_config(read_train_config(run.checkpoint_path))
     if args.preset_given:
         flags["preset"] = args.preset
@@ -612,9 +677,27 @@ DEFAULT_TOKENIZER = (house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json")
 DEFAULT_DATA_DIR = (house.REPO_DIR / "out" / "04_data").resolve()
 
 
+def check_dense_flags(cfg: TrainConfig, flags: dict) -> TrainConfig:
+    """`--n-experts 1` is the dense model: its one FFN is widened to the preset's top_k × ffn (`--top-k 1`
+    may be said, any other top-k may not)."""
+    if flags.get("n_active_experts", 1) != 1:
+        raise SystemExit(f"error: --top-k {flags['n_active_experts']} with --n-experts 1: a dense model runs its one "
+                         f"FFN (widened to match the MoE's active parameters); drop --top-k")
+    return dataclasses.replace(cfg, n_active_experts=PRESETS[cfg.preset].n_active_experts)
+
+
+def check_numbers(cfg: TrainConfig) -> None:
+    """What the flags' types cannot see alone, checked before any work: top-k within the experts, a batch that
+    divides (with torchrun: WORLD_SIZE processes)."""
+    if cfg.n_active_experts > cfg.n_experts:
+        raise SystemExit(f"error: --top-k {cfg.n_active_experts} is more than --n-experts {cfg.n_experts}: "
+                         f"a token can use at most every expert; lower --top-k")
+    grad_accum_steps(cfg, int(os.environ.get("WORLD_SIZE", 1)))
+
+
 def parse_args(argv=None):
     """The flags; paths made absolute (01 and 04 may run as subprocesses from the repo root)."""
-    parser = argparse.ArgumentParser(
+    parser = house.ArgumentParser(
         description="Train linnet-497M (or the tiny preset) with linnet's recipe. Without a CUDA GPU the default "
                     "runs the tiny preset end to end (running 01_tokenizer.py and 04_data.py first if needed).",
         epilog="examples: python 05_train.py --preset tiny | python 05_train.py --max-steps 5281 | "
@@ -644,26 +727,39 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="tiny preset only: text to build the tokenizer and shards from if they are missing")
     add("--resume", action="store_true", help="continue from <out>/latest.pt on the exact next batch; may change "
         "--max-steps, the eval/HellaSwag/checkpoint cadences, --compile, --no-hellaswag, --wandb, nothing else")
-    add("--max-steps", type=int, help="stop after this many steps (linnet: 5281); the schedule still follows --planned-steps")
-    add("--planned-steps", type=int, help="length of the lr schedule (linnet: 18965)")
-    add("--micro-batch", type=int, help="sequences per forward pass (linnet on 80 GB: 32)")
-    add("--seq-len", type=int, help="tokens per sequence (linnet: 1024)")
-    add("--total-batch-tokens", type=int, help="tokens per optimizer step (linnet: 524288)")
-    add("--lr", type=float, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
-    add("--depth", type=int, help="model depth; everything else follows (linnet: 12)")
+    pos, count, amount = house.positive_int, house.non_negative_int, house.positive_float
+    add("--max-steps", type=pos, help="stop after this many steps (linnet: 5281); the schedule still follows --planned-steps")
+    add("--planned-steps", type=pos, help="length of the lr schedule (linnet: 18965)")
+    add("--micro-batch", type=pos, help="sequences per forward pass (linnet on 80 GB: 32)")
+    add("--seq-len", type=pos, help="tokens per sequence, also the model's block size (linnet: 1024)")
+    add("--total-batch-tokens", type=pos, help="tokens per optimizer step (linnet: 524288)")
+    add("--lr", type=amount, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
+    add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
     add("--moe-impl", choices=["auto", "reference", "grouped"], help="MoE code path (02)")
-    add("--eval-every", type=int, help="steps between validation evaluations")
-    add("--hellaswag-every", type=int, help="steps between HellaSwag evaluations (fixed subset)")
+    add("--eval-every", type=pos, help="steps between validation evaluations")
+    add("--hellaswag-every", type=pos, help="steps between HellaSwag evaluations (fixed subset)")
     add("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")
-    add("--checkpoint-every", type=int, help="steps between checkpoints")
-    add("--seed", type=int, help="seed for init and data order")
+    add("--checkpoint-every", type=pos, help="steps between checkpoints")
+    add("--seed", type=count, help="seed for init and data order")
     add("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)")
+    knobs = parser.add_argument_group("knobs to break the recipe (ablations; README: Knobs to break the recipe)")
+    knobs.add_argument("--balance-coef", type=house.non_negative_float,
+                       help="weight of the load-balancing term in the loss (linnet: 0.01; 0 = off)")
+    knobs.add_argument("--optimizer", choices=["muon", "adamw"], help="muon: Muon for matrices + AdamW for the rest "
+                       "(linnet); adamw: one AdamW for every parameter at the AdamW --lr")
+    knobs.add_argument("--n-experts", type=pos, help="experts per layer (linnet: 8). 1 = the dense model at EQUAL "
+                       "ACTIVE PARAMETERS: a token of the MoE runs top-k experts of width F, so the dense model gets "
+                       "one FFN of width top-k × F (linnet: 2 × 2048 = 4096); only the router shrinks")
+    knobs.add_argument("--top-k", dest="n_active_experts", type=pos, help="experts each token uses (linnet: 2)")
+    knobs.add_argument("--warmup-frac", type=house.probability, help="fraction of the planned steps spent warming "
+                       "the lr up (linnet: 0.1; 0 = start at the peak lr)")
     add("--compile", action=argparse.BooleanOptionalAction, default=None,
         help="torch.compile the model (default: on with CUDA, off on CPU)")
 
 
 def main(argv=None) -> None:
-    cfg, run = configs_from_args(parse_args(argv))
+    cfg, run = configs_from_args(parse_args(argv))   # bad numbers and refused flags stop here, in one line
+    house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
     train(cfg, run)
 
 
@@ -742,6 +838,32 @@ def git_commit() -> str:
                               text=True, timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+STALE_TEMP = re.compile(r"\.(latest\.pt|log\.jsonl|[a-z_]+\.png)\.tmp(\d+)")   # house.atomic_path's names
+
+
+def remove_stale_temp_files(out: Path) -> None:
+    """Remove the temp files of 05's own outputs (`.latest.pt.tmp<pid>`, ...) that a killed process left in
+    `out` (atomic_path removes them itself on any exit it sees; not on kill -9). A live pid's file is kept."""
+    for path in sorted(out.glob(".*.tmp*")) if out.is_dir() else []:
+        match = STALE_TEMP.fullmatch(path.name)
+        if match and not pid_is_alive(int(match.group(2))):
+            path.unlink(missing_ok=True)
+            print(f"removed {path.name} from {house.shown(out)}: a temp file left by a killed save (the complete "
+                  f"files beside it are untouched)")
+
+
+def pid_is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def data_sha256(data_dir: Path) -> str:

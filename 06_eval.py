@@ -39,8 +39,9 @@ validation file lists all 3,243 ActivityNet examples before the 6,799 WikiHow on
 linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (its validation shard was all
 dclm, see docs/DATA.md), so a bpb on our mixed validation shard is not the same number.
 
-Speed (one H100, linnet-497M shape with random weights, fp32 weights + bf16 autocast, --batch-size 512):
-all 10,042 examples with the three scorings (80,336 sequences) ≈ 32–34 s; acc/acc_norm alone ≈ 15–20 s;
+Speed (one H100, linnet-497M shape with random weights, bf16 weights as `get_model` loads them on a GPU,
+--batch-size 512; BENCHMARKS.md): all 10,042 examples with the three scorings (80,336 sequences) ≈ 31 s
+(≈ 32–34 s with fp32 weights under bf16 autocast); acc/acc_norm alone ≈ 15–20 s;
 linnet's protocol (3,000 examples) ≈ 3 s. Tokenising is ≈ 3 s of that; the rest is the forward passes
 of the long WikiHow examples. Not yet done: scoring each context once and its 4 endings from a KV cache.
 
@@ -572,7 +573,7 @@ def plot_examples(records: list[dict], label: str, k: int = 4):
 # --- 8. main -----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = house.ArgumentParser(
         description="Evaluate a linnet model: HellaSwag 0-shot (lm-eval's acc and acc_norm, plus the nanoGPT-style "
                     "number), bits per byte on 04's validation shard, and a sample. --preset tiny runs in under a "
                     "minute on a CPU (a random-weights tiny model if 05 has not made a checkpoint: expect ~25%).")
@@ -582,19 +583,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
     parser.add_argument("--hellaswag-file", type=Path, default=None,
                         help="the HellaSwag validation jsonl (default: cached download, else ../shared/data/hellaswag)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=house.positive_int, default=None,
                         help="score only the first N examples (default: all 10,042; tiny: 200)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=house.positive_int, default=None,
                         help="sequences (endings) per forward pass (default: 512 on CUDA, 32 on CPU)")
     parser.add_argument("--linnet-compat", action="store_true",
                         help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
     parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04_data output with the validation shard (default: out/04_data/)")
-    parser.add_argument("--bpb-batches", type=int, default=None, help="batches for bits per byte (default: 20; tiny: 4)")
+    parser.add_argument("--bpb-batches", type=house.positive_int, default=None, help="batches for bits per byte (default: 20; tiny: 4)")
     parser.add_argument("--sample", type=str, default=None, help="also generate a continuation of this prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=50, help="length of the sample (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: %(default)s)")
-    parser.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="length of the sample (default: %(default)s)")
+    parser.add_argument("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
     return parser
 
@@ -648,6 +649,7 @@ def run_bpb(args, model, tokenizer, device) -> dict | None:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    house.check_writable(args.out)          # a read-only --out fails now, not after the evaluation
     started = time.time()
     device = torch.device(args.device or house.default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -724,6 +726,7 @@ def load_model(path: str | Path, device=None):
         model = model_lib.LLM(model_lib.LLMConfig(**checkpoint["config"]))
         model_lib.load_linnet_state_dict(model, checkpoint["model"])
         tokenizer_sha256 = checkpoint.get("tokenizer_sha256")
+    model_lib.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score
     model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
     return model.to(device or house.default_device()).eval()
 
@@ -758,7 +761,7 @@ def get_model(args, tokenizer, device):
         return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
     model = load_model(path, device)
     if torch.device(device).type == "cuda":
-        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights halve the memory traffic (26.7 s vs 32 s)
+        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights: 30.7 s vs 32–34 s for all 10,042 (BENCHMARKS.md)
     trained_with = getattr(model, "tokenizer_sha256", None)
     if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
         raise SystemExit(f"error: {path} was trained with another tokenizer than {args.tokenizer}: "

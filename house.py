@@ -12,6 +12,9 @@ it once, or never: every lesson imports it as `import house` and uses only what 
   3. Reading text, streamed: .jsonl (a "text" field), .txt, .parquet (`iter_texts`, `list_text_files`).
   4. The tiny preset's text: `--data PATH`, else a few MB of fineweb-edu from the Hub, else the course
      corpus in ../shared/data/corpus, else one line saying what to pass (`find_tiny_data`).
+  5. The command line: `ArgumentParser` (a bad option ends in one line), `type=` checks for numbers
+     (`positive_int`, `non_negative_int`, `positive_float`, `non_negative_float`, `probability`), and
+     `check_writable(out_dir)` (called first in main: an --out we cannot write stops in one line).
 
 How a fast path lives beside its plain one (one way, everywhere)
   When speed needs code that is hard to read, the lesson keeps BOTH versions, side by side, with the
@@ -29,8 +32,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -69,14 +72,56 @@ def shown(path: str | os.PathLike) -> str:
         return str(path)
 
 
-def has_internet(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """True if `host:443` answers within `timeout` seconds (and HF_HUB_OFFLINE is not set)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+# Pinned revisions of the Hub datasets, the ONE place they are set (04's HF_DATASETS and
+# fetch_fineweb_sample read them; listing and download both pass them as `revision=`). A repo can rename its
+# files (dclm-baseline renamed every `.jsonl.zstd` to `.jsonl.zst` once). These should be commit hashes;
+# they are "main" because no machine this course was written on could reach the Hub to look them up — set
+# them with `HfApi().dataset_info(repo).sha` where you can, and the download becomes reproducible.
+HUB_REVISIONS = {"HuggingFaceFW/fineweb-edu": "main", "mlfoundations/dclm-baseline-1.0": "main"}
+
+
+def hub_errors() -> tuple[type[Exception], ...]:
+    """What the installed huggingface_hub raises when the Hub cannot be reached or answers with an error:
+    OSError (its OfflineModeIsEnabled, HfHubHTTPError; requests' errors before hub 1.0) and the HTTP
+    client's base error (httpx2 in hub 2.x, httpx in 1.x). Anything else is a bug and is not caught."""
+    import importlib
+
+    errors: list[type[Exception]] = [OSError]
+    for module in ("httpx2", "httpx", "requests"):
+        with contextlib.suppress(ImportError):
+            errors.append(importlib.import_module(module).HTTPError)
+    return tuple(errors)
+
+
+def has_internet(host: str | None = None, timeout: float = 3.0) -> bool:
+    """Can we download? Asked the way the download itself will ask, never longer than `timeout` seconds.
+
+    For the Hugging Face Hub (`host=None`): False at once when huggingface_hub is offline (`HF_HUB_OFFLINE=1`,
+    read by the library itself), else one HEAD request to the library's endpoint (`HF_ENDPOINT`: your mirror,
+    if you set one) through its own HTTP session, so HTTPS_PROXY and certificates work as for downloads.
+    For another `host` (e.g. "raw.githubusercontent.com"): one HEAD request through urllib, which honours
+    HTTPS_PROXY too; HF_HUB_OFFLINE=1 means offline for it as well (the tests set it)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
         return False
+    if host is None:
+        from huggingface_hub.utils import get_session
+
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout)   # any answer, even 404, means reachable
+            return True
+        except hub_errors():
+            return False
+    import urllib.error
+    import urllib.request
+
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        urllib.request.urlopen(urllib.request.Request(f"https://{host}", method="HEAD"), timeout=timeout).close()
         return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True                                                    # the server answered
+    except OSError:                                                    # URLError, timeouts, refused
         return False
 
 
@@ -212,7 +257,7 @@ def fetch_fineweb_sample(cache_dir: Path = DATA_CACHE_DIR, max_bytes: int = 5_00
     from huggingface_hub import HfFileSystem
 
     fs = HfFileSystem()
-    with fs.open(f"datasets/{FINEWEB_REPO}/{FINEWEB_SAMPLE_FILE}", "rb") as remote:
+    with fs.open(f"datasets/{FINEWEB_REPO}/{FINEWEB_SAMPLE_FILE}", "rb", revision=HUB_REVISIONS[FINEWEB_REPO]) as remote:
         texts = pq.ParquetFile(remote).read_row_group(0, columns=["text"]).column("text").to_pylist()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         total = 0
@@ -228,18 +273,85 @@ def find_tiny_data(data: str | os.PathLike | None = None) -> list[Path]:
     """The text the tiny preset trains on, in this order of preference:
 
     1. `--data PATH` if given (files or directories of .jsonl/.txt/.parquet);
-    2. a few MB of fineweb-edu from the Hub (what a new user with internet gets);
+    2. a few MB of fineweb-edu from the Hub (what a new user with internet gets; once downloaded it is
+       cached in data/ and used from there, online or not);
     3. `../shared/data/corpus` if present (the course machines, which have no internet);
     4. otherwise stop with one line saying what to pass."""
     if data is not None:
         return list_text_files([data])
+    cached = DATA_CACHE_DIR / "fineweb-edu-sample.jsonl"
+    if cached.is_file():
+        return [cached]
     if has_internet():
         try:
             return [fetch_fineweb_sample()]
-        except Exception as e:  # the Hub is down, a proxy blocks it, ...: fall through to local data
+        except (*hub_errors(), ValueError) as e:  # Hub down, proxy refuses, not Parquet (ValueError): local data
             print(f"note: could not download the fineweb-edu sample ({type(e).__name__}: {e}); using local data",
                   file=sys.stderr)
     if SHARED_CORPUS_DIR.is_dir():
         return list_text_files([SHARED_CORPUS_DIR])
     raise SystemExit("error: no text to train on: pass --data PATH (a .jsonl/.txt/.parquet file or a directory of them)")
 
+
+
+# --- 5. The command line: one-line errors, numbers that make sense, an --out we can write ------------
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that a bad command line ends in ONE line, exit status 2:
+    `error: argument --micro-batch: must be a positive integer, got '0' (see 05_train.py --help)`."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind, what: str, ok) -> int | float:
+    """`kind(text)` if it parses and `ok(value)` holds, else argparse's error naming `what` it must be."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not (ok(value) and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse `type=` for counts that must be at least 1 (steps, batch sizes, tokens, vocab)."""
+    return _number(text, int, "a positive integer", lambda v: v >= 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse `type=` for counts where 0 means "none" or "all" (seeds, limits that say so)."""
+    return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def positive_float(text: str) -> float:
+    """argparse `type=` for finite amounts above 0 (learning rates, megabytes, seconds)."""
+    return _number(text, float, "a number > 0", lambda v: v > 0)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse `type=` for finite amounts where 0 is meaningful (temperature 0 = greedy, weight decay)."""
+    return _number(text, float, "a number >= 0", lambda v: v >= 0)
+
+
+def probability(text: str) -> float:
+    """argparse `type=` for fractions between 0 and 1 inclusive (dropout, mixing weights)."""
+    return _number(text, float, "a number between 0 and 1", lambda v: 0 <= v <= 1)
+
+
+def check_writable(out_dir: str | os.PathLike) -> Path:
+    """Create `out_dir` if missing and write + remove a probe file in it, or stop with one line.
+
+    Call it at the start of main, before the expensive work: a read-only --out then costs the user
+    a second, not the whole run (and never a half-written output)."""
+    out_dir = Path(out_dir)
+    probe = out_dir / f".write-probe-{os.getpid()}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to {shown(out_dir)} ({e.strerror or e}): "
+                         f"pass --out DIR somewhere writable") from None
+    return out_dir

@@ -32,5 +32,5 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)   # (a, b, c), as in 03_muon.py
 
 def newton_schulz_step(X: torch.Tensor, coefficients=NS_COEFFICIENTS) -> torch.Tensor:
     """One quintic step a·X + (b·A + c·A·A)·X with A = X·Xᵀ, for X (..., m, n)."""
-    raise NotImplementedError("TODO in exercises/newton_schulz_step.py: A = X @ X.mT, B = b*A + c*(A @ A), "
-                              "return a*X + B @ X")
+    raise NotImplementedError("TODO in exercises/newton_schulz_step.py: one quintic step, the polynomial "
+                              "in the docstring, for any batch of matrices")

@@ -117,7 +117,12 @@ def test_round_trip_examples(small_tokenizer, text):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=200))
 def test_round_trip_any_unicode(small_tokenizer, text):
-    assert small_tokenizer.decode(small_tokenizer.encode(text).ids) == text
+    ids = small_tokenizer.encode(text).ids
+    # Text that spells a special token ("<|endoftext|>") becomes that token (01's docstring), and decode drops
+    # special tokens by default: keep them to get the text back. (Hypothesis does try those strings.)
+    assert small_tokenizer.decode(ids, skip_special_tokens=False) == text
+    if not any(special in text for special in tok.SPECIAL_TOKENS):
+        assert small_tokenizer.decode(ids) == text
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -369,7 +369,7 @@ def test_missing_checkpoint_file_says_what_to_pass(tmp_path):
 def test_script_runs_end_to_end(tmp_path, preset):
     proc = run_script("02_model.py", "--preset", preset, "--out", str(tmp_path), timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ("param_budget", "rope_frequencies", "attention_map", "router_load"):
+    for name in ("param_budget", "rope_frequencies", "attention_map", "router_load", "rope_bases", "qk_norm_logits"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         assert f"plot: {tmp_path / name}.png — " in proc.stdout
     if preset == "linnet":
@@ -383,3 +383,110 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- Saving in linnet's published layout; loading a file without config.json (robustness) ---------------
+
+def test_safetensors_export_without_config_reads_head_dim_from_rope_buffer(tmp_path):
+    """save_safetensors writes the tied pair under both names (a copy); from_pretrained without config.json
+    takes head_dim 32 from inv_freq (it used to assume 64 and die with ZeroDivisionError)."""
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = m.LLM(m.LLMConfig(block_size=64, vocab_size=320, **m.TINY_TRAINING_SHAPE)).eval()
+    path = m.save_safetensors(m.export_linnet_state_dict(model), tmp_path / "model.safetensors")
+    sd = load_file(str(path))
+    assert torch.equal(sd["lm_head.weight"], sd["transformer.wte.weight"])
+    loaded = m.LLM.from_pretrained(path).eval()
+    assert (loaded.config.head_dim, loaded.config.n_head, loaded.config.n_kv_head) == (32, 2, 1)
+    idx = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], model(idx)[0])
+    no_rope = {k: v for k, v in sd.items() if not k.endswith("inv_freq")}
+    with pytest.raises(SystemExit, match="shapes don't fit head_dim 64 .*put linnet's config.json beside it"):
+        m.infer_config(no_rope, path="bare.safetensors")
+
+
+def test_infer_config_of_linnet_shapes_is_the_published_config():
+    """The meta-device linnet model's state_dict → infer_config gives back depth 12's config (head_dim 64)."""
+    with torch.device("meta"):
+        model = m.LLM(m.LLMConfig(depth=12))
+    inferred = m.infer_config(m.export_linnet_state_dict(model))
+    assert inferred.to_dict() == m.LLMConfig(depth=12).to_dict()
+
+
+# --- section 8: why each choice, measured ----------------------------------------------------------
+
+def test_why_numbers_at_linnet_shapes():
+    linnet = m.LLMConfig(depth=12)
+    gqa, mha = m.kv_cache_bytes(linnet, 1024), m.kv_cache_bytes(m.LLMConfig(depth=12, n_kv_head=12), 1024)
+    assert (gqa, mha, mha / gqa) == (12_582_912, 37_748_736, 3.0)
+    assert m.kv_cache_bytes(linnet, 1024, batch=4, dtype_bytes=4) == 4 * 2 * gqa
+    assert m.tied_embedding_savings(linnet) == 32768 * 768 == 25_165_824
+    r = m.moe_vs_dense(linnet, 1024)
+    assert (r["total"], r["active"], r["flops_moe"], r["flops_dense"]) == (497_145_600, 157_406_976,
+                                                                         1_057_688_064, 3_096_119_808)
+
+
+def test_rope_offset_similarity_favours_the_larger_base_far_away():
+    slow, fast = m.rope_offset_similarity(50000.0), m.rope_offset_similarity(10000.0)
+    assert slow.shape == (1024,) and slow[0].item() == pytest.approx(1.0)
+    assert slow[512:].mean() > fast[512:].mean() + 0.05
+
+
+def test_qk_norm_true_is_linnet_and_false_changes_outputs(reference):
+    assert m.LLMConfig().qk_norm is True
+    with_norm = m.LLM(m.LLMConfig(**reference["config"])).eval()
+    without = m.LLM(m.LLMConfig(**reference["config"], qk_norm=False)).eval()
+    assert with_norm.state_dict().keys() == without.state_dict().keys()        # no weights, no checkpoint keys
+    m.load_linnet_state_dict(with_norm, reference["state_dict"])
+    m.load_linnet_state_dict(without, reference["state_dict"])
+    torch.testing.assert_close(with_norm(reference["idx"])[0], reference["logits"], atol=1e-5, rtol=0)
+    assert (without(reference["idx"])[0] - reference["logits"]).abs().max() > 1e-2
+
+
+def test_qk_norm_caps_the_attention_logit():
+    idx = torch.randint(0, 256, (2, 64), generator=torch.Generator().manual_seed(0))
+    model = tiny_model()
+    model.transformer.h[0].attn.c_attn.weight.data.mul_(50)                     # huge q and k
+    assert m.max_attention_logit(model, idx) <= math.sqrt(model.config.head_dim) + 1e-3
+    unnormed = tiny_model(qk_norm=False)
+    unnormed.load_state_dict(model.state_dict())
+    assert m.max_attention_logit(unnormed, idx) > 10 * math.sqrt(model.config.head_dim)
+
+
+@pytest.fixture(scope="module")
+def short_runs():
+    data = torch.tensor(list(Path(m.__file__).read_bytes()[:50_000]), dtype=torch.long)   # real text, no corpus needed
+    return {qk: m.train_tiny(steps=40, data=data, track_logits=True, qk_norm=qk) for qk in (True, False)}
+
+
+def test_train_tiny_lowers_the_loss_and_tracks_logits(short_runs):
+    model, h = short_runs[True]
+    assert len(h["loss"]) == len(h["max_logit"]) == 40 and not model.training
+    assert sum(h["loss"][-5:]) / 5 < h["loss"][0] - 1.0                         # starts near ln 256 = 5.5
+    _, h_off = short_runs[False]
+    assert h_off["max_logit"][-1] > 5 * h_off["max_logit"][0]                   # no QK-norm: logits grow
+    assert max(h["max_logit"]) <= math.sqrt(m.TINY_LESSON_SHAPE["head_dim"]) + 1e-3
+
+
+def test_new_plots_return_figures(short_runs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained, _ = short_runs[True]
+    random_init, _ = m.train_tiny(steps=0)
+    models = {"random init": random_init, "trained": trained}
+    batch = m.real_text_batch(trained, n=2)
+    stats = {}
+    for label, model in models.items():
+        model(batch)
+        stats[label] = model.router_stats
+    figures = [m.plot_rope_bases(), m.plot_qk_norm_logits({str(k): h for k, (_, h) in short_runs.items()}),
+               m.plot_attention_map(models, m.SAMPLE_TEXT), m.plot_router_load(stats, trained.config, batch.numel())]
+    for fig in figures:
+        assert isinstance(fig, matplotlib.figure.Figure)
+        plt.close(fig)
+    assert len(figures[2].axes) == 4 and len(figures[3].axes) == 4              # two panels, each with a colour bar
+

@@ -1,5 +1,6 @@
 """03_muon: Newton–Schulz, the Muon optimizer (vs torch.optim.Muon), and linnet's Muon/AdamW split."""
 import math
+import re
 
 import pytest
 import torch
@@ -257,9 +258,38 @@ def test_tiny_preset_end_to_end(tmp_path):
     assert proc.stdout.count("held-out") >= 6
 
 
-def test_bad_steps_is_one_clear_line():
-    with pytest.raises(SystemExit, match="--steps"):
+def test_quick_keeps_the_two_largest_lrs_at_half_the_steps():
+    for name, preset in muon.PRESETS.items():
+        q = muon.quick_preset(preset)
+        assert q["lrs"] == preset["lrs"][-2:] and q["steps"] == preset["steps"] // 2, name
+        assert {k: v for k, v in q.items() if k not in ("lrs", "steps")} == \
+            {k: v for k, v in preset.items() if k not in ("lrs", "steps")}
+    assert muon.parse_args(["--quick"]).quick and not muon.parse_args([]).quick
+
+
+@pytest.mark.slow
+def test_quick_race_still_shows_the_claim(tmp_path):
+    """What notebooks/03_muon.ipynb runs: 2 lrs × 30 steps; Muon+AdamW must still end lower at each lr and
+    AdamW alone must do worse at the largest lr than at the smaller one (it stalls)."""
+    require_shared("corpus", "shakespeare.jsonl")
+    proc = run_script("03_muon.py", "--preset", "tiny", "--quick", "--out", str(tmp_path),
+                      env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    held_out = {(m.group(1), float(m.group(2))): float(m.group(3)) for m in
+                re.finditer(r"(AdamW only|Muon\+AdamW) +lr (\S+) .*held-out (\d+\.\d+)", proc.stdout)}
+    assert sorted({lr for _, lr in held_out}) == [3e-3, 1e-2] and len(held_out) == 4
+    for lr in (3e-3, 1e-2):
+        assert held_out[("Muon+AdamW", lr)] < held_out[("AdamW only", lr)], proc.stdout
+    assert held_out[("AdamW only", 1e-2)] > held_out[("AdamW only", 3e-3)], proc.stdout
+    assert "30 steps" in proc.stdout and "ends lower at 2 of 2" in proc.stdout
+
+
+def test_bad_steps_is_one_clear_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         muon.main(["--steps", "0"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--steps" in err and len(err.splitlines()) == 1
 
 
 def test_docstring_examples():

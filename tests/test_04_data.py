@@ -324,22 +324,31 @@ def test_hf_source_download_path_lists_and_fetches_through_huggingface_hub(tmp_p
     import huggingface_hub
 
     root = fake_hub(tmp_path / "hub")
-    calls = []
+    dclm_dir = root / "mlfoundations/dclm-baseline-1.0"
+    write_zst_jsonl(dclm_dir / "global-shard_02_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst", ["x"])
+    listed, calls = [], []
 
-    def list_repo_files(self, repo_id, repo_type=None, **kw):
-        assert repo_type == "dataset"
-        return sorted(p.relative_to(root / repo_id).as_posix() for p in (root / repo_id).rglob("*") if p.is_file())
+    def list_repo_tree(self, repo_id, path_in_repo=None, *, repo_type=None, revision=None, **kw):
+        assert repo_type == "dataset" and not kw.get("recursive")
+        listed.append((path_in_repo, revision))
+        folder = root / repo_id / (path_in_repo or "")
+        return [huggingface_hub.hf_api.RepoFolder(path=p.relative_to(root / repo_id).as_posix(), oid="x") if p.is_dir()
+                else huggingface_hub.hf_api.RepoFile(path=p.relative_to(root / repo_id).as_posix(), size=1, oid="x")
+                for p in folder.iterdir()]
 
-    def hf_hub_download(repo_id, filename, repo_type=None, cache_dir=None, **kw):
-        calls.append(filename)
+    def hf_hub_download(repo_id, filename, repo_type=None, cache_dir=None, revision=None, **kw):
+        calls.append((filename, revision))
         return str(root / repo_id / filename)
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", list_repo_tree)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     dclm = data.HFSource("dclm", cache_dir=tmp_path / "cache", **data.HF_DATASETS["dclm"])
     raw = data.download_raw(dclm, 2, raw_dir=tmp_path / "raw")
     assert [json.loads(line)["text"] for line in raw.read_text().splitlines()] == ["d0", "d1"]
-    assert calls == ["global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst"]  # only what was needed
+    pin = house.HUB_REVISIONS["mlfoundations/dclm-baseline-1.0"]
+    assert calls == [("global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst", pin)]  # only what was needed
+    # only the folders on the way to the first file: the root, then one global and one local shard folder
+    assert listed == [(None, pin), ("global-shard_01_of_10", pin), ("global-shard_01_of_10/local-shard_0_of_10", pin)]
 
 
 # --- the loader ---------------------------------------------------------------------------------------------
@@ -414,7 +423,7 @@ def test_val_batches_read_shard_0_in_order_once(built):
 
 
 def test_loader_errors_are_one_line(tmp_path, built):
-    with pytest.raises(SystemExit, match="run python 04_data.py --preset tiny first"):
+    with pytest.raises(SystemExit, match=r"run python 04_data.py \(--preset tiny for the small one\) first"):
         data.read_manifest(tmp_path)
     out, _ = built
     with pytest.raises(SystemExit, match="fewer than one batch"):

@@ -258,3 +258,74 @@ def test_resume_with_flags_refused_or_honoured(tiny_run, tmp_path):
     assert [r["step"] for r in steps] == list(range(6)) and [r["step"] for r in evals] == [3, 4, 6]
     ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == 6 and ckpt["train_config"]["eval_every"] == 2
+
+
+# --- The knobs to break the recipe (README: "Knobs to break the recipe"): each reaches the model/optimizer ---
+
+def knob_config(*flags):
+    """The TrainConfig the command line gives (a fresh tiny run: nothing is read or written)."""
+    cfg, _ = train_lib.configs_from_args(train_lib.parse_args(["--preset", "tiny", *flags]))
+    return cfg
+
+
+def test_knob_flags_land_in_the_train_config():
+    cfg = knob_config("--balance-coef", "0", "--optimizer", "adamw", "--n-experts", "4", "--top-k", "1",
+                      "--warmup-frac", "0.3")
+    assert (cfg.balance_coef, cfg.optimizer, cfg.n_experts, cfg.n_active_experts, cfg.warmup_frac) == (
+        0.0, "adamw", 4, 1, 0.3)
+    assert train_lib.lr_multiplier(0, cfg) == pytest.approx(1 / 90) and train_lib.lr_multiplier(90, cfg) == 1.0
+    assert train_lib.lr_multiplier(0, knob_config("--warmup-frac", "0")) == 1.0   # no warm-up: the peak at once
+
+
+@pytest.mark.parametrize("coef", [0.0, 0.01])
+def test_balance_coef_reaches_the_loss(coef):
+    """balance_coef 0: the training loss IS the cross-entropy; linnet's 0.01 adds the balance term."""
+    cfg = dataclasses.replace(train_lib.PRESETS["tiny"], balance_coef=coef)
+    model, _ = train_lib.build_model(cfg, 1024, torch.device("cpu"))
+    model.train()
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 1024, (2, 64)), torch.randint(0, 1024, (2, 64))
+    logits, loss = model(x, y)
+    cross_entropy = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    if coef == 0:
+        assert loss.item() == cross_entropy.item()
+    else:
+        assert loss.item() > cross_entropy.item() + 0.005   # 0.01 × balance loss (≥ 1 for top-2 routing)
+
+
+def test_optimizer_adamw_is_one_adamw_holding_every_parameter():
+    cfg = knob_config("--optimizer", "adamw")
+    model, _, optimizers = train_lib.build_model_and_optimizers(cfg, 1024, torch.device("cpu"))
+    assert len(optimizers) == 1 and type(optimizers[0]) is torch.optim.AdamW
+    held = [p for g in optimizers[0].param_groups for p in g["params"]]
+    assert {id(p) for p in held} == {id(p) for p in model.parameters()} and len(held) == len(list(model.parameters()))
+    assert all(g["lr"] == g["initial_lr"] == cfg.lr for g in optimizers[0].param_groups)
+    _, _, default = train_lib.build_model_and_optimizers(knob_config(), 1024, torch.device("cpu"))
+    assert [type(o).__name__ for o in default] == ["Muon", "AdamW"]
+
+
+def test_dense_has_the_moe_active_parameters():
+    """--n-experts 1: one FFN of top-k × ffn = 2 × 128; the same expert parameters per token as top-2 of 4."""
+    moe, dense = knob_config(), knob_config("--n-experts", "1", "--top-k", "1")
+    assert (dense.n_experts, dense.n_active_experts, dense.model_overrides["ffn_dim"]) == (1, 1, 256)
+    _, moe_config = train_lib.build_model(moe, 1024, torch.device("cpu"))
+    model, dense_config = train_lib.build_model(dense, 1024, torch.device("cpu"))
+    a, b = model_lib.count_parameters(moe_config), model_lib.count_parameters(dense_config)
+    assert a["active_experts"] == b["active_experts"] == 98_304
+    assert (a["active"], b["active"]) == (189_632, 189_248)   # only the router differs: 2 layers × 3 × 64
+    assert sum(p.numel() for p in model.parameters()) == b["total"] == 189_248
+    assert knob_config("--n-experts", "1").model_overrides["ffn_dim"] == 256   # --top-k 1 may be left out
+    with pytest.raises(SystemExit, match="error: --top-k 2 with --n-experts 1"):
+        knob_config("--n-experts", "1", "--top-k", "2")
+    with pytest.raises(SystemExit, match="error: --top-k 3 is more than --n-experts 2"):
+        knob_config("--n-experts", "2", "--top-k", "3")
+
+
+def test_resume_refuses_a_changed_knob():
+    saved = train_lib.PRESETS["tiny"]
+    for field, value, flag in [("balance_coef", 0.0, "--balance-coef"), ("optimizer", "adamw", "--optimizer"),
+                               ("n_experts", 1, "--n-experts"), ("n_active_experts", 1, "--top-k"),
+                               ("warmup_frac", 0.3, "--warmup-frac")]:
+        with pytest.raises(SystemExit, match=f"^error: {flag} {value} cannot change on --resume") as refused:
+            train_lib.refuse_changes_on_resume(saved, dataclasses.replace(saved, **{field: value}))
+        assert "\n" not in str(refused.value)

@@ -13,8 +13,9 @@ import torch
 from helpers import REPO_DIR
 
 from exercises import check
-from exercises.solutions import (acc_norm, balance_loss, bpe_merge, newton_schulz_step, rope, router_top2,
-                                 wsd_schedule)
+from exercises.solutions import (acc_norm, balance_loss, bpe_merge, bpe_trainer, gqa_attention, hellaswag_requests,
+                                 moe_forward, muon_update, newton_schulz_step, rope, router_top2, shard_loader,
+                                 train_step, wsd_schedule)
 
 NAMES = list(check.EXERCISES)
 
@@ -157,6 +158,280 @@ def count_pairs_unweighted(words):
     return collections.Counter(pair for word in words for pair in zip(word, word[1:]))
 
 
+def router_swapped(logits):
+    """Right numbers, outputs swapped: (top_e, top_w)."""
+    top_w, top_e = router_top2.router_top2(logits)
+    return top_e, top_w
+
+
+def gqa_variant(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base=50000.0, tile=False, mask_diagonal=1,
+                norm_first=False, scale=True):
+    """The solution with one switch flipped: tile the KV heads, mask from another diagonal, QK-norm before
+    RoPE, or no 1/sqrt(hd)."""
+    B, T, C = h.shape
+    hd, kv = C // n_head, n_kv_head * (C // n_head)
+    q, k, v = (h @ c_attn_w.T).split([C, kv, kv], dim=-1)
+    q, k, v = (t.view(B, T, -1, hd).transpose(1, 2) for t in (q, k, v))
+    norm = lambda t: torch.nn.functional.layer_norm(t, (hd,), eps=1e-5)
+    if norm_first:
+        q, k = norm(q), norm(k)
+    angle = torch.arange(T, dtype=torch.float32)[:, None] * rope_base ** (-torch.arange(0, hd, 2) / hd)
+    cos, sin = torch.cat([angle, angle], -1).cos(), torch.cat([angle, angle], -1).sin()
+    q, k = (t * cos + gqa_attention.rotate_half(t) * sin for t in (q, k))
+    if not norm_first:
+        q, k = norm(q), norm(k)
+    g = n_head // n_kv_head
+    k, v = ((t.repeat(1, g, 1, 1) if tile else t.repeat_interleave(g, dim=1)) for t in (k, v))
+    scores = q @ k.mT / (math.sqrt(hd) if scale else 1.0)
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(mask_diagonal), float("-inf"))
+    return (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C) @ c_proj_w.T
+
+
+def gqa_tiled_kv(*args):
+    return gqa_variant(*args, tile=True)                # head i reads KV head i % n_kv instead of i // g
+
+
+def gqa_sees_next_token(*args):
+    return gqa_variant(*args, mask_diagonal=2)          # the mask lets position t read t + 1
+
+
+def gqa_norm_before_rope(*args):
+    return gqa_variant(*args, norm_first=True)
+
+
+def gqa_unscaled(*args):
+    return gqa_variant(*args, scale=False)
+
+
+def moe_variant(x, router_w, w_v, c_proj, k=2, swap_gate=False, renormalise=True, balance_from_top=False):
+    B, T, C = x.shape
+    E = w_v.shape[0]
+    xs = x.reshape(B * T, C)
+    probs = torch.softmax(xs @ router_w.T, -1)
+    top_w, top_e = probs.topk(k, -1)
+    if renormalise:
+        top_w = top_w / top_w.sum(-1, keepdim=True)
+    y = torch.zeros_like(xs)
+    for e in range(E):
+        token, slot = torch.nonzero(top_e == e, as_tuple=True)
+        gate, value = (xs[token] @ w_v[e].T).chunk(2, -1)
+        if swap_gate:
+            gate, value = value, gate
+        y.index_add_(0, token, ((torch.nn.functional.silu(gate) * value) @ c_proj[e].T) * top_w[token, slot, None])
+    used = torch.zeros_like(probs).scatter(-1, top_e, top_w) if balance_from_top else probs
+    return y.view(B, T, C), E * (used.mean(0) ** 2).sum()
+
+
+def moe_gate_value_swapped(*args):
+    return moe_variant(*args, swap_gate=True)
+
+
+def moe_not_renormalised(*args):
+    return moe_variant(*args, renormalise=False)
+
+
+def moe_balance_from_top_k(*args):
+    return moe_variant(*args, balance_from_top=True)
+
+
+def moe_swapped_outputs(*args):
+    y, balance = moe_forward.moe_forward(*args)
+    return balance, y
+
+
+def muon_variant(p, grad, buf, lr, momentum=0.95, weight_decay=0.1, nesterov=True, ns_steps=5, plain_sum=False,
+                 no_max=False, decay_scaled=False, one_norm=False):
+    buf = momentum * buf + (grad if plain_sum else (1 - momentum) * grad)
+    u = (1 - momentum) * grad + momentum * buf if nesterov else buf
+    O = muon_update.orthogonalise(u, ns_steps).float()
+    if one_norm:                                        # one Frobenius norm for the whole stack
+        a, b, c = muon_update.NS_COEFFICIENTS
+        X = (u / u.norm()).bfloat16()
+        for _ in range(ns_steps):
+            A = X @ X.mT
+            X = a * X + (b * A + c * (A @ A)) @ X
+        O = X.float()
+    A, B = p.shape[-2], p.shape[-1]
+    scaled = lr * math.sqrt(A / B if no_max else max(1.0, A / B))
+    return p * (1 - (scaled if decay_scaled else lr) * weight_decay) - scaled * O, buf
+
+
+def muon_buffer_plain_sum(*args):
+    return muon_variant(*args, plain_sum=True)          # torch's docstring: buf ← μ·buf + g
+
+
+def muon_no_max_in_lr(*args):
+    return muon_variant(*args, no_max=True)             # lr·sqrt(A/B): wide matrices get a smaller step
+
+
+def muon_decay_with_scaled_lr(*args):
+    return muon_variant(*args, decay_scaled=True)
+
+
+def muon_one_norm_for_the_stack(*args):
+    return muon_variant(*args, one_norm=True)
+
+
+def muon_without_nesterov(p, grad, buf, lr, momentum=0.95, weight_decay=0.1, nesterov=True, ns_steps=5):
+    return muon_update.muon_update(p, grad, buf, lr, momentum, weight_decay, False, ns_steps)
+
+
+def train_variant(model, optimizers, batches, grad_clip, divide=True, clipped_norm=False, zero=True,
+                  last_loss=False):
+    batches = list(batches)
+    losses = []
+    for x, y in batches:
+        _, loss = model(x, y)
+        (loss / len(batches) if divide else loss).backward()
+        losses.append(loss.detach())
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    factor = torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(factor)
+    for opt in optimizers:
+        opt.step()
+        if zero:
+            opt.zero_grad()
+    return (losses[-1] if last_loss else torch.stack(losses).mean()), (norm * factor if clipped_norm else norm)
+
+
+def train_summed_gradients(*args):
+    return train_variant(*args, divide=False)
+
+
+def train_norm_after_clipping(*args):
+    return train_variant(*args, clipped_norm=True)
+
+
+def train_never_zeroed(*args):
+    return train_variant(*args, zero=False)
+
+
+def train_last_loss(*args):
+    return train_variant(*args, last_loss=True)
+
+
+def hellaswag_no_whitespace_move(tokenizer, examples, mode, nanogpt, eot):
+    """lm-eval without moving the context's trailing whitespace to the continuation."""
+    if mode != "lm-eval":
+        return hellaswag_requests.hellaswag_requests(tokenizer, examples, mode, nanogpt, eot)
+    pairs = [p for ex in examples for p in hellaswag_requests.pairs_of(ex, mode)]
+    contexts = hellaswag_requests.encode(tokenizer, [c for c, _ in pairs])
+    wholes = hellaswag_requests.encode(tokenizer, [c + k for c, k in pairs])
+    requests = [(c or [eot], w[len(c):]) for c, w in zip(contexts, wholes)]
+    if nanogpt:
+        requests += hellaswag_requests.encode_pairs(
+            tokenizer, [p for ex in examples for p in hellaswag_requests.pairs_of(ex, "nanogpt")], "nanogpt", eot)
+    return requests
+
+
+def hellaswag_empty_context_kept(tokenizer, examples, mode, nanogpt, eot):
+    return [([] if ctx == [eot] else ctx, cont)
+            for ctx, cont in hellaswag_requests.hellaswag_requests(tokenizer, examples, mode, nanogpt, eot)]
+
+
+def hellaswag_nanogpt_interleaved(tokenizer, examples, mode, nanogpt, eot):
+    requests = []
+    for ex in examples:
+        requests += hellaswag_requests.hellaswag_requests(tokenizer, [ex], mode, nanogpt, eot)
+    return requests
+
+
+def hellaswag_nanogpt_preprocessed(tokenizer, examples, mode, nanogpt, eot):
+    """nanoGPT-style requests built from the preprocessed context and choices instead of the raw strings."""
+    if mode == "nanogpt":
+        examples = [{**ex, "raw_ctx": ex["context"], "raw_endings": ex["choices"]} for ex in examples]
+    return hellaswag_requests.hellaswag_requests(tokenizer, examples, mode, nanogpt, eot)
+
+
+def bpe_variant(words, vocab, vocab_size, min_frequency=2, alphabetical=False, weighted=True, first_only=False,
+                min_count=True):
+    """The bpe_trainer solution with one switch flipped."""
+    vocab, counts, merges = dict(vocab), collections.Counter(tuple(w) for w in words), []
+    while len(vocab) < vocab_size:
+        pairs = collections.Counter()
+        for word, n in counts.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += n if weighted else 1
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p) if alphabetical else (-pairs[p], vocab[p[0]], vocab[p[1]]))
+        if min_count and pairs[best] < min_frequency:
+            break
+        merges.append(best)
+        vocab.setdefault(best[0] + best[1], len(vocab))
+        merged = collections.Counter()
+        for word, n in counts.items():
+            merged[check.first_only_merge(word, best) if first_only else bpe_trainer.merge_pair(word, best)] += n
+        counts = merged
+    return merges
+
+
+def bpe_ties_alphabetical(*args):
+    return bpe_variant(*args, alphabetical=True)
+
+
+def bpe_pairs_not_weighted(*args):
+    return bpe_variant(*args, weighted=False)          # each pair once per occurrence, whatever its word's count
+
+
+def bpe_first_occurrence_only(*args):
+    return bpe_variant(*args, first_only=True)
+
+
+def bpe_no_min_frequency(*args):
+    return bpe_variant(*args, min_count=False)
+
+
+class LoaderYIsX(shard_loader.ShardLoader):
+    def get_batch(self, epoch, batch):
+        x, _ = super().get_batch(epoch, batch)
+        return x, x.clone()
+
+
+class LoaderYBefore(shard_loader.ShardLoader):
+    """y[b, t] = the token BEFORE x[b, t] (shifted the wrong way; the first one repeated)."""
+    def get_batch(self, epoch, batch):
+        x, _ = super().get_batch(epoch, batch)
+        return x, torch.cat([x[:, :1], x[:, :-1]], dim=1)
+
+
+class LoaderStrideTPlus1(shard_loader.ShardLoader):
+    """Windows at multiples of T + 1: no token shared between windows."""
+    def epoch_order(self, epoch):
+        order = super().epoch_order(epoch)
+        return np.stack([order[:, 0], order[:, 1] // self.T * (self.T + 1)], axis=1)
+
+
+class LoaderTooManyWindows(shard_loader.ShardLoader):
+    """n // T windows per shard: the last one has no (T+1)-th token when T divides n."""
+    def __init__(self, shards, B, T, seed=0):
+        super().__init__(shards, B, T, seed)
+        self.windows_per_shard = [len(s) // T for s in shards]
+        self.batches_per_epoch = sum(self.windows_per_shard) // B
+
+
+class LoaderStateSkipsOne(shard_loader.ShardLoader):
+    def state_dict(self):
+        return {"epoch": self.epoch, "batch": self.batch + 1}
+
+
+class LoaderResumeRestartsEpoch(shard_loader.ShardLoader):
+    def load_state_dict(self, state):
+        self.epoch, self.batch = state["epoch"], 0
+
+
+class LoaderStateBeforeMoving(shard_loader.ShardLoader):
+    """Counts a batch as used only when the NEXT one is asked for: the state names the batch just seen."""
+    def __iter__(self):
+        while True:
+            while self.batch < self.batches_per_epoch:
+                yield self.get_batch(self.epoch, self.batch)
+                self.batch += 1
+            self.epoch, self.batch = self.epoch + 1, 0
+
+
 WRONG = [
     ("rope", rope, dict(rope=rope_interleaved), "out["),
     ("rope", rope, dict(rope=rope_base_10000), "out["),
@@ -178,6 +453,43 @@ WRONG = [
     ("bpe_merge", bpe_merge, dict(bpe_merge_step=bpe_tie_alphabetical), "on a tie"),
     ("bpe_merge", bpe_merge, dict(bpe_merge_step=bpe_words_overwritten), "should have count"),
     ("bpe_merge", bpe_merge, dict(count_pairs=count_pairs_unweighted), "count of pair"),
+    ("bpe_trainer", bpe_trainer, dict(train_bpe=bpe_ties_alphabetical), "not the alphabetically first pair"),
+    ("bpe_trainer", bpe_trainer, dict(train_bpe=bpe_pairs_not_weighted), "TIMES how often its word occurs"),
+    ("bpe_trainer", bpe_trainer, dict(train_bpe=bpe_first_occurrence_only), "merging only the FIRST occurrence"),
+    ("bpe_trainer", bpe_trainer, dict(train_bpe=bpe_no_min_frequency), "below min_frequency"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderYIsX), "y is x itself"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderYBefore), "y is shifted the wrong way"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderStrideTPlus1), "share one token at their edges"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderTooManyWindows), "(n − 1) // T windows"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderStateSkipsOne), "the batch AFTER the next one"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderResumeRestartsEpoch), "resuming restarted the epoch"),
+    ("shard_loader", shard_loader, dict(ShardLoader=LoaderStateBeforeMoving), "the batch the run had ALREADY seen"),
+    ("router_top2", router_top2, dict(router_top2=router_swapped), "the outputs are in the wrong order"),
+    ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_tiled_kv), "query head i reads KV head i // (n_head"),
+    ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_sees_next_token), "the future leaks into the past"),
+    ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_norm_before_rope), "AFTER RoPE"),
+    ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_unscaled), "1/sqrt(head_dim) scale"),
+    ("moe_forward", moe_forward, dict(moe_forward=moe_gate_value_swapped), "gate = the FIRST ffn_dim rows"),
+    ("moe_forward", moe_forward, dict(moe_forward=moe_not_renormalised), "a multiple of the right one"),
+    ("moe_forward", moe_forward, dict(moe_forward=moe_balance_from_top_k), "not the top-k weights"),
+    ("moe_forward", moe_forward, dict(moe_forward=moe_swapped_outputs), "the outputs are in the wrong order"),
+    ("muon_update", muon_update, dict(muon_update=muon_buffer_plain_sum), "running AVERAGE"),
+    ("muon_update", muon_update, dict(muon_update=muon_no_max_in_lr), "wide matrices get no boost"),
+    ("muon_update", muon_update, dict(muon_update=muon_decay_with_scaled_lr), "the decay uses the RAW lr"),
+    ("muon_update", muon_update, dict(muon_update=muon_one_norm_for_the_stack), "one Frobenius norm per slice"),
+    ("muon_update", muon_update, dict(muon_update=muon_without_nesterov), "Nesterov update"),
+    ("train_step", train_step, dict(train_step=train_summed_gradients), "Divide each micro-batch's loss"),
+    ("train_step", train_step, dict(train_step=train_norm_after_clipping), "BEFORE clipping"),
+    ("train_step", train_step, dict(train_step=train_never_zeroed), "previous step's gradients are still there"),
+    ("train_step", train_step, dict(train_step=train_last_loss), "MEAN of the micro-batches' losses"),
+    ("hellaswag_requests", hellaswag_requests, dict(hellaswag_requests=hellaswag_no_whitespace_move),
+     "move the context's trailing whitespace"),
+    ("hellaswag_requests", hellaswag_requests, dict(hellaswag_requests=hellaswag_empty_context_kept),
+     "an empty context becomes [eot]"),
+    ("hellaswag_requests", hellaswag_requests, dict(hellaswag_requests=hellaswag_nanogpt_interleaved),
+     "right but in the wrong order"),
+    ("hellaswag_requests", hellaswag_requests, dict(hellaswag_requests=hellaswag_nanogpt_preprocessed),
+     "the RAW context"),
 ]
 
 
@@ -202,8 +514,75 @@ def test_command_line_as_a_student_runs_it():
                                        capture_output=True, text=True, timeout=120)
     solved = run("--all", "--solution")
     assert solved.returncode == 0, solved.stdout + solved.stderr
-    assert solved.stdout.splitlines() == [f"correct: {n}" for n in NAMES] + ["7 of 7 exercises correct"]
+    assert solved.stdout.splitlines() == [f"correct: {n}" for n in NAMES] + [f"{len(NAMES)} of {len(NAMES)} exercises correct"]
     blank = run("rope")
     assert blank.returncode == 1 and blank.stdout.startswith("not done yet: TODO in exercises/rope.py"), blank.stdout
     typo = run("ropee")
     assert typo.returncode == 1 and typo.stderr.strip().startswith("error: there is no exercise 'ropee'"), typo.stderr
+
+
+# --- pass-through stubs: a file that hands the work to the lesson (or the solution) is refused ----------
+
+PASS_THROUGH = {
+    "gqa_attention": ("import importlib\nimport torch\n\n"
+                      "def gqa_attention(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base=50000.0):\n"
+                      "    model_lib = importlib.import_module('02_model')\n    return model_lib.apply_rope(h, 1, 0)\n",
+                      "names '02_model' in code"),
+    "moe_forward": ("def moe_forward(x, router_w, w_v, c_proj, k=2):\n    model_lib = __import__('02_model')\n"
+                    "    return model_lib.MoE\n", "names '02_model' in code"),
+    "muon_update": ("import runpy\nLESSON = runpy.run_path('03_muon.py')\n\n"
+                    "def muon_update(p, grad, buf, lr, momentum=0.95, weight_decay=0.1, nesterov=True, ns_steps=5):\n"
+                    "    return LESSON['muon_update_'](p, grad, buf, {})\n", "names '03_muon.py' in code"),
+    "train_step": ("from exercises.solutions.train_step import train_step\n",
+                   "imports exercises.solutions.train_step"),
+    "hellaswag_requests": ("import sys\n\ndef hellaswag_requests(tokenizer, examples, mode, nanogpt, eot):\n"
+                           "    return sys.modules['06_eval'].hellaswag_requests(tokenizer, examples, mode, nanogpt)\n",
+                           "names '06_eval' in code"),
+    "bpe_trainer": ("import importlib\n\ndef train_bpe(words, vocab, vocab_size, min_frequency=2):\n"
+                    "    lesson = importlib.import_module('01_tokenizer')\n"
+                    "    return lesson.train_bpe_scratch([''.join(words)], vocab_size, min_frequency)[0]\n",
+                    "names '01_tokenizer' in code"),
+    "shard_loader": ("from importlib import import_module\n\nShardLoader = import_module('04_data').ShardLoader\n",
+                     "names '04_data' in code"),
+    "router_top2": ('"""Docstrings may name 02_model.py freely; code may not."""\n'
+                    "import importlib\n\ndef router_top2(logits):\n"
+                    "    _, w, e = importlib.import_module('02_model').route(logits, 2)\n    return w, e\n",
+                    "names '02_model' in code"),
+}
+
+
+@pytest.mark.parametrize("name", list(PASS_THROUGH))
+def test_a_pass_through_stub_is_refused(name, tmp_path):
+    source, why = PASS_THROUGH[name]
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)          # the check reads the file; nothing in it is run
+    passed, message = check.run_check(name, module)
+    assert not passed and message.startswith(f"refused: {name} — {name}.py line"), message
+    assert why in message and "compare" in message, message
+
+
+def test_a_real_pass_through_would_otherwise_pass():
+    """Why the refusal exists: router_top2 handed to 02's route passes every value check."""
+    model_lib = sys.modules.get("02_model") or __import__("importlib").import_module("02_model")
+    def router_top2(logits):
+        _, w, e = model_lib.route(logits, 2)
+        return w, e
+    check.CHECKS["router_top2"](types.SimpleNamespace(router_top2=router_top2))   # no Wrong raised
+
+
+@pytest.mark.parametrize("name, call_text", [("gqa_attention", "F.scaled_dot_product_attention(q, k, v)"),
+                                             ("bpe_trainer", "trainers.BpeTrainer(vocab_size=300)"),
+                                             ("train_step", "torch.nn.utils.clip_grad_norm_(ps, 1.0)")])
+def test_the_library_call_that_does_the_exercise_is_refused(name, call_text):
+    fn = types.FunctionType(compile(f"def f():\n    return {call_text}\n", f"<{name}>", "exec").co_consts[0], {})
+    source = f"def f():\n    return {call_text}\n"
+    module = types.SimpleNamespace(f=fn)
+    check_sources = check.student_sources
+    try:
+        check.student_sources = lambda m: [("f", source)]
+        passed, message = check.run_check(name, module)
+    finally:
+        check.student_sources = check_sources
+    assert not passed and message.startswith(f"refused: {name}") and "this exercise is to" in message, message

@@ -3,6 +3,7 @@ nothing into the repo outside out/ (here: a temp folder, through LINNET_NOTEBOOK
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,34 @@ def test_notebook_calls_its_lesson(name):
     source = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
     assert f'importlib.import_module("{name}")' in source
     assert ".main(" in source and '"--preset", "tiny"' in source
+
+
+EXERCISE_FILE = re.compile(r"exercises/(\w+)\.py")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_a_workbench(name):
+    """At least three "Predict:" prompts, each shaped: the question (markdown), a cell for the student's
+    guess (`my_guess = ...`), the cell that shows the answer, then a "Why:" that explains it; and a pointer
+    to at least one exercise that exists."""
+    cells = read(name).cells
+    prompts = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "**Predict:**" in c.source]
+    assert len(prompts) >= 3, f"{name}.ipynb has {len(prompts)} **Predict:** prompts, expected at least 3"
+    for n, i in enumerate(prompts):
+        assert i + 3 < len(cells), f"{name}.ipynb: the Predict prompt in cell {i} has no answer after it"
+        guess, answer = cells[i + 1], cells[i + 2]
+        assert guess.cell_type == "code" and "my_guess" in guess.source, \
+            f"{name}.ipynb cell {i + 1}: after a Predict prompt comes a `my_guess = ...` cell for the student"
+        assert answer.cell_type == "code" and "my_guess" not in answer.source, \
+            f"{name}.ipynb cell {i + 2}: after the guess comes the cell that shows the answer"
+        end = prompts[n + 1] if n + 1 < len(prompts) else len(cells)
+        why = [c for c in cells[i + 3:end] if c.cell_type == "markdown" and "**Why:**" in c.source]
+        assert why, f"{name}.ipynb: the Predict prompt in cell {i} has no **Why:** before the next prompt"
+    text = "\n".join(c.source for c in cells)
+    named = set(EXERCISE_FILE.findall(text))
+    assert named, f"{name}.ipynb points to no exercise (exercises/NAME.py)"
+    missing = sorted(n for n in named if not (REPO_DIR / "exercises" / f"{n}.py").exists())
+    assert not missing, f"{name}.ipynb points to exercises that do not exist: {missing}"
 
 
 # --- execution --------------------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""Faults a user can cause on the command line, one per test: nonsense numbers, an --out that cannot be
+written, a checkpoint without config.json whose shapes don't fit, a NaN checkpoint, and 02's --export.
+
+Every fault must end with exit status != 0, exactly one line on stderr starting with "error:", no
+"Traceback", and nothing half-written. The tests run as root, where chmod does not stop a write: the
+unwritable --out is a path under a regular FILE (`.../file.txt/sub`), which no user can create."""
+
+import pytest
+import torch
+
+from helpers import lesson, run_script
+
+house = lesson("house")
+model_lib = lesson("02_model")
+tokenizer_lib = lesson("01_tokenizer")
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0, proc.stdout[-1000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# --- 1. Nonsense numbers: argparse's `type=` refuses them before anything runs ----------------------
+
+BAD_NUMBERS = [                                            # one per script, run as a user runs it
+    ("01_tokenizer.py", "--vocab-size", "-5", "a positive integer"),
+    ("02_model.py", "--max-new-tokens", "0", "a positive integer"),
+    ("03_muon.py", "--steps", "0", "a positive integer"),
+    ("04_data.py", "--shard-tokens", "0", "a positive integer"),
+    ("06_eval.py", "--limit", "-1", "a positive integer"),
+]
+MORE_BAD_NUMBERS = [                                       # the same parsers, called in-process (faster)
+    ("01_tokenizer", "--measure-mb", "nan", "a number >= 0"),
+    ("02_model", "--seed", "1.5", "an integer >= 0"),
+    ("04_data", "--val-tokens", "1e6", "a positive integer"),
+    ("06_eval", "--batch-size", "0", "a positive integer"),
+    ("06_eval", "--temperature", "-0.5", "a number >= 0"),
+    ("06_eval", "--top-k", "many", "a positive integer"),
+]
+
+
+@pytest.mark.parametrize("script,flag,value,what", BAD_NUMBERS, ids=[f"{s}{f}={v}" for s, f, v, _ in BAD_NUMBERS])
+def test_nonsense_number_is_one_line(tmp_path, script, flag, value, what):
+    proc = run_script(script, flag, value, "--out", str(tmp_path / "out"), timeout=60)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, f"argument {flag}: must be {what}, got '{value}'", f"{script} --help")
+    assert not (tmp_path / "out").exists()                 # refused before anything was written
+
+
+@pytest.mark.parametrize("name,flag,value,what", MORE_BAD_NUMBERS, ids=[f"{n}{f}={v}" for n, f, v, _ in MORE_BAD_NUMBERS])
+def test_nonsense_number_stops_main_in_one_line(tmp_path, capsys, name, flag, value, what):
+    with pytest.raises(SystemExit) as e:
+        lesson(name).main([flag, value, "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: argument {flag}: must be {what}, got '{value}'"), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fn,good,bad", [
+    (house.positive_int, {"1": 1, "32768": 32768}, ["0", "-3", "2.0", "x", ""]),
+    (house.non_negative_int, {"0": 0, "7": 7}, ["-1", "1.5"]),
+    (house.positive_float, {"3e-4": 3e-4, "2": 2.0}, ["0", "-1", "nan", "inf"]),
+    (house.non_negative_float, {"0": 0.0, "0.8": 0.8}, ["-0.1", "nan", "-inf"]),
+    (house.probability, {"0": 0.0, "1": 1.0, "0.25": 0.25}, ["1.01", "-0.01", "nan"]),
+])
+def test_number_types_accept_sense_and_refuse_nonsense(fn, good, bad):
+    import argparse
+
+    for text, value in good.items():
+        assert fn(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match="must be"):
+            fn(text)
+
+
+# --- 2. An --out that cannot be written: one line at the start, not a raw OSError at the end -----------
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A path nobody can create, root included: a folder under a regular file."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a regular file, not a folder\n")
+    return blocker / "sub"
+
+
+@pytest.mark.parametrize("script,args", [
+    ("01_tokenizer.py", ["--preset", "tiny"]),
+    ("02_model.py", ["--preset", "tiny"]),
+    ("04_data.py", ["--preset", "tiny"]),
+    ("06_eval.py", ["--preset", "tiny", "--no-hellaswag"]),
+])
+def test_unwritable_out_is_one_line_before_the_work(unwritable, script, args):
+    proc = run_script(script, *args, "--out", str(unwritable), timeout=120)
+    assert_one_line_error(proc, f"cannot write to {unwritable}", "pass --out DIR somewhere writable")
+    assert "Not a directory" in proc.stderr
+    assert proc.stdout.strip() == ""                       # it stopped before doing any of the work
+
+
+def test_check_writable_creates_the_folder_and_leaves_no_probe(tmp_path):
+    out = house.check_writable(tmp_path / "a" / "b")
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+# --- 3-5. Checkpoints: 05-style ones, their export, and faulty ones -----------------------------------
+
+TEXTS = ["the quick brown fox jumps over the lazy dog. " * 20, "def f(x):\n    return x + 1\n" * 20]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tokenizer.json and a 05-style latest.pt (05's save_checkpoint dict layout) of head_dim 32."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    tok_path = tokenizer_lib.save_tokenizer(tokenizer_lib.train_tokenizer(TEXTS, 300, show_progress=False),
+                                            root / "tokenizer.json")
+    torch.manual_seed(0)
+    config = model_lib.LLMConfig(block_size=64, vocab_size=320, **model_lib.TINY_TRAINING_SHAPE)
+    model = model_lib.LLM(config).eval()
+    checkpoint = {"model": model_lib.export_linnet_state_dict(model), "config": config.to_dict(),
+                  "train_config": {}, "optimizers": [], "loader": {}, "rng": {}, "step": 2,
+                  "git_commit": None, "tokenizer_sha256": tokenizer_lib.tokenizer_sha256(tok_path)}
+    torch.save(checkpoint, root / "latest.pt")
+    return dict(root=root, tokenizer=tok_path, checkpoint=root / "latest.pt", model=model)
+
+
+def test_export_writes_linnet_folder_that_loads_with_identical_logits(tiny_run, tmp_path):
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    out = tmp_path / "export"
+    proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(tiny_run["tokenizer"]),
+                      "--out", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    sd = load_file(str(out / "model.safetensors"))
+    assert sorted(sd) == sorted(model_lib.export_linnet_state_dict(tiny_run["model"]))   # linnet's keys (safetensors sorts them)
+    assert torch.equal(sd["lm_head.weight"], sd["transformer.wte.weight"])           # the tied pair, both names
+    enc = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert tokenizer_lib.tokenizer_sha256(out / "tokenizer.json") == tokenizer_lib.tokenizer_sha256(tiny_run["tokenizer"])
+    loaded = model_lib.LLM.from_pretrained(out).eval()
+    assert loaded.config.head_dim == 32
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight                    # re-tied on load
+    idx = torch.tensor([enc.encode("the quick brown fox").ids])
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], tiny_run["model"](idx)[0])
+
+
+def test_export_to_unwritable_out_is_one_line(tiny_run, unwritable):
+    proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(tiny_run["tokenizer"]),
+                      "--out", str(unwritable), timeout=120)
+    assert_one_line_error(proc, "cannot write to")
+
+
+def test_export_with_another_tokenizer_is_one_line(tiny_run, tmp_path):
+    other = tokenizer_lib.save_tokenizer(tokenizer_lib.train_tokenizer(TEXTS[:1], 280, show_progress=False),
+                                         tmp_path / "other.json")
+    proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(other),
+                      "--out", str(tmp_path / "export"), timeout=120)
+    assert_one_line_error(proc, "another tokenizer")
+    assert not (tmp_path / "export").exists()
+
+
+def save_without_config(tiny_run, folder, drop_inv_freq: bool):
+    from safetensors.torch import save_file
+
+    sd = dict(torch.load(tiny_run["checkpoint"], weights_only=False)["model"])
+    if drop_inv_freq:
+        sd = {k: v for k, v in sd.items() if not k.endswith("inv_freq")}
+    sd.pop("lm_head.weight")                                                          # tied: stored once
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    return folder / "model.safetensors"
+
+
+def test_no_config_json_and_shapes_off_head_dim_64_is_one_line(tiny_run, tmp_path):
+    path = save_without_config(tiny_run, tmp_path / "bare", drop_inv_freq=True)
+    with pytest.raises(SystemExit) as e:                                       # was: ZeroDivisionError
+        model_lib.LLM.from_pretrained(path)
+    assert str(e.value) == (f"error: {path} has no config.json and its shapes don't fit head_dim 64 (width 64, "
+                            f"q|k|v rows 128): put linnet's config.json beside it")
+    proc = run_script("06_eval.py", "--checkpoint", str(path), "--tokenizer", str(tiny_run["tokenizer"]),
+                      "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
+    assert_one_line_error(proc, "don't fit head_dim 64")
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_eval_of_nan_checkpoint_is_one_line(tiny_run, tmp_path):
+    checkpoint = torch.load(tiny_run["checkpoint"], weights_only=False)
+    checkpoint["model"]["transformer.h.1.attn.c_proj.weight"][0, 0] = float("nan")
+    torch.save(checkpoint, tmp_path / "diverged.pt")
+    proc = run_script("06_eval.py", "--checkpoint", str(tmp_path / "diverged.pt"), "--tokenizer", str(tiny_run["tokenizer"]),
+                      "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
+    assert_one_line_error(proc, f"{tmp_path / 'diverged.pt'} holds non-finite weights (NaN/inf)", "earlier checkpoint")
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_eval_of_truncated_checkpoint_is_one_line(tiny_run, tmp_path):
+    data = tiny_run["checkpoint"].read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    proc = run_script("06_eval.py", "--checkpoint", str(tmp_path / "cut.pt"), "--tokenizer", str(tiny_run["tokenizer"]),
+                      "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
+    assert_one_line_error(proc, "cannot read", "damaged or not a checkpoint")
+    assert not (tmp_path / "eval" / "results.json").exists()

@@ -1,0 +1,202 @@
+"""Faults a user meets with 04's shards: damaged or missing files, a rerun killed half-way, stale temp files.
+
+Each test is one fault. Where a script runs: exit code ≠ 0, exactly one stderr line starting with "error:",
+no traceback, nothing half-written."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import REPO_DIR, lesson, require_shared, run_script
+
+house = lesson("house")
+tok = lesson("01_tokenizer")
+data = lesson("04_data")
+
+SIZES = dict(shard_tokens=1_500, val_tokens=1_000)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A small tokenizer and one source of ~100 Shakespeare pieces (≈ 12 shards)."""
+    corpus = require_shared("corpus", "shakespeare.jsonl")
+    text = ""
+    for doc in house.iter_file_texts(corpus):
+        text += doc
+        if len(text) > 120_000:
+            break
+    docs = [text[i:i + 1_000] for i in range(0, 100_000, 1_000)]
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "bard.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs), encoding="utf-8")
+    tok.save_tokenizer(tok.train_tokenizer(docs[:40], 512, show_progress=False), d / "tokenizer.json")
+    return d
+
+
+def build(out, inputs, seed=0):
+    tokenizer_path = inputs / "tokenizer.json"
+    return data.build_shards([data.LocalSource("bard", [inputs / "bard.jsonl"])], {"bard": 100},
+                             tok.load_tokenizer(tokenizer_path), out, tokenizer_sha256=tok.tokenizer_sha256(tokenizer_path),
+                             seed=seed, show_progress=False, **SIZES)
+
+
+@pytest.fixture
+def shards(tmp_path, inputs):
+    out = tmp_path / "shards"
+    build(out, inputs)
+    return out
+
+
+def one_error_line(result):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+def truncate(path, n_bytes=100):
+    path.write_bytes(path.read_bytes()[:-n_bytes])
+
+
+# --- damaged shards are found when the folder is opened, not when the shard is reached -------------------
+
+def test_truncated_training_shard_not_yet_visited_stops_the_loader_at_once(shards):
+    truncate(shards / "shard_00007.npy")
+    with pytest.raises(SystemExit, match=r"shard_00007.npy is truncated .*python 04_data.py") as e:
+        data.ShardLoader(shards, "train", B=2, T=32)
+    assert "\n" not in str(e.value)
+
+
+def test_truncated_validation_shard_stops_before_training(shards):
+    truncate(shards / "shard_00000.npy")
+    for open_it in (lambda: data.ShardLoader(shards, "train", B=2, T=32),   # what 05 opens first
+                    lambda: data.val_batches(shards, 2, 32), lambda: data.read_manifest(shards)):
+        with pytest.raises(SystemExit, match=r"shard_00000.npy is truncated"):
+            open_it()
+
+
+def test_missing_shard_is_named(shards):
+    (shards / "shard_00003.npy").unlink()
+    with pytest.raises(SystemExit, match=r"shard_00003.npy is missing: rerun the python 04_data.py command"):
+        data.read_manifest(shards)
+
+
+def test_shard_with_a_damaged_header_is_named(shards):
+    path = shards / "shard_00002.npy"
+    path.write_bytes(b"\x00" * path.stat().st_size)
+    with pytest.raises(SystemExit, match=r"shard_00002.npy is damaged"):
+        data.read_manifest(shards)
+
+
+def test_shard_cut_after_the_loader_opened_is_one_line_not_a_mmap_error(shards):
+    loader = data.ShardLoader(shards, "train", B=2, T=32)
+    truncate(shards / "shard_00001.npy", 1_000)
+    with pytest.raises(SystemExit, match="truncated"):
+        for _ in loader.iter_once():
+            pass
+
+
+def test_verify_finds_a_changed_byte_that_the_size_check_cannot(shards):
+    path = shards / "shard_00004.npy"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    data.read_manifest(shards)                                        # same size: the cheap check passes
+    line = one_error_line(run_script("04_data.py", "--verify", "--out", str(shards), timeout=120))
+    assert "shard_00004.npy is changed (its sha256 differs" in line and "python 04_data.py" in line
+
+
+def test_verify_passes_a_whole_folder(shards):
+    result = run_script("04_data.py", "--verify", "--out", str(shards), timeout=120)
+    assert result.returncode == 0 and "match their sha256" in result.stdout, result.stderr[-2000:]
+
+
+def test_verify_of_a_folder_without_shards_is_one_line(tmp_path):
+    line = one_error_line(run_script("04_data.py", "--verify", "--out", str(tmp_path), timeout=120))
+    assert "no shards in" in line
+
+
+# --- a rerun with other settings: the manifest goes before any shard it lists -------------------------------
+
+def manifest_is_trustworthy(out):
+    """Either no manifest, or one whose every shard is there, byte-exact."""
+    if not (out / "manifest.json").exists():
+        return True
+    manifest = json.loads((out / "manifest.json").read_text())
+    return all((out / r["file"]).exists() and data.sha256_file(out / r["file"]) == r["sha256"] for r in manifest["shards"])
+
+
+def test_rerun_crashing_while_it_deletes_shards_leaves_no_manifest_beside_missing_shards(shards, inputs, monkeypatch):
+    real_unlink = type(shards).unlink
+
+    def unlink_then_crash(path, *a, **k):
+        real_unlink(path, *a, **k)
+        if path.name.startswith("shard_"):
+            raise KeyboardInterrupt          # killed right after the first shard is gone
+
+    monkeypatch.setattr(type(shards), "unlink", unlink_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        build(shards, inputs, seed=1)        # other settings: everything is rebuilt
+    monkeypatch.undo()
+    assert not (shards / "manifest.json").exists() and manifest_is_trustworthy(shards)
+    with pytest.raises(SystemExit, match="no shards"):
+        data.ShardLoader(shards, "train", B=2, T=32)
+
+
+@pytest.mark.slow
+def test_rerun_killed_at_a_random_moment_leaves_old_manifest_whole_or_none(tmp_path, inputs):
+    """A real `kill -9` of `python 04_data.py` rerun with another seed, at a random moment (3 tries)."""
+    rng = random.Random(os.getpid())
+    args = ["--source", f"bard={inputs / 'bard.jsonl'}", "--tokenizer", str(inputs / "tokenizer.json"),
+            "--shard-tokens", str(SIZES["shard_tokens"]), "--val-tokens", str(SIZES["val_tokens"])]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    for attempt in range(3):
+        out = tmp_path / f"run{attempt}"
+        build(out, inputs, seed=0)
+        proc = subprocess.Popen([sys.executable, str(REPO_DIR / "04_data.py"), *args, "--seed", "1", "--out", str(out)],
+                                cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert manifest_is_trustworthy(out), f"attempt {attempt}: a manifest lists missing or changed shards"
+        if (out / "manifest.json").exists():
+            assert data.read_manifest(out)["seed"] in (0, 1)
+
+
+# --- stale temp files of a kill -9 ------------------------------------------------------------------------------
+
+def test_stale_temp_files_are_cleaned_when_04_starts(shards, inputs):
+    stale = [shards / ".shard_00003.npy.tmp4242", shards / ".manifest.json.tmp4242", shards / ".progress.json.tmp1"]
+    for path in stale:
+        path.write_bytes(b"half")
+    build(shards, inputs)                    # finished folder, same settings: nothing rebuilt, temp files gone
+    assert not any(p.exists() for p in stale) and manifest_is_trustworthy(shards)
+
+
+def test_stale_download_temp_file_is_cleaned(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / ".dclm.jsonl.tmp4242").write_text("half a download")
+    hub = tmp_path / "hub"
+    (hub / "global-shard_01_of_10").mkdir(parents=True)
+    (hub / "global-shard_01_of_10" / "a.jsonl.zst").write_bytes(
+        __import__("zstandard").ZstdCompressor().compress(b'{"text": "d0"}\n'))
+    source = data.HFSource("dclm", local_dir=hub, **data.HF_DATASETS["dclm"])
+    data.download_raw(source, 1, raw_dir=raw)
+    assert sorted(p.name for p in raw.iterdir()) == ["dclm.jsonl", "dclm.meta.json"]
+
+
+# --- the network, as a script sees it -----------------------------------------------------------------------------
+
+def test_linnet_preset_offline_is_one_line(tmp_path):
+    """HF_HUB_OFFLINE=1 (run_script sets it): the Hub is never asked, one line says what to pass instead."""
+    result = run_script("04_data.py", "--out", str(tmp_path / "o"), "--mix", "fineweb-edu:3",
+                        env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    line = one_error_line(result)
+    assert "no internet" in line and "--source" in line
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())   # nothing written

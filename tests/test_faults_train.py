@@ -1,0 +1,144 @@
+"""Faults around 05_train.py, one per test: nonsense numbers, an --out that cannot be written, a run that
+diverges (its named checkpoint must evaluate to finite numbers), and a kill -9 in the middle of a save.
+
+Every fault must end with exit status != 0, exactly one line on stderr starting with "error:", no
+"Traceback", and nothing half-written. The tests run as root, where chmod does not stop a write: the
+unwritable --out is a path under a regular FILE, which no user can create."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import REPO_DIR, lesson, require_shared, run_script
+
+train_lib = lesson("05_train")
+model_lib = lesson("02_model")
+eval_lib = lesson("06_eval")
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0, proc.stdout[-1000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """01's tiny tokenizer and 04's tiny shards, made once for this module (from the course corpus)."""
+    require_shared("corpus")
+    root = tmp_path_factory.mktemp("faults_train")
+    tokenizer, data_dir = root / "tok" / "tokenizer.json", root / "data"
+    for args in (["01_tokenizer.py", "--preset", "tiny", "--out", str(tokenizer.parent)],
+                 ["04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer), "--out", str(data_dir)]):
+        made = run_script(*args, timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+    return dict(tokenizer=tokenizer, data_dir=data_dir)
+
+
+def tiny_args(inputs, out, *args):
+    return ["--preset", "tiny", "--tokenizer", str(inputs["tokenizer"]), "--data-dir", str(inputs["data_dir"]),
+            "--out", str(out), "--no-hellaswag", "--eval-every", "1000", *args]
+
+
+# --- 1. Bad numbers end in one line before any work (nothing is created) ------------------------------
+
+BAD = [("--micro-batch", "0", "must be a positive integer"), ("--max-steps", "-3", "must be a positive integer"),
+       ("--lr", "0", "must be a number > 0"), ("--lr", "-1e-3", "must be a number > 0"),
+       ("--seq-len", "0", "must be a positive integer"), ("--warmup-frac", "1.5", "must be a number between 0 and 1"),
+       ("--total-batch-tokens", "1000", "not divisible"),
+       ("--top-k", "3", "more than --n-experts 2")]
+
+
+@pytest.mark.parametrize("flag,value,what", BAD, ids=[f"{f}={v}" for f, v, _ in BAD])
+def test_bad_number_is_one_line_before_any_work(tmp_path, flag, value, what):
+    extra = ["--n-experts", "2"] if flag == "--top-k" else []
+    proc = run_script("05_train.py", "--preset", "tiny", f"{flag}={value}", *extra, "--out", str(tmp_path / "out"),
+                      timeout=120)
+    assert_one_line_error(proc, what)
+    assert not (tmp_path / "out").exists()          # refused before anything was written
+
+
+def test_unwritable_out_is_one_line_before_training(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    proc = run_script("05_train.py", "--preset", "tiny", "--out", str(blocker / "sub"), timeout=120)
+    assert_one_line_error(proc, "cannot write to", "--out")
+    assert "running: python 01_tokenizer.py" not in proc.stdout and "model:" not in proc.stdout   # no work began
+    assert blocker.read_text() == "a file, not a folder"
+
+
+# --- 2. Divergence: stop, and name a checkpoint that evaluates to finite numbers ----------------------
+
+@pytest.mark.slow
+def test_divergence_names_a_checkpoint_that_evaluates_finite(inputs, tmp_path):
+    out = tmp_path / "lr50"
+    proc = run_script("05_train.py", *tiny_args(inputs, out, "--lr", "50", "--checkpoint-every", "1",
+                                                 "--max-steps", "20"), timeout=300)
+    line = assert_one_line_error(proc, "stopped instead of training on", str(out / "latest.pt"), "lower --lr")
+    assert "written from a healthy state" in line
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+    model = model_lib.LLM(model_lib.LLMConfig.from_dict(ckpt["config"]))
+    model_lib.load_linnet_state_dict(model, ckpt["model"])
+    bpb = eval_lib.bits_per_byte(model, inputs["data_dir"], batch_size=8, seq_len=64, max_batches=2, device="cpu")
+    assert math.isfinite(bpb["loss"]) and math.isfinite(bpb["bpb"]), bpb
+    model.eval()
+    logits, loss = model(torch.randint(0, 1024, (1, 64)), torch.randint(0, 1024, (1, 64)))
+    assert math.isfinite(loss.item()) and torch.isfinite(logits).all()
+    assert not list(out.glob(".*.tmp*"))             # nothing half-written beside it
+
+
+@pytest.mark.slow
+def test_divergence_before_the_first_checkpoint_says_none_was_written(inputs, tmp_path):
+    out = tmp_path / "lr50_no_ckpt"
+    proc = run_script("05_train.py", *tiny_args(inputs, out, "--lr", "50", "--max-steps", "20"), timeout=300)
+    assert_one_line_error(proc, "no checkpoint was written by this run", "lower --lr")
+    assert not (out / "latest.pt").exists() and not list(out.glob(".*.tmp*"))
+
+
+# --- 3. kill -9 in the middle of a save: the next start removes the temp file and resumes --------------
+
+def kill_during_a_save(cmd, out, env, seconds=60):
+    """Start `cmd`, poll `out` for a checkpoint temp file (after a first complete checkpoint) and kill -9 the
+    process the moment one appears. Returns the temp files left behind (empty if the save won the race)."""
+    proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + seconds
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            names = os.listdir(out) if out.is_dir() else []
+            if "latest.pt" in names and any(n.startswith(".latest.pt.tmp") for n in names):
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    return sorted(out.glob(".latest.pt.tmp*"))
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_save_then_restart_removes_the_temp_file_and_resumes(inputs, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(REPO_DIR / "05_train.py"), *tiny_args(inputs, out, "--checkpoint-every", "1")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+    for _ in range(5):                                 # the save is a few ms: retry if the kill came too late
+        left = kill_during_a_save(cmd, out, env)
+        if left:
+            break
+    assert left, "never caught a save in progress in 5 tries"
+    step = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)["step"]   # the previous save, whole
+    resumed = run_script("05_train.py", *tiny_args(inputs, out, "--resume", "--max-steps", str(step + 2)),
+                         timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"removed {left[0].name}" in resumed.stdout and f"resumed from" in resumed.stdout
+    assert not list(out.glob(".*.tmp*"))
+    assert torch.load(out / "latest.pt", map_location="cpu", weights_only=False)["step"] == step + 2
