@@ -461,21 +461,25 @@ def make_manifest(config: dict, records: list[dict], tokenizer, eot: int) -> dic
 
 # --- 5. Reading shards back ------------------------------------------------------------------------------
 
-def read_manifest(data_dir) -> dict:
-    """The manifest of a finished 04 run, or one line saying how to make one.
+def read_manifest(data_dir, needs: tuple[str, ...] = ()) -> dict:
+    """The manifest of a finished 04 run, or one line saying how to make one (or that it is corrupt).
 
     Every shard it lists is checked first, cheaply (exists, holds its recorded number of tokens, has the
     byte size that takes): a damaged shard stops 05 and 06 here, not at step 100. `python 04_data.py
-    --verify --out DIR` checks the sha256 of every shard too (`verify_shards`, in the appendix)."""
+    --verify --out DIR` checks the sha256 of every shard too (`verify_shards`, in the appendix). `needs`:
+    the keys the caller reads besides the shard list, e.g. 05's ("tokenizer_sha256", "vocab_size")."""
     path = Path(data_dir) / "manifest.json"
     if not path.is_file():
         raise SystemExit(f"error: no shards in {house.shown(Path(data_dir))}: run python 04_data.py (--preset tiny for the small one) first")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        records = list(manifest["shards"])
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise SystemExit(f"error: {house.shown(path)} is corrupt: rerun python 04_data.py (finished shards are kept)")
-    check_shards(data_dir, records)
+    except ValueError:                       # not JSON, not UTF-8, or empty: a copy cut short, a full disk
+        manifest = None
+    problem = manifest_problem(manifest, ("shards", *needs), READ_SHARD_KEYS)
+    if problem is not None:
+        raise SystemExit(f"error: {house.shown(path)} is corrupt ({problem}): rerun the python 04_data.py command "
+                         f"that made {house.shown(Path(data_dir))} to rebuild it")
+    check_shards(data_dir, manifest["shards"])
     return manifest
 
 
@@ -967,17 +971,51 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+MANIFEST_KEYS = ("tokenizer_sha256", "vocab_size", "eot_id", "val_bytes_per_token", "shards", "config")   # what 04-06 read
+READ_SHARD_KEYS = ("file", "split", "tokens", "sha256")            # per shard: what reading the shards needs
+SHARD_KEYS = (*READ_SHARD_KEYS, "end_doc", "end_offset")            # ...and what a rerun needs to resume
+
+
+def manifest_problem(saved, keys=MANIFEST_KEYS, shard_keys=SHARD_KEYS) -> str | None:
+    """What makes a parsed manifest.json (or progress.json, `keys=("config", "shards")`) unusable; None if nothing."""
+    if saved is None:
+        return "empty, or not valid JSON"
+    if not isinstance(saved, dict):
+        return "not a JSON object"
+    missing = [key for key in keys if key not in saved]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not (isinstance(saved["shards"], list) and all(isinstance(r, dict) and all(k in r for k in shard_keys)
+                                                      for r in saved["shards"])):
+        return f"a shard record without {', '.join(shard_keys)}"
+    return None
+
+
+def read_saved_records(path: Path, keys) -> dict | None:
+    """manifest.json or progress.json parsed, or None with a note when it is damaged (the run starts over)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        saved = None
+    problem = manifest_problem(saved, keys)
+    if problem is None:
+        return saved
+    print(f"note: {house.shown(path)} is damaged ({problem}): ignoring it, the shards it "
+          "would list are rebuilt")
+    return None
+
+
 def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
     """The finished shards a rerun can keep: recorded with the same config and matching sha256 on disk.
 
-    Returns (records, complete). Reads manifest.json (a finished run) or progress.json (an unfinished one)."""
+    Returns (records, complete). Reads manifest.json (a finished run) or progress.json (an unfinished one);
+    a damaged one is ignored (`read_saved_records`)."""
     for name, complete in (("manifest.json", True), ("progress.json", False)):
         path = out_dir / name
         if path.exists():
-            try:
-                saved = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return [], False
+            saved = read_saved_records(path, MANIFEST_KEYS if complete else ("config", "shards"))
+            if saved is None:
+                continue
             if saved.get("config") != config:
                 print(f"note: {house.shown(out_dir)} holds shards made with other settings (tokenizer, sources, mix, "
                       "seed or sizes): starting over")

@@ -49,6 +49,7 @@ import math
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -280,8 +281,8 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
                          f"--micro-batch {max(1, cfg.micro_batch // 2)} (the step stays {cfg.total_batch_tokens:,} tokens)")
     finally:
         stop.restore()
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        log.close()                        # end the progress bar's line before any message (idempotent)
+        destroy_processes()
     finish_run(log, run, model, tokenizer, procs)
     return run.checkpoint_path
 
@@ -419,8 +420,7 @@ def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> 
     record = {"kind": "eval", "step": step, "val_loss": bpb["loss"], "val_bpb": bpb["bpb"]}
     if hellaswag_limit != 0:
         examples = eval_lib.load_hellaswag(limit=hellaswag_limit)
-        result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False,
-                                             batch_size=256 if device.type == "cuda" else 32)
+        result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False)  # 06's token budget
         record.update(hellaswag_acc=result["acc"], hellaswag_acc_norm=result["acc_norm"],
                       hellaswag_n=result["n"], hellaswag_seconds=result["seconds"])
     return record
@@ -799,6 +799,12 @@ def setup_processes(cfg: TrainConfig) -> Processes:
     return Processes(rank, local_rank, world_size, device)
 
 
+def destroy_processes() -> None:
+    """DDP: leave the process group (nothing to do in a single process)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -959,10 +965,11 @@ def start_wandb(cfg: TrainConfig, out_dir: Path):
 
 
 def trim_log(path: Path, finished_steps: int) -> None:
-    """On resume, forget the steps a killed run logged after its last checkpoint (they are redone)."""
+    """On resume, forget the steps a killed run logged after its last checkpoint (they are redone), and a
+    line it was killed in the middle of (`log_records`)."""
     if not path.exists():
         return
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records = log_records(path)
     kept = [r for r in records if r["step"] < finished_steps
             or (r.get("kind") == "eval" and r["step"] == finished_steps)]   # the eval after the last saved step
     with house.atomic_path(path) as tmp:
@@ -972,11 +979,30 @@ def trim_log(path: Path, finished_steps: int) -> None:
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     """log.jsonl split into (step records, evaluation records)."""
     steps, evals = [], []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            (evals if r.get("kind") == "eval" else steps).append(r)
+    for r in log_records(path) if path.exists() else []:
+        (evals if r.get("kind") == "eval" else steps).append(r)
     return steps, evals
+
+
+def log_records(path: Path) -> list[dict]:
+    """The records of log.jsonl. A kill -9 in the middle of `append_log` can leave its LAST line torn: that
+    line is dropped with a note. A damaged line before it was not torn by us: one line names it."""
+    lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+             if line.strip()]
+    records = []
+    for n, line in lines:
+        try:
+            record = json.loads(line)
+            if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+                raise ValueError("not a record with a step")
+        except ValueError:
+            if n == lines[-1][0]:
+                print(f"note: dropped line {n} of {house.shown(path)}: torn (the run was killed while writing it)")
+                break
+            raise SystemExit(f"error: {house.shown(path)} line {n} is damaged (not a JSON record with a step): "
+                             f"delete that line (or the whole log: training does not need it, only the plots) and run again")
+        records.append(record)
+    return records
 
 
 def eval_line(record: dict) -> str:
@@ -1011,16 +1037,20 @@ def check_replicas_agree(model, world_size: int) -> None:
 
 def run_lesson(script: str, *args: str) -> None:
     """Run an earlier lesson as a subprocess (the tiny preset makes its own tokenizer and shards)."""
-    print(f"running: python {script} {' '.join(args)}")
+    command = shlex.join(["python", script, *args])       # quoted: a path with spaces can be copied as is
+    print(f"running: {command}")
     result = subprocess.run([sys.executable, str(house.REPO_DIR / script), *args], cwd=house.REPO_DIR)
     if result.returncode != 0:
-        raise SystemExit(f"error: python {script} {' '.join(args)} failed (see above): fix that first")
+        raise SystemExit(f"error: {command} failed (see above): fix that first")
 
 
 def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
     """The tokenizer (checked against the shards' manifest); for the tiny preset, make both if missing."""
     data_args = ["--data", str(run.data)] if run.data else []
     if cfg.preset == "tiny" and is_main:
+        if not run.tokenizer.exists() and run.tokenizer.name != "tokenizer.json":   # 01 could not make this name
+            raise SystemExit(f"error: no tokenizer at {run.tokenizer}: pass an existing one, or a path ending in "
+                             f"tokenizer.json for python 01_tokenizer.py to make it there")
         if not run.tokenizer.exists():
             run_lesson("01_tokenizer.py", "--preset", "tiny", "--out", str(run.tokenizer.parent), *data_args)
         if not (run.data_dir / "manifest.json").exists():
@@ -1030,7 +1060,7 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
         dist.barrier()
     if not run.tokenizer.exists():
         raise SystemExit(f"error: no tokenizer at {run.tokenizer}: run python 01_tokenizer.py first (or pass --tokenizer)")
-    manifest = data_lib.read_manifest(run.data_dir)
+    manifest = data_lib.read_manifest(run.data_dir, needs=("tokenizer_sha256", "vocab_size"))
     tokenizer = tokenizer_lib.load_tokenizer(run.tokenizer)
     if manifest["tokenizer_sha256"] != tokenizer_lib.tokenizer_sha256(run.tokenizer):
         raise SystemExit(f"error: the shards in {run.data_dir} were made with another tokenizer than {run.tokenizer}: "

@@ -39,11 +39,12 @@ validation file lists all 3,243 ActivityNet examples before the 6,799 WikiHow on
 linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (its validation shard was all
 dclm, see docs/DATA.md), so a bpb on our mixed validation shard is not the same number.
 
-Speed (one H100, linnet-497M shape with random weights, bf16 weights as `get_model` loads them on a GPU,
---batch-size 512; BENCHMARKS.md): all 10,042 examples with the three scorings (80,336 sequences) ≈ 31 s
-(≈ 32–34 s with fp32 weights under bf16 autocast); acc/acc_norm alone ≈ 15–20 s;
-linnet's protocol (3,000 examples) ≈ 3 s. Tokenising is ≈ 3 s of that; the rest is the forward passes
-of the long WikiHow examples. Not yet done: scoring each context once and its 4 endings from a KV cache.
+Speed (acc + acc_norm on all 10,042 examples, linnet-497M shape with random weights in bf16,
+`python bench/hellaswag_speed.py`): one H200, 10.2–10.6 s (was 16.2–16.5 s before the token-budget
+batching of section 3): tokenising ≈ 1.2–1.4 s, then scoring ≈ 8.3 s — padding on the host ≈ 0.5 s
+and 55 forward passes of ≤ 65,536 tokens (3.5M in all) at ≈ 0.13 s each, ≈ 500k tokens/s in eager
+mode. The nanoGPT-style scoring adds a second set of 40,168 requests.
+Not done: scoring each context once and its 4 endings from a KV cache.
 
 Honest limits
 - Zero-shot only, validation split only (the test split's labels are not public).
@@ -200,7 +201,9 @@ def encode_requests(tokenizer, pairs: list[tuple[str, str]], mode: str, eot: int
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if mode == "lm-eval":
         pairs = [split_trailing_space(c, k) for c, k in pairs]
-    contexts = encode_many(tokenizer, [c for c, _ in pairs])
+    unique = list(dict.fromkeys(c for c, _ in pairs))            # an example's 4 requests share one context:
+    encoded = dict(zip(unique, encode_many(tokenizer, unique)))   # encode it once (same string, same ids)
+    contexts = [encoded[c] for c, _ in pairs]
     if mode == "lm-eval":
         wholes = encode_many(tokenizer, [c + k for c, k in pairs])
         continuations = [whole[len(ctx):] for whole, ctx in zip(wholes, contexts)]
@@ -252,14 +255,14 @@ def cut_to_window(context_ids: list[int], continuation_ids: list[int], window: i
 
 
 @torch.no_grad()
-def score_requests_reference(model, requests, batch_size: int = 64, window: int | None = None,
-                             device=None) -> list[np.ndarray]:
+def score_requests_reference(model, requests, batch_size: int | None = None, window: int | None = None,
+                             device=None, batch_tokens: int | None = None) -> list[np.ndarray]:
     """Plain scorer: one request per forward pass, no padding, full log-softmax, no autocast.
 
     Returns, per request, the log-probabilities (nats) of its continuation tokens, each given every
     token before it. Slow but obviously right; `score_requests` must agree with it. It takes the same
-    arguments as `score_requests` so that either can be called; `batch_size` does not apply here (one
-    request is one forward pass)."""
+    arguments as `score_requests` so that either can be called; `batch_size` and `batch_tokens` do not
+    apply here (one request is one forward pass)."""
     window = window or window_of(model)
     device = device or next(model.parameters()).device
     results = []
@@ -291,33 +294,90 @@ def pad_batch(rows: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray
     return idx, targets, scored
 
 
-@torch.no_grad()
-def score_requests(model, requests, batch_size: int = 64, window: int | None = None,
-                   device=None) -> list[np.ndarray]:
-    """Fast scorer, same output as `score_requests_reference`.
+def plan_batches(lengths: list[int], batch_tokens: int, batch_size: int | None = None) -> list[list[int]]:
+    """Request indices grouped into batches by a token budget, longest first.
 
-    Requests are sorted longest first and run `batch_size` at a time, each row padded on the right to
-    the longest in its batch. Padding is harmless because attention is causal (position t never sees
-    t+1…) and the MoE is dropless (a padding token cannot take an expert slot from a real token).
-    Only the continuation positions get a log-softmax: (N, V) rather than (B, T, V). On CUDA the
-    forward runs under bf16 autocast (log-softmax in fp32)."""
+    A batch takes the next-longest request while rows × its longest row ≤ `batch_tokens` (and, if
+    `batch_size` is given, rows ≤ batch_size). Sorted, neighbours have nearly the same length, so
+    little of a batch is padding; a budget in tokens (not rows) keeps every forward pass about as
+    big: many short ActivityNet rows, fewer long WikiHow ones. A request longer than the budget
+    gets a batch of its own.
+
+    >>> plan_batches([3, 9, 4, 8], batch_tokens=18)   # 9 + 8 → 2 rows × 9; then 4 + 3 → 2 × 4
+    [[1, 3], [2, 0]]"""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])   # stable: ties keep their order
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        if batch and (len(batch) + 1) * lengths[batch[0]] <= batch_tokens \
+                and (batch_size is None or len(batch) < batch_size):
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Logits (N, V) at the flat positions `positions` (N,) of idx (B, T) only.
+
+    02's model runs as usual up to its final norm; the lm_head (C → V = 32,768, the one matmul whose
+    output is T·V) then runs only on the N rows we score — HellaSwag's endings are about a third of
+    its tokens — so the (B, T, V) logits are never made. Any other model (a test's bigram table)
+    gives its full logits, and we keep the same rows."""
+    core = model
+    while hasattr(core, "module") or hasattr(core, "_orig_mod"):   # unwrap DDP / torch.compile
+        core = getattr(core, "module", None) or core._orig_mod
+    if not (hasattr(core, "transformer") and hasattr(core, "lm_head")):
+        return model_logits(model, idx).flatten(0, 1)[positions]
+    core.check_input(idx)
+    x = core.transformer.wte(idx)                                  # (B, T, C)
+    for block in core.transformer.h:
+        x, _ = block(x)
+    x = core.transformer.ln_f(x).flatten(0, 1)[positions]          # (N, C)
+    return core.lm_head(x)                                         # (N, V)
+
+
+@torch.no_grad()
+def score_requests(model, requests, batch_size: int | None = None, window: int | None = None,
+                   device=None, batch_tokens: int | None = None) -> list[np.ndarray]:
+    """Fast scorer, same output as `score_requests_reference`, in the same (original) order.
+
+    1. Batches by a token budget, longest first (`plan_batches`): `batch_tokens` padded tokens per
+       forward (default 65,536 on CUDA, 8,192 on a CPU), at most `batch_size` rows if given. Rows are
+       padded on the right: harmless, since attention is causal (position t never sees t+1…) and the
+       MoE is dropless (a padding token cannot take an expert slot from a real token).
+    2. Every batch is padded on the host and copied to the device once, before the loop; inside it
+       nothing comes back to the host (a `.cpu()` or `.item()` would wait for the GPU each time): the
+       log-probs are written into one device buffer, read back once at the end.
+    3. The lm_head and the log-softmax (fp32) run only at continuation positions (`continuation_logits`).
+    On CUDA the forward runs under bf16 autocast."""
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
+    batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
     inputs = [cut_to_window(c, k, window) for c, k in requests]
-    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))   # longest first: little padding
-    results: list[np.ndarray | None] = [None] * len(inputs)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        idx, targets, scored = pad_batch([inputs[i] for i in batch])        # (B, T) each
-        scored_t = torch.from_numpy(scored).to(device)
+    batches = plan_batches([len(full) - 1 for full, _ in inputs], batch_tokens, batch_size)
+    padded = [pad_batch([inputs[i] for i in batch]) for batch in batches]     # (B, T) arrays each
+
+    def upload(arrays):   # one host → device copy of many arrays, concatenated flat
+        return torch.from_numpy(np.concatenate(arrays)).to(device)
+    all_idx = upload([idx.ravel() for idx, _, _ in padded])
+    all_positions = upload([np.flatnonzero(scored) for _, _, scored in padded])   # flat, per batch
+    all_targets = upload([targets[scored] for _, targets, scored in padded])
+    token_logprobs = torch.empty(len(all_targets), dtype=torch.float32, device=device)
+    tok, pos = 0, 0
+    for idx, _, scored in padded:
+        (B, T), n = idx.shape, int(scored.sum())
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model_logits(model, torch.from_numpy(idx).to(device))   # (B, T, V)
-        logprobs = logits[scored_t].float().log_softmax(-1)             # (N, V): continuation positions only
-        wanted = torch.from_numpy(targets).to(device)[scored_t]          # (N,)
-        token_logprobs = logprobs.gather(1, wanted[:, None])[:, 0]       # (N,), row-major = batch order
-        counts = scored.sum(1).tolist()
-        for i, chunk in zip(batch, token_logprobs.double().cpu().split(counts)):
-            results[i] = chunk.numpy()
+            logits = continuation_logits(model, all_idx[tok:tok + B * T].view(B, T), all_positions[pos:pos + n])
+        logprobs = logits.float().log_softmax(-1)                               # (n, V) in fp32
+        token_logprobs[pos:pos + n] = logprobs.gather(1, all_targets[pos:pos + n, None])[:, 0]
+        tok, pos = tok + B * T, pos + n
+    flat = token_logprobs.double().cpu().numpy()           # the one host sync: rows in batch order
+    results: list[np.ndarray | None] = [None] * len(inputs)
+    start = 0
+    for i in (i for batch in batches for i in batch):
+        results[i] = flat[start:start + inputs[i][1]]
+        start += inputs[i][1]
     return results
 
 
@@ -376,9 +436,9 @@ def accuracy(records: list[dict], pred: str) -> float:
     return float(np.mean([r[pred] == r["label"] for r in records]))
 
 
-def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int = 64, device=None,
+def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int | None = None, device=None,
                        mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
-                       reference: bool = False) -> dict:
+                       reference: bool = False, batch_tokens: int | None = None) -> dict:
     """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
 
     mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
@@ -387,6 +447,8 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int =
     nanogpt=True also scores the nanoGPT-style requests (raw ctx, " " + raw ending, mean log-prob per
     token) — a second set of 4 requests per example — for `acc_nanogpt`.
     reference=True scores with the plain `score_requests_reference` instead of the batched one.
+    batch_tokens / batch_size: the fast scorer's budget of padded tokens per forward pass and optional
+    cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap).
     The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
         raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
@@ -396,7 +458,7 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int =
     was_training = model.training
     model.eval()
     try:
-        scores = score(model, requests, batch_size, window, device)
+        scores = score(model, requests, batch_size, window, device, batch_tokens=batch_tokens)
     finally:
         model.train(was_training)
     n = len(examples)
@@ -464,7 +526,7 @@ def bits_per_byte(model, data_dir: str | Path, batch_size: int = 8, seq_len: int
     `max_batches` batches (None: the whole validation shard). linnet: ≈ 1.21 bpb, measured on dclm text
     only (docs/DATA.md) — our validation shard mixes both sources, so expect a different number for the same
     model. Evaluation loss is cross-entropy alone (no MoE balance term)."""
-    manifest = data_lib.read_manifest(data_dir)
+    manifest = data_lib.read_manifest(data_dir, needs=("val_bytes_per_token",))
     seq_len = seq_len or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     was_training = model.training
@@ -585,8 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the HellaSwag validation jsonl (default: cached download, else ../shared/data/hellaswag)")
     parser.add_argument("--limit", type=house.positive_int, default=None,
                         help="score only the first N examples (default: all 10,042; tiny: 200)")
+    parser.add_argument("--batch-tokens", type=house.positive_int, default=None,
+                        help="padded tokens per forward pass when scoring (default: 65536 on CUDA, 8192 on CPU)")
     parser.add_argument("--batch-size", type=house.positive_int, default=None,
-                        help="sequences (endings) per forward pass (default: 512 on CUDA, 32 on CPU)")
+                        help="at most this many sequences (endings) per forward pass (default: no cap, --batch-tokens decides)")
     parser.add_argument("--linnet-compat", action="store_true",
                         help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
     parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
@@ -602,11 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
     """Score HellaSwag (and linnet's protocol with --linnet-compat), print the numbers, save the 3 plots."""
-    batch_size = args.batch_size or (512 if device.type == "cuda" else 32)
+    batching = {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
     limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
     hs_path = find_hellaswag_file(args.hellaswag_file)
     examples = load_hellaswag(hs_path, limit)
-    result = evaluate_hellaswag(model, tokenizer, examples, batch_size, device)
+    result = evaluate_hellaswag(model, tokenizer, examples, device=device, **batching)
     sd = 100 * binomial_sd(result["n"])
     print(f"HellaSwag ({hs_path.name}, first {result['n']:,} examples, {result['seconds']:.1f} s): "
           f"acc {100 * result['acc']:.1f}  acc_norm {100 * result['acc_norm']:.1f}  "
@@ -614,7 +678,8 @@ def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
     summary, linnet_result = {}, None
     if args.linnet_compat:
         compat = examples[:LINNET_COMPAT_LIMIT] if len(examples) >= LINNET_COMPAT_LIMIT else load_hellaswag(hs_path, LINNET_COMPAT_LIMIT)
-        linnet_result = evaluate_hellaswag(model, tokenizer, compat, batch_size, device, mode="linnet", nanogpt=False)
+        linnet_result = evaluate_hellaswag(model, tokenizer, compat, device=device, mode="linnet", nanogpt=False,
+                                           **batching)
         print(f"linnet's number (acc, separate tokenisation, first {linnet_result['n']:,}): "
               f"{100 * linnet_result['acc']:.1f}  (model card ≈ 38)")
         summary["linnet_protocol"] = {k: v for k, v in linnet_result.items() if k != "records"}
@@ -745,7 +810,7 @@ def tokenizer_for(path: Path, preset: str):
     """The tokenizer at `path`; for the tiny preset, a vocab-1024 one trained in memory if it is missing."""
     if path.is_file():
         return tokenizer_lib.load_tokenizer(path)
-    if preset != "tiny":
+    if preset != "tiny" or Path(path).resolve() != DEFAULT_TOKENIZER.resolve():   # a --tokenizer you named must exist
         raise SystemExit(f"error: no tokenizer at {path}: run python 01_tokenizer.py first, or pass --tokenizer PATH")
     print(f"no tokenizer at {path}: training a vocab-1024 one in memory (run python 01_tokenizer.py --preset tiny to keep one)")
     texts = house.iter_texts(house.find_tiny_data())

@@ -69,7 +69,8 @@ def train_path(name, args, vocab_size, device) -> dict:
     model, _ = train_lib.build_model(cfg, vocab_size, device)
     runner = torch.compile(model) if compiled else model
     optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                              muon_lr_multiplier=cfg.muon_lr_multiplier)
+                                              muon_lr_multiplier=cfg.muon_lr_multiplier,
+                                              batched=name != "reference")   # the plain path: NS per parameter
     stream = batch_stream(args, vocab_size)
     losses, grad_norms, t0 = [], [], time.perf_counter()
     for step in range(args.steps):

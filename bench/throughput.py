@@ -65,6 +65,7 @@ def build(args, device):
 PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lessons choose with
     "moe": "LLMConfig.moe_impl='reference' (the loop over experts)",
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
+    "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
 }
 
 
@@ -74,6 +75,7 @@ def apply_plain(args):
         args.moe = "reference"
     if "cast_experts" in args.plain:
         args.cast_experts_once = False
+    args.muon_batched = "muon_batched" not in args.plain
 
 
 def build_training(args, device):
@@ -83,7 +85,7 @@ def build_training(args, device):
     cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
                                 total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
                                 cast_experts_once=args.cast_experts_once)
-    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
+    optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1, batched=args.muon_batched)
     gen = torch.Generator().manual_seed(0)
     for _ in range(args.warmup):
         train_lib.train_step(model, runner, optimizers,
@@ -180,7 +182,9 @@ def time_optimizer(args, device):
         results[name] = round(1000 * (time.perf_counter() - t0) / args.steps, 2)
 
     ours, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1)
-    bench("ours: Muon (03, batched over experts) + AdamW", ours)
+    bench("ours: Muon (03, one Newton-Schulz call per shape) + AdamW", ours)
+    plain, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1, batched=False)
+    bench("ours, plain: Muon (03, one call per parameter) + AdamW", plain)
     if hasattr(torch.optim, "Muon"):
         # torch.optim.Muon takes 2-D matrices only: give it every expert matrix as its own view-free copy
         matrices = [p for p in model.parameters() if p.ndim == 2 and p.shape[0] != model.config.vocab_size]

@@ -33,3 +33,15 @@ def run_script(script: str, *args: str, timeout: float = 300, env: dict | None =
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", **(env or {})}
     return subprocess.run([sys.executable, str(REPO_DIR / script), *args], cwd=REPO_DIR, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(proc, *needles) -> str:
+    """A user error as the house rule wants it: exit status != 0, no traceback, exactly one stderr line that
+    starts with "error:" and contains every needle. Returns that line."""
+    assert proc.returncode != 0, proc.stdout[-1000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -1,4 +1,5 @@
 """03_muon: Newton–Schulz, the Muon optimizer (vs torch.optim.Muon), and linnet's Muon/AdamW split."""
+import copy
 import math
 import re
 
@@ -296,3 +297,69 @@ def test_docstring_examples():
     import doctest
 
     assert doctest.testmod(muon, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+# --- the batched fast path (one newton_schulz call per shape) against the plain per-parameter loop -----
+
+def linnet_like_training(batched, steps=10, dtype=torch.float32):
+    """`steps` Muon steps (build_optimizers' groups) on a depth-3 MoE: 3 same-shaped c_attn, c_proj, routers
+    and expert stacks each; fixed random gradients, so both paths see exactly the same inputs."""
+    torch.manual_seed(0)
+    model = model_lib.LLM(model_lib.LLMConfig(depth=3, block_size=16, vocab_size=64, n_embd=64, n_head=2,
+                                              n_kv_head=1, head_dim=32, ffn_dim=96, n_experts=4)).to(dtype)
+    (opt, _), _ = muon.build_optimizers(model, lr=2e-3, batched=batched)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for p in params:
+            rows = torch.logspace(-2, 1, p.shape[0])[:, *[None] * (p.ndim - 1)]   # rows of very different scales
+            p.grad = (torch.randn(p.shape, generator=g) * rows).to(dtype)
+        opt.step()
+    return model, opt, params
+
+
+def test_batched_muon_matches_reference():
+    model, opt, fast = linnet_like_training(batched=True)
+    _, ref_opt, plain = linnet_like_training(batched=False)
+    shapes = [tuple(p.shape) for p in fast]
+    assert len(shapes) == 15 and len(set(shapes)) == 5              # 5 shapes × 3 layers: really batched
+    assert [len(s) for s in muon.group_by_shape(fast)] == [3] * 5
+    moved = max((p - q).abs().max().item() for p, q in
+                zip(fast, linnet_like_training(batched=True, steps=0)[2]))
+    assert moved > 0.05                                              # the weights really moved
+    for p, q in zip(fast, plain):
+        scale = q.abs().max().item()
+        assert (p - q).abs().max().item() <= 1e-6 * scale, tuple(p.shape)
+    assert opt.state_dict()["param_groups"] == ref_opt.state_dict()["param_groups"]
+    for a, b in zip(opt.state_dict()["state"].values(), ref_opt.state_dict()["state"].values()):
+        assert a.keys() == b.keys() == {"momentum_buffer"}
+        torch.testing.assert_close(a["momentum_buffer"], b["momentum_buffer"], rtol=0, atol=0)
+
+
+def test_batched_muon_matches_reference_in_bf16():
+    _, _, fast = linnet_like_training(batched=True, dtype=torch.bfloat16)
+    _, _, plain = linnet_like_training(batched=False, dtype=torch.bfloat16)
+    for p, q in zip(fast, plain):                                    # bf16 weights: ≤ 1 ulp apart (2⁻⁸)
+        assert ((p.float() - q.float()).abs() <= 2**-8 * q.float().abs() + 1e-6).all(), tuple(p.shape)
+
+
+def test_group_by_shape_splits_dtype_and_keeps_order():
+    ps = [torch.empty(4, 2), torch.empty(4, 2, dtype=torch.bfloat16), torch.empty(3, 4, 2), torch.empty(4, 2)]
+    assert muon.group_by_shape(ps) == [[0, 3], [1], [2]]
+
+
+def test_a_checkpoint_of_the_plain_path_resumes_on_the_batched_one():
+    """Same state_dict layout: state saved by batched=False loads into batched=True and continues alike."""
+    _, plain_opt, plain = linnet_like_training(batched=False, steps=3)
+    _, fast_opt, fast = linnet_like_training(batched=True, steps=0)
+    with torch.no_grad():
+        for p, q in zip(fast, plain):
+            p.copy_(q)
+    fast_opt.load_state_dict(copy.deepcopy(plain_opt.state_dict()))     # as torch.save/torch.load would
+    g = torch.Generator().manual_seed(2)
+    for p, q in zip(fast, plain):
+        p.grad = q.grad = torch.randn(p.shape, generator=g)
+    fast_opt.step()
+    plain_opt.step()
+    for p, q in zip(fast, plain):
+        assert (p - q).abs().max().item() <= 1e-6 * q.abs().max().item()

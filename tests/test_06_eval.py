@@ -294,3 +294,57 @@ def test_bad_checkpoints_and_tokenizer_mismatch_give_one_line(tmp_path, tiny_tok
                             "--limit", "5", "--out", str(tmp_path / "out"), timeout=300)
         assert result.returncode != 0 and message in result.stderr, result.stderr[-1500:]
         assert "Traceback" not in result.stderr
+
+
+# --- the fast scorer's batching (issue "Throughput II") -------------------------------------------------
+
+def test_plan_batches_covers_every_request_once_within_the_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 120, size=500).tolist()
+    batches = ev.plan_batches(lengths, batch_tokens=1000, batch_size=16)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for batch in batches:
+        assert len(batch) <= 16 and (len(batch) == 1 or len(batch) * lengths[batch[0]] <= 1000)
+        assert lengths[batch[0]] == max(lengths[i] for i in batch)      # longest first: it sets the padding
+    padded = sum(len(b) * lengths[b[0]] for b in batches)
+    assert padded < 1.05 * sum(lengths)                                  # sorted: under 5 % padding
+    assert ev.plan_batches([50, 10], batch_tokens=20) == [[0], [1]]      # longer than the budget: alone
+
+
+def test_token_budget_batching_matches_reference_in_original_order(tiny_tokenizer, hellaswag):
+    """~100 real examples (400 requests) with a 600-token budget: dozens of batches of different
+    row counts, every request scored in sorted order — and the results must come back in the
+    original order, equal to the one-at-a-time reference (fp32 on the CPU: 1e-5)."""
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64, moe_impl="reference")
+    requests = ev.hellaswag_requests(tiny_tokenizer, hellaswag[300:400], "lm-eval", nanogpt=False)
+    lengths = [len(ev.cut_to_window(c, k, 64)[0]) - 1 for c, k in requests]
+    assert len(ev.plan_batches(lengths, batch_tokens=600)) > 30
+    fast = ev.score_requests(model, requests, device="cpu", batch_tokens=600)
+    plain = ev.score_requests_reference(model, requests, device="cpu")
+    assert len(fast) == len(plain) == 400
+    for a, b in zip(fast, plain):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_contexts_encoded_once_give_the_same_ids(tiny_tokenizer, hellaswag):
+    """encode_requests encodes each distinct context once: the ids must equal encoding every pair."""
+    pairs = [ev.split_trailing_space(c, k) for ex in hellaswag[:50] for c, k in ev.example_pairs(ex, "lm-eval")]
+    requests = ev.encode_requests(tiny_tokenizer, pairs, "lm-eval", eot=0)
+    for (ctx, cont), (c, k) in zip(requests, pairs):
+        assert ctx == tiny_tokenizer.encode(c, add_special_tokens=False).ids
+        assert cont == tiny_tokenizer.encode(c + k, add_special_tokens=False).ids[len(ctx):]
+
+
+@pytest.mark.slow
+def test_hellaswag_speed_bench_smoke_run_on_cpu(tmp_path, tiny_tokenizer):
+    tok_path = tmp_path / "tokenizer.json"
+    tok_lib.save_tokenizer(tiny_tokenizer, tok_path)
+    hs = require_shared("hellaswag", "hellaswag_val.jsonl")
+    result = run_script("bench/hellaswag_speed.py", "--depth", "2", "--vocab", "1024", "--limit", "50", "--warmup", "5",
+                        "--tokenizer", str(tok_path), "--hellaswag", str(hs), "--device", "cpu",
+                        "--compare-reference", "10")
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["examples"] == 50 and 0 <= line["acc"] <= 1 and line["tokens_scored"] > line["continuation_tokens"] > 0
+    assert line["reference_examples"] == 10 and line["max_abs_diff_logprob_sum"] < 1e-3

@@ -8,21 +8,13 @@ unwritable --out is a path under a regular FILE (`.../file.txt/sub`), which no u
 import pytest
 import torch
 
-from helpers import lesson, run_script
+from helpers import lesson, one_error_line, run_script
 
 house = lesson("house")
 model_lib = lesson("02_model")
 tokenizer_lib = lesson("01_tokenizer")
 
 
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0, proc.stdout[-1000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 # --- 1. Nonsense numbers: argparse's `type=` refuses them before anything runs ----------------------
@@ -48,7 +40,7 @@ MORE_BAD_NUMBERS = [                                       # the same parsers, c
 def test_nonsense_number_is_one_line(tmp_path, script, flag, value, what):
     proc = run_script(script, flag, value, "--out", str(tmp_path / "out"), timeout=60)
     assert proc.returncode == 2
-    assert_one_line_error(proc, f"argument {flag}: must be {what}, got '{value}'", f"{script} --help")
+    one_error_line(proc, f"argument {flag}: must be {what}, got '{value}'", f"{script} --help")
     assert not (tmp_path / "out").exists()                 # refused before anything was written
 
 
@@ -97,7 +89,7 @@ def unwritable(tmp_path):
 ])
 def test_unwritable_out_is_one_line_before_the_work(unwritable, script, args):
     proc = run_script(script, *args, "--out", str(unwritable), timeout=120)
-    assert_one_line_error(proc, f"cannot write to {unwritable}", "pass --out DIR somewhere writable")
+    one_error_line(proc, f"cannot write to {unwritable}", "pass --out DIR somewhere writable")
     assert "Not a directory" in proc.stderr
     assert proc.stdout.strip() == ""                       # it stopped before doing any of the work
 
@@ -153,7 +145,7 @@ def test_export_writes_linnet_folder_that_loads_with_identical_logits(tiny_run, 
 def test_export_to_unwritable_out_is_one_line(tiny_run, unwritable):
     proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--out", str(unwritable), timeout=120)
-    assert_one_line_error(proc, "cannot write to")
+    one_error_line(proc, "cannot write to")
 
 
 def test_export_with_another_tokenizer_is_one_line(tiny_run, tmp_path):
@@ -161,7 +153,7 @@ def test_export_with_another_tokenizer_is_one_line(tiny_run, tmp_path):
                                          tmp_path / "other.json")
     proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(other),
                       "--out", str(tmp_path / "export"), timeout=120)
-    assert_one_line_error(proc, "another tokenizer")
+    one_error_line(proc, "another tokenizer")
     assert not (tmp_path / "export").exists()
 
 
@@ -185,7 +177,7 @@ def test_no_config_json_and_shapes_off_head_dim_64_is_one_line(tiny_run, tmp_pat
                             f"q|k|v rows 128): put linnet's config.json beside it")
     proc = run_script("06_eval.py", "--checkpoint", str(path), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
-    assert_one_line_error(proc, "don't fit head_dim 64")
+    one_error_line(proc, "don't fit head_dim 64")
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
@@ -195,7 +187,7 @@ def test_eval_of_nan_checkpoint_is_one_line(tiny_run, tmp_path):
     torch.save(checkpoint, tmp_path / "diverged.pt")
     proc = run_script("06_eval.py", "--checkpoint", str(tmp_path / "diverged.pt"), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
-    assert_one_line_error(proc, f"{tmp_path / 'diverged.pt'} holds non-finite weights (NaN/inf)", "earlier checkpoint")
+    one_error_line(proc, f"{tmp_path / 'diverged.pt'} holds non-finite weights (NaN/inf)", "earlier checkpoint")
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
@@ -204,5 +196,5 @@ def test_eval_of_truncated_checkpoint_is_one_line(tiny_run, tmp_path):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     proc = run_script("06_eval.py", "--checkpoint", str(tmp_path / "cut.pt"), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
-    assert_one_line_error(proc, "cannot read", "damaged or not a checkpoint")
+    one_error_line(proc, "cannot read", "damaged or not a checkpoint")
     assert not (tmp_path / "eval" / "results.json").exists()

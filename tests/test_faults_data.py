@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import REPO_DIR, lesson, require_shared, run_script
+from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
@@ -50,13 +50,6 @@ def shards(tmp_path, inputs):
     out = tmp_path / "shards"
     build(out, inputs)
     return out
-
-
-def one_error_line(result):
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def truncate(path, n_bytes=100):

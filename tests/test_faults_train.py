@@ -14,21 +14,13 @@ import time
 import pytest
 import torch
 
-from helpers import REPO_DIR, lesson, require_shared, run_script
+from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
 
 train_lib = lesson("05_train")
 model_lib = lesson("02_model")
 eval_lib = lesson("06_eval")
 
 
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0, proc.stdout[-1000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +55,7 @@ def test_bad_number_is_one_line_before_any_work(tmp_path, flag, value, what):
     extra = ["--n-experts", "2"] if flag == "--top-k" else []
     proc = run_script("05_train.py", "--preset", "tiny", f"{flag}={value}", *extra, "--out", str(tmp_path / "out"),
                       timeout=120)
-    assert_one_line_error(proc, what)
+    one_error_line(proc, what)
     assert not (tmp_path / "out").exists()          # refused before anything was written
 
 
@@ -71,7 +63,7 @@ def test_unwritable_out_is_one_line_before_training(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
     proc = run_script("05_train.py", "--preset", "tiny", "--out", str(blocker / "sub"), timeout=120)
-    assert_one_line_error(proc, "cannot write to", "--out")
+    one_error_line(proc, "cannot write to", "--out")
     assert "running: python 01_tokenizer.py" not in proc.stdout and "model:" not in proc.stdout   # no work began
     assert blocker.read_text() == "a file, not a folder"
 
@@ -83,7 +75,7 @@ def test_divergence_names_a_checkpoint_that_evaluates_finite(inputs, tmp_path):
     out = tmp_path / "lr50"
     proc = run_script("05_train.py", *tiny_args(inputs, out, "--lr", "50", "--checkpoint-every", "1",
                                                  "--max-steps", "20"), timeout=300)
-    line = assert_one_line_error(proc, "stopped instead of training on", str(out / "latest.pt"), "lower --lr")
+    line = one_error_line(proc, "stopped instead of training on", str(out / "latest.pt"), "lower --lr")
     assert "written from a healthy state" in line
     ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
@@ -101,7 +93,7 @@ def test_divergence_names_a_checkpoint_that_evaluates_finite(inputs, tmp_path):
 def test_divergence_before_the_first_checkpoint_says_none_was_written(inputs, tmp_path):
     out = tmp_path / "lr50_no_ckpt"
     proc = run_script("05_train.py", *tiny_args(inputs, out, "--lr", "50", "--max-steps", "20"), timeout=300)
-    assert_one_line_error(proc, "no checkpoint was written by this run", "lower --lr")
+    one_error_line(proc, "no checkpoint was written by this run", "lower --lr")
     assert not (out / "latest.pt").exists() and not list(out.glob(".*.tmp*"))
 
 

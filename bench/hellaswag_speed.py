@@ -1,0 +1,130 @@
+"""How fast does 06 score HellaSwag? acc + acc_norm (lm-eval's two numbers) on all 10,042 examples.
+
+Builds the linnet-shape model (02: depth 12, vocab 32,768, 8 experts top-2) with random weights — the
+speed does not depend on the weights — in bf16 on CUDA (fp32 on a CPU), or loads --checkpoint; loads a
+real tokenizer and the HellaSwag validation file; runs `evaluate_hellaswag(nanogpt=False)` once on 200
+examples to warm up, then times the full run (tokenising included: the clock is 06's own `seconds`).
+Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device, torch version.
+
+    python bench/hellaswag_speed.py --tokenizer out/01_tokenizer/tokenizer.json --hellaswag PATH
+    python bench/hellaswag_speed.py ... --batch-tokens 131072        # a bigger forward pass
+    python bench/hellaswag_speed.py ... --compare-reference 100      # fast vs plain scorer, 100 examples
+    python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
+
+--compare-reference N scores the first N examples with the plain one-request-per-forward
+`score_requests_reference` too and prints the largest difference of any per-ending log-likelihood (nats)
+and how many of the N decisions (acc, acc_norm) differ. The plain scorer runs on an fp32 copy of the
+model, so on a GPU the difference is the fast path's bf16 error; on a CPU (fp32 both) it is ~1e-5.
+Needs only torch, tokenizers, numpy and this repo.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import house  # noqa: E402
+
+model_lib = importlib.import_module("02_model")
+eval_lib = importlib.import_module("06_eval")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokenizer", type=Path, default=eval_lib.DEFAULT_TOKENIZER, help="any tokenizer.json")
+    parser.add_argument("--hellaswag", type=Path, default=None, help="hellaswag_val.jsonl (default: 06's lookup)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="score this model instead of random weights")
+    parser.add_argument("--depth", type=int, default=12, help="random model's depth (default: 12 = linnet)")
+    parser.add_argument("--vocab", type=int, default=32768, help="random model's vocabulary (default: 32768)")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples only (default: all 10,042)")
+    parser.add_argument("--warmup", type=int, default=200, help="examples in the untimed warm-up run (default: 200)")
+    parser.add_argument("--batch-tokens", type=int, default=None, help="06's token budget per forward (default: 06's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="06's cap on rows per forward (default: none)")
+    parser.add_argument("--compare-reference", type=int, default=0, metavar="N",
+                        help="also check fast vs plain scorer on the first N examples")
+    parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: the best available)")
+    return parser.parse_args(argv)
+
+
+def build_model(args, tokenizer, device):
+    if args.checkpoint is not None:
+        model = eval_lib.load_model(args.checkpoint, device)
+    else:
+        torch.manual_seed(0)
+        config = model_lib.LLMConfig(depth=args.depth, vocab_size=args.vocab)
+        model = model_lib.LLM(config).to(device).eval()
+    if tokenizer.get_vocab_size() > model.config.vocab_size:
+        raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens, the model "
+                         f"{model.config.vocab_size}: pass --vocab at least that big")
+    return model.to(torch.bfloat16) if device.type == "cuda" else model    # as 06's get_model does
+
+
+def tokens_scored(tokenizer, examples, window) -> tuple[int, int]:
+    """(input tokens, continuation tokens) of the acc/acc_norm requests: what the forward passes read."""
+    requests = eval_lib.hellaswag_requests(tokenizer, examples, "lm-eval", nanogpt=False)
+    cut = [eval_lib.cut_to_window(c, k, window) for c, k in requests]
+    return sum(len(full) - 1 for full, _ in cut), sum(n for _, n in cut)
+
+
+def timed_run(model, tokenizer, examples, device, args) -> dict:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False,
+                                         batch_size=args.batch_size, batch_tokens=args.batch_tokens)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return result
+
+
+def compare_reference(model, tokenizer, examples, device) -> dict:
+    """The timed fast scorer (bf16 on CUDA) against the plain scorer on an fp32 copy of the model: the
+    difference is the fast path's whole error (batching, padding, bf16), not one bf16 run against another."""
+    fast = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False)
+    exact = copy.deepcopy(model).float()
+    plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
+    a = np.array([r["logprob_sum"] for r in fast["records"]])
+    b = np.array([r["logprob_sum"] for r in plain["records"]])
+    return {"reference_examples": len(examples), "max_abs_diff_logprob_sum": float(np.abs(a - b).max()),
+            "mean_abs_diff_logprob_sum": float(np.abs(a - b).mean()),
+            "reference_pred_differs": sum(x["pred"] != y["pred"] for x, y in zip(fast["records"], plain["records"])),
+            "reference_pred_norm_differs": sum(x["pred_norm"] != y["pred_norm"]
+                                               for x, y in zip(fast["records"], plain["records"])),
+            "reference_seconds": plain["seconds"]}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device or house.default_device())
+    if not args.tokenizer.is_file():
+        raise SystemExit(f"error: no tokenizer at {args.tokenizer}: pass --tokenizer PATH (any tokenizer.json)")
+    tokenizer = eval_lib.tokenizer_lib.load_tokenizer(args.tokenizer)
+    examples = eval_lib.load_hellaswag(eval_lib.find_hellaswag_file(args.hellaswag), args.limit)
+    model = build_model(args, tokenizer, device)
+    timed_run(model, tokenizer, examples[:args.warmup], device, args)        # warm-up: CUDA init, kernels
+    started = time.time()
+    result = timed_run(model, tokenizer, examples, device, args)
+    wall = time.time() - started
+    inputs, continuations = tokens_scored(tokenizer, examples, eval_lib.window_of(model))
+    line = {"what": "hellaswag acc+acc_norm", "examples": result["n"], "seconds": round(result["seconds"], 3),
+            "wall_seconds": round(wall, 3), "examples_per_s": round(result["n"] / result["seconds"], 1),
+            "acc": result["acc"], "acc_norm": result["acc_norm"], "tokens_scored": inputs,
+            "continuation_tokens": continuations, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
+            "model": str(args.checkpoint) if args.checkpoint else f"random depth {args.depth} vocab {args.vocab}",
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "torch": torch.__version__}
+    if args.compare_reference:
+        line.update(compare_reference(model, tokenizer, examples[:args.compare_reference], device))
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Faults not covered by the other fault suites, one class per section: a log line torn by a kill -9, a
+corrupt manifest.json or progress.json, paths with spaces, unicode or a leading dash, a missing input file
+given explicitly, an empty or truncated tokenizer.json, and an empty text file.
+
+A user error ends with exit status != 0, exactly one stderr line starting with "error:", no "Traceback"
+and nothing half-written; where the right answer is to recover (a torn LAST log line, a damaged
+progress.json), the script says so in a note and exits 0."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
+
+house = lesson("house")
+tok = lesson("01_tokenizer")
+data = lesson("04_data")
+train_lib = lesson("05_train")
+
+SIZES = ["--shard-tokens", "3000", "--val-tokens", "2000"]   # a few shards from ~300 KB of text
+
+
+
+
+def run_in(cwd, script, *args, timeout=300):
+    """`python <repo>/<script> <args>` started in `cwd` (for relative paths such as `--out=-x`)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, str(REPO_DIR / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def nothing_in(folder):
+    return not folder.exists() or not any(folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """~300 KB of Shakespeare as 300 documents, a vocab-512 tokenizer and 04's shards of it (in-process: fast)."""
+    corpus = require_shared("corpus", "shakespeare.jsonl")
+    text = ""
+    for doc in house.iter_file_texts(corpus):
+        text += doc
+        if len(text) > 300_000:
+            break
+    root = tmp_path_factory.mktemp("misc")
+    docs = [text[i:i + 1_000] for i in range(0, 300_000, 1_000)]
+    (root / "bard.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs), encoding="utf-8")
+    tokenizer = tok.save_tokenizer(tok.train_tokenizer(docs[:60], 512, show_progress=False), root / "tokenizer.json")
+    data.build_shards([data.LocalSource("bard", [root / "bard.jsonl"])], {"bard": len(docs)},
+                      tok.load_tokenizer(tokenizer), root / "data", tokenizer_sha256=tok.tokenizer_sha256(tokenizer),
+                      show_progress=False, shard_tokens=3_000, val_tokens=2_000)
+    return dict(root=root, text=root / "bard.jsonl", tokenizer=tokenizer, data_dir=root / "data")
+
+
+def train_args(inputs, out, *more):
+    return ["--preset", "tiny", "--tokenizer", str(inputs["tokenizer"]), "--data-dir", str(inputs["data_dir"]),
+            "--out", str(out), "--no-hellaswag", "--eval-every", "1000", *more]
+
+
+# --- 1. log.jsonl: a kill -9 during `append_log` tears the last line --------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(inputs, tmp_path_factory):
+    """A finished 2-step 05 run (latest.pt at step 2, log.jsonl), copied by each test that damages it."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    proc = run_script("05_train.py", *train_args(inputs, out, "--max-steps", "2"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_torn_last_log_line_is_dropped_on_resume(inputs, trained, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    with open(out / "log.jsonl", "a") as f:
+        f.write('{"step": 2, "loss": 6.8')                        # killed in the middle of the next append
+    proc = run_script("05_train.py", *train_args(inputs, out, "--resume", "--max-steps", "4"), timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "note: dropped line 4 of" in proc.stdout and "torn" in proc.stdout
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]   # every line whole
+    assert [r["step"] for r in records if r.get("kind") != "eval"] == [0, 1, 2, 3]
+    assert not list(out.glob(".*.tmp*"))
+
+
+def test_damaged_log_line_before_the_last_is_one_line(inputs, trained, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    lines[1] = lines[1][:25]                                     # not something a kill -9 of an append leaves
+    (out / "log.jsonl").write_text("\n".join(lines) + "\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = run_script("05_train.py", *train_args(inputs, out, "--resume", "--max-steps", "4"), timeout=300)
+    one_error_line(proc, f"{out / 'log.jsonl'} line 2 is damaged", "delete that line")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before          # nothing touched
+
+
+def test_read_log_drops_a_torn_last_line_and_names_a_damaged_one(tmp_path, capsys):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 0, "loss": 7.0}\n\n{"kind": "eval", "step": 1, "val_loss": 6.9}\n{"step": 1, "lo')
+    steps, evals = train_lib.read_log(path)
+    assert [r["step"] for r in steps] == [0] and [r["step"] for r in evals] == [1]
+    assert "dropped line 4" in capsys.readouterr().out
+    path.write_text('{"step": 0}\n[1, 2]\n{"step": 1}\n')       # valid JSON, but not a record
+    with pytest.raises(SystemExit, match=r"log.jsonl line 2 is damaged"):
+        train_lib.trim_log(path, 1)
+    assert path.read_text() == '{"step": 0}\n[1, 2]\n{"step": 1}\n'
+
+
+# --- 2. A corrupt manifest.json: 04's read_manifest says so, for 05 and 06 alike ---------------------------
+
+def damaged_copy(inputs, tmp_path, how):
+    folder = tmp_path / "shards"
+    shutil.copytree(inputs["data_dir"], folder)
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "cut":
+        path.write_bytes(path.read_bytes()[:300])
+    elif how == "binary":
+        path.write_bytes(bytes(range(256)))
+    elif how == "no tokenizer_sha256":
+        del manifest["tokenizer_sha256"]
+        path.write_text(json.dumps(manifest))
+    elif how == "shard without file":
+        del manifest["shards"][2]["file"]
+        path.write_text(json.dumps(manifest))
+    elif how == "a list":
+        path.write_text("[]")
+    return folder
+
+
+KINDS = {"empty": "empty, or not valid JSON", "cut": "empty, or not valid JSON", "binary": "empty, or not valid JSON",
+         "shard without file": "a shard record without file", "a list": "not a JSON object"}
+
+
+@pytest.mark.parametrize("how", list(KINDS))
+def test_read_manifest_of_a_corrupt_manifest_is_one_line(inputs, tmp_path, how):
+    folder = damaged_copy(inputs, tmp_path, how)
+    with pytest.raises(SystemExit) as e:
+        data.read_manifest(folder)
+    assert str(e.value).startswith(f"error: {folder / 'manifest.json'} is corrupt ({KINDS[how]}")
+    assert "rerun the python 04_data.py command" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("script,how,needle", [
+    ("05_train.py", "empty", "empty, or not valid JSON"),
+    ("05_train.py", "no tokenizer_sha256", "(no tokenizer_sha256)"),
+    ("06_eval.py", "cut", "empty, or not valid JSON"),
+    ("06_eval.py", "shard without file", "a shard record without file"),
+])
+def test_corrupt_manifest_stops_05_and_06_in_one_line(inputs, tmp_path, script, how, needle):
+    folder = damaged_copy(inputs, tmp_path, how)
+    out = tmp_path / "out"
+    args = ["--preset", "tiny", "--tokenizer", str(inputs["tokenizer"]), "--data-dir", str(folder), "--out", str(out),
+            "--no-hellaswag"] + (["--max-steps", "2"] if script == "05_train.py" else [])
+    proc = run_script(script, *args, timeout=300)
+    one_error_line(proc, f"{folder / 'manifest.json'} is corrupt", needle, "04_data.py")
+    assert nothing_in(out)
+
+
+def test_04_rerun_rebuilds_a_corrupt_manifest(inputs, tmp_path):
+    folder = damaged_copy(inputs, tmp_path, "no tokenizer_sha256")          # valid JSON: once kept as "done"
+    proc = run_script("04_data.py", "--source", f"bard={inputs['text']}", "--tokenizer", str(inputs["tokenizer"]),
+                      "--out", str(folder), *SIZES, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "manifest.json is damaged (no tokenizer_sha256)" in proc.stdout
+    assert (folder / "manifest.json").read_bytes() == (inputs["data_dir"] / "manifest.json").read_bytes()
+
+
+# --- 3. A corrupt progress.json in a folder 04 did not finish: ignored with a note, rebuilt --------------
+
+@pytest.mark.parametrize("content,problem", [
+    (b"", "empty, or not valid JSON"), (b'{"config": {"format": 1, "tok', "empty, or not valid JSON"),
+    (b"[1, 2]", "not a JSON object"), (b'{"config": {}}', "no shards"),
+])
+def test_corrupt_progress_json_is_ignored_and_the_shards_rebuilt(inputs, tmp_path, capsys, content, problem):
+    folder = tmp_path / "half"
+    shutil.copytree(inputs["data_dir"], folder)
+    (folder / "manifest.json").unlink()                       # a run killed before its end...
+    for shard in sorted(folder.glob("shard_*.npy"))[3:]:
+        shard.unlink()
+    (folder / "progress.json").write_bytes(content)           # ...whose progress.json was damaged since
+    if content == b"":                                        # one of them as a user reruns it, the rest in-process
+        proc = run_script("04_data.py", "--source", f"bard={inputs['text']}", "--tokenizer", str(inputs["tokenizer"]),
+                          "--out", str(folder), *SIZES, timeout=300)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        out = proc.stdout
+    else:
+        data.build_shards([data.LocalSource("bard", [inputs["text"]])], {"bard": 300},
+                          tok.load_tokenizer(inputs["tokenizer"]), folder, show_progress=False,
+                          tokenizer_sha256=tok.tokenizer_sha256(inputs["tokenizer"]), shard_tokens=3_000, val_tokens=2_000)
+        out = capsys.readouterr().out
+    assert f"progress.json is damaged ({problem}): ignoring it" in out
+    assert (folder / "manifest.json").read_bytes() == (inputs["data_dir"] / "manifest.json").read_bytes()
+    assert not (folder / "progress.json").exists()
+
+
+# --- 4. Paths with spaces, unicode and a leading dash (`--out=-x`, relative to where the user stands) ------
+
+@pytest.fixture(scope="module")
+def odd(inputs, tmp_path_factory):
+    """01 and 04 run as a user in `.../out dir/é ü 数据/` with relative outputs `-tok` and `-data`."""
+    where = tmp_path_factory.mktemp("odd") / "out dir" / "é ü 数据"
+    where.mkdir(parents=True)
+    text = shutil.copy(inputs["text"], where / "my text é.jsonl")
+    made = [run_in(where, "01_tokenizer.py", "--preset", "tiny", "--data", str(text), "--out=-tok"),
+            run_in(where, "04_data.py", "--preset", "tiny", "--data", str(text), "--tokenizer=-tok/tokenizer.json",
+                   "--out=-data", *SIZES)]
+    return dict(where=where, made=made)
+
+
+def test_01_and_04_work_with_spaces_unicode_and_a_leading_dash(odd):
+    for proc in odd["made"]:
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (odd["where"] / "-tok" / "tokenizer.json").is_file()
+    manifest = data.read_manifest(odd["where"] / "-data")
+    assert manifest["tokenizer_sha256"] == tok.tokenizer_sha256(odd["where"] / "-tok" / "tokenizer.json")
+    assert "my text é" in manifest["per_source"]
+
+
+@pytest.mark.slow
+def test_05_trains_on_them_into_an_odd_out(odd):
+    proc = run_in(odd["where"], "05_train.py", "--preset", "tiny", "--tokenizer=-tok/tokenizer.json",
+                  "--data-dir=-data", "--out", "run ü 1", "--no-hellaswag", "--max-steps", "2", "--eval-every", "1000")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (odd["where"] / "run ü 1" / "latest.pt").is_file() and (odd["where"] / "run ü 1" / "loss.png").is_file()
+
+
+# --- 5-7. A missing input named explicitly, an empty or cut tokenizer.json, an empty text file --------------
+
+CASES = [   # (script, args with {t} = a good tokenizer, {d} = good shards, {x} = the folder of bad inputs, what to say)
+    ("01_tokenizer.py", ["--preset", "tiny", "--data", "{x}/no/such"], "does not exist: check the path"),
+    ("05_train.py", ["--preset", "tiny", "--tokenizer", "{x}/no/such.json", "--data-dir", "{d}", "--max-steps", "1"],
+     "no tokenizer at"),
+    ("06_eval.py", ["--preset", "tiny", "--tokenizer", "{t}", "--checkpoint", "{x}/no/such.pt", "--no-hellaswag"],
+     "no checkpoint at"),
+    ("06_eval.py", ["--preset", "linnet", "--tokenizer", "{x}/no/such.json", "--no-hellaswag"], "no tokenizer at"),
+    ("06_eval.py", ["--preset", "tiny", "--tokenizer", "{x}/no/such.json", "--no-hellaswag"], "no tokenizer at"),
+    ("04_data.py", ["--preset", "tiny", "--tokenizer", "{x}/empty.json"], "is not a valid tokenizer.json"),
+    ("04_data.py", ["--preset", "tiny", "--tokenizer", "{x}/cut.json"], "is not a valid tokenizer.json"),
+    ("06_eval.py", ["--preset", "tiny", "--tokenizer", "{x}/empty.json", "--no-hellaswag"], "is not a valid tokenizer.json"),
+    ("06_eval.py", ["--preset", "tiny", "--tokenizer", "{x}/cut.json", "--no-hellaswag"], "is not a valid tokenizer.json"),
+    ("01_tokenizer.py", ["--preset", "tiny", "--data", "{x}/empty.txt"], "no text in"),
+    ("04_data.py", ["--preset", "tiny", "--tokenizer", "{t}", "--data", "{x}/empty.txt"], "has no non-empty documents"),
+]
+
+
+@pytest.mark.parametrize("script,args,needle", CASES, ids=[f"{s}:{' '.join(a)}" for s, a, _ in CASES])
+def test_bad_input_file_is_one_line_and_writes_nothing(inputs, tmp_path, script, args, needle):
+    x = tmp_path / "x"
+    x.mkdir()
+    (x / "empty.json").write_bytes(b"")
+    (x / "cut.json").write_bytes(inputs["tokenizer"].read_bytes()[:2_000])
+    (x / "empty.txt").write_bytes(b"")
+    fill = dict(t=inputs["tokenizer"], d=inputs["data_dir"], x=x)
+    out = tmp_path / "out"
+    proc = run_script(script, *[a.format(**fill) for a in args], "--out", str(out), timeout=300)
+    line = one_error_line(proc, needle)
+    named = next(a.format(**fill) for a in args if "{x}" in a)
+    assert named in line, line                               # the file it is about, by name
+    assert nothing_in(out) and not (x / "no").exists()       # nothing written, no folder made for the missing file
+
+
+def test_bits_per_byte_on_a_manifest_without_val_bytes_per_token_is_one_line(inputs, tmp_path):
+    """06 needs the validation shard's bytes per token: a manifest without it stops in one line, not a KeyError."""
+    eval_lib = lesson("06_eval")
+    model_lib = lesson("02_model")
+    broken = tmp_path / "shards"
+    shutil.copytree(inputs["data_dir"], broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["val_bytes_per_token"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    model = model_lib.LLM(model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 512, "block_size": 64}))
+    with pytest.raises(SystemExit, match="val_bytes_per_token"):
+        eval_lib.bits_per_byte(model, broken, batch_size=2, seq_len=32, max_batches=1, device="cpu")
