@@ -361,6 +361,29 @@ def swiglu(h):
     return F.silu(gate) * value
 
 
+def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k), top_e (N, k)
+    """The router's decision: softmax over the E experts, keep the k most probable, renormalise their
+    weights to sum to 1 (linnet: E = 8, k = 2).
+
+    >>> probs, top_w, top_e = route(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), k=2)
+    >>> top_e.tolist(), [round(w, 3) for w in top_w[0].tolist()]   # softmax 0.644, 0.237 → renormalised
+    ([[0, 1]], [0.731, 0.269])"""
+    probs = F.softmax(router_logits.float(), dim=-1)        # (N, E) in fp32
+    top_w, top_e = probs.topk(k, dim=-1)                    # (N, k)
+    return probs, top_w / top_w.sum(dim=-1, keepdim=True), top_e
+
+
+def balance_loss(probs):  # (N, E) → scalar
+    """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router
+    probability is uniform and up to E when every token prefers one expert. (Not the Switch-Transformer
+    loss, which multiplies the fraction of tokens actually routed to e by the mean probability.)
+
+    >>> balance_loss(torch.full((5, 8), 1 / 8)).item(), balance_loss(torch.eye(8)[[0, 0]]).item()
+    (1.0, 8.0)"""
+    mean_prob = probs.mean(dim=0)                           # (E,)
+    return probs.shape[-1] * (mean_prob ** 2).sum()
+
+
 def moe_reference(x, w_v, c_proj, top_e, top_w):
     """The readable MoE: for each expert, gather its tokens, run its SwiGLU, add back weight·output.
 
@@ -407,29 +430,6 @@ def compute_dtype(x):
     return x.dtype
 
 
-def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k), top_e (N, k)
-    """The router's decision: softmax over the E experts, keep the k most probable, renormalise their
-    weights to sum to 1 (linnet: E = 8, k = 2).
-
-    >>> probs, top_w, top_e = route(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), k=2)
-    >>> top_e.tolist(), [round(w, 3) for w in top_w[0].tolist()]   # softmax 0.644, 0.237 → renormalised
-    ([[0, 1]], [0.731, 0.269])"""
-    probs = F.softmax(router_logits.float(), dim=-1)        # (N, E) in fp32
-    top_w, top_e = probs.topk(k, dim=-1)                    # (N, k)
-    return probs, top_w / top_w.sum(dim=-1, keepdim=True), top_e
-
-
-def balance_loss(probs):  # (N, E) → scalar
-    """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router
-    probability is uniform and up to E when every token prefers one expert. (Not the Switch-Transformer
-    loss, which multiplies the fraction of tokens actually routed to e by the mean probability.)
-
-    >>> balance_loss(torch.full((5, 8), 1 / 8)).item(), balance_loss(torch.eye(8)[[0, 0]]).item()
-    (1.0, 8.0)"""
-    mean_prob = probs.mean(dim=0)                           # (E,)
-    return probs.shape[-1] * (mean_prob ** 2).sum()
-
-
 class MoE(nn.Module):
     """Router + E SwiGLU experts, stacked: w_v (E, 2F, C) [gate rows, then value rows], c_proj (E, C, F).
 
@@ -474,21 +474,6 @@ class MoE(nn.Module):
             0, flat_e, torch.ones(flat_e.shape, device=x.device))  # (E,) token-slots routed to e
         entropy = -(probs * torch.log(probs.clamp_min(1e-20))).sum(-1).mean()
         return y, dict(balance=balance, tokens_per_expert=tokens_per_expert, mean_prob=mean_prob, entropy=entropy)
-
-
-def cast_expert_weights(model, dtype=torch.bfloat16) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One (w_v, c_proj) pair per layer, cast to `dtype` — made once per training step and handed to every
-    micro-step as `model(idx, targets, expert_weights=...)`, instead of casting the fp32 expert weights
-    again inside each micro-step (16 times per linnet step: 453M weights each time).
-
-    Same maths: the copies are ordinary autograd nodes (w.to(bf16)), so each micro-step's backward flows
-    through them into the fp32 .grad exactly as before (the cast saves nothing for backward, so every
-    micro-step can backpropagate through it). 05's train_step does this on a GPU; the test checks that
-    the gradients are bit-identical with and without it.
-
-    >>> [tuple(w.shape) for w in cast_expert_weights(LLM(LLMConfig(**TINY_REFERENCE_SHAPE)))[0]]
-    [(4, 768, 128), (4, 128, 384)]"""
-    return [(block.moe.w_v.to(dtype), block.moe.c_proj.to(dtype)) for block in model.transformer.h]
 
 
 # --- 6. The block and the model ----------------------------------------------------------------------
@@ -654,6 +639,21 @@ class LLM(nn.Module):
             model = cls(config)
         load_linnet_state_dict(model, sd)
         return model
+
+
+def cast_expert_weights(model, dtype=torch.bfloat16) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One (w_v, c_proj) pair per layer, cast to `dtype` — made once per training step and handed to every
+    micro-step as `model(idx, targets, expert_weights=...)`, instead of casting the fp32 expert weights
+    again inside each micro-step (16 times per linnet step: 453M weights each time).
+
+    Same maths: the copies are ordinary autograd nodes (w.to(bf16)), so each micro-step's backward flows
+    through them into the fp32 .grad exactly as before (the cast saves nothing for backward, so every
+    micro-step can backpropagate through it). 05's train_step does this on a GPU; the test checks that
+    the gradients are bit-identical with and without it.
+
+    >>> [tuple(w.shape) for w in cast_expert_weights(LLM(LLMConfig(**TINY_REFERENCE_SHAPE)))[0]]
+    [(4, 768, 128), (4, 128, 384)]"""
+    return [(block.moe.w_v.to(dtype), block.moe.c_proj.to(dtype)) for block in model.transformer.h]
 
 
 # --- 7. Looking inside: attention weights --------------------------------------------------------------

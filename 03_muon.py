@@ -169,6 +169,27 @@ def adjust_lr(lr: float, shape, adjust_lr_fn: str | None = None) -> float:
     raise ValueError(f"adjust_lr_fn must be one of {ADJUST_LR_FNS}, got {adjust_lr_fn!r}")
 
 
+def muon_update_(p: torch.Tensor, grad: torch.Tensor, buf: torch.Tensor, group: dict) -> None:
+    """Apply one Muon update to `p` in place (momentum buffer `buf` updated in place too)."""
+    update = momentum_direction_(grad, buf, group)                   # buf ← μ·buf + (1−μ)·g; Nesterov
+    update = newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"])
+    orthogonal_step_(p, update, group)                               # decay, then the shape-scaled step
+
+
+def momentum_direction_(grad: torch.Tensor, buf: torch.Tensor, group: dict) -> torch.Tensor:
+    """The matrix Muon orthogonalises: update the momentum `buf` in place, return buf or Nesterov's look-ahead."""
+    momentum = group["momentum"]
+    buf.lerp_(grad, 1 - momentum)                                    # buf = μ·buf + (1−μ)·g
+    return grad.lerp(buf, momentum) if group["nesterov"] else buf    # Nesterov: (1−μ)·g + μ·buf
+
+
+def orthogonal_step_(p: torch.Tensor, O: torch.Tensor, group: dict) -> None:
+    """Decoupled weight decay with the raw lr, then the step along O = newton_schulz(direction)."""
+    lr = group["lr"]
+    p.mul_(1 - lr * group["weight_decay"])                           # decoupled weight decay, raw lr
+    p.add_(O, alpha=-adjust_lr(lr, p.shape, group["adjust_lr_fn"]))  # [E,]A,B: lr of one A×B slice
+
+
 class Muon(torch.optim.Optimizer):
     """Muon: SGD-momentum (Nesterov) whose update is orthogonalised by Newton–Schulz, for 2-D weights.
 
@@ -249,27 +270,6 @@ def check_muon_shape(shape, stacked: bool) -> None:
     if not stacked and len(shape) != 2:
         raise ValueError(f"Muon only orthogonalises matrices, got a {len(shape)}-D parameter of shape {shape} "
                          "(a norm weight, bias or scalar?): optimise it with AdamW")
-
-
-def muon_update_(p: torch.Tensor, grad: torch.Tensor, buf: torch.Tensor, group: dict) -> None:
-    """Apply one Muon update to `p` in place (momentum buffer `buf` updated in place too)."""
-    update = momentum_direction_(grad, buf, group)                   # buf ← μ·buf + (1−μ)·g; Nesterov
-    update = newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"])
-    orthogonal_step_(p, update, group)                               # decay, then the shape-scaled step
-
-
-def momentum_direction_(grad: torch.Tensor, buf: torch.Tensor, group: dict) -> torch.Tensor:
-    """The matrix Muon orthogonalises: update the momentum `buf` in place, return buf or Nesterov's look-ahead."""
-    momentum = group["momentum"]
-    buf.lerp_(grad, 1 - momentum)                                    # buf = μ·buf + (1−μ)·g
-    return grad.lerp(buf, momentum) if group["nesterov"] else buf    # Nesterov: (1−μ)·g + μ·buf
-
-
-def orthogonal_step_(p: torch.Tensor, O: torch.Tensor, group: dict) -> None:
-    """Decoupled weight decay with the raw lr, then the step along O = newton_schulz(direction)."""
-    lr = group["lr"]
-    p.mul_(1 - lr * group["weight_decay"])                           # decoupled weight decay, raw lr
-    p.add_(O, alpha=-adjust_lr(lr, p.shape, group["adjust_lr_fn"]))  # [E,]A,B: lr of one A×B slice
 
 
 # --- 3. linnet's split: which parameter goes to which optimizer -----------------------------------
