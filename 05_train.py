@@ -336,6 +336,10 @@ def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader,
     checkpoint = load_checkpoint(run.checkpoint_path)
     refuse_changes_on_resume(saved_train_config(checkpoint), cfg)
     refuse_other_inputs_on_resume(checkpoint, run)
+    if checkpoint["step"] >= cfg.steps_to_run:
+        raise SystemExit(f"error: {run.checkpoint_path} has already finished {checkpoint['step']} steps and this run "
+                         f"stops at {cfg.steps_to_run}: nothing to train; pass a larger --max-steps "
+                         f"(the schedule plans {cfg.planned_steps})")
     model_lib.load_linnet_state_dict(model, checkpoint["model"])
     for opt, state in zip(optimizers, checkpoint["optimizers"]):
         opt.load_state_dict(state)
@@ -359,17 +363,19 @@ def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path |
                       model_config) -> None:
     """The divergence guard, checked after every step, before anything of it is logged or saved. A step is
     healthy when
-      - its loss is finite and at most 2 × ln(vocab): ln(vocab) is the loss of a uniform guess, where a fresh
-        model starts (tiny: ln 1,024 = 6.93, the first step measures 6.95); a run above twice that is exploding;
+      - its loss is finite and at most 2 × ln(vocab) + balance_coef × E: ln(vocab) is the loss of a uniform
+        guess, where a fresh model starts (tiny: ln 1,024 = 6.93, the first step measures 6.95), and the balance
+        term adds at most balance_coef × E (E experts); a run above that is exploding;
       - its gradient norm (before clipping) is finite and not exactly 0: a zero gradient means the network
         saturated and nothing learns any more (--lr 50 on the tiny preset, without this guard: loss 54 at
         step 1, 178 at step 7, then grad norm 0.0 from step 8 while the weights grew to 2.6e18, NaN at step 17).
     Otherwise the run stops with one line naming the last checkpoint written from a healthy state."""
-    limit, norm = 2 * math.log(model_config.vocab_size), float(grad_norm)
+    limit = 2 * math.log(model_config.vocab_size) + cfg.balance_coef * cfg.n_experts   # + the balance term's most
+    norm = float(grad_norm)
     if not math.isfinite(loss_value):
         reason = f"loss became {loss_value}"
     elif loss_value > limit:
-        reason = f"loss {loss_value:.4g} is above 2·ln(vocab) = {limit:.2f} (exploding)"
+        reason = f"loss {loss_value:.4g} is above 2·ln(vocab) + balance_coef·E = {limit:.2f} (exploding)"
     elif not math.isfinite(norm) or norm == 0:
         reason = f"gradient norm became {norm} (the network saturated)"
     else:
@@ -468,7 +474,7 @@ def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConf
                             run: RunConfig, last_good: Path | None) -> Path:
     """Save only weights that are all finite (the step that made them passed `stop_if_unhealthy`); else stop,
     naming the last good checkpoint, which the atomic rename left untouched. Returns the checkpoint path."""
-    if not all(torch.isfinite(p).all() for p in model.parameters()):
+    if not math.isfinite(weights_checksum(model).item()):        # NaN/inf in any weight makes the sum so
         stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
     save_checkpoint(run.checkpoint_path, model, optimizers, loader, step, cfg, model_config, run)
     return run.checkpoint_path
@@ -1020,15 +1026,24 @@ def print_sample(model, tokenizer, device) -> None:
     print(f"sample: {text!r}")
 
 
+def weights_checksum(model) -> torch.Tensor:
+    """The sum of every weight in float64, shape (1,), on the weights' device: equal on processes that hold
+    equal weights, and NaN or inf as soon as one weight is."""
+    return torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+
+
 def check_replicas_agree(model, world_size: int) -> None:
     """DDP: every process must hold the same weights (same all-reduced gradients, deterministic Muon and
     AdamW: 03). Compare a checksum of all parameters across processes before rank 0 saves them."""
     if world_size == 1:
         return
-    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    checksum = weights_checksum(model)
     gathered = [torch.zeros_like(checksum) for _ in range(world_size)]
     dist.all_gather(gathered, checksum)
-    if len({g.item() for g in gathered}) != 1:
+    values = [g.item() for g in gathered]
+    if not all(math.isfinite(v) for v in values):
+        return   # NaN never equals NaN: non-finite weights are the divergence guard's to report (save_healthy_checkpoint)
+    if len(set(values)) != 1:
         raise SystemExit(f"error: the {world_size} DDP processes hold different weights "
                          f"(checksums {[g.item() for g in gathered]}): the run is no longer data-parallel")
     if dist.get_rank() == 0:
@@ -1069,7 +1084,17 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
         raise SystemExit(f"error: manifest vocab {manifest['vocab_size']} != tokenizer vocab "
                          f"{tokenizer.get_vocab_size()}: rerun python 04_data.py with this tokenizer")
     check_preset_fits(cfg, tokenizer, run.tokenizer, is_main)
+    if run.hellaswag and is_main:   # found (or fetched) now, not at the first evaluation after hundreds of steps
+        hellaswag_file_or_stop()
     return tokenizer
+
+
+def hellaswag_file_or_stop() -> Path:
+    """06's HellaSwag file (cached, the course copy, or downloaded); without one, one line that says what to do."""
+    try:
+        return eval_lib.find_hellaswag_file()
+    except SystemExit as missing:
+        raise SystemExit(f"{missing}, or train without it: --no-hellaswag")
 
 
 def check_preset_fits(cfg: TrainConfig, tokenizer, tokenizer_path: Path, is_main: bool) -> None:

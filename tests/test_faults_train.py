@@ -4,6 +4,7 @@ diverges (its named checkpoint must evaluate to finite numbers), and a kill -9 i
 Every fault must end with exit status != 0, exactly one line on stderr starting with "error:", no
 "Traceback", and nothing half-written. The tests run as root, where chmod does not stop a write: the
 unwritable --out is a path under a regular FILE, which no user can create."""
+import dataclasses
 import math
 import os
 import signal
@@ -134,3 +135,29 @@ def test_kill_9_during_a_save_then_restart_removes_the_temp_file_and_resumes(inp
     assert f"removed {left[0].name}" in resumed.stdout and f"resumed from" in resumed.stdout
     assert not list(out.glob(".*.tmp*"))
     assert torch.load(out / "latest.pt", map_location="cpu", weights_only=False)["step"] == step + 2
+
+
+def test_the_divergence_limit_leaves_room_for_the_balance_term():
+    """--balance-coef 8 on 4 experts adds up to 32 to a healthy loss: that is not an explosion."""
+    cfg = dataclasses.replace(train_lib.PRESETS["tiny"], balance_coef=8.0)
+    config = model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 1024})
+    train_lib.stop_if_unhealthy(6.9 + 8.0 * 1.2, torch.tensor(0.5), 0, None, cfg, config)   # no SystemExit
+    with pytest.raises(SystemExit, match="exploding"):
+        train_lib.stop_if_unhealthy(2 * 6.93 + 8.0 * 4 + 1, torch.tensor(0.5), 0, None, cfg, config)
+
+
+def test_a_missing_hellaswag_file_stops_before_training_and_says_no_hellaswag(monkeypatch):
+    def missing(path=None):
+        raise SystemExit("error: no HellaSwag file and no internet: download URL and pass --hellaswag-file PATH")
+
+    monkeypatch.setattr(eval_lib, "find_hellaswag_file", missing)
+    with pytest.raises(SystemExit, match="or train without it: --no-hellaswag$"):
+        train_lib.hellaswag_file_or_stop()
+
+
+def test_nan_weights_make_the_checksum_nan():
+    model = model_lib.LLM(model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 64}))
+    assert math.isfinite(train_lib.weights_checksum(model).item())
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")
+    assert math.isnan(train_lib.weights_checksum(model).item())
