@@ -151,7 +151,7 @@ def test_a_missing_hellaswag_file_stops_before_training_and_says_no_hellaswag(mo
         raise SystemExit("error: no HellaSwag file and no internet: download URL and pass --hellaswag-file PATH")
 
     monkeypatch.setattr(eval_lib, "find_hellaswag_file", missing)
-    with pytest.raises(SystemExit, match="or train without it: --no-hellaswag$"):
+    with pytest.raises(SystemExit, match=r"download .* to .*hellaswag_val.jsonl, or train without it: --no-hellaswag$"):
         train_lib.hellaswag_file_or_stop()
 
 
