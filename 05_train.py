@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
             set_learning_rates(optimizers, lr_multiplier(step, cfg))                       # 1. the schedule
             micro_batches = [next(batches) for _ in range(accum)]                         # accum × (B, T) pairs
             loss, grad_norm, stats = train_step(model, runner, optimizers, micro_batches, cfg, procs.device)  # 2.
-            loss_value = mean_over_processes(loss, procs.world_size)                      # the one host sync
+            loss_value = mean_over_processes(loss, procs.world_size)   # first host sync: waits for the GPU
             stop_if_unhealthy(loss_value, grad_norm, step, last_good, cfg, model_config)   # the divergence guard
             finished, is_last, seconds = step + 1, step + 1 == max_steps, time.perf_counter() - t0
             log.step(step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, peak_tokens_per_s))
