@@ -45,3 +45,17 @@ def one_error_line(proc, *needles) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def shakespeare_text(min_chars: int) -> str:
+    """The first documents of the course corpus's Shakespeare, joined, at least `min_chars` long (or the
+    whole file); skips the test when ../shared is absent."""
+    import json
+
+    text = ""
+    with open(require_shared("corpus", "shakespeare.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            text += json.loads(line)["text"]
+            if len(text) > min_chars:
+                break
+    return text

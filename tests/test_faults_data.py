@@ -10,10 +10,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
+from helpers import REPO_DIR, lesson, one_error_line, run_script, shakespeare_text
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
@@ -25,12 +24,7 @@ SIZES = dict(shard_tokens=1_500, val_tokens=1_000)
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A small tokenizer and one source of ~100 Shakespeare pieces (≈ 12 shards)."""
-    corpus = require_shared("corpus", "shakespeare.jsonl")
-    text = ""
-    for doc in house.iter_file_texts(corpus):
-        text += doc
-        if len(text) > 120_000:
-            break
+    text = shakespeare_text(120_000)
     docs = [text[i:i + 1_000] for i in range(0, 100_000, 1_000)]
     d = tmp_path_factory.mktemp("inputs")
     (d / "bard.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs), encoding="utf-8")

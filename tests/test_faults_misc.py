@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
+from helpers import REPO_DIR, lesson, one_error_line, run_script, shakespeare_text
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
@@ -39,12 +39,7 @@ def nothing_in(folder):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """~300 KB of Shakespeare as 300 documents, a vocab-512 tokenizer and 04's shards of it (in-process: fast)."""
-    corpus = require_shared("corpus", "shakespeare.jsonl")
-    text = ""
-    for doc in house.iter_file_texts(corpus):
-        text += doc
-        if len(text) > 300_000:
-            break
+    text = shakespeare_text(300_000)
     root = tmp_path_factory.mktemp("misc")
     docs = [text[i:i + 1_000] for i in range(0, 300_000, 1_000)]
     (root / "bard.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs), encoding="utf-8")
