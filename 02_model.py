@@ -80,6 +80,9 @@ def round_up(x: int, multiple: int) -> int:
     return (x + multiple - 1) // multiple * multiple
 
 
+MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8")   # section 5 (5b: grouped_fp8)
+
+
 @dataclass
 class LLMConfig:
     """linnet's config. Positional order is the original's: LLMConfig(depth, block_size, vocab_size,
@@ -91,7 +94,8 @@ class LLMConfig:
 
     Every derived field can be overridden (handy for tests). `vocab_size` is padded up to a multiple
     of 64 (32768 already is). `moe_impl`: "reference" (loop over experts), "grouped" (sorted token-slots
-    + grouped GEMMs) or "auto" (grouped, except fp32 on CUDA where grouped_mm does not run).
+    + grouped GEMMs), "auto" (grouped, except fp32 on CUDA where grouped_mm does not run) or "grouped_fp8"
+    (the grouped GEMMs in FP8, section 5b: a training switch; loading a checkpoint sets "auto" again).
     If you change `depth` on an existing config, build a new one: derived fields are filled only once.
     `qk_norm=False` drops QK-norm (no weights change): only for section 8's experiment; linnet has it on."""
     depth: int = 12
@@ -127,8 +131,8 @@ class LLMConfig:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if not 1 <= self.n_active_experts <= self.n_experts:
             raise ValueError(f"n_active_experts must be in 1..n_experts ({self.n_experts}), got {self.n_active_experts}")
-        if self.moe_impl not in ("auto", "reference", "grouped"):
-            raise ValueError(f"moe_impl must be 'auto', 'reference' or 'grouped', got {self.moe_impl!r}")
+        if self.moe_impl not in MOE_IMPLS:
+            raise ValueError(f"moe_impl must be one of {', '.join(MOE_IMPLS)}, got {self.moe_impl!r}")
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-able) with every field, derived ones included: what a checkpoint stores."""
@@ -423,6 +427,91 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     return (y_slots * top_w.unsqueeze(-1).to(x.dtype)).sum(dim=1)       # (N, C)
 
 
+# --- 5b. FP8 experts (optional: moe_impl="grouped_fp8", 05's --fp8): the same GEMMs in 8-bit floats ------
+# The expert GEMMs are two thirds of linnet's FLOPs. Hopper's tensor cores multiply float8 numbers at twice
+# the bf16 rate, so the experts can run in FP8 while everything else (master weights, optimizer, router,
+# attention, norms, loss) stays as it is. What changes is rounding: float8_e4m3fn keeps 3 mantissa bits
+# (bf16 keeps 7), so each input of the expert GEMMs is rounded to ~2 significant digits before the multiply;
+# the products are still summed in fp32 and the result comes back in bf16. A float8 number only reaches
+# ±448, so every row gets its own scale first (`quantize_rows`). bench/loss_equivalence.py --paths ... fp8
+# trains bf16 and FP8 side by side; BENCHMARKS.md has the loss curves and the speed.
+
+FP8_MAX = 448.0   # the largest float8_e4m3fn value (4 exponent bits, 3 mantissa bits)
+
+
+def quantize_rows(x):  # (..., K) → q (..., K) float8_e4m3fn, scale (...,) fp32, with x ≈ q · scale
+    """Row-wise FP8: scale = amax(|row|) / 448, rounded UP to a power of two (so multiplying by it is exact
+    and no value can overflow), then q = row / scale rounded to the nearest float8.
+
+    >>> q, scale = quantize_rows(torch.tensor([[1.0, -0.3, 0.01], [100.0, 3.0, 0.5]]))
+    >>> scale.tolist()                                   # 1/448 → 2^-8;  100/448 → 2^-2
+    [0.00390625, 0.25]
+    >>> (q.float() * scale[:, None]).tolist()            # -0.3 → -0.3125 and 100 → 96: 3 mantissa bits
+    [[1.0, -0.3125, 0.009765625], [96.0, 3.0, 0.5]]
+
+    A zero row gets a tiny scale and stays zero."""
+    x = x.contiguous()
+    amax = x.abs().amax(dim=-1).float()                                  # (...,)
+    scale = power_of_two_scale(amax)                                     # (...,)
+    q = (x.float() / scale.unsqueeze(-1)).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return q, scale
+
+
+def power_of_two_scale(amax):
+    """The smallest power of two s with amax / s <= 448 (amax 0 → 2^-149 / 448-ish: harmless)."""
+    return torch.exp2(torch.ceil(torch.log2(amax.clamp_min(1e-30) / FP8_MAX)))
+
+
+def moe_grouped_fp8(x, w_v, c_proj, top_e, top_w):
+    """moe_grouped with both expert GEMMs in FP8 (forward, and both GEMMs of the backward).
+
+    Same steps as moe_grouped, with two differences:
+    1. each expert's rows are padded with zero rows to a multiple of 16 (`expert_rows_padded`): the FP8
+       kernel for the weight gradient needs every group to start on a 16-row boundary;
+    2. the GEMMs are `FP8GroupedLinear` (appendix): quantize_rows on the tokens and the weights, an FP8
+       grouped GEMM on Hopper (torch._scaled_grouped_mm), the plain `scaled_grouped_mm_reference`
+       (dequantise, multiply in fp32) anywhere else — so a CPU run shows the same rounding, not the speed.
+    x (N, C); w_v (E, 2F, C); c_proj (E, C, F); top_e, top_w (N, k) → (N, C)."""
+    N, C = x.shape
+    E, k = w_v.shape[0], top_e.shape[1]
+    row_slot, offsets, slot_row = expert_rows_padded(top_e.reshape(-1), E)   # (M,), (E,), (N·k,)
+    token = torch.where(row_slot < N * k, row_slot // k, N)             # (M,) token of each row; N = padding
+    x_rows = torch.cat([x, x.new_zeros(1, C)])[token]                    # (M, C), padding rows are zeros
+    h = FP8GroupedLinear.apply(x_rows, w_v.to(x.dtype), offsets)         # (M, 2F)
+    y_rows = FP8GroupedLinear.apply(swiglu(h), c_proj.to(x.dtype), offsets)   # (M, C)
+    y_slots = y_rows[slot_row].view(N, k, C)                             # (N, k, C)
+    return (y_slots * top_w.unsqueeze(-1).to(y_slots.dtype)).sum(dim=1).to(x.dtype)   # (N, C)
+
+
+def expert_rows_padded(flat_e, E: int, align: int = 16):
+    """Where each token-slot goes when the rows are sorted by expert and each expert's group is padded to a
+    multiple of `align` rows. No host sync: the number of rows M = S + E·(align-1), rounded up to `align`,
+    is fixed in advance (S = N·k slots); the last expert's group takes the rows left over.
+
+    Returns row_slot (M,): the slot in each row (S for padding); offsets (E,) int32: where each group ends;
+    slot_row (S,): the row of each slot.
+
+    >>> row_slot, offsets, slot_row = expert_rows_padded(torch.tensor([1, 0, 1]), E=2, align=4)
+    >>> row_slot.tolist(), offsets.tolist(), slot_row.tolist()   # expert 0: slot 1; expert 1: slots 0, 2
+    ([1, 3, 3, 3, 0, 2, 3, 3, 3, 3, 3, 3], [4, 12], [4, 0, 5])"""
+    S = flat_e.numel()
+    M = (S + E * (align - 1) + align - 1) // align * align
+    order = torch.argsort(flat_e, stable=True)                          # slots grouped by expert
+    counts = torch.zeros(E, dtype=torch.int64, device=flat_e.device).scatter_add_(0, flat_e, torch.ones_like(flat_e))
+    padded = (counts + align - 1) // align * align                      # (E,) rows per group
+    group_start = torch.cumsum(padded, 0) - padded                      # (E,) first row of each group
+    sorted_start = torch.cumsum(counts, 0) - counts                     # (E,) first slot of each expert in `order`
+    e_sorted = flat_e[order]
+    rank = torch.arange(S, device=flat_e.device) - sorted_start[e_sorted]   # place of a slot within its expert
+    slot_row = torch.empty_like(order)
+    slot_row[order] = group_start[e_sorted] + rank                      # (S,)
+    row_slot = torch.full((M,), S, dtype=torch.int64, device=flat_e.device)
+    row_slot[slot_row] = torch.arange(S, device=flat_e.device)
+    offsets = torch.cumsum(padded, 0)
+    offsets[-1] = M                                                     # the last group takes the rest
+    return row_slot, offsets.to(torch.int32), slot_row
+
+
 def compute_dtype(x):
     """The dtype matmuls run in: autocast's (bf16) when autocast is on, else x's own."""
     if torch.is_autocast_enabled(x.device.type):
@@ -463,7 +552,7 @@ class MoE(nn.Module):
         x_flat = x.reshape(B * T, C)                            # (N, C)
         probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
         xc = x_flat.to(compute_dtype(x))
-        run = moe_grouped if self.choose_impl(x) == "grouped" else moe_reference
+        run = {"grouped": moe_grouped, "reference": moe_reference, "grouped_fp8": moe_grouped_fp8}[self.choose_impl(x)]
         w_v, c_proj = (self.w_v, self.c_proj) if expert_weights is None else expert_weights
         y = run(xc, w_v, c_proj, top_e, top_w).view(B, T, C)
 
@@ -548,13 +637,7 @@ class LLM(nn.Module):
         """idx (B, T) → (logits (B, T, V), loss or None). `caches`: one LayerCache per layer (generation);
         `expert_weights`: one (w_v, c_proj) pair per layer from cast_expert_weights (None: the parameters)."""
         self.check_input(idx)
-        x = self.transformer.wte(idx)                                # (B, T, C)
-        routers = []
-        for i, block in enumerate(self.transformer.h):
-            x, router = block(x, None if caches is None else caches[i],
-                              None if expert_weights is None else expert_weights[i])
-            routers.append(router)
-        x = self.transformer.ln_f(x)
+        x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
         logits = self.lm_head(x)                                     # (B, T, V)
         self.router_stats = {name: torch.stack([r[name] for r in routers]).detach()
                              for name in ("tokens_per_expert", "mean_prob", "entropy")}
@@ -565,6 +648,17 @@ class LLM(nn.Module):
                 balance = torch.stack([r["balance"] for r in routers]).sum() / self.config.n_layer
                 loss = loss + self.config.balance_coef * balance
         return logits, loss
+
+    def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None):
+        """Everything before the lm_head: embedding → blocks → final norm. idx (B, T) → x (B, T, C) and
+        the router numbers of each layer. 06 scores HellaSwag from here, applying the lm_head to few rows."""
+        x = self.transformer.wte(idx)                                # (B, T, C)
+        routers = []
+        for i, block in enumerate(self.transformer.h):
+            x, router = block(x, None if caches is None else caches[i],
+                              None if expert_weights is None else expert_weights[i])
+            routers.append(router)
+        return self.transformer.ln_f(x), routers
 
     # --- generation -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -1333,3 +1427,94 @@ def check_finite(model: LLM, path) -> LLM:
 
 if __name__ == "__main__":
     main()
+
+
+# --- Appendix: the FP8 GEMMs of section 5b ------------------------------------------------------------------
+# An autograd function whose forward and backward both multiply in FP8, and the grouped GEMM it calls: the
+# Hopper kernel (torch._scaled_grouped_mm) where it exists, the plain dequantise-and-multiply reference
+# elsewhere; tests/test_fp8.py checks that the two agree (on a GPU) and that FP8 stays near bf16 (anywhere).
+
+class FP8GroupedLinear(torch.autograd.Function):
+    """y = x_g @ w_eᵀ for the rows x_g of each expert's group, with every GEMM input in FP8.
+    x (M, K); w (E, N, K); offsets (E,) int32 ends of the groups, each a multiple of 16 rows → (M, N).
+
+    forward   y      = x @ wᵀ       x rows scaled over K, w rows over K
+    backward  grad_x = g @ w        g rows over N, w columns over N
+              grad_w = gᵀ @ x       per expert: g and x columns, each over that expert's rows
+    Only x and w are saved (no FP8 copies): the backward quantises what it needs again."""
+
+    @staticmethod
+    def forward(ctx, x, w, offsets):
+        ctx.save_for_backward(x, w, offsets)
+        xq, x_scale = quantize_rows(x)                                    # (M, K), (M,)
+        wq, w_scale = quantize_rows(w)                                    # (E, N, K), (E, N)
+        return scaled_grouped_mm(xq, x_scale, wq, w_scale, offsets, x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):                                              # grad (M, N)
+        x, w, offsets = ctx.saved_tensors
+        gq, g_scale = quantize_rows(grad)                                 # (M, N), (M,)
+        wtq, wt_scale = quantize_rows(w.transpose(-2, -1))                # (E, K, N), (E, K)
+        grad_x = scaled_grouped_mm(gq, g_scale, wtq, wt_scale, offsets, x.dtype)          # (M, K)
+        group = group_of_rows(offsets, x.shape[0])                        # (M,)
+        gtq, gt_scale = quantize_columns_per_group(grad, group, w.shape[0])   # (N, M), (E, N)
+        xtq, xt_scale = quantize_columns_per_group(x, group, w.shape[0])      # (K, M), (E, K)
+        grad_w = scaled_grouped_mm(gtq, gt_scale, xtq, xt_scale, offsets, w.dtype)        # (E, N, K)
+        return grad_x, grad_w, None
+
+
+def group_of_rows(offsets, M: int):
+    """(M,) the group of each row, from the groups' end rows: offsets [4, 12] → rows 0-3 in 0, 4-11 in 1."""
+    return torch.bucketize(torch.arange(M, device=offsets.device), offsets.long(), right=True)
+
+
+def quantize_columns_per_group(t, group, E: int, block: int = 16):
+    """t (M, D) with rows sorted by group (groups of whole 16-row blocks) → q (D, M) float8 and scale (E, D):
+    each column of each group gets its own power-of-two scale. q comes transposed: the weight-gradient GEMM
+    sums over the rows of t, and the kernel wants the summed dimension contiguous.
+    The per-group max goes through 16-row block maxima first, so the scatter has M/16 rows, not M."""
+    M, D = t.shape
+    block_amax = t.abs().view(M // block, block, D).amax(dim=1).float()        # (M/16, D)
+    block_group = group[::block]                                                # (M/16,)
+    amax = torch.zeros(E, D, dtype=torch.float32, device=t.device).scatter_reduce(
+        0, block_group[:, None].expand(-1, D), block_amax, reduce="amax")        # (E, D)
+    scale = power_of_two_scale(amax)
+    q = (t.float() / scale[group]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)   # (M, D)
+    return q.t().contiguous(), scale
+
+
+def fp8_kernel_available(t) -> bool:
+    """torch._scaled_grouped_mm (row-wise FP8) runs on Hopper (compute capability 9.0) only."""
+    return (t.is_cuda and hasattr(torch, "_scaled_grouped_mm")
+            and torch.cuda.get_device_capability(t.device) == (9, 0))
+
+
+def scaled_grouped_mm(a, a_scale, b, b_scale, offsets, out_dtype):
+    """FP8 grouped GEMM of dequantised operands, (a · a_scale) @ (b · b_scale)ᵀ group by group. Two forms:
+      a (M, K), b (E, N, K), scales (M,), (E, N); groups of rows of a       → (M, N)
+      a (N, M), b (K, M), scales (E, N), (E, K); groups of columns (M)     → (E, N, K)
+    The Hopper kernel wants a row-major and b column-major: b's transpose is passed, a view of b as stored."""
+    if not fp8_kernel_available(a):
+        return scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype)
+    if b.dim() == 3:
+        out = torch._scaled_grouped_mm(a, b.transpose(-2, -1), a_scale, b_scale, offs=offsets,
+                                       out_dtype=torch.bfloat16, use_fast_accum=True)
+    else:
+        out = torch._scaled_grouped_mm(a, b.t(), a_scale.flatten(), b_scale.flatten(), offs=offsets,
+                                       out_dtype=torch.bfloat16, use_fast_accum=True)
+    return out.to(out_dtype)
+
+
+def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
+    """The plain version of scaled_grouped_mm: dequantise to fp32, one matmul per group (a host sync per
+    group: for CPUs and tests)."""
+    ends = offsets.tolist()
+    starts = [0] + ends[:-1]
+    if b.dim() == 3:                                                     # groups of rows of a
+        a32 = a.float() * a_scale[:, None]
+        b32 = b.float() * b_scale[..., None]                             # (E, N, K)
+        out = torch.cat([a32[s:e] @ b32[g].T for g, (s, e) in enumerate(zip(starts, ends))])
+    else:                                                                # groups of columns of a and b
+        out = torch.stack([(a[:, s:e].float() * a_scale[g][:, None]) @ (b[:, s:e].float() * b_scale[g][:, None]).T
+                           for g, (s, e) in enumerate(zip(starts, ends))])
+    return out.to(out_dtype)

@@ -741,7 +741,10 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--total-batch-tokens", type=pos, help="tokens per optimizer step (linnet: 524288)")
     add("--lr", type=amount, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
     add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
-    add("--moe-impl", choices=["auto", "reference", "grouped"], help="MoE code path (02)")
+    add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; grouped_fp8 = --fp8)")
+    add("--fp8", dest="moe_impl", action="store_const", const="grouped_fp8",
+        help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to ~2 significant digits; fast on an "
+             "H100/H200 only, elsewhere emulated (same rounding, no speed). BENCHMARKS.md: its speed and loss")
     add("--eval-every", type=pos, help="steps between validation evaluations")
     add("--hellaswag-every", type=pos, help="steps between HellaSwag evaluations (fixed subset)")
     add("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")

@@ -64,6 +64,7 @@ import re
 import sys
 import time
 import urllib.request
+import weakref
 from collections import defaultdict
 from pathlib import Path
 
@@ -317,29 +318,26 @@ def plan_batches(lengths: list[int], batch_tokens: int, batch_size: int | None =
     return batches
 
 
-def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor, compiled: bool = False) -> torch.Tensor:
     """Logits (N, V) at the flat positions `positions` (N,) of idx (B, T) only.
 
-    02's model runs as usual up to its final norm; the lm_head (C → V = 32,768, the one matmul whose
-    output is T·V) then runs only on the N rows we score — HellaSwag's endings are about a third of
-    its tokens — so the (B, T, V) logits are never made. Any other model (a test's bigram table)
-    gives its full logits, and we keep the same rows."""
-    core = model
-    while hasattr(core, "module") or hasattr(core, "_orig_mod"):   # unwrap DDP / torch.compile
-        core = getattr(core, "module", None) or core._orig_mod
-    if not (hasattr(core, "transformer") and hasattr(core, "lm_head")):
+    02's model runs as usual up to its final norm (`LLM.hidden`); the lm_head (C → V = 32,768, the one
+    matmul whose output is T·V) then runs only on the N rows we score — HellaSwag's endings are about a
+    third of its tokens — so the (B, T, V) logits are never made. `compiled`: run `hidden` through
+    torch.compile (`compiled_hidden`). Any other model (a test's bigram table) gives its full logits,
+    and we keep the same rows."""
+    core = unwrap(model)
+    if not (hasattr(core, "hidden") and hasattr(core, "lm_head")):
         return model_logits(model, idx).flatten(0, 1)[positions]
     core.check_input(idx)
-    x = core.transformer.wte(idx)                                  # (B, T, C)
-    for block in core.transformer.h:
-        x, _ = block(x)
-    x = core.transformer.ln_f(x).flatten(0, 1)[positions]          # (N, C)
-    return core.lm_head(x)                                         # (N, V)
+    hidden = compiled_hidden(core) if compiled else core.hidden
+    x, _ = hidden(idx)                                             # (B, T, C)
+    return core.lm_head(x.flatten(0, 1)[positions])                # (N, V)
 
 
 @torch.no_grad()
 def score_requests(model, requests, batch_size: int | None = None, window: int | None = None,
-                   device=None, batch_tokens: int | None = None) -> list[np.ndarray]:
+                   device=None, batch_tokens: int | None = None, compiled: bool | None = None) -> list[np.ndarray]:
     """Fast scorer, same output as `score_requests_reference`, in the same (original) order.
 
     1. Batches by a token budget, longest first (`plan_batches`): `batch_tokens` padded tokens per
@@ -350,9 +348,11 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
        nothing comes back to the host (a `.cpu()` or `.item()` would wait for the GPU each time): the
        log-probs are written into one device buffer, read back once at the end.
     3. The lm_head and the log-softmax (fp32) run only at continuation positions (`continuation_logits`).
-    On CUDA the forward runs under bf16 autocast."""
+    4. On CUDA the forward runs under bf16 autocast and, unless `compiled=False`, compiled once for every
+       batch shape (`compiled_hidden`): eager, its ~60 small kernels per layer leave the GPU half idle."""
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
+    compiled = device.type == "cuda" if compiled is None else compiled
     batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
     inputs = [cut_to_window(c, k, window) for c, k in requests]
     batches = plan_batches([len(full) - 1 for full, _ in inputs], batch_tokens, batch_size)
@@ -368,7 +368,8 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
     for idx, _, scored in padded:
         (B, T), n = idx.shape, int(scored.sum())
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = continuation_logits(model, all_idx[tok:tok + B * T].view(B, T), all_positions[pos:pos + n])
+            logits = continuation_logits(model, all_idx[tok:tok + B * T].view(B, T), all_positions[pos:pos + n],
+                                         compiled)
         logprobs = logits.float().log_softmax(-1)                               # (n, V) in fp32
         token_logprobs[pos:pos + n] = logprobs.gather(1, all_targets[pos:pos + n, None])[:, 0]
         tok, pos = tok + B * T, pos + n
@@ -438,7 +439,7 @@ def accuracy(records: list[dict], pred: str) -> float:
 
 def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int | None = None, device=None,
                        mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
-                       reference: bool = False, batch_tokens: int | None = None) -> dict:
+                       reference: bool = False, batch_tokens: int | None = None, compiled: bool | None = None) -> dict:
     """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
 
     mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
@@ -448,7 +449,8 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     token) — a second set of 4 requests per example — for `acc_nanogpt`.
     reference=True scores with the plain `score_requests_reference` instead of the batched one.
     batch_tokens / batch_size: the fast scorer's budget of padded tokens per forward pass and optional
-    cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap).
+    cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap);
+    compiled: torch.compile the fast scorer's forward (default: on CUDA; the first call compiles, ~1 minute).
     The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
         raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
@@ -458,7 +460,8 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     was_training = model.training
     model.eval()
     try:
-        scores = score(model, requests, batch_size, window, device, batch_tokens=batch_tokens)
+        options = {} if reference else {"compiled": compiled}
+        scores = score(model, requests, batch_size, window, device, batch_tokens=batch_tokens, **options)
     finally:
         model.train(was_training)
     n = len(examples)
@@ -744,6 +747,24 @@ HELLASWAG_SHARED = house.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
 DEFAULT_CHECKPOINT = house.REPO_DIR / "out" / "05_train" / "latest.pt"
 DEFAULT_TOKENIZER = house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
 DEFAULT_DATA_DIR = house.REPO_DIR / "out" / "04_data"
+
+
+def unwrap(model):
+    """The 02 model inside a DDP wrapper (`.module`) or a torch.compile wrapper (`._orig_mod`)."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+_COMPILED_HIDDEN = weakref.WeakKeyDictionary()   # model → its compiled `hidden`, made once per model
+
+
+def compiled_hidden(core):
+    """torch.compile(core.hidden) with dynamic shapes (each HellaSwag batch has its own B and T), made once
+    per model and kept while the model lives. 05 evaluates its training model with it too."""
+    if core not in _COMPILED_HIDDEN:
+        _COMPILED_HIDDEN[core] = torch.compile(core.hidden, dynamic=True)
+    return _COMPILED_HIDDEN[core]
 
 
 def find_hellaswag_file(path: str | Path | None = None) -> Path:

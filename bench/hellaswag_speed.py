@@ -8,7 +8,8 @@ Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device,
 
     python bench/hellaswag_speed.py --tokenizer out/01_tokenizer/tokenizer.json --hellaswag PATH
     python bench/hellaswag_speed.py ... --batch-tokens 131072        # a bigger forward pass
-    python bench/hellaswag_speed.py ... --compare-reference 100      # fast vs plain scorer, 100 examples
+    python bench/hellaswag_speed.py ... --compare-reference 200      # fast vs plain scorer, 200 examples
+    python bench/hellaswag_speed.py ... --no-compile                 # 06's eager forward instead
     python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
 
 --compare-reference N scores the first N examples with the plain one-request-per-forward
@@ -51,6 +52,8 @@ def parse_args(argv=None):
     parser.add_argument("--compare-reference", type=int, default=0, metavar="N",
                         help="also check fast vs plain scorer on the first N examples")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: the best available)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="06's compiled forward (default: on CUDA, as 06 does); the warm-up run compiles")
     return parser.parse_args(argv)
 
 
@@ -78,16 +81,17 @@ def timed_run(model, tokenizer, examples, device, args) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False,
-                                         batch_size=args.batch_size, batch_tokens=args.batch_tokens)
+                                         batch_size=args.batch_size, batch_tokens=args.batch_tokens,
+                                         compiled=args.compile)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return result
 
 
-def compare_reference(model, tokenizer, examples, device) -> dict:
+def compare_reference(model, tokenizer, examples, device, compiled) -> dict:
     """The timed fast scorer (bf16 on CUDA) against the plain scorer on an fp32 copy of the model: the
     difference is the fast path's whole error (batching, padding, bf16), not one bf16 run against another."""
-    fast = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False)
+    fast = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=compiled)
     exact = copy.deepcopy(model).float()
     plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in fast["records"]])
@@ -117,12 +121,13 @@ def main(argv=None):
             "wall_seconds": round(wall, 3), "examples_per_s": round(result["n"] / result["seconds"], 1),
             "acc": result["acc"], "acc_norm": result["acc_norm"], "tokens_scored": inputs,
             "continuation_tokens": continuations, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
+            "compiled": args.compile if args.compile is not None else device.type == "cuda",
             "model": str(args.checkpoint) if args.checkpoint else f"random depth {args.depth} vocab {args.vocab}",
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
             "torch": torch.__version__}
     if args.compare_reference:
-        line.update(compare_reference(model, tokenizer, examples[:args.compare_reference], device))
+        line.update(compare_reference(model, tokenizer, examples[:args.compare_reference], device, args.compile))
     print(json.dumps(line))
 
 

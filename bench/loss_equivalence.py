@@ -21,6 +21,11 @@ reference is the same maths if it sits as close to the fast path as that. Plot: 
 
     python bench/loss_equivalence.py --data-dir out/short_run/data       # GPU, linnet model: ~3 minutes
     python bench/loss_equivalence.py --depth 2 --seq-len 64 --micro-batch 4 --steps 8   # CPU smoke run (fp32)
+    python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths "fast, eager" "fast, compiled" "fp8, compiled"
+                                  # FP8 experts (05 --fp8) against bf16, next to the bf16-vs-bf16 noise
+
+FP8 rounds the experts' GEMM inputs to ~2 significant digits, so it is not the same maths: the question is
+whether its loss stays within (or near) the bf16 noise band over a few hundred steps.
 """
 from __future__ import annotations
 
@@ -45,7 +50,9 @@ PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_on
     "reference": ("reference", False, False),
     "fast, eager": ("grouped", False, True),
     "fast, compiled": ("grouped", True, True),
+    "fp8, compiled": ("grouped_fp8", True, True),   # 02 section 5b, 05 --fp8: not the same maths, how close?
 }
+DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled"]
 
 
 def batch_stream(args, vocab_size):
@@ -88,8 +95,13 @@ def compare(runs: dict) -> dict:
     """Largest |loss difference| over the steps: reference vs fast (the claim) and fast vs fast (the noise)."""
     def max_diff(a, b):
         return max(abs(x - y) for x, y in zip(runs[a]["loss"], runs[b]["loss"]))
-    pairs = [("reference", "fast, compiled"), ("reference", "fast, eager"), ("fast, eager", "fast, compiled")]
-    return {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
+    def mean_diff(a, b):
+        return sum(abs(x - y) for x, y in zip(runs[a]["loss"], runs[b]["loss"])) / len(runs[a]["loss"])
+    pairs = [("reference", "fast, compiled"), ("reference", "fast, eager"), ("fast, eager", "fast, compiled"),
+             ("fast, compiled", "fp8, compiled")]
+    result = {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
+    result.update({f"mean |{a} - {b}|": mean_diff(a, b) for a, b in pairs if a in runs and b in runs})
+    return result
 
 
 def plot(runs: dict, out_dir: Path, title: str):
@@ -97,24 +109,29 @@ def plot(runs: dict, out_dir: Path, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2)}
+    styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2),
+              "fp8, compiled": dict(lw=1.2, color="tab:red")}
     for name, run in runs.items():
         top.plot(run["loss"], label=name, **styles[name])
     top.set_ylabel("training loss")
     top.set_title(title)
     top.legend()
-    ref = runs["reference"]["loss"]
-    for name in ("fast, eager", "fast, compiled"):
-        if name in runs:
-            bottom.plot([a - b for a, b in zip(runs[name]["loss"], ref)], label=f"{name} − reference")
-    if "fast, compiled" in runs:
+    base = "reference" if "reference" in runs else "fast, compiled"
+    for name in runs:
+        if name != base and not (base == "fast, compiled" and name == "fast, eager"):
+            bottom.plot([a - b for a, b in zip(runs[name]["loss"], runs[base]["loss"])], label=f"{name} − {base}",
+                        color=styles[name].get("color"))
+    if "fast, compiled" in runs and "fast, eager" in runs:
         fe, fc = runs["fast, eager"]["loss"], runs["fast, compiled"]["loss"]
         bottom.plot([a - b for a, b in zip(fc, fe)], color="gray", lw=1, label="fast, compiled − fast, eager (noise)")
     bottom.axhline(0, color="black", lw=0.5)
     bottom.set_xlabel("step")
     bottom.set_ylabel("loss difference")
     bottom.legend(fontsize=8)
-    if "fast, compiled" in runs:
+    if "fp8, compiled" in runs:
+        caption = ("FP8 experts against bf16: below, is the red FP8 − bf16 difference inside the grey "
+                   "bf16-vs-bf16 noise, or does it drift away from 0 as training goes on?")
+    elif "fast, compiled" in runs:
         caption = ("the loss curves lie on top of each other; below, the reference's distance from the fast "
                    "path is no larger than the two fast variants' distance from each other (bf16 noise)")
     else:
@@ -132,12 +149,14 @@ def main(argv=None):
     p.add_argument("--accum", type=int, default=2)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--paths", nargs="+", choices=list(PATHS), default=DEFAULT_PATHS,
+                   help="which paths to train (default: the three bf16/fp32 ones; add \"fp8, compiled\" for FP8)")
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     args = p.parse_args(argv)
     device = torch.device(house.default_device())
     vocab = data_lib.read_manifest(args.data_dir)["vocab_size"] if args.data_dir else args.vocab
     # torch.compile of grouped_mm needs bf16 (CUDA autocast): on a CPU the smoke run compares the eager paths in fp32
-    names = [n for n in PATHS if device.type == "cuda" or not PATHS[n][1]]
+    names = [n for n in args.paths if device.type == "cuda" or not PATHS[n][1]]
     runs = {name: train_path(name, args, vocab, device) for name in names}
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "argv": sys.argv[1:] if argv is None else argv, **compare(runs), "runs": runs}

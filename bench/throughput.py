@@ -12,6 +12,7 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     python bench/throughput.py --plain moe cast_experts       # the plain choice of the same arguments the
                                                               # lessons use: what does each fast one buy?
     python bench/throughput.py --what attention               # SDPA backends at linnet's shapes
+    python bench/throughput.py --moe grouped_fp8              # the expert GEMMs in FP8 (05 --fp8)
     python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
 
 `--plain NAME` picks the plain side of a fast/plain pair through the argument the lessons use:
@@ -315,7 +316,8 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--micro-batch", type=int, default=32)
     p.add_argument("--accum", type=int, default=2, help="micro-steps per timed step (linnet: 16 at micro-batch 32)")
-    p.add_argument("--moe", choices=["auto", "reference", "grouped"], default="auto")
+    p.add_argument("--moe", choices=list(model_lib.MOE_IMPLS), default="auto",
+                   help="02's MoE path; grouped_fp8 = the expert GEMMs in FP8 (05 --fp8)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile-mode", default=None, choices=[None, "default", "max-autotune-no-cudagraphs"],
                    help="torch.compile mode (CUDA-graph modes fail here: the step keeps outputs across micro-steps)")

@@ -1,0 +1,139 @@
+"""02 section 5b: FP8 experts. Quantisation, the padded expert layout, FP8 vs bf16/fp32 within FP8's rounding,
+gradients, 05 --fp8; on a Hopper GPU also the kernel against its plain reference and the compiled path.
+The GPU tests skip on a CPU machine (CI); they ran on the lent H200 (BENCHMARKS.md, "Throughput II")."""
+import pytest
+import torch
+
+from helpers import lesson, require_shared, run_script
+
+m = lesson("02_model")
+ON_HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+hopper_only = pytest.mark.skipif(not ON_HOPPER, reason="the FP8 grouped GEMM kernel needs a Hopper GPU (H100/H200)")
+
+
+def rel_err(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def test_quantize_rows_scales_are_powers_of_two_and_nothing_overflows():
+    x = torch.randn(64, 96) * torch.logspace(-4, 3, 64)[:, None]       # rows from 1e-4 to 1e3
+    x[5] = 0.0
+    q, scale = m.quantize_rows(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (64,)
+    assert torch.equal(torch.log2(scale), torch.log2(scale).round())  # powers of two: dequantising is exact
+    assert q.float().abs().max() <= m.FP8_MAX
+    assert (q.float().abs().amax(1)[torch.arange(64) != 5] >= m.FP8_MAX / 2).all()  # each row uses the range
+    back = q.float() * scale[:, None]
+    assert torch.equal(back[5], torch.zeros(96))
+    rows = torch.arange(64) != 5
+    err = ((back - x).norm(dim=1) / x.norm(dim=1))[rows]
+    assert 0.01 < err.mean() < 0.06                                   # 3 mantissa bits: a few % per row
+
+
+def test_expert_rows_padded_places_every_slot_once_in_aligned_groups():
+    torch.manual_seed(0)
+    E, S, align = 5, 301, 16
+    flat_e = torch.randint(0, E, (S,))
+    flat_e[flat_e == 3] = 2                                          # expert 3 gets nothing: an empty group
+    row_slot, offsets, slot_row = m.expert_rows_padded(flat_e, E, align)
+    M = row_slot.numel()
+    assert M % align == 0 and offsets[-1] == M and (offsets % align == 0).all()
+    assert torch.equal(row_slot[slot_row], torch.arange(S))          # slot → row → the same slot
+    assert (row_slot < S).sum() == S                                 # every other row is padding
+    group = m.group_of_rows(offsets, M)
+    assert torch.equal(group[slot_row], flat_e)                      # each slot sits in its expert's group
+    assert offsets[3] == offsets[2]                                  # the empty group has no rows
+
+
+def test_moe_grouped_fp8_stays_within_fp8_rounding_of_the_exact_moe():
+    """Forward and all three gradients within ~10 % (relative norm) of moe_grouped in fp32, and not equal."""
+    torch.manual_seed(0)
+    N, C, F, E, k = 300, 64, 96, 4, 2
+    x = torch.randn(N, C, requires_grad=True)
+    w_v = (torch.randn(E, 2 * F, C) * 0.1).requires_grad_()
+    c_proj = (torch.randn(E, C, F) * 0.1).requires_grad_()
+    _, top_w, top_e = m.route(torch.randn(N, E), k)
+    upstream = torch.randn(N, C)
+    results = []
+    for run in (m.moe_grouped, m.moe_grouped_fp8):
+        y = run(x, w_v, c_proj, top_e, top_w)
+        results.append((y, *torch.autograd.grad((y * upstream).sum(), [x, w_v, c_proj])))
+    for exact, fp8 in zip(*results):
+        assert 0.02 < rel_err(fp8, exact) < 0.10
+
+
+def test_fp8_weight_gradient_scales_each_expert_on_its_own():
+    """An expert whose tokens are 1000× smaller still gets an accurate weight gradient (per-group scales)."""
+    torch.manual_seed(1)
+    M, K, N, E = 64, 32, 48, 2
+    offsets = torch.tensor([32, 64], dtype=torch.int32)
+    x = torch.randn(M, K)
+    x[:32] *= 1e-3
+    w = torch.randn(E, N, K, requires_grad=True)
+    grad = torch.randn(M, N)
+    m.FP8GroupedLinear.apply(x, w, offsets).backward(grad)
+    exact = torch.stack([grad[:32].T @ x[:32], grad[32:].T @ x[32:]])
+    assert rel_err(w.grad[0], exact[0]) < 0.1 and rel_err(w.grad[1], exact[1]) < 0.1
+
+
+def test_fp8_config_runs_and_loading_a_checkpoint_goes_back_to_auto():
+    config = m.LLMConfig(**m.TINY_REFERENCE_SHAPE, moe_impl="grouped_fp8")
+    model = m.LLM(config)
+    idx = torch.randint(0, config.vocab_size, (2, 16))
+    logits, loss = model(idx, idx)
+    loss.backward()
+    assert torch.isfinite(loss) and model.transformer.h[0].moe.w_v.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="grouped_fp8"):
+        m.LLMConfig(moe_impl="fp8")
+
+
+def test_05_tiny_trains_with_fp8(tmp_path):
+    require_shared("corpus")                                          # the tiny preset's text
+    proc = run_script("05_train.py", "--preset", "tiny", "--fp8", "--max-steps", "40", "--no-hellaswag",
+                      "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    losses = [float(line.split('"loss": ')[1].split(",")[0]) for line in (tmp_path / "log.jsonl").read_text().splitlines()
+              if '"loss": ' in line]
+    assert losses[-1] < losses[0] - 0.5
+
+
+# --- on a Hopper GPU: the kernel against its plain reference, and the compiled training path ----------------
+
+@hopper_only
+def test_scaled_grouped_mm_matches_reference():
+    torch.manual_seed(0)
+    E, K, N, M = 8, 768, 4096, 4096
+    counts = torch.tensor([16 * c for c in (40, 0, 30, 20, 50, 36, 40, 40)])   # one empty expert
+    offsets = torch.cumsum(counts, 0).to(torch.int32).cuda()
+    a, b = torch.randn(M, K, device="cuda"), torch.randn(E, N, K, device="cuda")
+    aq, a_scale = m.quantize_rows(a)
+    bq, b_scale = m.quantize_rows(b)
+    fast = m.scaled_grouped_mm(aq, a_scale, bq, b_scale, offsets, torch.bfloat16)
+    plain = m.scaled_grouped_mm_reference(aq, a_scale, bq, b_scale, offsets, torch.float32)
+    assert rel_err(fast, plain) < 1e-2                          # same FP8 inputs: only accumulation/bf16 differ
+    group = m.group_of_rows(offsets, M)
+    g = torch.randn(M, N, device="cuda")
+    gq, g_scale = m.quantize_columns_per_group(g, group, E)
+    xq, x_scale = m.quantize_columns_per_group(a, group, E)
+    fast = m.scaled_grouped_mm(gq, g_scale, xq, x_scale, offsets, torch.bfloat16)
+    plain = m.scaled_grouped_mm_reference(gq, g_scale, xq, x_scale, offsets, torch.float32)
+    assert rel_err(fast[counts > 0], plain[counts > 0]) < 1e-2
+    assert fast[1].abs().max() == 0                             # the empty expert's weight gradient is 0
+
+
+@hopper_only
+def test_compiled_fp8_moe_matches_eager_emulation():
+    torch.manual_seed(0)
+    N, C, F, E, k = 8192, 768, 2048, 8, 2
+    x = torch.randn(N, C, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w_v = (torch.randn(E, 2 * F, C, device="cuda") * 0.02).to(torch.bfloat16).requires_grad_()
+    c_proj = (torch.randn(E, C, F, device="cuda") * 0.02).to(torch.bfloat16).requires_grad_()
+    _, top_w, top_e = m.route(torch.randn(N, E, device="cuda"), k)
+    upstream = torch.randn(N, C, device="cuda", dtype=torch.bfloat16)
+    exact = m.moe_grouped(x, w_v, c_proj, top_e, top_w)
+    exact_grads = torch.autograd.grad((exact * upstream).sum(), [x, w_v, c_proj])
+    fp8 = torch.compile(m.moe_grouped_fp8)(x, w_v, c_proj, top_e, top_w)
+    fp8_grads = torch.autograd.grad((fp8 * upstream).sum(), [x, w_v, c_proj])
+    errors = {name: rel_err(a, b) for name, a, b in zip(("y", "grad x", "grad w_v", "grad c_proj"),
+                                                        (fp8, *fp8_grads), (exact, *exact_grads))}
+    assert all(0.005 < e < 0.10 for e in errors.values()), errors
