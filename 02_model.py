@@ -63,6 +63,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -432,7 +433,8 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
 # the bf16 rate, so the experts can run in FP8 while everything else (master weights, optimizer, router,
 # attention, norms, loss) stays as it is. What changes is rounding: float8_e4m3fn keeps 3 mantissa bits
 # (bf16 keeps 7), so each input of the expert GEMMs is rounded to ~2 significant digits before the multiply;
-# the products are still summed in fp32 and the result comes back in bf16. A float8 number only reaches
+# the products are still summed in fp32 and the result comes back in bf16. The forward GEMMs and the
+# gradients flowing back to the tokens use FP8; the weight gradients stay bf16. A float8 number only reaches
 # ±448, so every row gets its own scale first (`quantize_rows`). bench/loss_equivalence.py --paths ... fp8
 # trains bf16 and FP8 side by side; BENCHMARKS.md has the loss curves and the speed.
 
@@ -463,22 +465,24 @@ def power_of_two_scale(amax):
 
 
 def moe_grouped_fp8(x, w_v, c_proj, top_e, top_w):
-    """moe_grouped with both expert GEMMs in FP8 (forward, and both GEMMs of the backward).
+    """moe_grouped with both expert GEMMs in FP8: their forward and their input gradient (the weight
+    gradient stays bf16, see FP8GroupedLinear in the appendix for why).
 
     Same steps as moe_grouped, with two differences:
-    1. each expert's rows are padded with zero rows to a multiple of 16 (`expert_rows_padded`): the FP8
-       kernel for the weight gradient needs every group to start on a 16-row boundary;
+    1. each expert's rows are padded with zero rows to a multiple of 16 (`expert_rows_padded`), so every
+       group starts on a 16-row boundary, as FP8 grouped kernels want;
     2. the GEMMs are `FP8GroupedLinear` (appendix): quantize_rows on the tokens and the weights, an FP8
        grouped GEMM on Hopper (torch._scaled_grouped_mm), the plain `scaled_grouped_mm_reference`
        (dequantise, multiply in fp32) anywhere else — so a CPU run shows the same rounding, not the speed.
-    x (N, C); w_v (E, 2F, C); c_proj (E, C, F); top_e, top_w (N, k) → (N, C)."""
+    x (N, C); w_v (E, 2F, C) and c_proj (E, C, F), tensors or FP8Weights; top_e, top_w (N, k) → (N, C)."""
     N, C = x.shape
-    E, k = w_v.shape[0], top_e.shape[1]
+    w_v, c_proj = as_fp8_weight(w_v, x.dtype), as_fp8_weight(c_proj, x.dtype)   # or made once per step
+    E, k = w_v.w.shape[0], top_e.shape[1]
     row_slot, offsets, slot_row = expert_rows_padded(top_e.reshape(-1), E)   # (M,), (E,), (N·k,)
     token = torch.where(row_slot < N * k, row_slot // k, N)             # (M,) token of each row; N = padding
     x_rows = torch.cat([x, x.new_zeros(1, C)])[token]                    # (M, C), padding rows are zeros
-    h = FP8GroupedLinear.apply(x_rows, w_v.to(x.dtype), offsets)         # (M, 2F)
-    y_rows = FP8GroupedLinear.apply(swiglu(h), c_proj.to(x.dtype), offsets)   # (M, C)
+    h = FP8GroupedLinear.apply(x_rows, offsets, *w_v)                    # (M, 2F)
+    y_rows = FP8GroupedLinear.apply(swiglu(h), offsets, *c_proj)         # (M, C)
     y_slots = y_rows[slot_row].view(N, k, C)                             # (N, k, C)
     return (y_slots * top_w.unsqueeze(-1).to(y_slots.dtype)).sum(dim=1).to(x.dtype)   # (N, C)
 
@@ -745,9 +749,15 @@ def cast_expert_weights(model, dtype=torch.bfloat16) -> list[tuple[torch.Tensor,
     micro-step can backpropagate through it). 05's train_step does this on a GPU; the test checks that
     the gradients are bit-identical with and without it.
 
+    With moe_impl "grouped_fp8" each weight also brings its two FP8 copies (section 5b, `fp8_weight`), so
+    they too are made once per step.
+
     >>> [tuple(w.shape) for w in cast_expert_weights(LLM(LLMConfig(**TINY_REFERENCE_SHAPE)))[0]]
     [(4, 768, 128), (4, 128, 384)]"""
-    return [(block.moe.w_v.to(dtype), block.moe.c_proj.to(dtype)) for block in model.transformer.h]
+    pairs = [(block.moe.w_v.to(dtype), block.moe.c_proj.to(dtype)) for block in model.transformer.h]
+    if model.config.moe_impl == "grouped_fp8":
+        return [(fp8_weight(w_v), fp8_weight(c_proj)) for w_v, c_proj in pairs]
+    return pairs
 
 
 # --- 7. Looking inside: attention weights --------------------------------------------------------------
@@ -1430,57 +1440,54 @@ if __name__ == "__main__":
 
 
 # --- Appendix: the FP8 GEMMs of section 5b ------------------------------------------------------------------
-# An autograd function whose forward and backward both multiply in FP8, and the grouped GEMM it calls: the
-# Hopper kernel (torch._scaled_grouped_mm) where it exists, the plain dequantise-and-multiply reference
+# An autograd function whose forward and input-gradient GEMMs multiply in FP8, and the grouped GEMM it calls:
+# the Hopper kernel (torch._scaled_grouped_mm) where it exists, the plain dequantise-and-multiply reference
 # elsewhere; tests/test_fp8.py checks that the two agree (on a GPU) and that FP8 stays near bf16 (anywhere).
 
-class FP8GroupedLinear(torch.autograd.Function):
-    """y = x_g @ w_eᵀ for the rows x_g of each expert's group, with every GEMM input in FP8.
-    x (M, K); w (E, N, K); offsets (E,) int32 ends of the groups, each a multiple of 16 rows → (M, N).
+class FP8Weight(NamedTuple):
+    """An expert weight w (E, N, K) with its two FP8 copies: rows over K (forward) and columns over N
+    (input gradient). Gradients flow to w; the copies are made without autograd."""
+    w: torch.Tensor
+    q: torch.Tensor            # (E, N, K) float8
+    scale: torch.Tensor        # (E, N)
+    q_t: torch.Tensor          # (E, K, N) float8: wᵀ, rows over N
+    scale_t: torch.Tensor      # (E, K)
 
-    forward   y      = x @ wᵀ       x rows scaled over K, w rows over K
-    backward  grad_x = g @ w        g rows over N, w columns over N
-              grad_w = gᵀ @ x       per expert: g and x columns, each over that expert's rows
-    Only x and w are saved (no FP8 copies): the backward quantises what it needs again."""
+
+def fp8_weight(w) -> FP8Weight:
+    with torch.no_grad():
+        return FP8Weight(w, *quantize_rows(w), *quantize_rows(w.transpose(-2, -1)))
+
+
+def as_fp8_weight(w, dtype) -> FP8Weight:
+    """w as given by cast_expert_weights (already an FP8Weight), or a plain tensor to quantise now."""
+    return w if isinstance(w, FP8Weight) else fp8_weight(w.to(dtype))
+
+
+class FP8GroupedLinear(torch.autograd.Function):
+    """y = x_g @ w_eᵀ for the rows x_g of each expert's group e. x (M, K); offsets (E,) int32 ends of the
+    groups, each a multiple of 16 rows; then an FP8Weight's five tensors (w (E, N, K) and its copies) → (M, N).
+
+    forward   y      = x @ wᵀ    FP8: x rows scaled over K, w rows over K
+    backward  grad_x = g @ w     FP8: g rows over N, w columns over N
+              grad_w = gᵀ @ x    bf16, as in moe_grouped. In FP8 it needs both operands transposed and scaled
+                                 per expert and column; those extra passes cost more than the faster GEMM
+                                 saved (BENCHMARKS.md, "FP8 experts": 310k tokens/s with it, commit d59c6de).
+    x is saved in its own dtype (not FP8) for the weight gradient."""
 
     @staticmethod
-    def forward(ctx, x, w, offsets):
-        ctx.save_for_backward(x, w, offsets)
+    def forward(ctx, x, offsets, w, wq, w_scale, wtq, wt_scale):
+        ctx.save_for_backward(x, offsets, w, wtq, wt_scale)
         xq, x_scale = quantize_rows(x)                                    # (M, K), (M,)
-        wq, w_scale = quantize_rows(w)                                    # (E, N, K), (E, N)
         return scaled_grouped_mm(xq, x_scale, wq, w_scale, offsets, x.dtype)
 
     @staticmethod
     def backward(ctx, grad):                                              # grad (M, N)
-        x, w, offsets = ctx.saved_tensors
+        x, offsets, w, wtq, wt_scale = ctx.saved_tensors
         gq, g_scale = quantize_rows(grad)                                 # (M, N), (M,)
-        wtq, wt_scale = quantize_rows(w.transpose(-2, -1))                # (E, K, N), (E, K)
         grad_x = scaled_grouped_mm(gq, g_scale, wtq, wt_scale, offsets, x.dtype)          # (M, K)
-        group = group_of_rows(offsets, x.shape[0])                        # (M,)
-        gtq, gt_scale = quantize_columns_per_group(grad, group, w.shape[0])   # (N, M), (E, N)
-        xtq, xt_scale = quantize_columns_per_group(x, group, w.shape[0])      # (K, M), (E, K)
-        grad_w = scaled_grouped_mm(gtq, gt_scale, xtq, xt_scale, offsets, w.dtype)        # (E, N, K)
-        return grad_x, grad_w, None
-
-
-def group_of_rows(offsets, M: int):
-    """(M,) the group of each row, from the groups' end rows: offsets [4, 12] → rows 0-3 in 0, 4-11 in 1."""
-    return torch.bucketize(torch.arange(M, device=offsets.device), offsets.long(), right=True)
-
-
-def quantize_columns_per_group(t, group, E: int, block: int = 16):
-    """t (M, D) with rows sorted by group (groups of whole 16-row blocks) → q (D, M) float8 and scale (E, D):
-    each column of each group gets its own power-of-two scale. q comes transposed: the weight-gradient GEMM
-    sums over the rows of t, and the kernel wants the summed dimension contiguous.
-    The per-group max goes through 16-row block maxima first, so the scatter has M/16 rows, not M."""
-    M, D = t.shape
-    block_amax = t.abs().view(M // block, block, D).amax(dim=1).float()        # (M/16, D)
-    block_group = group[::block]                                                # (M/16,)
-    amax = torch.zeros(E, D, dtype=torch.float32, device=t.device).scatter_reduce(
-        0, block_group[:, None].expand(-1, D), block_amax, reduce="amax")        # (E, D)
-    scale = power_of_two_scale(amax)
-    q = (t.float() / scale[group]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)   # (M, D)
-    return q.t().contiguous(), scale
+        grad_w = F.grouped_mm(grad.to(x.dtype).t(), x, offs=offsets)                      # (E, N, K)
+        return grad_x, None, grad_w.to(w.dtype), None, None, None, None
 
 
 def fp8_kernel_available(t) -> bool:
@@ -1490,18 +1497,13 @@ def fp8_kernel_available(t) -> bool:
 
 
 def scaled_grouped_mm(a, a_scale, b, b_scale, offsets, out_dtype):
-    """FP8 grouped GEMM of dequantised operands, (a · a_scale) @ (b · b_scale)ᵀ group by group. Two forms:
-      a (M, K), b (E, N, K), scales (M,), (E, N); groups of rows of a       → (M, N)
-      a (N, M), b (K, M), scales (E, N), (E, K); groups of columns (M)     → (E, N, K)
-    The Hopper kernel wants a row-major and b column-major: b's transpose is passed, a view of b as stored."""
+    """FP8 grouped GEMM of dequantised operands: row i of a, in group e, times b[e]ᵀ.
+    a (M, K) float8, a_scale (M,); b (E, N, K) float8, b_scale (E, N); offsets (E,) → (M, N) out_dtype.
+    The Hopper kernel wants a row-major and b column-major: it gets b's transpose, a view of b as stored."""
     if not fp8_kernel_available(a):
         return scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype)
-    if b.dim() == 3:
-        out = torch._scaled_grouped_mm(a, b.transpose(-2, -1), a_scale, b_scale, offs=offsets,
-                                       out_dtype=torch.bfloat16, use_fast_accum=True)
-    else:
-        out = torch._scaled_grouped_mm(a, b.t(), a_scale.flatten(), b_scale.flatten(), offs=offsets,
-                                       out_dtype=torch.bfloat16, use_fast_accum=True)
+    out = torch._scaled_grouped_mm(a, b.transpose(-2, -1), a_scale, b_scale, offs=offsets,
+                                   out_dtype=torch.bfloat16, use_fast_accum=True)
     return out.to(out_dtype)
 
 
@@ -1509,12 +1511,7 @@ def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
     """The plain version of scaled_grouped_mm: dequantise to fp32, one matmul per group (a host sync per
     group: for CPUs and tests)."""
     ends = offsets.tolist()
-    starts = [0] + ends[:-1]
-    if b.dim() == 3:                                                     # groups of rows of a
-        a32 = a.float() * a_scale[:, None]
-        b32 = b.float() * b_scale[..., None]                             # (E, N, K)
-        out = torch.cat([a32[s:e] @ b32[g].T for g, (s, e) in enumerate(zip(starts, ends))])
-    else:                                                                # groups of columns of a and b
-        out = torch.stack([(a[:, s:e].float() * a_scale[g][:, None]) @ (b[:, s:e].float() * b_scale[g][:, None]).T
-                           for g, (s, e) in enumerate(zip(starts, ends))])
+    a32 = a.float() * a_scale[:, None]                                   # (M, K)
+    b32 = b.float() * b_scale[..., None]                                 # (E, N, K)
+    out = torch.cat([a32[s:e] @ b32[g].T for g, (s, e) in enumerate(zip([0] + ends[:-1], ends))])
     return out.to(out_dtype)

@@ -14,7 +14,8 @@ Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device,
 
 --compare-reference N scores the first N examples with the plain one-request-per-forward
 `score_requests_reference` too and prints the largest difference of any per-ending log-likelihood (nats)
-and how many of the N decisions (acc, acc_norm) differ. The plain scorer runs on an fp32 copy of the
+and how many of the N decisions (acc, acc_norm) differ; it also scores them with 06's eager (uncompiled)
+forward, so the compiled scorer is compared with the eager one next to the bf16-vs-fp32 yardstick. The plain scorer runs on an fp32 copy of the
 model, so on a GPU the difference is the fast path's bf16 error; on a CPU (fp32 both) it is ~1e-5.
 Needs only torch, tokenizers, numpy and this repo.
 """
@@ -92,11 +93,18 @@ def compare_reference(model, tokenizer, examples, device, compiled) -> dict:
     """The timed fast scorer (bf16 on CUDA) against the plain scorer on an fp32 copy of the model: the
     difference is the fast path's whole error (batching, padding, bf16), not one bf16 run against another."""
     fast = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=compiled)
+    eager = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False)
     exact = copy.deepcopy(model).float()
     plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in fast["records"]])
     b = np.array([r["logprob_sum"] for r in plain["records"]])
+    c = np.array([r["logprob_sum"] for r in eager["records"]])
     return {"reference_examples": len(examples), "max_abs_diff_logprob_sum": float(np.abs(a - b).max()),
+            "eager_vs_reference_max_abs_diff": float(np.abs(c - b).max()),
+            "eager_vs_reference_mean_abs_diff": float(np.abs(c - b).mean()),
+            "timed_vs_eager_max_abs_diff": float(np.abs(a - c).max()),
+            "timed_vs_eager_mean_abs_diff": float(np.abs(a - c).mean()),
+            "timed_vs_eager_pred_differs": sum(x["pred"] != y["pred"] for x, y in zip(fast["records"], eager["records"])),
             "mean_abs_diff_logprob_sum": float(np.abs(a - b).mean()),
             "reference_pred_differs": sum(x["pred"] != y["pred"] for x, y in zip(fast["records"], plain["records"])),
             "reference_pred_norm_differs": sum(x["pred_norm"] != y["pred_norm"]
