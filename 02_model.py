@@ -466,12 +466,12 @@ def power_of_two_scale(amax):
 
 def moe_grouped_fp8(x, w_v, c_proj, top_e, top_w):
     """moe_grouped with both expert GEMMs in FP8: their forward and their input gradient (the weight
-    gradient stays bf16, see FP8GroupedLinear in the appendix for why).
+    gradient stays bf16, see fp8_grouped_linear in the appendix for why).
 
     Same steps as moe_grouped, with two differences:
     1. each expert's rows are padded with zero rows to a multiple of 16 (`expert_rows_padded`), so every
        group starts on a 16-row boundary, as FP8 grouped kernels want;
-    2. the GEMMs are `FP8GroupedLinear` (appendix): quantize_rows on the tokens and the weights, an FP8
+    2. the GEMMs are `fp8_grouped_linear` (appendix): quantize_rows on the tokens and the weights, an FP8
        grouped GEMM on Hopper (torch._scaled_grouped_mm), the plain `scaled_grouped_mm_reference`
        (dequantise, multiply in fp32) anywhere else — so a CPU run shows the same rounding, not the speed.
     x (N, C); w_v (E, 2F, C) and c_proj (E, C, F), tensors or FP8Weights; top_e, top_w (N, k) → (N, C)."""
@@ -481,8 +481,8 @@ def moe_grouped_fp8(x, w_v, c_proj, top_e, top_w):
     row_slot, offsets, slot_row = expert_rows_padded(top_e.reshape(-1), E)   # (M,), (E,), (N·k,)
     token = torch.where(row_slot < N * k, row_slot // k, N)             # (M,) token of each row; N = padding
     x_rows = torch.cat([x, x.new_zeros(1, C)])[token]                    # (M, C), padding rows are zeros
-    h = FP8GroupedLinear.apply(x_rows, offsets, *w_v)                    # (M, 2F)
-    y_rows = FP8GroupedLinear.apply(swiglu(h), offsets, *c_proj)         # (M, C)
+    h = fp8_grouped_linear(x_rows, offsets, w_v)                         # (M, 2F)
+    y_rows = fp8_grouped_linear(swiglu(h), offsets, c_proj)              # (M, C)
     y_slots = y_rows[slot_row].view(N, k, C)                             # (N, k, C)
     return (y_slots * top_w.unsqueeze(-1).to(y_slots.dtype)).sum(dim=1).to(x.dtype)   # (N, C)
 
@@ -1440,7 +1440,7 @@ if __name__ == "__main__":
 
 
 # --- Appendix: the FP8 GEMMs of section 5b ------------------------------------------------------------------
-# An autograd function whose forward and input-gradient GEMMs multiply in FP8, and the grouped GEMM it calls:
+# An operator whose forward and input-gradient GEMMs multiply in FP8, and the grouped GEMM it calls:
 # the Hopper kernel (torch._scaled_grouped_mm) where it exists, the plain dequantise-and-multiply reference
 # elsewhere; tests/test_fp8.py checks that the two agree (on a GPU) and that FP8 stays near bf16 (anywhere).
 
@@ -1464,30 +1464,48 @@ def as_fp8_weight(w, dtype) -> FP8Weight:
     return w if isinstance(w, FP8Weight) else fp8_weight(w.to(dtype))
 
 
-class FP8GroupedLinear(torch.autograd.Function):
+def fp8_grouped_linear(x, offsets, weight: FP8Weight):
     """y = x_g @ w_eᵀ for the rows x_g of each expert's group e. x (M, K); offsets (E,) int32 ends of the
-    groups, each a multiple of 16 rows; then an FP8Weight's five tensors (w (E, N, K) and its copies) → (M, N).
+    groups, each a multiple of 16 rows; weight: w (E, N, K) with its FP8 copies → (M, N).
 
     forward   y      = x @ wᵀ    FP8: x rows scaled over K, w rows over K
-    backward  grad_x = g @ w     FP8: g rows over N, w columns over N
+    backward  grad_x = g @ w     FP8: g rows over N, w columns over N       (`fp8_grouped_linear_backward`)
               grad_w = gᵀ @ x    bf16, as in moe_grouped. In FP8 it needs both operands transposed and scaled
                                  per expert and column; those extra passes cost more than the faster GEMM
                                  saved (BENCHMARKS.md, "FP8 experts": 310k tokens/s with it, commit d59c6de).
-    x is saved in its own dtype (not FP8) for the weight gradient."""
+    x is quantised here, outside the op, so that torch.compile fuses it into the kernel that makes x."""
+    xq, x_scale = quantize_rows(x)                                        # (M, K) float8, (M,)
+    return fp8_grouped_linear_op(x, xq, x_scale, offsets, *weight)
 
-    @staticmethod
-    def forward(ctx, x, offsets, w, wq, w_scale, wtq, wt_scale):
-        ctx.save_for_backward(x, offsets, w, wtq, wt_scale)
-        xq, x_scale = quantize_rows(x)                                    # (M, K), (M,)
-        return scaled_grouped_mm(xq, x_scale, wq, w_scale, offsets, x.dtype)
 
-    @staticmethod
-    def backward(ctx, grad):                                              # grad (M, N)
-        x, offsets, w, wtq, wt_scale = ctx.saved_tensors
-        gq, g_scale = quantize_rows(grad)                                 # (M, N), (M,)
-        grad_x = scaled_grouped_mm(gq, g_scale, wtq, wt_scale, offsets, x.dtype)          # (M, K)
-        grad_w = F.grouped_mm(grad.to(x.dtype).t(), x, offs=offsets)                      # (E, N, K)
-        return grad_x, None, grad_w.to(w.dtype), None, None, None, None
+# A custom operator with its own backward, not a torch.autograd.Function: with torch 2.11, torch.compile
+# gave a Function whose output is computed from float8 tensors zero gradients (tests/test_fp8.py checks).
+@torch.library.custom_op("linnet::fp8_grouped_linear", mutates_args=())
+def fp8_grouped_linear_op(x: torch.Tensor, xq: torch.Tensor, x_scale: torch.Tensor, offsets: torch.Tensor,
+                          w: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, wtq: torch.Tensor,
+                          wt_scale: torch.Tensor) -> torch.Tensor:
+    return scaled_grouped_mm(xq, x_scale, wq, w_scale, offsets, x.dtype)
+
+
+@fp8_grouped_linear_op.register_fake
+def _(x, xq, x_scale, offsets, w, wq, w_scale, wtq, wt_scale):
+    return x.new_empty(x.shape[0], w.shape[1])
+
+
+def fp8_grouped_linear_setup(ctx, inputs, output):
+    x, _, _, offsets, w, _, _, wtq, wt_scale = inputs
+    ctx.save_for_backward(x, offsets, w, wtq, wt_scale)
+
+
+def fp8_grouped_linear_backward(ctx, grad):                              # grad (M, N)
+    x, offsets, w, wtq, wt_scale = ctx.saved_tensors
+    gq, g_scale = quantize_rows(grad)                                     # (M, N), (M,)
+    grad_x = scaled_grouped_mm(gq, g_scale, wtq, wt_scale, offsets, x.dtype)              # (M, K)
+    grad_w = F.grouped_mm(grad.to(x.dtype).t(), x, offs=offsets)                          # (E, N, K)
+    return grad_x, None, None, None, grad_w.to(w.dtype), None, None, None, None
+
+
+fp8_grouped_linear_op.register_autograd(fp8_grouped_linear_backward, setup_context=fp8_grouped_linear_setup)
 
 
 def fp8_kernel_available(t) -> bool:

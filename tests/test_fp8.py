@@ -70,7 +70,7 @@ def test_fp8_grouped_linear_keeps_the_weight_gradient_exact():
     x = torch.randn(M, K, requires_grad=True)
     w = torch.randn(E, N, K, requires_grad=True)
     grad = torch.randn(M, N)
-    m.FP8GroupedLinear.apply(x, offsets, *m.fp8_weight(w)).backward(grad)
+    m.fp8_grouped_linear(x, offsets, m.fp8_weight(w)).backward(grad)
     exact_w = torch.stack([grad[:32].T @ x[:32].detach(), grad[32:].T @ x[32:].detach()])
     exact_x = torch.cat([grad[:32] @ w[0].detach(), grad[32:] @ w[1].detach()])
     assert torch.allclose(w.grad, exact_w, rtol=1e-5, atol=1e-4)
