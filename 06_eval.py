@@ -337,7 +337,7 @@ def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor, compi
 
 @torch.no_grad()
 def score_requests(model, requests, batch_size: int | None = None, window: int | None = None,
-                   device=None, batch_tokens: int | None = None, compiled: bool | None = None) -> list[np.ndarray]:
+                   device=None, batch_tokens: int | None = None, compiled: bool = False) -> list[np.ndarray]:
     """Fast scorer, same output as `score_requests_reference`, in the same (original) order.
 
     1. Batches by a token budget, longest first (`plan_batches`): `batch_tokens` padded tokens per
@@ -348,11 +348,12 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
        nothing comes back to the host (a `.cpu()` or `.item()` would wait for the GPU each time): the
        log-probs are written into one device buffer, read back once at the end.
     3. The lm_head and the log-softmax (fp32) run only at continuation positions (`continuation_logits`).
-    4. On CUDA the forward runs under bf16 autocast and, unless `compiled=False`, compiled once for every
-       batch shape (`compiled_hidden`): eager, its ~60 small kernels per layer leave the GPU half idle."""
+    4. On CUDA the forward runs under bf16 autocast; `compiled=True` runs it through torch.compile, once for
+       every batch shape (`compiled_hidden`). Eager, its ~60 small kernels per layer leave the GPU half
+       idle; compiled, the full set scores in ~6 s instead of ~10 s on an H200, after a compilation of
+       ~1 minute — worth it only when the same model is scored again and again (BENCHMARKS.md)."""
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
-    compiled = device.type == "cuda" if compiled is None else compiled
     batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
     inputs = [cut_to_window(c, k, window) for c, k in requests]
     batches = plan_batches([len(full) - 1 for full, _ in inputs], batch_tokens, batch_size)
@@ -439,7 +440,7 @@ def accuracy(records: list[dict], pred: str) -> float:
 
 def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int | None = None, device=None,
                        mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
-                       reference: bool = False, batch_tokens: int | None = None, compiled: bool | None = None) -> dict:
+                       reference: bool = False, batch_tokens: int | None = None, compiled: bool = False) -> dict:
     """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
 
     mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
@@ -450,7 +451,7 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     reference=True scores with the plain `score_requests_reference` instead of the batched one.
     batch_tokens / batch_size: the fast scorer's budget of padded tokens per forward pass and optional
     cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap);
-    compiled: torch.compile the fast scorer's forward (default: on CUDA; the first call compiles, ~1 minute).
+    compiled: torch.compile the fast scorer's forward (the first call compiles: ~1 minute on an H200).
     The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
         raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
@@ -664,12 +665,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
     parser.add_argument("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the HellaSwag forward: pays off only "
+                        "for repeated runs (H200: ~1 minute of compiling, then ~6 s instead of ~10 s per full set)")
     return parser
 
 
 def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
     """Score HellaSwag (and linnet's protocol with --linnet-compat), print the numbers, save the 3 plots."""
-    batching = {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens}
+    batching = {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens, "compiled": args.compile}
     limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
     hs_path = find_hellaswag_file(args.hellaswag_file)
     examples = load_hellaswag(hs_path, limit)
@@ -761,7 +764,7 @@ _COMPILED_HIDDEN = weakref.WeakKeyDictionary()   # model → its compiled `hidde
 
 def compiled_hidden(core):
     """torch.compile(core.hidden) with dynamic shapes (each HellaSwag batch has its own B and T), made once
-    per model and kept while the model lives. 05 evaluates its training model with it too."""
+    per model and kept while the model lives."""
     if core not in _COMPILED_HIDDEN:
         _COMPILED_HIDDEN[core] = torch.compile(core.hidden, dynamic=True)
     return _COMPILED_HIDDEN[core]

@@ -9,7 +9,7 @@ Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device,
     python bench/hellaswag_speed.py --tokenizer out/01_tokenizer/tokenizer.json --hellaswag PATH
     python bench/hellaswag_speed.py ... --batch-tokens 131072        # a bigger forward pass
     python bench/hellaswag_speed.py ... --compare-reference 200      # fast vs plain scorer, 200 examples
-    python bench/hellaswag_speed.py ... --no-compile                 # 06's eager forward instead
+    python bench/hellaswag_speed.py ... --compile                    # 06's compiled forward (06 --compile)
     python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
 
 --compare-reference N scores the first N examples with the plain one-request-per-forward
@@ -53,8 +53,8 @@ def parse_args(argv=None):
     parser.add_argument("--compare-reference", type=int, default=0, metavar="N",
                         help="also check fast vs plain scorer on the first N examples")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: the best available)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="06's compiled forward (default: on CUDA, as 06 does); the warm-up run compiles")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="06's compiled forward (06 --compile); the warm-up run compiles (its time is printed)")
     return parser.parse_args(argv)
 
 
@@ -120,7 +120,9 @@ def main(argv=None):
     tokenizer = eval_lib.tokenizer_lib.load_tokenizer(args.tokenizer)
     examples = eval_lib.load_hellaswag(eval_lib.find_hellaswag_file(args.hellaswag), args.limit)
     model = build_model(args, tokenizer, device)
-    timed_run(model, tokenizer, examples[:args.warmup], device, args)        # warm-up: CUDA init, kernels
+    started = time.time()
+    timed_run(model, tokenizer, examples[:args.warmup], device, args)        # warm-up: CUDA init, kernels, compiling
+    warmup_seconds = time.time() - started
     started = time.time()
     result = timed_run(model, tokenizer, examples, device, args)
     wall = time.time() - started
@@ -129,7 +131,7 @@ def main(argv=None):
             "wall_seconds": round(wall, 3), "examples_per_s": round(result["n"] / result["seconds"], 1),
             "acc": result["acc"], "acc_norm": result["acc_norm"], "tokens_scored": inputs,
             "continuation_tokens": continuations, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
-            "compiled": args.compile if args.compile is not None else device.type == "cuda",
+            "compiled": args.compile, "warmup_examples": args.warmup, "warmup_seconds": round(warmup_seconds, 1),
             "model": str(args.checkpoint) if args.checkpoint else f"random depth {args.depth} vocab {args.vocab}",
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
