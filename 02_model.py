@@ -10,7 +10,9 @@ What you will learn
     token-slots by expert and runs three grouped GEMMs with no host synchronisation (a test proves they agree);
   * where the 497,145,600 parameters live, why only 157,406,976 of them work on each token, and how
     many FLOPs a trained token costs (1.058 GFLOP at depth 12, sequence 1024);
-  * how to load linnet's published `pytorch_model.bin` (per-expert keys) into stacked expert weights and back.
+  * how to load linnet's published `pytorch_model.bin` (per-expert keys) into stacked expert weights and back;
+  * (section 5b, optional) what changes when the expert GEMMs run in FP8: row-wise scales, 3 mantissa bits,
+    and why on linnet's shapes it trains alike but is not faster yet (BENCHMARKS.md, "FP8 experts").
 
 How to run
   python 02_model.py --preset tiny     # a depth-2 model on the CPU: table, plots, a forward pass (seconds)
@@ -435,8 +437,13 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
 # (bf16 keeps 7), so each input of the expert GEMMs is rounded to ~2 significant digits before the multiply;
 # the products are still summed in fp32 and the result comes back in bf16. The forward GEMMs and the
 # gradients flowing back to the tokens use FP8; the weight gradients stay bf16. A float8 number only reaches
-# ±448, so every row gets its own scale first (`quantize_rows`). bench/loss_equivalence.py --paths ... fp8
-# trains bf16 and FP8 side by side; BENCHMARKS.md has the loss curves and the speed.
+# ±448, so every row gets its own scale first (`quantize_rows`).
+# Measured on an H200 (BENCHMARKS.md, "FP8 experts"): over 200 steps FP8's loss stays within the bf16-vs-bf16
+# noise, and its GEMMs run at ~1,000 TFLOP/s against bf16's ~690, saving ~7 ms per 32×1024 micro-step — but
+# rounding the big activations to FP8 (find each row's largest value, scale, round) slows the kernels around
+# the GEMMs by about as much, so the whole step is no faster (343k vs 345k tokens/s). FP8 pays where the GEMMs are large
+# next to the activations they read (wider models), or where the rounding happens inside kernels that
+# write those activations anyway — hand-written kernels this repo does not have yet.
 
 FP8_MAX = 448.0   # the largest float8_e4m3fn value (4 exponent bits, 3 mantissa bits)
 
@@ -1470,9 +1477,10 @@ def fp8_grouped_linear(x, offsets, weight: FP8Weight):
 
     forward   y      = x @ wᵀ    FP8: x rows scaled over K, w rows over K
     backward  grad_x = g @ w     FP8: g rows over N, w columns over N       (`fp8_grouped_linear_backward`)
-              grad_w = gᵀ @ x    bf16, as in moe_grouped. In FP8 it needs both operands transposed and scaled
-                                 per expert and column; those extra passes cost more than the faster GEMM
-                                 saved (BENCHMARKS.md, "FP8 experts": 310k tokens/s with it, commit d59c6de).
+              grad_w = gᵀ @ x    bf16, as in moe_grouped. In FP8 it needs both operands transposed and
+                                 scaled per expert and column: in a first version those transposing kernels
+                                 took ~21 ms per micro-step on an H200, where an FP8 grad_w GEMM could save
+                                 ~3 ms (BENCHMARKS.md, "FP8 experts").
     x is quantised here, outside the op, so that torch.compile fuses it into the kernel that makes x."""
     xq, x_scale = quantize_rows(x)                                        # (M, K) float8, (M,)
     return fp8_grouped_linear_op(x, xq, x_scale, offsets, *weight)

@@ -24,6 +24,7 @@ How to run
     python 06_eval.py                      # the real job: out/05_train/latest.pt on all 10,042 examples
     python 06_eval.py --checkpoint linnet/pytorch_model.bin --tokenizer linnet/tokenizer.json --linnet-compat
     python 06_eval.py --sample "The capital of France is"
+    python 06_eval.py --compile            # torch.compile the forward: ~1 minute to compile, then faster
 
 What it writes (out/06_eval/): `results.json` (every number and per-example scores), and plots:
 `hellaswag_methods.png` (the three scorings side by side with reference models),
@@ -43,7 +44,9 @@ Speed (acc + acc_norm on all 10,042 examples, linnet-497M shape with random weig
 `python bench/hellaswag_speed.py`): one H200, 10.2–10.6 s (was 16.2–16.5 s before the token-budget
 batching of section 3): tokenising ≈ 1.2–1.4 s, then scoring ≈ 8.3 s — padding on the host ≈ 0.5 s
 and 55 forward passes of ≤ 65,536 tokens (3.5M in all) at ≈ 0.13 s each, ≈ 500k tokens/s in eager
-mode. The nanoGPT-style scoring adds a second set of 40,168 requests.
+mode. With `--compile` (torch.compile, dynamic shapes): 6.2–7.2 s after ≈ 70 s of compiling, so it pays
+only when one process scores many times; eager stays the default (BENCHMARKS.md, "HellaSwag timing").
+The nanoGPT-style scoring adds a second set of 40,168 requests.
 Not done: scoring each context once and its 4 endings from a KV cache.
 
 Honest limits

@@ -195,6 +195,21 @@ def test_score_requests_matches_reference(tiny_tokenizer, hellaswag):
     assert max(r["context_tokens"] for r in batched["records"]) > 64     # the window really did cut some
 
 
+def test_compiled_scorer_matches_eager(tiny_tokenizer, hellaswag):
+    """06 --compile: torch.compile of the forward, dynamic shapes (every batch has its own B and T). On 60 real
+    examples in fp32 the per-ending log-likelihoods equal the eager scorer's (on the H200 in bf16 they differ
+    by bf16 noise, as eager differs from fp32: BENCHMARKS.md). Compiling takes ~25 s on 2 CPU cores."""
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64)
+    examples = hellaswag[:60]
+    eager = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, batch_tokens=2048, device="cpu", nanogpt=False)
+    compiled = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, batch_tokens=2048, device="cpu", nanogpt=False,
+                                     compiled=True)
+    a = np.array([r["logprob_sum"] for r in compiled["records"]])
+    b = np.array([r["logprob_sum"] for r in eager["records"]])
+    assert a.shape == (60, 4)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
 def test_random_weights_score_near_a_quarter(tiny_tokenizer, hellaswag):
     """An untrained model knows nothing, so each accuracy should be 25 % up to sampling noise.
     On n = 1,000 examples the binomial sd is sqrt(.25·.75/1000) = 1.37 points; we accept ±4.5 sd
