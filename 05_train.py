@@ -446,7 +446,16 @@ def run_summary(cfg: TrainConfig, model_config, accum: int, max_steps: int, proc
     return (f"model: depth {cfg.depth}, {counts['total']:,} parameters ({counts['active']:,} active per token)\n"
             f"batch: {cfg.total_batch_tokens:,} tokens/step = micro-batch {cfg.micro_batch} × {cfg.seq_len} "
             f"× {accum} accumulation × {procs.world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned\n"
-            f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; log: {run.log_path}")
+            f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; log: {run.log_path}"
+            + fp8_note(cfg, procs.device))
+
+
+def fp8_note(cfg: TrainConfig, device: torch.device) -> str:
+    """--fp8 where no FP8 grouped GEMM exists (a CPU, a pre-Hopper GPU) is emulated: say so, once."""
+    if cfg.moe_impl != "grouped_fp8" or model_lib.fp8_kernel_available(torch.empty(0, device=device)):
+        return ""
+    return (f"\nnote: --fp8 is emulated on {device} (FP8 grouped GEMMs need an H100/H200): the same rounding, "
+            "no speed-up; evaluations during the run use it too")
 
 
 # --- 5. Checkpoints: atomic, complete, resumable ---------------------------------------------------------
@@ -743,8 +752,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
     add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; grouped_fp8 = --fp8)")
     add("--fp8", dest="moe_impl", action="store_const", const="grouped_fp8",
-        help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to ~2 significant digits; fast on an "
-             "H100/H200 only, elsewhere emulated (same rounding, no speed). BENCHMARKS.md: its speed and loss")
+        help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to ~2 significant digits; the kernel "
+             "exists on an H100/H200 only, elsewhere it is emulated (same rounding, no speed). Evaluations during "
+             "the run use it too; 06 scores the checkpoint in bf16. BENCHMARKS.md: its speed and loss")
     add("--eval-every", type=pos, help="steps between validation evaluations")
     add("--hellaswag-every", type=pos, help="steps between HellaSwag evaluations (fixed subset)")
     add("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")

@@ -815,7 +815,8 @@ def load_model(path: str | Path, device=None):
         if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
             raise SystemExit(f"error: {path} is not a 05_train checkpoint (no 'model' and 'config'): "
                              f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
-        model = model_lib.LLM(model_lib.LLMConfig(**checkpoint["config"]))
+        # the MoE path the run trained with (the loop, FP8) is not part of the model: evaluate on 02's default
+        model = model_lib.LLM(model_lib.LLMConfig(**{**checkpoint["config"], "moe_impl": "auto"}))
         model_lib.load_linnet_state_dict(model, checkpoint["model"])
         tokenizer_sha256 = checkpoint.get("tokenizer_sha256")
     model_lib.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score

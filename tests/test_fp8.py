@@ -104,6 +104,16 @@ def test_fp8_config_runs_and_loading_a_checkpoint_goes_back_to_auto():
         m.LLMConfig(moe_impl="fp8")
 
 
+def test_06_scores_an_fp8_checkpoint_in_bf16_arithmetic(tmp_path):
+    """A 05 checkpoint of an --fp8 run records moe_impl "grouped_fp8"; 06 loads it on 02's default path."""
+    ev = lesson("06_eval")
+    model = m.LLM(m.LLMConfig(**m.TINY_REFERENCE_SHAPE, moe_impl="grouped_fp8"))
+    path = tmp_path / "latest.pt"
+    torch.save({"model": m.export_linnet_state_dict(model), "config": model.config.to_dict()}, path)
+    loaded = ev.load_model(path, device="cpu")
+    assert loaded.config.moe_impl == "auto" and loaded.transformer.h[0].moe.impl == "auto"
+
+
 def test_05_tiny_trains_with_fp8(tmp_path):
     require_shared("corpus")                                          # the tiny preset's text
     proc = run_script("05_train.py", "--preset", "tiny", "--fp8", "--max-steps", "40", "--no-hellaswag",
