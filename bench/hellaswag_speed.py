@@ -10,6 +10,7 @@ Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device,
     python bench/hellaswag_speed.py ... --batch-tokens 131072        # a bigger forward pass
     python bench/hellaswag_speed.py ... --compare-reference 200      # fast vs plain scorer, 200 examples
     python bench/hellaswag_speed.py ... --compile                    # 06's compiled forward (06 --compile)
+    python bench/hellaswag_speed.py ... --nanogpt                    # all three scorings, as 06 itself runs
     python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
 
 --compare-reference N scores the first N examples with the plain one-request-per-forward
@@ -53,6 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("--compare-reference", type=int, default=0, metavar="N",
                         help="also check fast vs plain scorer on the first N examples")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: the best available)")
+    parser.add_argument("--nanogpt", action="store_true",
+                        help="also the nanoGPT-style scoring (06's standalone run scores all three)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="06's compiled forward (06 --compile); the warm-up run compiles (its time is printed)")
     return parser.parse_args(argv)
@@ -71,9 +74,10 @@ def build_model(args, tokenizer, device):
     return model.to(torch.bfloat16) if device.type == "cuda" else model    # as 06's get_model does
 
 
-def tokens_scored(tokenizer, examples, window) -> tuple[int, int]:
-    """(input tokens, continuation tokens) of the acc/acc_norm requests: what the forward passes read."""
-    requests = eval_lib.hellaswag_requests(tokenizer, examples, "lm-eval", nanogpt=False)
+def tokens_scored(tokenizer, examples, window, nanogpt: bool = False) -> tuple[int, int]:
+    """(input tokens, continuation tokens) of the requests (acc/acc_norm, plus nanoGPT's with nanogpt=True):
+    what the forward passes read."""
+    requests = eval_lib.hellaswag_requests(tokenizer, examples, "lm-eval", nanogpt=nanogpt)
     cut = [eval_lib.cut_to_window(c, k, window) for c, k in requests]
     return sum(len(full) - 1 for full, _ in cut), sum(n for _, n in cut)
 
@@ -81,7 +85,7 @@ def tokens_scored(tokenizer, examples, window) -> tuple[int, int]:
 def timed_run(model, tokenizer, examples, device, args) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False,
+    result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=args.nanogpt,
                                          batch_size=args.batch_size, batch_tokens=args.batch_tokens,
                                          compiled=args.compile)
     if device.type == "cuda":
@@ -126,10 +130,11 @@ def main(argv=None):
     started = time.time()
     result = timed_run(model, tokenizer, examples, device, args)
     wall = time.time() - started
-    inputs, continuations = tokens_scored(tokenizer, examples, eval_lib.window_of(model))
-    line = {"what": "hellaswag acc+acc_norm", "examples": result["n"], "seconds": round(result["seconds"], 3),
+    inputs, continuations = tokens_scored(tokenizer, examples, eval_lib.window_of(model), args.nanogpt)
+    line = {"what": "hellaswag acc+acc_norm" + ("+nanogpt" if args.nanogpt else ""), "examples": result["n"], "seconds": round(result["seconds"], 3),
             "wall_seconds": round(wall, 3), "examples_per_s": round(result["n"] / result["seconds"], 1),
-            "acc": result["acc"], "acc_norm": result["acc_norm"], "tokens_scored": inputs,
+            "acc": result["acc"], "acc_norm": result["acc_norm"], "acc_nanogpt": result["acc_nanogpt"],
+            "tokens_scored": inputs,
             "continuation_tokens": continuations, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
             "compiled": args.compile, "warmup_examples": args.warmup, "warmup_seconds": round(warmup_seconds, 1),
             "model": str(args.checkpoint) if args.checkpoint else f"random depth {args.depth} vocab {args.vocab}",
