@@ -752,7 +752,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
     add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; grouped_fp8 = --fp8)")
     add("--fp8", dest="moe_impl", action="store_const", const="grouped_fp8",
-        help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to ~2 significant digits; the kernel "
+        help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to 4 significant bits; the kernel "
              "exists on an H100/H200 only, elsewhere it is emulated (same rounding, no speed). Evaluations during "
              "the run use it too; 06 scores the checkpoint in bf16. BENCHMARKS.md: its speed and loss")
     add("--eval-every", type=pos, help="steps between validation evaluations")

@@ -24,7 +24,7 @@ How to run
     python 06_eval.py                      # the real job: out/05_train/latest.pt on all 10,042 examples
     python 06_eval.py --checkpoint linnet/pytorch_model.bin --tokenizer linnet/tokenizer.json --linnet-compat
     python 06_eval.py --sample "The capital of France is"
-    python 06_eval.py --compile            # torch.compile the forward: ~1 minute to compile, then faster
+    python 06_eval.py --compile            # torch.compile the forward: pays only when scoring many times
 
 What it writes (out/06_eval/): `results.json` (every number and per-example scores), and plots:
 `hellaswag_methods.png` (the three scorings side by side with reference models),
@@ -40,14 +40,11 @@ validation file lists all 3,243 ActivityNet examples before the 6,799 WikiHow on
 linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (its validation shard was all
 dclm, see docs/DATA.md), so a bpb on our mixed validation shard is not the same number.
 
-Speed (acc + acc_norm on all 10,042 examples, linnet-497M shape with random weights in bf16,
-`python bench/hellaswag_speed.py`): one H200, 10.2–10.6 s (was 16.2–16.5 s before the token-budget
-batching of section 3): tokenising ≈ 1.2–1.4 s, then scoring ≈ 8.3 s — padding on the host ≈ 0.5 s
-and 55 forward passes of ≤ 65,536 tokens (3.5M in all) at ≈ 0.13 s each, ≈ 500k tokens/s in eager
-mode. With `--compile` (torch.compile, dynamic shapes): 6.2–7.2 s after ≈ 70 s of compiling, so it pays
-only when one process scores many times; eager stays the default (BENCHMARKS.md, "HellaSwag timing").
-The nanoGPT-style scoring adds a second set of 40,168 requests: all three scorings take 21.7 s eager,
-12.0 s compiled.
+Speed (all 10,042 examples, linnet-497M shape with random weights in bf16, one H200,
+`python bench/hellaswag_speed.py`, BENCHMARKS.md "HellaSwag timing"): acc + acc_norm in 10.0–10.6 s (17.9 s
+before the token-budget batching of section 3); with `--compile` 6.2–7.2 s, after ≈ 70 s of compiling, so
+compiling pays only when one process scores many times and eager stays the default. 06's own run adds the
+nanoGPT-style requests, a second set as large: 21.7 s eager, 12.0 s compiled.
 Not done: scoring each context once and its 4 endings from a KV cache.
 
 Honest limits
@@ -61,6 +58,7 @@ Honest limits
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -68,7 +66,6 @@ import re
 import sys
 import time
 import urllib.request
-import weakref
 from collections import defaultdict
 from pathlib import Path
 
@@ -352,10 +349,10 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
        nothing comes back to the host (a `.cpu()` or `.item()` would wait for the GPU each time): the
        log-probs are written into one device buffer, read back once at the end.
     3. The lm_head and the log-softmax (fp32) run only at continuation positions (`continuation_logits`).
-    4. On CUDA the forward runs under bf16 autocast; `compiled=True` runs it through torch.compile, once for
-       every batch shape (`compiled_hidden`). Eager, its ~60 small kernels per layer leave the GPU half
-       idle; compiled, the full set scores in ~6 s instead of ~10 s on an H200, after a compilation of
-       ~1 minute — worth it only when the same model is scored again and again (BENCHMARKS.md)."""
+    4. On CUDA the forward runs under bf16 autocast; `compiled=True` runs it through torch.compile, compiled
+       once with dynamic shapes (`compiled_hidden`), so that inductor fuses the many small element-wise
+       kernels of each layer: acc + acc_norm in ≈ 6–7 s instead of ≈ 10 s on an H200, after ≈ 70 s of
+       compiling — worth it only when the same process scores again and again (BENCHMARKS.md)."""
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
@@ -670,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the HellaSwag forward: pays off only "
-                        "for repeated runs (H200: ~1 minute of compiling, then ~6 s instead of ~10 s per full set)")
+                        "when scoring many times (H200: ~75 s of compiling, then 12 s instead of 22 s for this run's "
+                        "three scorings of all 10,042 examples)")
     return parser
 
 
@@ -763,15 +761,21 @@ def unwrap(model):
     return model
 
 
-_COMPILED_HIDDEN = weakref.WeakKeyDictionary()   # model → its compiled `hidden`, made once per model
+def hidden_of(core, idx):
+    """core.hidden(idx) as a plain function: one torch.compile then serves every model, and holds none."""
+    return core.hidden(idx)
+
+
+@functools.cache
+def compiled_hidden_of():
+    """torch.compile(hidden_of) with dynamic shapes (each HellaSwag batch has its own B and T): made once
+    per process, on first use."""
+    return torch.compile(hidden_of, dynamic=True)
 
 
 def compiled_hidden(core):
-    """torch.compile(core.hidden) with dynamic shapes (each HellaSwag batch has its own B and T), made once
-    per model and kept while the model lives."""
-    if core not in _COMPILED_HIDDEN:
-        _COMPILED_HIDDEN[core] = torch.compile(core.hidden, dynamic=True)
-    return _COMPILED_HIDDEN[core]
+    """core.hidden, compiled: what continuation_logits calls with compiled=True."""
+    return functools.partial(compiled_hidden_of(), core)
 
 
 def find_hellaswag_file(path: str | Path | None = None) -> Path:
@@ -855,7 +859,7 @@ def get_model(args, tokenizer, device):
         return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
     model = load_model(path, device)
     if torch.device(device).type == "cuda":
-        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights: 30.7 s vs 32–34 s for all 10,042 (BENCHMARKS.md)
+        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights, as bench/hellaswag_speed.py measures
     trained_with = getattr(model, "tokenizer_sha256", None)
     if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
         raise SystemExit(f"error: {path} was trained with another tokenizer than {args.tokenizer}: "
