@@ -1507,7 +1507,8 @@ def fp8_grouped_linear_backward(ctx, grad):                              # grad 
     x, offsets, w, wtq, wt_scale = ctx.saved_tensors
     gq, g_scale = quantize_rows(grad)                                     # (M, N), (M,)
     grad_x = scaled_grouped_mm(gq, g_scale, wtq, wt_scale, offsets, x.dtype)              # (M, K)
-    grad_w = F.grouped_mm(grad.to(x.dtype).t(), x, offs=offsets)                          # (E, N, K)
+    dtype = torch.bfloat16 if x.is_cuda else x.dtype                     # grouped_mm on CUDA: bf16 only
+    grad_w = F.grouped_mm(grad.to(dtype).t(), x.to(dtype), offs=offsets)                  # (E, N, K)
     return grad_x, None, None, None, grad_w.to(w.dtype), None, None, None, None
 
 

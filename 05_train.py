@@ -310,7 +310,10 @@ def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
 
 
 def uses_compile(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.compile if cfg.compile is not None else device.type == "cuda"
+    """--compile if given, else on with CUDA; never for emulated FP8 (its plain GEMM syncs with the host,
+    which breaks the graph at every expert: noisy and slower)."""
+    wanted = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    return wanted and not fp8_emulated(cfg, device)
 
 
 def compile_and_wrap(model, cfg: TrainConfig, procs: Processes):
@@ -450,12 +453,16 @@ def run_summary(cfg: TrainConfig, model_config, accum: int, max_steps: int, proc
             + fp8_note(cfg, procs.device))
 
 
+def fp8_emulated(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.moe_impl == "grouped_fp8" and not model_lib.fp8_kernel_available(torch.empty(0, device=device))
+
+
 def fp8_note(cfg: TrainConfig, device: torch.device) -> str:
     """--fp8 where no FP8 grouped GEMM exists (a CPU, a pre-Hopper GPU) is emulated: say so, once."""
-    if cfg.moe_impl != "grouped_fp8" or model_lib.fp8_kernel_available(torch.empty(0, device=device)):
+    if not fp8_emulated(cfg, device):
         return ""
     return (f"\nnote: --fp8 is emulated on {device} (FP8 grouped GEMMs need an H100/H200): the same rounding, "
-            "no speed-up; evaluations during the run use it too")
+            "no speed-up, not compiled; evaluations during the run use it too")
 
 
 # --- 5. Checkpoints: atomic, complete, resumable ---------------------------------------------------------
@@ -582,7 +589,7 @@ def plot_experts(steps):
     for layer in range(n_layer):
         ax = axes[layer, 0]
         im = ax.imshow(load[:, layer, :].T, aspect="auto", cmap="viridis", vmin=0, vmax=2.5 / n_expert,
-                       extent=[x[0], x[-1], n_expert - 0.5, -0.5], interpolation="nearest")
+                       extent=[x[0], max(x[-1], x[0] + 1), n_expert - 0.5, -0.5], interpolation="nearest")
         ax.set_ylabel(f"L{layer}\nexpert", fontsize=7)
         ax.set_xticks([])
     axes[0, 0].set_title(f"Share of token-slots per expert (uniform = {1 / n_expert:.3f}); one band per layer")
@@ -672,6 +679,8 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
     run = RunConfig(out=args.out, tokenizer=args.tokenizer, data_dir=args.data_dir, data=args.data,
                     resume=args.resume, hellaswag=not args.no_hellaswag, wandb=args.wandb)
     flags = {f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None}
+    if args.fp8:
+        flags["moe_impl"] = fp8_flag(args)
     if not args.resume:
         cfg = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in flags.items() if k != "n_experts"})
         if flags.get("n_experts") == 1:
@@ -681,11 +690,22 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
         check_numbers(cfg)
         return cfg, run
     saved = saved_train_config(read_train_config(run.checkpoint_path))
+    if args.fp8 and saved.moe_impl != "grouped_fp8":
+        raise SystemExit(f"error: --fp8 cannot change on --resume (the checkpoint has moe_impl {saved.moe_impl}): it "
+                         "changes the MoE code path of the model; drop --fp8, or start a new run with another --out")
     if args.preset_given:
         flags["preset"] = args.preset
     cfg = dataclasses.replace(saved, **flags)
     refuse_changes_on_resume(saved, cfg)
     return cfg, run
+
+
+def fp8_flag(args) -> str:
+    """--fp8 is --moe-impl grouped_fp8; with another --moe-impl it is a contradiction, said in one line."""
+    if args.moe_impl not in (None, "grouped_fp8"):
+        raise SystemExit(f"error: --fp8 and --moe-impl {args.moe_impl} contradict each other: --fp8 is --moe-impl "
+                         "grouped_fp8; pass one of them")
+    return "grouped_fp8"
 
 
 DEFAULT_TOKENIZER = (house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json").resolve()
@@ -717,7 +737,7 @@ def parse_args(argv=None):
                     "runs the tiny preset end to end (running 01_tokenizer.py and 04_data.py first if needed).",
         epilog="examples: python 05_train.py --preset tiny | python 05_train.py --max-steps 5281 | "
                "python 05_train.py --resume | torchrun --nproc_per_node 8 05_train.py",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=house.HelpFormatter)
     house.add_common_args(parser, "05_train")
     add_flags(parser)
     args = parser.parse_args(argv)
@@ -750,8 +770,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--total-batch-tokens", type=pos, help="tokens per optimizer step (linnet: 524288)")
     add("--lr", type=amount, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
     add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
-    add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; grouped_fp8 = --fp8)")
-    add("--fp8", dest="moe_impl", action="store_const", const="grouped_fp8",
+    add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; the presets use auto; "
+        "grouped_fp8 = --fp8)")
+    add("--fp8", action="store_true",
         help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to 4 significant bits; the kernel "
              "exists on an H100/H200 only, elsewhere it is emulated (same rounding, no speed). Evaluations during "
              "the run use it too; 06 scores the checkpoint in bf16. BENCHMARKS.md: its speed and loss")

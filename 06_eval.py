@@ -353,6 +353,8 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
        once with dynamic shapes (`compiled_hidden`), so that inductor fuses the many small element-wise
        kernels of each layer: acc + acc_norm in ≈ 6–7 s instead of ≈ 10 s on an H200, after ≈ 70 s of
        compiling — worth it only when the same process scores again and again (BENCHMARKS.md)."""
+    if not requests:
+        return []
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
@@ -665,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="length of the sample (default: %(default)s)")
     parser.add_argument("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
     parser.add_argument("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
-    parser.add_argument("--device", type=str, default=None, help="cuda / cpu / mps (default: the best available)")
+    parser.add_argument("--device", choices=house.DEVICES, default=None, help="default: the best available")
     parser.add_argument("--compile", action="store_true", help="torch.compile the HellaSwag forward: pays off only "
                         "when scoring many times (H200: ~75 s of compiling, then 12 s instead of 22 s for this run's "
                         "three scorings of all 10,042 examples)")
@@ -724,9 +726,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after the evaluation
     started = time.time()
-    device = torch.device(args.device or house.default_device())
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but this machine has no CUDA GPU: leave --device out to use the CPU")
+    device = house.pick_device(args.device)
     tokenizer = tokenizer_for(args.tokenizer, args.preset)
     model, label = get_model(args, tokenizer, device)
     summary = {"model": label, "preset": args.preset}

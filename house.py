@@ -64,6 +64,22 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+DEVICES = ("cuda", "cpu", "mps")   # what --device accepts (argparse `choices=`)
+
+
+def pick_device(requested: str | None):
+    """The torch.device for `--device` (None: the best available); one line and exit 1 if it is not here."""
+    import torch
+
+    name = requested or default_device()
+    available = {"cuda": torch.cuda.is_available(), "cpu": True,
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if not available.get(name, False):
+        raise SystemExit(f"error: --device {name} but this machine has no {name.upper()} device: "
+                         "leave --device out to use the best one it has")
+    return torch.device(name)
+
+
 def shown(path: str | os.PathLike) -> str:
     """`path` relative to the current directory when it is inside it (shorter messages)."""
     try:
@@ -302,6 +318,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help, except where X is None (the preset decides) or the help
+    already names its default."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _number(text: str, kind, what: str, ok) -> int | float:

@@ -41,19 +41,19 @@ eval_lib = importlib.import_module("06_eval")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = house.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokenizer", type=Path, default=eval_lib.DEFAULT_TOKENIZER, help="any tokenizer.json")
     parser.add_argument("--hellaswag", type=Path, default=None, help="hellaswag_val.jsonl (default: 06's lookup)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="score this model instead of random weights")
-    parser.add_argument("--depth", type=int, default=12, help="random model's depth (default: 12 = linnet)")
-    parser.add_argument("--vocab", type=int, default=32768, help="random model's vocabulary (default: 32768)")
-    parser.add_argument("--limit", type=int, default=None, help="first N examples only (default: all 10,042)")
-    parser.add_argument("--warmup", type=int, default=200, help="examples in the untimed warm-up run (default: 200)")
-    parser.add_argument("--batch-tokens", type=int, default=None, help="06's token budget per forward (default: 06's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="06's cap on rows per forward (default: none)")
-    parser.add_argument("--compare-reference", type=int, default=0, metavar="N",
+    parser.add_argument("--depth", type=house.positive_int, default=12, help="random model's depth (default: 12 = linnet)")
+    parser.add_argument("--vocab", type=house.positive_int, default=32768, help="random model's vocabulary (default: 32768)")
+    parser.add_argument("--limit", type=house.positive_int, default=None, help="first N examples only (default: all 10,042)")
+    parser.add_argument("--warmup", type=house.positive_int, default=200, help="examples in the untimed warm-up run (default: 200)")
+    parser.add_argument("--batch-tokens", type=house.positive_int, default=None, help="06's token budget per forward (default: 06's)")
+    parser.add_argument("--batch-size", type=house.positive_int, default=None, help="06's cap on rows per forward (default: none)")
+    parser.add_argument("--compare-reference", type=house.non_negative_int, default=0, metavar="N",
                         help="also check fast vs plain scorer on the first N examples")
-    parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: the best available)")
+    parser.add_argument("--device", choices=house.DEVICES, default=None, help="default: the best available")
     parser.add_argument("--nanogpt", action="store_true",
                         help="also the nanoGPT-style scoring (06's standalone run scores all three)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
@@ -118,7 +118,7 @@ def compare_reference(model, tokenizer, examples, device, compiled) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    device = torch.device(args.device or house.default_device())
+    device = house.pick_device(args.device)
     if not args.tokenizer.is_file():
         raise SystemExit(f"error: no tokenizer at {args.tokenizer}: pass --tokenizer PATH (any tokenizer.json)")
     tokenizer = eval_lib.tokenizer_lib.load_tokenizer(args.tokenizer)

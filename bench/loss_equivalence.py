@@ -21,7 +21,7 @@ reference is the same maths if it sits as close to the fast path as that. Plot: 
 
     python bench/loss_equivalence.py --data-dir out/short_run/data       # GPU, linnet model: ~3 minutes
     python bench/loss_equivalence.py --depth 2 --seq-len 64 --micro-batch 4 --steps 8   # CPU smoke run (fp32)
-    python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths "fast, eager" "fast, compiled" "fp8, compiled"
+    python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled fp8-compiled
                                   # FP8 experts (05 --fp8) against bf16, next to the bf16-vs-bf16 noise
 
 FP8 rounds the experts' GEMM inputs to ~2 significant digits, so it is not the same maths: the question is
@@ -53,6 +53,15 @@ PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_on
     "fp8, compiled": ("grouped_fp8", True, True),   # 02 section 5b, 05 --fp8: not the same maths, how close?
 }
 DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled"]
+
+
+def path_name(text: str) -> str:
+    """--paths takes "fast-eager" (or "fast, eager"): the name PATHS uses."""
+    name = text.replace("-", ", ")
+    if name not in PATHS:
+        raise argparse.ArgumentTypeError(f"unknown path {text!r}: choose from "
+                                         + ", ".join(n.replace(", ", "-") for n in PATHS))
+    return name
 
 
 def batch_stream(args, vocab_size):
@@ -134,29 +143,39 @@ def plot(runs: dict, out_dir: Path, title: str):
     elif "fast, compiled" in runs:
         caption = ("the loss curves lie on top of each other; below, the reference's distance from the fast "
                    "path is no larger than the two fast variants' distance from each other (bf16 noise)")
-    else:
+    elif len(runs) > 1:
         caption = "in fp32 the two paths give the same loss at every step: the difference below stays at ~0"
+    else:
+        caption = "one path only: its loss curve, nothing to compare it with"
     return house.save_plot(fig, out_dir, "loss_equivalence", caption)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = house.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None, help="04's shards (default: random tokens)")
-    p.add_argument("--vocab", type=int, default=32768, help="vocabulary for random tokens (shards bring their own)")
-    p.add_argument("--depth", type=int, default=12)
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--micro-batch", type=int, default=16)
-    p.add_argument("--accum", type=int, default=2)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--paths", nargs="+", choices=list(PATHS), default=DEFAULT_PATHS,
-                   help="which paths to train (default: the three bf16/fp32 ones; add \"fp8, compiled\" for FP8)")
+    p.add_argument("--vocab", type=house.positive_int, default=32768, help="vocabulary for random tokens (shards bring their own)")
+    p.add_argument("--depth", type=house.positive_int, default=12)
+    p.add_argument("--seq-len", type=house.positive_int, default=1024)
+    p.add_argument("--micro-batch", type=house.positive_int, default=16)
+    p.add_argument("--accum", type=house.positive_int, default=2)
+    p.add_argument("--steps", type=house.positive_int, default=50)
+    p.add_argument("--seed", type=house.non_negative_int, default=1337)
+    p.add_argument("--paths", nargs="+", type=path_name, default=DEFAULT_PATHS, metavar="PATH",
+                   help="which paths to train: " + ", ".join(n.replace(", ", "-") for n in PATHS)
+                        + " (default: the first three; add fp8-compiled for FP8)")
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     args = p.parse_args(argv)
     device = torch.device(house.default_device())
     vocab = data_lib.read_manifest(args.data_dir)["vocab_size"] if args.data_dir else args.vocab
     # torch.compile of grouped_mm needs bf16 (CUDA autocast): on a CPU the smoke run compares the eager paths in fp32
     names = [n for n in args.paths if device.type == "cuda" or not PATHS[n][1]]
+    skipped = [n for n in args.paths if n not in names]
+    if skipped:
+        print(f"note: skipping {', '.join(skipped)}: compiled paths run on CUDA only "
+              "(grouped_mm compiles in bf16 only)")
+    if not names:
+        raise SystemExit("error: nothing to train here: the compiled paths need a CUDA GPU; on a CPU pass "
+                         "--paths reference fast-eager")
     runs = {name: train_path(name, args, vocab, device) for name in names}
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "argv": sys.argv[1:] if argv is None else argv, **compare(runs), "runs": runs}

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import house  # noqa: E402
+
 model_lib = importlib.import_module("02_model")
 muon_lib = importlib.import_module("03_muon")
 train_lib = importlib.import_module("05_train")
@@ -309,13 +311,13 @@ def kernel_summary(prof, accum):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = house.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--what", choices=["step", "fwdbwd", "optimizer", "attention"], default="step")
-    p.add_argument("--depth", type=int, default=12)
-    p.add_argument("--vocab", type=int, default=32768)
-    p.add_argument("--seq-len", type=int, default=1024)
-    p.add_argument("--micro-batch", type=int, default=32)
-    p.add_argument("--accum", type=int, default=2, help="micro-steps per timed step (linnet: 16 at micro-batch 32)")
+    p.add_argument("--depth", type=house.positive_int, default=12)
+    p.add_argument("--vocab", type=house.positive_int, default=32768)
+    p.add_argument("--seq-len", type=house.positive_int, default=1024)
+    p.add_argument("--micro-batch", type=house.positive_int, default=32)
+    p.add_argument("--accum", type=house.positive_int, default=2, help="micro-steps per timed step (linnet: 16 at micro-batch 32)")
     p.add_argument("--moe", choices=list(model_lib.MOE_IMPLS), default="auto",
                    help="02's MoE path; grouped_fp8 = the expert GEMMs in FP8 (05 --fp8)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
@@ -326,8 +328,8 @@ def main(argv=None):
     p.add_argument("--plain", nargs="+", default=[], choices=list(PLAIN_CHOICES),
                    help="run the plain side of these fast/plain pairs: "
                         + "; ".join(f"{k}: {v}" for k, v in PLAIN_CHOICES.items()))
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=house.non_negative_int, default=3)
+    p.add_argument("--steps", type=house.positive_int, default=5)
     p.add_argument("--profile", type=Path, default=None, help="write the top kernels of one step to this file")
     p.add_argument("--json", type=Path, default=None, help="append the result as one JSON line to this file")
     args = p.parse_args(argv)

@@ -195,6 +195,10 @@ def test_score_requests_matches_reference(tiny_tokenizer, hellaswag):
     assert max(r["context_tokens"] for r in batched["records"]) > 64     # the window really did cut some
 
 
+def test_no_requests_score_to_nothing():
+    assert ev.score_requests(ev.tiny_random_model(64), []) == []
+
+
 def test_compiled_scorer_matches_eager(tiny_tokenizer, hellaswag):
     """06 --compile: torch.compile of the forward, dynamic shapes (every batch has its own B and T). On 60 real
     examples in fp32 the per-ending log-likelihoods equal the eager scorer's (on the H200 in bf16 they differ

@@ -198,3 +198,35 @@ def test_eval_of_truncated_checkpoint_is_one_line(tiny_run, tmp_path):
                       "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)
     one_error_line(proc, "cannot read", "damaged or not a checkpoint")
     assert not (tmp_path / "eval" / "results.json").exists()
+
+
+# --- --device and the bench scripts' numbers: one line too --------------------------------------------
+
+def test_06_unknown_device_is_one_line(tmp_path):
+    proc = run_script("06_eval.py", "--device", "foo", "--out", str(tmp_path / "out"), timeout=60)
+    assert proc.returncode == 2
+    one_error_line(proc, "argument --device: invalid choice: 'foo'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_06_device_cuda_without_a_gpu_is_one_line(tmp_path):
+    proc = run_script("06_eval.py", "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path / "out"), timeout=60)
+    one_error_line(proc, "--device cuda but this machine has no CUDA device")
+
+
+@pytest.mark.parametrize("script,args,what", [
+    ("bench/throughput.py", ["--steps", "0"], "argument --steps: must be a positive integer"),
+    ("bench/hellaswag_speed.py", ["--warmup", "0"], "argument --warmup: must be a positive integer"),
+    ("bench/loss_equivalence.py", ["--paths", "nope"], "argument --paths: unknown path 'nope'"),
+])
+def test_bench_bad_arguments_are_one_line(script, args, what):
+    proc = run_script(script, *args, timeout=60)
+    assert proc.returncode == 2
+    one_error_line(proc, what)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_loss_equivalence_with_only_compiled_paths_on_a_cpu_is_one_line(tmp_path):
+    proc = run_script("bench/loss_equivalence.py", "--depth", "2", "--seq-len", "64", "--micro-batch", "4",
+                      "--steps", "2", "--paths", "fp8-compiled", "--out", str(tmp_path), timeout=120)
+    one_error_line(proc, "nothing to train here")

@@ -161,3 +161,20 @@ def test_nan_weights_make_the_checksum_nan():
     with torch.no_grad():
         next(model.parameters())[0, 0] = float("nan")
     assert math.isnan(train_lib.weights_checksum(model).item())
+
+
+# --- 5. --fp8 (02 section 5b): contradictions and resume name the flag the user typed --------------------
+
+def test_fp8_with_another_moe_impl_is_one_line(tmp_path):
+    proc = run_script("05_train.py", "--preset", "tiny", "--fp8", "--moe-impl", "reference",
+                      "--out", str(tmp_path / "out"), timeout=120)
+    one_error_line(proc, "--fp8 and --moe-impl reference contradict each other")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_fp8_names_fp8(inputs, tmp_path):
+    out = tmp_path / "run"
+    first = run_script("05_train.py", *tiny_args(inputs, out, "--max-steps", "2"), timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    proc = run_script("05_train.py", *tiny_args(inputs, out, "--max-steps", "4", "--resume", "--fp8"), timeout=120)
+    one_error_line(proc, "--fp8 cannot change on --resume", "drop --fp8")
