@@ -443,9 +443,9 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
 # Measured on an H200 (BENCHMARKS.md, "FP8 experts"): over 200 steps FP8's loss stays within the bf16-vs-bf16
 # noise, and its GEMMs run at ~1,000 TFLOP/s against bf16's ~690, saving ~7 ms per 32×1024 micro-step — but
 # rounding the big activations to FP8 (find each row's largest value, scale, round) slows the kernels around
-# the GEMMs by about as much, so the whole step is no faster (343k vs 345k tokens/s). FP8 pays where the GEMMs are large
-# next to the activations they read (wider models), or where the rounding happens inside kernels that
-# write those activations anyway — hand-written kernels this repo does not have yet.
+# the GEMMs by about as much, so the whole step is no faster (343k vs 345k tokens/s). FP8 pays where the
+# GEMMs are large next to the activations they read (wider models), or where the rounding happens inside
+# kernels that write those activations anyway — hand-written kernels this repo does not have yet.
 
 FP8_MAX = 448.0   # the largest float8_e4m3fn value (4 exponent bits, 3 mantissa bits)
 
