@@ -798,9 +798,14 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> None:
-    cfg, run = configs_from_args(parse_args(argv))   # bad numbers and refused flags stop here, in one line
-    house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
-    train(cfg, run)
+    try:
+        cfg, run = configs_from_args(parse_args(argv))   # bad numbers and refused flags stop here, in one line
+        house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
+        train(cfg, run)
+    except SystemExit as stop:   # under torchrun every process hits the same user error: rank 0 says it
+        if isinstance(stop.code, str) and not house.is_first_process():
+            raise SystemExit(1) from None
+        raise
 
 
 # --- Appendix: machinery ---------------------------------------------------------------------------------

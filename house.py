@@ -317,7 +317,13 @@ class ArgumentParser(argparse.ArgumentParser):
     `error: argument --micro-batch: must be a positive integer, got '0' (see 05_train.py --help)`."""
 
     def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n" if is_first_process() else None)
+
+
+def is_first_process() -> bool:
+    """True except in the processes torchrun starts with RANK 1, 2, …: they stay quiet about a user error
+    that rank 0 already reports in one line."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -178,3 +178,14 @@ def test_resume_with_fp8_names_fp8(inputs, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     proc = run_script("05_train.py", *tiny_args(inputs, out, "--max-steps", "4", "--resume", "--fp8"), timeout=120)
     one_error_line(proc, "--fp8 cannot change on --resume", "drop --fp8")
+
+
+def test_under_torchrun_a_user_error_is_said_once(tmp_path):
+    """Every process parses the same flags; only rank 0 prints the line (torchrun then adds its own report)."""
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           str(REPO_DIR / "05_train.py"), "--preset", "tiny", "--micro-batch", "0",
+                           "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    said = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert said == ["error: argument --micro-batch: must be a positive integer, got '0' (see 05_train.py --help)"], \
+        proc.stderr[-2000:]
