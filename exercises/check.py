@@ -47,6 +47,7 @@ EXERCISES = {
     "balance_loss": ("02_model.py", "linnet's balance loss E * sum_e (mean prob_e)^2"),
     "gqa_attention": ("02_model.py", "causal grouped-query attention: heads, RoPE, QK-norm, repeat KV, mask, softmax"),
     "moe_forward": ("02_model.py", "the MoE layer: router, top-k, SwiGLU experts (reference loop), balance loss"),
+    "fp8_quantize": ("02_model.py", "FP8 row-wise scales (powers of two, rounded up) and an FP8 matrix product"),
     "newton_schulz_step": ("03_muon.py", "one quintic Newton-Schulz step (3.4445, -4.7750, 2.0315)"),
     "muon_update": ("03_muon.py", "one Muon step: momentum, Nesterov, Newton-Schulz, shape lr, weight decay"),
     "shard_loader": ("04_data.py", "the shard loader: T+1-token windows, seeded epoch order, resume"),
@@ -634,6 +635,53 @@ def check_moe_forward(ex) -> None:
                              "tokens first, then square, sum over experts, times E")
 
 
+# --- 9b. fp8_quantize (02_model.py, section 5b: quantize_rows; appendix: scaled_grouped_mm_reference) ----
+
+def fp8_cases() -> list[tuple[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(5)
+    spread = torch.randn(8, 64, generator=gen) * torch.logspace(-3, 3, 8)[:, None]
+    with_zero = torch.randn(4, 32, generator=gen)
+    with_zero[2] = 0.0
+    outlier = torch.randn(3, 48, generator=gen) * 0.01
+    outlier[:, 7] = 1000.0
+    return [("x (8, 64): rows from 1e-3 to 1e3 in size", spread),
+            ("x (4, 32) whose row 2 is all zeros: that row must stay zeros (no log2(0) = -inf)", with_zero),
+            ("x (3, 48): one value of 1000 per row, the rest ≈ 0.01 (they round to tiny float8 numbers)", outlier),
+            ("x (2, 3, 16): a 3-D tensor, rows along the last dim", torch.randn(2, 3, 16, generator=gen)),
+            ("x (5, 32) in bfloat16", torch.randn(5, 32, generator=gen).bfloat16())]
+
+
+def check_fp8_quantize(ex) -> None:
+    model_lib = importlib.import_module("02_model")
+    for case, x in fp8_cases():
+        got = call(ex.quantize_rows, case, x.clone())
+        check_returns(got, [("q", "a torch.float8_e4m3fn tensor", lambda t: isinstance(t, torch.Tensor)
+                             and t.dtype == torch.float8_e4m3fn),
+                            ("scale", "a float32 tensor", lambda t: isinstance(t, torch.Tensor)
+                             and t.dtype == torch.float32)], case, "quantize_rows")
+        q_ref, scale_ref = model_lib.quantize_rows(x)
+        compare_tensors(got[1], scale_ref, case, "scale", atol=0, rtol=0,
+                        hint="one scale per ROW: amax over the last dim / 448, rounded UP to a power of two "
+                             "(2 ** ceil(log2(...))) — not amax / 448 itself, not rounded down, not one per tensor")
+        compare_tensors(got[0].float(), q_ref.float(), case, "q", atol=0, rtol=0,
+                        hint="q = x / scale (in float32), then .to(torch.float8_e4m3fn); with the scale rounded "
+                             "UP no value of x / scale is above 448")
+    gen = torch.Generator().manual_seed(6)
+    for M, N, K in [(4, 3, 16), (16, 8, 64)]:
+        x, w = torch.randn(M, K, generator=gen) * 3, torch.randn(N, K, generator=gen) * 0.02
+        case = f"fp8_matmul(x {tuple(x.shape)}, w {tuple(w.shape)})"
+        got = call(ex.fp8_matmul, case, x.clone(), w.clone())
+        check_returns(got, [("out", "a float tensor (M, N)", is_float_tensor)], case, "fp8_matmul", single=True)
+        xq, xs = model_lib.quantize_rows(x)
+        wq, ws = model_lib.quantize_rows(w)
+        expected = model_lib.scaled_grouped_mm_reference(xq, xs, wq[None], ws[None],
+                                                         torch.tensor([M], dtype=torch.int32), torch.float32)
+        compare_tensors(got, expected, case, "out", atol=1e-6, rtol=1e-5,
+                        hint="quantize BOTH x and w row by row, multiply the float8 values as float32 "
+                             "(xq.float() @ wq.float().T), then multiply row i by x_scale[i] and column j by "
+                             "w_scale[j]")
+
+
 # --- 10. muon_update (03_muon.py, section 2: Muon.step → muon_update_ → newton_schulz, adjust_lr) ------
 
 def check_muon_update(ex) -> None:
@@ -1059,6 +1107,7 @@ def check_resume(ex, real, shards: list[np.ndarray], B: int, T: int, seed: int, 
 
 CHECKS = {"bpe_merge": check_bpe_merge, "bpe_trainer": check_bpe_trainer, "rope": check_rope,
           "router_top2": check_router_top2, "balance_loss": check_balance_loss, "gqa_attention": check_gqa_attention, "moe_forward": check_moe_forward,
+          "fp8_quantize": check_fp8_quantize,
           "newton_schulz_step": check_newton_schulz_step, "muon_update": check_muon_update,
           "shard_loader": check_shard_loader,
           "wsd_schedule": check_wsd_schedule, "train_step": check_train_step, "acc_norm": check_acc_norm,

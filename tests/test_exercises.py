@@ -13,8 +13,8 @@ import torch
 from helpers import REPO_DIR
 
 from exercises import check
-from exercises.solutions import (acc_norm, balance_loss, bpe_merge, bpe_trainer, gqa_attention, hellaswag_requests,
-                                 moe_forward, muon_update, newton_schulz_step, rope, router_top2, shard_loader,
+from exercises.solutions import (acc_norm, balance_loss, bpe_merge, bpe_trainer, fp8_quantize, gqa_attention,
+                                 hellaswag_requests, moe_forward, muon_update, newton_schulz_step, rope, router_top2, shard_loader,
                                  train_step, wsd_schedule)
 
 NAMES = list(check.EXERCISES)
@@ -432,6 +432,35 @@ class LoaderStateBeforeMoving(shard_loader.ShardLoader):
             self.epoch, self.batch = self.epoch + 1, 0
 
 
+def fp8_scale_not_power_of_two(x):
+    scale = x.abs().amax(-1).float().clamp_min(1e-30) / 448
+    return (x.float() / scale[..., None]).to(torch.float8_e4m3fn), scale
+
+
+def fp8_scale_rounded_down(x):
+    scale = torch.exp2(torch.floor(torch.log2(x.abs().amax(-1).float().clamp_min(1e-30) / 448)))
+    return (x.float() / scale[..., None]).clamp(-448, 448).to(torch.float8_e4m3fn), scale
+
+
+def fp8_one_scale_per_tensor(x):
+    amax = x.abs().amax().float().clamp_min(1e-30).expand(x.shape[:-1])
+    scale = torch.exp2(torch.ceil(torch.log2(amax / 448)))
+    return (x.float() / scale[..., None]).to(torch.float8_e4m3fn), scale
+
+
+def fp8_e5m2(x):
+    q, scale = fp8_quantize.quantize_rows(x)
+    return q.float().to(torch.float8_e5m2), scale
+
+
+def fp8_matmul_without_scales(x, w):
+    return fp8_quantize.quantize_rows(x)[0].float() @ fp8_quantize.quantize_rows(w)[0].float().T
+
+
+def fp8_matmul_not_quantized(x, w):
+    return x.float() @ w.float().T
+
+
 WRONG = [
     ("rope", rope, dict(rope=rope_interleaved), "out["),
     ("rope", rope, dict(rope=rope_base_10000), "out["),
@@ -465,6 +494,12 @@ WRONG = [
     ("shard_loader", shard_loader, dict(ShardLoader=LoaderResumeRestartsEpoch), "resuming restarted the epoch"),
     ("shard_loader", shard_loader, dict(ShardLoader=LoaderStateBeforeMoving), "the batch the run had ALREADY seen"),
     ("router_top2", router_top2, dict(router_top2=router_swapped), "the outputs are in the wrong order"),
+    ("fp8_quantize", fp8_quantize, dict(quantize_rows=fp8_scale_not_power_of_two), "rounded UP to a power of two"),
+    ("fp8_quantize", fp8_quantize, dict(quantize_rows=fp8_scale_rounded_down), "not rounded down"),
+    ("fp8_quantize", fp8_quantize, dict(quantize_rows=fp8_one_scale_per_tensor), "one scale per ROW"),
+    ("fp8_quantize", fp8_quantize, dict(quantize_rows=fp8_e5m2), "torch.float8_e4m3fn"),
+    ("fp8_quantize", fp8_quantize, dict(fp8_matmul=fp8_matmul_without_scales), "multiply row i by x_scale[i]"),
+    ("fp8_quantize", fp8_quantize, dict(fp8_matmul=fp8_matmul_not_quantized), "quantize BOTH x and w"),
     ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_tiled_kv), "query head i reads KV head i // (n_head"),
     ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_sees_next_token), "the future leaks into the past"),
     ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_norm_before_rope), "AFTER RoPE"),
@@ -524,6 +559,8 @@ def test_command_line_as_a_student_runs_it():
 # --- pass-through stubs: a file that hands the work to the lesson (or the solution) is refused ----------
 
 PASS_THROUGH = {
+    "fp8_quantize": ("import importlib\n\nquantize_rows = importlib.import_module('02_model').quantize_rows\n\n"
+                     "def fp8_matmul(x, w):\n    return x @ w.T\n", "names '02_model' in code"),
     "gqa_attention": ("import importlib\nimport torch\n\n"
                       "def gqa_attention(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base=50000.0):\n"
                       "    model_lib = importlib.import_module('02_model')\n    return model_lib.apply_rope(h, 1, 0)\n",
