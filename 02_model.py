@@ -406,6 +406,14 @@ def moe_reference(x, w_v, c_proj, top_e, top_w):
     return y
 
 
+def sort_slots(flat_e, E: int):
+    """The token-slots sorted by expert (stable) and the number of slots per expert, on the device, with no
+    host sync: flat_e (S,) → order (S,), counts (E,) int64. moe_grouped and expert_rows_padded start here."""
+    order = torch.argsort(flat_e, stable=True)                          # slots grouped by expert
+    counts = torch.zeros(E, dtype=torch.int64, device=flat_e.device).scatter_add_(0, flat_e, torch.ones_like(flat_e))
+    return order, counts
+
+
 def moe_grouped(x, w_v, c_proj, top_e, top_w):
     """The fast MoE, same maths, dropless and free of host syncs (so torch.compile keeps one graph).
 
@@ -417,9 +425,7 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     grouped_mm wants 16-byte aligned strides (C and F multiples of 8 in bf16) and, on CUDA, bf16."""
     N, C = x.shape
     E, k = w_v.shape[0], top_e.shape[1]
-    flat_e = top_e.reshape(-1)                                          # (N·k,) expert of each slot
-    order = torch.argsort(flat_e, stable=True)                          # slots grouped by expert
-    counts = torch.zeros(E, dtype=torch.int64, device=x.device).scatter_add_(0, flat_e, torch.ones_like(flat_e))
+    order, counts = sort_slots(top_e.reshape(-1), E)                    # (N·k,), (E,)
     offsets = torch.cumsum(counts, 0).to(torch.int32)                   # (E,) end of each group
     x_sorted = x[order // k]                                            # (N·k, C) token of each slot
     h = F.grouped_mm(x_sorted, w_v.to(x.dtype).transpose(-2, -1), offs=offsets)   # (N·k, 2F)
@@ -509,8 +515,7 @@ def expert_rows_padded(flat_e, E: int, align: int = 16):
     ([1, 3, 3, 3, 0, 2, 3, 3, 3, 3, 3, 3], [4, 12], [4, 0, 5])"""
     S = flat_e.numel()
     M = (S + E * (align - 1) + align - 1) // align * align
-    order = torch.argsort(flat_e, stable=True)                          # slots grouped by expert
-    counts = torch.zeros(E, dtype=torch.int64, device=flat_e.device).scatter_add_(0, flat_e, torch.ones_like(flat_e))
+    order, counts = sort_slots(flat_e, E)                               # (S,), (E,)
     padded = (counts + align - 1) // align * align                      # (E,) rows per group
     group_start = torch.cumsum(padded, 0) - padded                      # (E,) first row of each group
     sorted_start = torch.cumsum(counts, 0) - counts                     # (E,) first slot of each expert in `order`
