@@ -65,6 +65,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
+
 import house
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -347,6 +349,19 @@ def bytes_per_token(tokenizer: Tokenizer, texts: list[str]) -> float:
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     n_tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
     return n_bytes / max(n_tokens, 1)
+
+
+def token_byte_counts(tokenizer: Tokenizer) -> np.ndarray:
+    """(V,) int64: how many bytes of text each token id stands for; 0 for the special tokens.
+
+    Summed over a sequence of ids this gives the exact UTF-8 length of the text they decode to, which is
+    what bits per byte divides by (06): `counts[ids].sum() == len(tokenizer.decode(ids).encode())`
+    whenever the ids hold no special token. Tiny tokenizer: counts[id of "Ġthe"] == 4."""
+    counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
+    specials = set(SPECIAL_TOKENS)
+    for token, token_id in tokenizer.get_vocab().items():
+        counts[token_id] = 0 if token in specials else len(token_bytes(token))
+    return counts
 
 
 def iter_doc_batches(path: Path, max_bytes: int | None, batch_bytes: int = 8_000_000) -> Iterator[list[str]]:

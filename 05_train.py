@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -70,69 +71,7 @@ data_lib = importlib.import_module("04_data")     # read_manifest, ShardLoader
 eval_lib = importlib.import_module("06_eval")     # bits_per_byte, HellaSwag (06 never imports 05)
 
 
-# --- 1. The WSD schedule: warm-up, stable, decay ---------------------------------------------------------
-
-def lr_multiplier(step: int, cfg: TrainConfig) -> float:
-    """Fraction of the peak learning rate at `step` (0-based): warm-up, stable, decay.
-
-    linnet (18,965 planned steps, min_lr/lr = 0.06):
-    >>> [round(lr_multiplier(s, PRESETS["linnet"]), 3) for s in (0, 1896, 10000, 15172, 18964)]
-    [0.001, 1.0, 1.0, 1.0, 0.06]"""
-    warmup = max(1, int(cfg.warmup_frac * cfg.planned_steps))
-    decay_start = int(cfg.decay_start_frac * cfg.planned_steps)
-    min_ratio = cfg.min_lr / cfg.lr
-    if step < warmup:
-        return (step + 1) / warmup
-    if step < decay_start:
-        return 1.0
-    progress = min(1.0, (step - decay_start) / max(1, cfg.planned_steps - 1 - decay_start))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def set_learning_rates(optimizers, multiplier: float) -> None:
-    """Every param group keeps its peak lr in `initial_lr` (03; Muon groups: 10×); the schedule scales all alike."""
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = group["initial_lr"] * multiplier
-
-
-# --- 2. One training step: accumulate, clip, step both optimizers ------------------------------------------
-
-def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: torch.device):
-    """Forward/backward over the micro-batches of one step, clip, step both optimizers.
-
-    `batches` yields (x, y) micro-batches; the loss of each is divided by their number, so the gradient
-    is the gradient of the mean loss over the whole step (1 × 2B ≡ 2 × B, see the test). `runner` is what
-    runs the forward pass: `model` itself, `torch.compile(model)`, or its DDP wrapper. Returns (mean training
-    loss, grad norm, router stats averaged over micro-steps) as tensors: no host sync here."""
-    is_ddp = isinstance(runner, torch.nn.parallel.DistributedDataParallel)
-    batches = list(batches)
-    loss_sum = torch.zeros((), device=device)
-    stats_sum = None
-    # On a GPU (bf16), cast the expert weights once for all micro-steps (same maths, 02.cast_expert_weights).
-    # Not under DDP: its gradient hooks are only tested with weights used directly in the forward.
-    cast_once = cfg.cast_experts_once and device.type == "cuda" and not is_ddp
-    expert_weights = model_lib.cast_expert_weights(model) if cast_once else None   # one (w_v, c_proj) per layer
-    for i, (x, y) in enumerate(batches):                                             # x, y: (B, T)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        last = i == len(batches) - 1
-        # DDP: all-reduce the gradients only once, on the last micro-step
-        sync_ctx = runner.no_sync() if (is_ddp and not last) else contextlib.nullcontext()
-        with sync_ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            _, loss = runner(x, y, expert_weights=expert_weights)
-            (loss / len(batches)).backward()
-        loss_sum += loss.detach()
-        stats = {k: v.detach().float() for k, v in model.router_stats.items()}
-        stats_sum = stats if stats_sum is None else {k: stats_sum[k] + v for k, v in stats.items()}
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)   # global norm, before clipping
-    for opt in optimizers:          # Muon (matrices) and AdamW (the rest), both from 03
-        opt.step()
-    for opt in optimizers:
-        opt.zero_grad(set_to_none=True)
-    return loss_sum / len(batches), grad_norm, {k: v / len(batches) for k, v in stats_sum.items()}
-
-
-# --- 3. What a run reads: the training config (saved in the checkpoint) and the run's paths and switches ---
+# --- 1. What a run reads: the training config (saved in the checkpoint) and the run's paths and switches ---
 
 @dataclass
 class TrainConfig:
@@ -164,7 +103,8 @@ class TrainConfig:
     optimizer: str = "muon"          # "muon": Muon for matrices + AdamW for the rest (03); "adamw": AdamW for all
     # evaluation and checkpoints
     eval_every: int = 250
-    eval_batches: int = 20
+    eval_batches: int | None = 20    # validation batches of micro_batch × seq_len (20 × 32 × 1024 = 655,360 tokens);
+                                     # None = the whole validation shard
     hellaswag_every: int = 1000
     hellaswag_subset: int = 200      # the fixed subset during training (first N examples)
     hellaswag_final: int | None = None  # None = the full 10,042 at the end
@@ -185,12 +125,13 @@ PRESETS = {
     # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB (BENCHMARKS.md), 16 accumulation steps.
     "linnet": TrainConfig(),
     # A laptop CPU: 02's TINY_TRAINING_SHAPE (~0.3M parameters), 64-token windows, 300 steps in under a
-    # minute. Same code path.
+    # minute. Same code path. Validation scores the whole validation shard (≈ 212k tokens of both sources,
+    # ≈ 2 s): a few thousand tokens from one document would measure that document, not the model.
     "tiny": TrainConfig(
         preset="tiny", depth=_TINY["depth"], n_experts=_TINY["n_experts"], n_active_experts=_TINY["n_active_experts"],
         model_overrides={k: v for k, v in _TINY.items() if k not in ("depth", "n_experts", "n_active_experts")},
         seq_len=64, micro_batch=8, total_batch_tokens=1024, planned_steps=300,
-        lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=8, hellaswag_every=100,
+        lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=None, hellaswag_every=100,
         hellaswag_subset=50, hellaswag_final=100, checkpoint_every=100),
 }
 
@@ -234,6 +175,68 @@ def dense_equal_active(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, n_experts=1, n_active_experts=1, model_overrides=overrides)
 
 
+# --- 2. The WSD schedule: warm-up, stable, decay ---------------------------------------------------------
+
+def lr_multiplier(step: int, cfg: TrainConfig) -> float:
+    """Fraction of the peak learning rate at `step` (0-based): warm-up, stable, decay.
+
+    linnet (18,965 planned steps, min_lr/lr = 0.06):
+    >>> [round(lr_multiplier(s, PRESETS["linnet"]), 3) for s in (0, 1896, 10000, 15172, 18964)]
+    [0.001, 1.0, 1.0, 1.0, 0.06]"""
+    warmup = max(1, int(cfg.warmup_frac * cfg.planned_steps))
+    decay_start = int(cfg.decay_start_frac * cfg.planned_steps)
+    min_ratio = cfg.min_lr / cfg.lr
+    if step < warmup:
+        return (step + 1) / warmup
+    if step < decay_start:
+        return 1.0
+    progress = min(1.0, (step - decay_start) / max(1, cfg.planned_steps - 1 - decay_start))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_learning_rates(optimizers, multiplier: float) -> None:
+    """Every param group keeps its peak lr in `initial_lr` (03; Muon groups: 10×); the schedule scales all alike."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * multiplier
+
+
+# --- 3. One training step: accumulate, clip, step both optimizers ------------------------------------------
+
+def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: torch.device):
+    """Forward/backward over the micro-batches of one step, clip, step both optimizers.
+
+    `batches` yields (x, y) micro-batches; the loss of each is divided by their number, so the gradient
+    is the gradient of the mean loss over the whole step (1 × 2B ≡ 2 × B, see the test). `runner` is what
+    runs the forward pass: `model` itself, `torch.compile(model)`, or its DDP wrapper. Returns (mean training
+    loss, grad norm, router stats averaged over micro-steps) as tensors: no host sync here."""
+    is_ddp = isinstance(runner, torch.nn.parallel.DistributedDataParallel)
+    batches = list(batches)
+    loss_sum = torch.zeros((), device=device)
+    stats_sum = None
+    # On a GPU (bf16), cast the expert weights once for all micro-steps (same maths, 02.cast_expert_weights).
+    # Not under DDP: its gradient hooks are only tested with weights used directly in the forward.
+    cast_once = cfg.cast_experts_once and device.type == "cuda" and not is_ddp
+    expert_weights = model_lib.cast_expert_weights(model) if cast_once else None   # one (w_v, c_proj) per layer
+    for i, (x, y) in enumerate(batches):                                             # x, y: (B, T)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        last = i == len(batches) - 1
+        # DDP: all-reduce the gradients only once, on the last micro-step
+        sync_ctx = runner.no_sync() if (is_ddp and not last) else contextlib.nullcontext()
+        with sync_ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            _, loss = runner(x, y, expert_weights=expert_weights)
+            (loss / len(batches)).backward()
+        loss_sum += loss.detach()
+        stats = {k: v.detach().float() for k, v in model.router_stats.items()}
+        stats_sum = stats if stats_sum is None else {k: stats_sum[k] + v for k, v in stats.items()}
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)   # global norm, before clipping
+    for opt in optimizers:          # Muon (matrices) and AdamW (the rest), both from 03
+        opt.step()
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    return loss_sum / len(batches), grad_norm, {k: v / len(batches) for k, v in stats_sum.items()}
+
+
 # --- 4. The run: set up once, then one optimizer step per loop iteration -----------------------------------
 
 def train(cfg: TrainConfig, run: RunConfig) -> Path:
@@ -251,7 +254,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
     log = RunLog(cfg, run, start_step, max_steps, enabled=procs.is_main)
     log.say(run_summary(cfg, model_config, accum, max_steps, procs, run))
     last_good = run.checkpoint_path if run.resume else None
-    batches, stop = iter(loader), StopRequest().install()                # Ctrl-C: finish the step, save, exit
+    batches, stop = iter(loader), StopRequest().install()   # Ctrl-C or SIGTERM: finish the step, save, exit
     try:
         for step in range(start_step, max_steps):
             t0 = time.perf_counter()
@@ -270,12 +273,11 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
             if finished % cfg.checkpoint_every == 0 or is_last:
                 check_replicas_agree(model, procs.world_size)   # every process takes part in this all-gather
             if procs.is_main and (finished % cfg.checkpoint_every == 0 or is_last or stop.requested):  # 4. save
-                last_good = save_healthy_checkpoint(model, optimizers, loader, finished, cfg, model_config, run, last_good)
+                with stop.saving():   # a second signal now waits until the checkpoint is whole
+                    last_good = save_healthy_checkpoint(model, optimizers, loader, finished, cfg, model_config,
+                                                        run, last_good)
             if stop.requested:
-                log.close()
-                log.say(f"interrupted after step {finished}: checkpoint saved to {run.checkpoint_path}; "
-                        f"continue with {resume_command(cfg, run)}")
-                return run.checkpoint_path
+                exit_interrupted(stop, finished, log, cfg, run)
     except torch.cuda.OutOfMemoryError:
         raise SystemExit(f"error: CUDA out of memory with micro-batch {cfg.micro_batch} × {cfg.seq_len}: try "
                          f"--micro-batch {max(1, cfg.micro_batch // 2)} (the step stays {cfg.total_batch_tokens:,} tokens)")
@@ -283,7 +285,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
         stop.restore()
         log.close()                        # end the progress bar's line before any message (idempotent)
         destroy_processes()
-    finish_run(log, run, model, tokenizer, procs)
+    finish_run(log, cfg, run, model, tokenizer, procs)
     return run.checkpoint_path
 
 
@@ -344,6 +346,9 @@ def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader,
                          f"stops at {cfg.steps_to_run}: nothing to train; pass a larger --max-steps "
                          f"(the schedule plans {cfg.planned_steps})")
     model_lib.load_linnet_state_dict(model, checkpoint["model"])
+    if not math.isfinite(weights_checksum(model).item()):
+        raise SystemExit(f"error: {house.shown(run.checkpoint_path)} holds inf/nan weights: it cannot continue; "
+                         "start a new run (another --out, or --overwrite) with a lower --lr")
     for opt, state in zip(optimizers, checkpoint["optimizers"]):
         opt.load_state_dict(state)
     loader.load_state_dict(checkpoint["loader"])
@@ -373,7 +378,7 @@ def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path |
         saturated and nothing learns any more (--lr 50 on the tiny preset, without this guard: loss 54 at
         step 1, 178 at step 7, then grad norm 0.0 from step 8 while the weights grew to 2.6e18, NaN at step 17).
     Otherwise the run stops with one line naming the last checkpoint written from a healthy state."""
-    limit = 2 * math.log(model_config.vocab_size) + cfg.balance_coef * cfg.n_experts   # + the balance term's most
+    limit = loss_limit(cfg, model_config)
     norm = float(grad_norm)
     if not math.isfinite(loss_value):
         reason = f"loss became {loss_value}"
@@ -386,8 +391,13 @@ def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path |
     stop_diverged(f"{reason} at step {step}", last_good, cfg)
 
 
+def loss_limit(cfg: TrainConfig, model_config) -> float:
+    """The highest loss a healthy run shows: 2 × ln(vocab), plus the balance term's most (balance_coef × E)."""
+    return 2 * math.log(model_config.vocab_size) + cfg.balance_coef * cfg.n_experts
+
+
 def stop_diverged(what: str, last_good: Path | None, cfg: TrainConfig) -> None:
-    where = (f"the last good checkpoint is {last_good} (written from a healthy state)" if last_good
+    where = (f"the last good checkpoint is {last_good} (its weights gave a healthy loss when saved)" if last_good
              else "no checkpoint was written by this run")
     raise SystemExit(f"error: {what}: stopped instead of training on; {where}; try a lower --lr (now {cfg.lr:g})")
 
@@ -422,11 +432,13 @@ def evaluation_due(finished: int, is_last: bool, cfg: TrainConfig, run: RunConfi
 
 
 def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> dict:
-    """Validation loss and bits per byte on the first `eval_batches` validation batches; HellaSwag
-    (acc and acc_norm, lm-eval's way) on the first `hellaswag_limit` examples (None: all 10,042)."""
-    bpb = eval_lib.bits_per_byte(model, data_dir, batch_size=cfg.micro_batch, seq_len=cfg.seq_len,
+    """Validation loss and bits per byte on the first `eval_batches` validation batches (None: all of them),
+    with the number of tokens and bytes they hold; HellaSwag (acc and acc_norm, lm-eval's way) on the first
+    `hellaswag_limit` examples (None: all 10,042)."""
+    bpb = eval_lib.bits_per_byte(model, data_dir, tokenizer, batch_size=cfg.micro_batch, seq_len=cfg.seq_len,
                                  max_batches=cfg.eval_batches, device=device)
-    record = {"kind": "eval", "step": step, "val_loss": bpb["loss"], "val_bpb": bpb["bpb"]}
+    record = {"kind": "eval", "step": step, "val_loss": bpb["loss"], "val_bpb": bpb["bpb"],
+              "val_tokens": bpb["tokens"], "val_bytes": bpb["bytes"]}
     if hellaswag_limit != 0:
         examples = eval_lib.load_hellaswag(limit=hellaswag_limit)
         result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False)  # 06's token budget
@@ -435,22 +447,34 @@ def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> 
     return record
 
 
-def finish_run(log: RunLog, run: RunConfig, model, tokenizer, procs: Processes) -> None:
+def finish_run(log: RunLog, cfg: TrainConfig, run: RunConfig, model, tokenizer, procs: Processes) -> None:
     """After the last step: close the log, save every plot with its caption, print a sample."""
     log.close()
     if procs.is_main:
         save_plots(run.log_path, run.out)
         print_sample(model, tokenizer, procs.device)
+        print(f"checkpoint: {house.shown(run.checkpoint_path)} — evaluate it with {eval_command(cfg, run)}")
 
 
 def run_summary(cfg: TrainConfig, model_config, accum: int, max_steps: int, procs: Processes, run: RunConfig) -> str:
-    """Three lines printed before the first step: model size, how the batch is made, device and log."""
+    """Four lines printed before the first step: model size, how the batch is made, what validation scores,
+    device and log."""
     counts = model_lib.count_parameters(model_config)
     return (f"model: depth {cfg.depth}, {counts['total']:,} parameters ({counts['active']:,} active per token)\n"
             f"batch: {cfg.total_batch_tokens:,} tokens/step = micro-batch {cfg.micro_batch} × {cfg.seq_len} "
             f"× {accum} accumulation × {procs.world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned\n"
+            f"{validation_summary(cfg, run)}\n"
             f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; log: {run.log_path}"
             + fp8_note(cfg, procs.device))
+
+
+def validation_summary(cfg: TrainConfig, run: RunConfig) -> str:
+    """How many validation tokens every evaluation averages over (the same tokens each time)."""
+    val = data_lib.ShardLoader(run.data_dir, "val", cfg.micro_batch, cfg.seq_len)
+    batches = len(val) if cfg.eval_batches is None else min(cfg.eval_batches, len(val))
+    whole = "the whole validation shard" if batches == len(val) else f"{batches} of its {len(val):,} batches"
+    return (f"validation: {batches * cfg.micro_batch * cfg.seq_len:,} tokens ({whole}) every {cfg.eval_every} steps "
+            f"and at the end")
 
 
 def fp8_emulated(cfg: TrainConfig, device: torch.device) -> bool:
@@ -488,12 +512,33 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
 
 def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConfig, model_config,
                             run: RunConfig, last_good: Path | None) -> Path:
-    """Save only weights that are all finite (the step that made them passed `stop_if_unhealthy`); else stop,
-    naming the last good checkpoint, which the atomic rename left untouched. Returns the checkpoint path."""
+    """Save only weights that are healthy THEMSELVES; else stop, naming the last good checkpoint (the atomic
+    rename left it untouched). Returns the checkpoint path.
+
+    The step's own loss was measured BEFORE its update, so a healthy step can still leave broken weights
+    (--lr 1000: a fine loss, then weights that score 16,613 bits per byte). So the weights about to be saved
+    must be finite and give a healthy loss on one validation batch (`probe_loss`, one forward)."""
     if not math.isfinite(weights_checksum(model).item()):        # NaN/inf in any weight makes the sum so
         stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
+    probe = probe_loss(model, run.data_dir, cfg)
+    if not (math.isfinite(probe) and probe <= loss_limit(cfg, model_config)):
+        stop_diverged(f"the weights after step {step} give loss {probe:.4g} on a validation batch, so they were "
+                      "not saved", last_good, cfg)
     save_checkpoint(run.checkpoint_path, model, optimizers, loader, step, cfg, model_config, run)
     return run.checkpoint_path
+
+
+@torch.no_grad()
+def probe_loss(model, data_dir: Path, cfg: TrainConfig) -> float:
+    """The loss of the current weights on the first validation batch (cross-entropy, no balance term)."""
+    device = next(model.parameters()).device
+    x, y = next(data_lib.val_batches(data_dir, cfg.micro_batch, cfg.seq_len, 1))     # (B, T), (B, T)
+    was_training = model.training
+    model.eval()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        _, loss = model(x.to(device), y.to(device))          # in eval mode: cross-entropy alone
+    model.train(was_training)
+    return loss.item()
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -517,7 +562,8 @@ def plot_losses(steps, evals):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
     ax1.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="train (with balance term)")
     val = [r for r in evals if "val_loss" in r]
-    ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
+    scored = f" ({val[-1]['val_tokens']:,} tokens)" if val and "val_tokens" in val[-1] else ""
+    ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation" + scored)
     ax1.set(xlabel="step", ylabel="loss (nats/token)", title="Loss: validation should follow train down")
     ax1.legend()
     ax2.plot([r["step"] for r in val], [r["val_bpb"] for r in val], "o-", color="C2")
@@ -598,7 +644,8 @@ def plot_experts(steps):
     for layer in range(n_layer):
         ax.plot(x, entropy[:, layer], lw=0.8, label=f"layer {layer}", color=plt.cm.viridis(layer / max(1, n_layer - 1)))
     ax.axhline(math.log(n_expert), ls="--", color="gray", label="uniform (ln E)")
-    ax.set(xlabel="step", ylabel="router entropy (nats)", title="Router entropy: falls as routers specialise")
+    ax.set(xlabel="step", ylabel="router entropy (nats)",
+           title="Router entropy: just below ln E = routers prefer some experts; far below = a few take all")
     ax.legend(fontsize=6, ncol=min(n_layer + 1, 7))
     return fig
 
@@ -616,7 +663,8 @@ def save_plots(log_path: Path, out_dir: Path, quiet: bool = False) -> None:
         (plot_speed(steps), "throughput", "tokens/s (and MFU on a GPU): flat after the first "
          "steps; dips mean evaluation, checkpointing or a data stall"),
         (plot_experts(steps), "experts", "expert load per layer over time: a bright row is an "
-         "overloaded expert, a dark one is starving; router entropy falls as routers specialise")]
+         "overloaded expert, a dark one is starving; router entropy a little below ln E is healthy "
+         "specialisation, a fall far below it means a few experts take every token (collapse)")]
     if any("hellaswag_acc" in r for r in evals):
         figures.append((plot_hellaswag(evals), "hellaswag", "HellaSwag accuracy: inside the grey band it is "
                         "indistinguishable from guessing; linnet-497M ends near 38 % acc"))
@@ -661,23 +709,45 @@ def refuse_other_inputs_on_resume(checkpoint: dict, run: RunConfig) -> None:
                          "trained on: it changes the data order; pass the --data-dir of the first run")
 
 
+def refuse_to_replace_a_run(run: RunConfig, overwrite: bool) -> None:
+    """A new run (no --resume) in an --out that holds a checkpoint or a log stops in one line, before anything
+    is deleted or written, unless --overwrite says to replace it."""
+    held = [p.name for p in (run.checkpoint_path, run.log_path) if p.exists()]
+    if run.resume or overwrite or not held:
+        return
+    raise SystemExit(f"error: {house.shown(run.out)} already holds a run ({' and '.join(held)}): continue it with "
+                     f"--resume, start a new one with another --out, or replace it with --overwrite")
+
+
+def eval_command(cfg: TrainConfig, run: RunConfig) -> str:
+    """The 06 command that scores this run's checkpoint with its own tokenizer and shards."""
+    parts = ["python", "06_eval.py", "--preset", cfg.preset, "--checkpoint", house.shown(run.checkpoint_path)]
+    if run.tokenizer != DEFAULT_TOKENIZER:
+        parts += ["--tokenizer", house.shown(run.tokenizer)]
+    if run.data_dir != DEFAULT_DATA_DIR:
+        parts += ["--data-dir", house.shown(run.data_dir)]
+    return shlex.join(parts)
+
+
 def resume_command(cfg: TrainConfig, run: RunConfig) -> str:
     """The command that continues this run: --resume plus the flags the checkpoint does not hold."""
-    parts = ["python 05_train.py --resume", f"--preset {cfg.preset}", f"--out {house.shown(run.out)}"]
+    parts = ["python", "05_train.py", "--resume", "--preset", cfg.preset, "--out", house.shown(run.out)]
     if run.tokenizer != DEFAULT_TOKENIZER:
-        parts.append(f"--tokenizer {house.shown(run.tokenizer)}")
+        parts += ["--tokenizer", house.shown(run.tokenizer)]
     if run.data_dir != DEFAULT_DATA_DIR:
-        parts.append(f"--data-dir {house.shown(run.data_dir)}")
+        parts += ["--data-dir", house.shown(run.data_dir)]
     if cfg.max_steps is not None:
-        parts.append(f"--max-steps {cfg.max_steps}")
+        parts += ["--max-steps", str(cfg.max_steps)]
     parts += (["--no-hellaswag"] if not run.hellaswag else []) + (["--wandb"] if run.wandb else [])
-    return " ".join(parts)
+    return shlex.join(parts)   # quoted: a path with spaces can be pasted as it is
 
 
 def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
     """A preset with the flags applied; with --resume, the checkpoint's config with the flags it may take."""
     run = RunConfig(out=args.out, tokenizer=args.tokenizer, data_dir=args.data_dir, data=args.data,
                     resume=args.resume, hellaswag=not args.no_hellaswag, wandb=args.wandb)
+    if args.wandb and importlib.util.find_spec("wandb") is None:   # before anything of the run is touched
+        raise SystemExit("error: --wandb needs the wandb package: pip install wandb (or drop --wandb)")
     flags = {f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None}
     if args.fp8:
         flags["moe_impl"] = fp8_flag(args)
@@ -697,6 +767,7 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
         flags["preset"] = args.preset
     cfg = dataclasses.replace(saved, **flags)
     refuse_changes_on_resume(saved, cfg)
+    check_max_steps(cfg, resume=True)
     return cfg, run
 
 
@@ -728,6 +799,17 @@ def check_numbers(cfg: TrainConfig) -> None:
         raise SystemExit(f"error: --top-k {cfg.n_active_experts} is more than --n-experts {cfg.n_experts}: "
                          f"a token can use at most every expert; lower --top-k")
     grad_accum_steps(cfg, int(os.environ.get("WORLD_SIZE", 1)))
+    check_max_steps(cfg, resume=False)
+
+
+def check_max_steps(cfg: TrainConfig, resume: bool) -> None:
+    """--max-steps may stop a run early, never run it past its schedule (silently capped before)."""
+    if cfg.max_steps is None or cfg.max_steps <= cfg.planned_steps:
+        return
+    fix = ("a run's schedule cannot grow on --resume: start a new run with --planned-steps "
+           f"{cfg.max_steps}" if resume else f"pass --planned-steps {cfg.max_steps} too, or a smaller --max-steps")
+    raise SystemExit(f"error: --max-steps {cfg.max_steps} is past the {cfg.planned_steps} steps the {cfg.preset} "
+                     f"schedule plans (the lr reaches its minimum there): {fix}")
 
 
 def parse_args(argv=None):
@@ -762,6 +844,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="tiny preset only: text to build the tokenizer and shards from if they are missing")
     add("--resume", action="store_true", help="continue from <out>/latest.pt on the exact next batch; may change "
         "--max-steps, the eval/HellaSwag/checkpoint cadences, --compile, --no-hellaswag, --wandb, nothing else")
+    add("--overwrite", action="store_true", help="start a new run in an --out that holds one, replacing its "
+        "latest.pt and log.jsonl (without it, 05 refuses: a finished run is never replaced unasked)")
     pos, count, amount = house.positive_int, house.non_negative_int, house.positive_float
     add("--max-steps", type=pos, help="stop after this many steps (linnet: 5281); the schedule still follows --planned-steps")
     add("--planned-steps", type=pos, help="length of the lr schedule (linnet: 18965)")
@@ -799,13 +883,20 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv=None) -> None:
     try:
-        cfg, run = configs_from_args(parse_args(argv))   # bad numbers and refused flags stop here, in one line
+        args = parse_args(argv)
+        cfg, run = configs_from_args(args)   # bad numbers and refused flags stop here, in one line
         house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
-        train(cfg, run)
+        with house.folder_lock(run.out) if house.is_first_process() else contextlib.nullcontext():
+            refuse_to_replace_a_run(run, args.overwrite)   # a finished run is never replaced without being asked
+            train(cfg, run)
     except SystemExit as stop:   # under torchrun every process hits the same user error: rank 0 says it
         if isinstance(stop.code, str) and not house.is_first_process():
             raise SystemExit(1) from None
         raise
+    except (KeyboardInterrupt, Interrupted) as stop:   # Ctrl-C before the loop, or twice in it
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
+        raise SystemExit(128 + signum) from None
 
 
 # --- Appendix: machinery ---------------------------------------------------------------------------------
@@ -899,22 +990,10 @@ def remove_stale_temp_files(out: Path) -> None:
     `out` (atomic_path removes them itself on any exit it sees; not on kill -9). A live pid's file is kept."""
     for path in sorted(out.glob(".*.tmp*")) if out.is_dir() else []:
         match = STALE_TEMP.fullmatch(path.name)
-        if match and not pid_is_alive(int(match.group(2))):
+        if match and not house.pid_is_alive(int(match.group(2))):
             path.unlink(missing_ok=True)
             print(f"removed {path.name} from {house.shown(out)}: a temp file left by a killed save (the complete "
                   f"files beside it are untouched)")
-
-
-def pid_is_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def data_sha256(data_dir: Path) -> str:
@@ -932,26 +1011,62 @@ def read_train_config(path: Path) -> dict:
         return load_checkpoint(path)   # says in one line why it cannot be read
 
 
+class Interrupted(Exception):
+    """A second Ctrl-C / SIGTERM outside a save: stop at once, without saving (`main` says so in one line)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class StopRequest:
-    """Ctrl-C during training: the first press sets `requested` (the loop finishes its step, saves and
-    returns); a second press interrupts at once, without saving."""
+    """Ctrl-C (SIGINT) or SIGTERM (what a scheduler sends before it preempts a job) during training: the
+    first signal sets `requested` to its number (the loop finishes its step, saves and exits with status
+    128 + signal: 130 for Ctrl-C, 143 for SIGTERM, and a line that says "interrupted"); a second one stops at
+    once without saving — except while a checkpoint is being written (`saving()`), which it never cuts short."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self.previous = signal.default_int_handler
+        self.requested: int | None = None
+        self.in_save = False
+        self.previous = {}
 
     def install(self) -> StopRequest:
-        self.previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self.on_sigint)
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self.on_signal)
         return self
 
-    def on_sigint(self, signum, frame) -> None:
-        self.requested = True
-        print("\nCtrl-C: finishing this step, then saving a checkpoint (press again to abort without saving)")
-        self.restore()
+    def on_signal(self, signum, frame) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.requested is None:
+            self.requested = signum
+            print(f"\n{name}: finishing this step, then saving a checkpoint (again: stop at once without saving)")
+        elif self.in_save:
+            print(f"\n{name} again: the checkpoint is being written; stopping as soon as it is whole")
+        else:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def saving(self):
+        self.in_save = True
+        try:
+            yield
+        finally:
+            self.in_save = False
 
     def restore(self) -> None:
-        signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def exit_interrupted(stop: StopRequest, finished: int, log: RunLog, cfg: TrainConfig, run: RunConfig) -> None:
+    """After the checkpoint of an interrupted run: say where it is and how to continue, exit 128 + signal."""
+    log.close()
+    log.say(f"interrupted after step {finished}: checkpoint saved to {house.shown(run.checkpoint_path)}; "
+            f"continue with {resume_command(cfg, run)}")
+    raise SystemExit(128 + stop.requested)
 
 
 class RunLog:

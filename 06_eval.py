@@ -52,8 +52,8 @@ Honest limits
 - `acc` and `acc_norm` here follow lm-eval's HellaSwag task and its HF-model request encoding; lm-eval
   also batches and caches in its own way, so expect agreement to ~1e-3 in the log-probs in bf16, not
   bit-identity.
-- Bits per byte uses 04's `val_bytes_per_token` (bytes per token of the validation text); linnet used
-  bytes per token over all its text — a small difference, stated in docs/DATA.md.
+- Bits per byte divides by the bytes of exactly the tokens scored; linnet divided by bytes per token
+  over all its text — a small difference, stated in docs/DATA.md.
 """
 from __future__ import annotations
 
@@ -522,25 +522,33 @@ def breakdowns(records: list[dict]) -> dict:
 # --- 6. Bits per byte on the validation shard ----------------------------------------------------------
 
 @torch.no_grad()
-def bits_per_byte(model, data_dir: str | Path, batch_size: int = 8, seq_len: int | None = None,
-                  max_batches: int | None = 50, device=None) -> dict:
+def bits_per_byte(model, data_dir: str | Path, tokenizer, batch_size: int = 8, seq_len: int | None = None,
+                  max_batches: int | None = None, device=None) -> dict:
     """Cross-entropy on 04's validation shard, in bits per byte of text.
 
-    bpb = mean CE (nats/token) / (ln 2 · bytes per token), bytes per token from 04's manifest
-    (`val_bytes_per_token`). Dividing by bytes makes models with different tokenizers comparable:
-    a tokenizer with longer tokens has a higher loss per token but not per byte.
+    bpb = total nats / (ln 2 · total bytes), both summed over exactly the tokens scored: each target token
+    brings the bytes of text it stands for (01's `token_byte_counts`; <|endoftext|> brings 0). Dividing by
+    bytes makes models with different tokenizers comparable: a tokenizer with longer tokens has a higher
+    loss per token but not per byte. Worked example, the tiny run's last evaluation: 4.290 nats/token
+    over the 211,968 tokens of the validation shard, which hold 485,937 bytes (2.29 bytes/token), is
+    4.290 × 211,968 / (ln 2 × 485,937) ≈ 2.70 bits per byte.
     Reads the validation windows in order through 04's `val_batches` (T + 1 tokens each), at most
-    `max_batches` batches (None: the whole validation shard). linnet: ≈ 1.21 bpb, measured on dclm text
-    only (docs/DATA.md) — our validation shard mixes both sources, so expect a different number for the same
-    model. Evaluation loss is cross-entropy alone (no MoE balance term)."""
-    manifest = data_lib.read_manifest(data_dir, needs=("val_bytes_per_token",))
+    `max_batches` batches (None: the whole validation shard; the returned `tokens` says how many were
+    scored). linnet: ≈ 1.21 bpb, measured on dclm text only (docs/DATA.md) — our validation shard mixes
+    both sources, so expect a different number for the same model. Evaluation loss is cross-entropy alone
+    (no MoE balance term)."""
+    byte_counts = torch.from_numpy(tokenizer_lib.token_byte_counts(tokenizer))   # (V,) bytes per token id
     seq_len = seq_len or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     was_training = model.training
     model.eval()
-    total_nats, total_tokens = 0.0, 0
+    total_nats, total_tokens, total_bytes = 0.0, 0, 0
     try:
         for x, y in data_lib.val_batches(data_dir, batch_size, seq_len, max_batches):   # (B, T), (B, T)
+            if int(y.max()) >= len(byte_counts):
+                raise SystemExit(f"error: the shards in {house.shown(Path(data_dir))} hold token id {int(y.max())}, "
+                                 f"beyond this tokenizer's {len(byte_counts):,} tokens: pass the tokenizer they were made with")
+            total_bytes += int(byte_counts[y].sum())
             x, y = x.to(device), y.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model_logits(model, x)                                        # (B, T, V)
@@ -549,9 +557,8 @@ def bits_per_byte(model, data_dir: str | Path, batch_size: int = 8, seq_len: int
     finally:
         model.train(was_training)
     loss = total_nats / total_tokens
-    bytes_per_token = float(manifest["val_bytes_per_token"])
-    return {"loss": loss, "bytes_per_token": bytes_per_token, "bpb": loss / (math.log(2) * bytes_per_token),
-            "tokens": total_tokens}
+    return {"loss": loss, "bpb": total_nats / (math.log(2) * total_bytes), "tokens": total_tokens,
+            "bytes": total_bytes, "bytes_per_token": total_bytes / total_tokens}
 
 
 # --- 7. Plots -----------------------------------------------------------------------------------------
@@ -662,7 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
     parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04_data output with the validation shard (default: out/04_data/)")
-    parser.add_argument("--bpb-batches", type=house.positive_int, default=None, help="batches for bits per byte (default: 20; tiny: 4)")
+    parser.add_argument("--bpb-batches", type=house.positive_int, default=None,
+                        help="validation batches for bits per byte (default: 20 of 32 × 1024 tokens; tiny: the whole "
+                             "validation shard)")
     parser.add_argument("--sample", type=str, default=None, help="also generate a continuation of this prompt")
     parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="length of the sample (default: %(default)s)")
     parser.add_argument("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
@@ -715,10 +724,12 @@ def run_bpb(args, model, tokenizer, device) -> dict | None:
     if expected and expected != tokenizer_lib.tokenizer_sha256(tokenizer):
         print(f"bits per byte: skipped (the shards in {args.data_dir} were made with another tokenizer)")
         return None
-    batches = args.bpb_batches or (4 if args.preset == "tiny" else 20)
-    result = bits_per_byte(model, args.data_dir, batch_size=8, max_batches=batches, device=device)
-    print(f"bits per byte: {result['bpb']:.3f} (loss {result['loss']:.3f} nats/token, "
-          f"{result['bytes_per_token']:.2f} bytes/token, {result['tokens']:,} tokens; linnet ≈ 1.21 on dclm text)")
+    batches = args.bpb_batches or (None if args.preset == "tiny" else 20)   # tiny: the whole validation shard
+    result = bits_per_byte(model, args.data_dir, tokenizer, batch_size=8 if args.preset == "tiny" else 32,
+                           max_batches=batches, device=device)
+    print(f"bits per byte: {result['bpb']:.3f} (loss {result['loss']:.3f} nats/token over {result['tokens']:,} "
+          f"validation tokens = {result['bytes']:,} bytes, {result['bytes_per_token']:.2f} bytes/token; "
+          f"linnet ≈ 1.21 on dclm text)")
     return result
 
 
@@ -727,6 +738,10 @@ def main(argv=None):
     house.check_writable(args.out)          # a read-only --out fails now, not after the evaluation
     started = time.time()
     device = house.pick_device(args.device)
+    if device.type == "cpu" and args.preset == "tiny":
+        # a 64-wide model gains nothing from a second thread, and on a busy 2-core machine spinning threads
+        # made 200 examples take 28 s instead of 3 s: one thread, as 03 and 05 do for the tiny preset
+        torch.set_num_threads(1)
     tokenizer = tokenizer_for(args.tokenizer, args.preset)
     model, label = get_model(args, tokenizer, device)
     summary = {"model": label, "preset": args.preset}

@@ -15,6 +15,8 @@ it once, or never: every lesson imports it as `import house` and uses only what 
   5. The command line: `ArgumentParser` (a bad option ends in one line), `type=` checks for numbers
      (`positive_int`, `non_negative_int`, `positive_float`, `non_negative_float`, `probability`), and
      `check_writable(out_dir)` (called first in main: an --out we cannot write stops in one line).
+  6. One writer per folder: `folder_lock(out_dir)` (a `.lock` file with the owner's pid; a second run
+     stops in one line, a dead owner's lock is taken over), `pid_is_alive`.
 
 How a fast path lives beside its plain one (one way, everywhere)
   When speed needs code that is hard to read, the lesson keeps BOTH versions, side by side, with the
@@ -35,6 +37,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -387,3 +390,68 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
         raise SystemExit(f"error: cannot write to {shown(out_dir)} ({e.strerror or e}): "
                          f"pass --out DIR somewhere writable") from None
     return out_dir
+
+
+# --- 6. One writer per folder: a lock file that names its owner ------------------------------------------
+
+LOCK_NAME = ".lock"
+
+
+def pid_is_alive(pid: int) -> bool:
+    """Is process `pid` running (on this machine)? This process's own pid counts as not alive: a file it
+    left from an earlier life (same pid reused after a restart) is stale."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                 # alive, owned by someone else
+    except OverflowError:
+        return False
+    return True
+
+
+def lock_owner(path: Path) -> int | None:
+    """The pid written in a lock file; None if it is unreadable or holds no number."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike):
+    """Hold `folder/.lock` (holding this process's pid) while writing in `folder`; removed at the end.
+
+    Two runs writing one folder interleave their logs and lose a checkpoint, so a second one stops in ONE
+    line naming the first one's pid. A lock whose process is gone (kill -9, a reboot) is taken over with a
+    note. Used by 01, 04, 05 and 02's --export on their --out."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = lock_owner(path)
+            if owner is not None and pid_is_alive(owner):
+                raise SystemExit(f"error: {shown(folder)} is in use by another run (pid {owner}): wait for it to "
+                                 f"finish or stop it, or pass another --out") from None
+            if owner is None:   # being written this instant by another process, or damaged: look again
+                time.sleep(0.2)
+                if lock_owner(path) is not None:
+                    continue
+            print(f"note: {shown(path)} was left by process {owner}, which is no longer running: taking it over")
+            path.unlink(missing_ok=True)
+    else:
+        raise SystemExit(f"error: cannot take the lock {shown(path)}: delete it if no other run uses {shown(folder)}")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield path
+    finally:
+        if lock_owner(path) == os.getpid():
+            path.unlink(missing_ok=True)

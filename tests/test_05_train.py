@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,6 +59,31 @@ def test_default_run_on_cpu_falls_back_to_tiny_and_learns(tiny_run):
     assert set(ckpt) >= {"model", "config", "optimizers", "loader", "rng", "git_commit", "train_config"}
     assert "sample:" in result.stdout
     assert tiny_run["seconds"] < 240   # the issue asks for ≤ 2 minutes on 2 idle cores; CI cores are shared
+
+
+@pytest.mark.slow
+def test_validation_scores_the_whole_shard_and_bits_per_byte_are_exact(tiny_run):
+    """Every evaluation averages over the whole validation shard (≥ 65,536 tokens), says how many tokens and
+    bytes, and its printed bits per byte = loss × tokens / (ln 2 × bytes) of exactly those tokens."""
+    import numpy as np
+
+    tokenizer_lib, data_lib = lesson("01_tokenizer"), lesson("04_data")
+    _, evals = read_steps(tiny_run["out"])
+    manifest = data_lib.read_manifest(tiny_run["data_dir"])
+    val = next(r for r in manifest["shards"] if r["split"] == "val")
+    T = train_lib.PRESETS["tiny"].seq_len
+    for r in evals:
+        assert r["val_tokens"] >= 65_536 and r["val_tokens"] > val["tokens"] - 9 * T, (r, val["tokens"])
+        assert r["val_bpb"] == pytest.approx(r["val_loss"] * r["val_tokens"] / (math.log(2) * r["val_bytes"]), rel=1e-9)
+        printed = f"step {r['step']}: val loss {r['val_loss']:.4f}, {r['val_bpb']:.4f} bits/byte"
+        assert printed in tiny_run["result"].stdout
+    # the bytes, recomputed independently: decode the scored targets (windows in order: tokens 1 … N·T)
+    tokens = np.load(tiny_run["data_dir"] / val["file"])
+    scored = tokens[1:1 + evals[-1]["val_tokens"]].tolist()
+    tokenizer = tokenizer_lib.load_tokenizer(tiny_run["tokenizer"])
+    decoded_bytes = len(tokenizer.decode(scored).encode("utf-8"))
+    assert abs(decoded_bytes - evals[-1]["val_bytes"]) <= 6, (decoded_bytes, evals[-1]["val_bytes"])  # cut UTF-8 at the ends
+    assert f"validation: {evals[-1]['val_tokens']:,} tokens (the whole validation shard)" in tiny_run["result"].stdout
 
 
 def run_tiny(tiny_run, out, *args, timeout=300):
@@ -122,8 +148,10 @@ def test_gradient_accumulation_equals_one_big_batch():
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_run, tmp_path):
-    out = tmp_path / "interrupted"
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_saves_a_checkpoint_and_exits_interrupted(tiny_run, tmp_path, sig):
+    """Ctrl-C and a scheduler's SIGTERM: finish the step, save, say "interrupted" and exit 128 + signal."""
+    out = tmp_path / "interrupted run"      # a space: the printed resume command must quote it
     cmd = [sys.executable, str(REPO_DIR / "05_train.py"), "--preset", "tiny", "--tokenizer", str(tiny_run["tokenizer"]),
            "--data-dir", str(tiny_run["data_dir"]), "--out", str(out), "--no-hellaswag", "--eval-every", "1000"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
@@ -132,19 +160,21 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_run, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 5):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr[-2000:]
-    assert "interrupted after step" in stdout and "--resume" in stdout
-    hint = stdout[stdout.index("continue with"):].splitlines()[0]   # repeats the flags the run was started with
+    assert proc.returncode == 128 + sig, stderr[-2000:]
+    assert "interrupted after step" in stdout and "--resume" in stdout and "Traceback" not in stderr
+    hint = stdout[stdout.index("continue with "):].splitlines()[0]   # repeats the flags the run was started with
     assert "--preset tiny" in hint and "--tokenizer" in hint and "--data-dir" in hint and "--no-hellaswag" in hint
+    argv = shlex.split(hint[len("continue with "):])
+    assert argv[argv.index("--out") + 1] == str(out)                  # pasted, the quoted path is one argument
     steps, _ = read_steps(out)
     ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == len(steps) < train_lib.PRESETS["tiny"].planned_steps
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_the_run_and_names_the_checkpoint(tiny_run, tmp_path):
+def test_resume_refuses_a_checkpoint_with_nan_weights(tiny_run, tmp_path):
     out = tmp_path / "nan"
     assert run_tiny(tiny_run, out, "--max-steps", "3").returncode == 0
     ckpt_path = out / "latest.pt"
@@ -153,7 +183,7 @@ def test_nan_loss_stops_the_run_and_names_the_checkpoint(tiny_run, tmp_path):
     torch.save(ckpt, ckpt_path)
     result = run_tiny(tiny_run, out, "--max-steps", "6", "--resume")
     assert result.returncode != 0
-    assert "loss became nan at step 3" in result.stderr and str(ckpt_path) in result.stderr
+    assert "holds inf/nan weights" in result.stderr and str(ckpt_path) in result.stderr   # refused before step 3
     assert "Traceback" not in result.stderr
 
 

@@ -263,22 +263,27 @@ def test_checkpoint_roundtrip_through_load_model(tmp_path, tiny_tokenizer, hella
         ev.load_model(tmp_path / "missing.pt")
 
 
-def test_bits_per_byte_is_loss_over_ln2_bytes_per_token(tmp_path, tiny_tokenizer):
-    """A hand-made validation shard with a manifest: bpb must equal CE / (ln 2 · bytes per token),
-    and a uniform-logits model must have CE = ln V exactly."""
+def test_bits_per_byte_divides_by_the_bytes_of_exactly_the_tokens_scored(tmp_path, tiny_tokenizer):
+    """A validation shard made of known ASCII text: a uniform-logits model has CE = ln V per token, and
+    bpb = total nats / (ln 2 · the UTF-8 bytes those target tokens decode to) — not the manifest's average
+    (set to a wrong 3.0 here, which must not matter)."""
     data_lib = lesson("04_data")
-    manifest_path = tmp_path / "manifest.json"
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, 1024, size=4 * 33 + 1).astype(np.uint16)
+    text = " ".join(f"word{i} and some more text, number {i * 7}." for i in range(60))
+    ids = [0] + tiny_tokenizer.encode(text).ids                  # <|endoftext|>, then the document
+    assert len(ids) >= 4 * 32 + 1
+    tokens = np.array(ids[:4 * 32 + 1], dtype=np.uint16)
     np.save(tmp_path / "shard_00000.npy", tokens)
     record = {"file": "shard_00000.npy", "split": "val", "tokens": len(tokens), "sha256": "x"}
-    manifest_path.write_text(json.dumps({"val_bytes_per_token": 3.0, "shards": [record], "vocab_size": 1024}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"val_bytes_per_token": 3.0, "shards": [record],
+                                                        "vocab_size": 1024}))
     assert data_lib.read_manifest(tmp_path)["val_bytes_per_token"] == 3.0
     uniform = Bigram(torch.zeros(1024, 1024), block_size=32)
-    result = ev.bits_per_byte(uniform, tmp_path, batch_size=2, seq_len=32, max_batches=2, device="cpu")
-    assert result["tokens"] == 2 * 2 * 32
+    result = ev.bits_per_byte(uniform, tmp_path, tiny_tokenizer, batch_size=2, seq_len=32, max_batches=2, device="cpu")
+    scored_bytes = len(tiny_tokenizer.decode(tokens[1:1 + 4 * 32].tolist()).encode("utf-8"))
+    assert result["tokens"] == 2 * 2 * 32 and result["bytes"] == scored_bytes
     assert result["loss"] == pytest.approx(math.log(1024), rel=1e-6)
-    assert result["bpb"] == pytest.approx(math.log(1024) / (math.log(2) * 3.0), rel=1e-6)   # = 10/3 bits
+    assert result["bpb"] == pytest.approx(4 * 32 * math.log(1024) / (math.log(2) * scored_bytes), rel=1e-6)
+    assert result["bytes_per_token"] == pytest.approx(scored_bytes / 128)
 
 
 @pytest.mark.slow

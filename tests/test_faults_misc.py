@@ -260,15 +260,13 @@ def test_bad_input_file_is_one_line_and_writes_nothing(inputs, tmp_path, script,
     assert nothing_in(out) and not (x / "no").exists()       # nothing written, no folder made for the missing file
 
 
-def test_bits_per_byte_on_a_manifest_without_val_bytes_per_token_is_one_line(inputs, tmp_path):
-    """06 needs the validation shard's bytes per token: a manifest without it stops in one line, not a KeyError."""
-    eval_lib = lesson("06_eval")
-    model_lib = lesson("02_model")
-    broken = tmp_path / "shards"
-    shutil.copytree(inputs["data_dir"], broken)
-    manifest = json.loads((broken / "manifest.json").read_text())
-    del manifest["val_bytes_per_token"]
-    (broken / "manifest.json").write_text(json.dumps(manifest))
-    model = model_lib.LLM(model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 512, "block_size": 64}))
-    with pytest.raises(SystemExit, match="val_bytes_per_token"):
-        eval_lib.bits_per_byte(model, broken, batch_size=2, seq_len=32, max_batches=1, device="cpu")
+def test_bits_per_byte_with_a_tokenizer_of_another_vocabulary_is_one_line(inputs, tmp_path):
+    """bits per byte counts each scored token's bytes with the tokenizer's table: a tokenizer whose vocabulary
+    is smaller than the shard's token ids stops in one line, not an IndexError."""
+    eval_lib, model_lib, tokenizer_lib = lesson("06_eval"), lesson("02_model"), lesson("01_tokenizer")
+    full = tokenizer_lib.load_tokenizer(inputs["tokenizer"])
+    small = tokenizer_lib.truncate_tokenizer(full, 300)
+    model = model_lib.LLM(model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "block_size": 64,
+                                                 "vocab_size": full.get_vocab_size()}))
+    with pytest.raises(SystemExit, match="tokenizer"):
+        eval_lib.bits_per_byte(model, inputs["data_dir"], small, batch_size=2, seq_len=32, max_batches=1, device="cpu")

@@ -1,0 +1,149 @@
+"""Nothing a user does loses a run (05_train.py): a finished run is never replaced unasked, one writer per
+--out, optional packages checked before the run is touched, a second signal never cuts a save short, and a
+checkpoint is called good only when its own weights are.
+
+Each data-loss case proves the earlier artefact is byte-identical afterwards."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers import lesson, one_error_line, require_shared, run_script
+
+train_lib = lesson("05_train")
+house = lesson("house")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """01's tiny tokenizer and 04's tiny shards, made once for this module."""
+    require_shared("corpus")
+    root = tmp_path_factory.mktemp("faults_runs")
+    tokenizer, data_dir = root / "tok" / "tokenizer.json", root / "data"
+    for args in (["01_tokenizer.py", "--preset", "tiny", "--out", str(tokenizer.parent)],
+                 ["04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer), "--out", str(data_dir)]):
+        made = run_script(*args, timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+    return dict(tokenizer=tokenizer, data_dir=data_dir)
+
+
+def train(inputs, out, *args, timeout=300):
+    return run_script("05_train.py", "--preset", "tiny", "--tokenizer", str(inputs["tokenizer"]), "--data-dir",
+                      str(inputs["data_dir"]), "--out", str(out), "--no-hellaswag", "--eval-every", "1000",
+                      *args, timeout=timeout)
+
+
+def fingerprints(folder):
+    """sha256 of every file in `folder` (names → digests)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(inputs, tmp_path_factory):
+    """A finished 6-step run; each test copies it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    made = train(inputs, out, "--max-steps", "6", "--planned-steps", "6")
+    assert made.returncode == 0, made.stderr[-2000:]
+    return out
+
+
+@pytest.fixture
+def held(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    return out
+
+
+# --- a finished run is never replaced without being asked -------------------------------------------------
+
+@pytest.mark.slow
+def test_a_rerun_without_resume_leaves_the_run_byte_identical(inputs, held):
+    before = fingerprints(held)
+    proc = train(inputs, held, "--max-steps", "3")
+    line = one_error_line(proc, "already holds a run", "--resume", "--overwrite", "another --out")
+    assert "latest.pt" in line and fingerprints(held) == before
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_the_run_when_asked(inputs, held):
+    before = fingerprints(held)
+    proc = train(inputs, held, "--max-steps", "2", "--planned-steps", "6", "--overwrite")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert fingerprints(held)["latest.pt"] != before["latest.pt"]
+    assert torch.load(held / "latest.pt", map_location="cpu", weights_only=False)["step"] == 2
+
+
+@pytest.mark.slow
+def test_wandb_without_the_package_touches_nothing(inputs, held):
+    if __import__("importlib").util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here: the refusal cannot be shown")
+    before = fingerprints(held)
+    proc = train(inputs, held, "--max-steps", "3", "--overwrite", "--wandb")
+    one_error_line(proc, "--wandb needs the wandb package")
+    assert fingerprints(held) == before
+
+
+def test_max_steps_past_the_schedule_is_one_line(tmp_path):
+    proc = run_script("05_train.py", "--preset", "tiny", "--max-steps", "5281", "--out", str(tmp_path / "o"),
+                      timeout=120)
+    one_error_line(proc, "--max-steps 5281 is past the 300 steps", "--planned-steps")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_resume_past_the_schedule_says_the_schedule_cannot_grow(inputs, held):
+    before = fingerprints(held)
+    proc = train(inputs, held, "--max-steps", "20", "--resume")
+    one_error_line(proc, "--max-steps 20 is past the 6 steps", "cannot grow on --resume", "--planned-steps 20")
+    assert fingerprints(held) == before
+
+
+# --- one writer per folder --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_second_run_on_a_locked_folder_names_the_owner(inputs, held):
+    """A live process holds the lock (this test's own pid, alive while 05 runs): 05 refuses and names it."""
+    (held / house.LOCK_NAME).write_text(str(os.getpid()))
+    before = fingerprints(held)
+    proc = train(inputs, held, "--max-steps", "3", "--resume")
+    one_error_line(proc, "is in use by another run", f"pid {os.getpid()}")
+    assert fingerprints(held) == before
+
+
+@pytest.mark.slow
+def test_a_dead_owners_lock_is_taken_over_with_a_note(inputs, held):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (held / house.LOCK_NAME).write_text(str(gone.pid))
+    proc = train(inputs, held, "--max-steps", "6", "--planned-steps", "6", "--overwrite")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"left by process {gone.pid}, which is no longer running" in proc.stdout
+    assert not (held / house.LOCK_NAME).exists()              # released at the end
+
+
+def test_folder_lock_refuses_a_live_owner_and_releases(tmp_path):
+    with house.folder_lock(tmp_path) as lock:
+        assert lock.read_text() == str(os.getpid())
+        child = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(house.REPO_DIR)!r}); "
+                                f"import house\nwith house.folder_lock({str(tmp_path)!r}): pass"],
+                               capture_output=True, text=True, timeout=60)
+        assert child.returncode != 0 and f"pid {os.getpid()}" in child.stderr and "Traceback" not in child.stderr
+    assert not lock.exists()
+
+
+# --- signals: a second one never cuts a save short --------------------------------------------------------
+
+def test_a_second_signal_waits_for_the_save_and_stops_otherwise():
+    stop = train_lib.StopRequest()                 # not installed: its handler is called by hand
+    stop.on_signal(signal.SIGTERM, None)
+    assert stop.requested == signal.SIGTERM
+    with stop.saving():
+        stop.on_signal(signal.SIGINT, None)        # during the save: noted, nothing raised
+    with pytest.raises(train_lib.Interrupted):
+        stop.on_signal(signal.SIGINT, None)        # outside it: stop at once
