@@ -221,9 +221,10 @@ def encode_scratch(text: str, merges: list[tuple[str, str]], vocab: dict[str, in
 
 def check_vocab_size(vocab_size: int) -> None:
     """Stop with one line if `vocab_size` cannot work (too small for the bytes, too big for uint16)."""
-    if vocab_size < MIN_VOCAB_SIZE:
-        raise SystemExit(f"error: vocab size {vocab_size} is too small: use at least {MIN_VOCAB_SIZE} "
-                         f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), e.g. --vocab-size {TINY_VOCAB_SIZE}")
+    if vocab_size <= MIN_VOCAB_SIZE:
+        raise SystemExit(f"error: vocab size {vocab_size} is too small: use at least {MIN_VOCAB_SIZE + 1} "
+                         f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens + at least one merge), "
+                         f"e.g. --vocab-size {TINY_VOCAB_SIZE}")
     if vocab_size > MAX_VOCAB_SIZE:
         raise SystemExit(f"error: vocab size {vocab_size} is too big: 04_data stores ids as uint16, use at most {MAX_VOCAB_SIZE}")
 
@@ -439,11 +440,7 @@ def plot_compression(sizes: list[int], curves: dict[str, list[float]]):
 
 def token_lengths(tokenizer: Tokenizer, texts: list[str]):
     """(byte length of each learned token, ids 258+; byte length of each token of the encoded `texts`)."""
-    import numpy as np
-
-    length_of_id = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
-    for token, i in tokenizer.get_vocab().items():
-        length_of_id[i] = 0 if token in SPECIAL_TOKENS else len(token)  # one char per byte
+    length_of_id = token_byte_counts(tokenizer)                        # (V,)
     encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
     used_ids = np.concatenate([np.array(e.ids, dtype=np.int64) for e in encodings])
     return length_of_id[MIN_VOCAB_SIZE:], length_of_id[used_ids]
@@ -593,19 +590,38 @@ def build_parser() -> argparse.ArgumentParser:
                              "them (default: data/raw/ from 04_data.py for linnet; for tiny: a fineweb-edu sample, else ../shared/data/corpus)")
     parser.add_argument("--vocab-size", type=house.positive_int, default=None,
                         help=f"tokens in the vocabulary, specials included (default: {LINNET_VOCAB_SIZE:,} linnet, "
-                             f"{TINY_VOCAB_SIZE:,} tiny; at least {MIN_VOCAB_SIZE})")
+                             f"{TINY_VOCAB_SIZE:,} tiny; at least {MIN_VOCAB_SIZE + 1})")
     parser.add_argument("--min-frequency", type=house.positive_int, default=2,
                         help="stop merging when the best pair occurs fewer times than this (default: %(default)s)")
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="skip training: load this tokenizer.json and only measure and plot it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a DIFFERENT tokenizer.json already in --out (without it 01 refuses: shards and "
+                             "checkpoints made with the old one need it)")
     parser.add_argument("--measure-mb", type=house.non_negative_float, default=None,
                         help="encode at most this many MB of each file to time it (default: 2 tiny, 64 linnet; 0 = all)")
     return parser
 
 
+def save_new_tokenizer(tokenizer: Tokenizer, out_path: Path, overwrite: bool) -> None:
+    """Save, unless `out_path` holds ANOTHER tokenizer: shards (04) and checkpoints (05) made with that one
+    would no longer match it, so it is replaced only with --overwrite (the same tokenizer again is fine)."""
+    if out_path.exists() and not overwrite and tokenizer_sha256(out_path) != tokenizer_sha256(tokenizer):
+        raise SystemExit(f"error: {house.shown(out_path)} already holds another tokenizer (shards and checkpoints "
+                         f"made with it need it): pass another --out, or --overwrite to replace it")
+    save_tokenizer(tokenizer, out_path)
+    print(f"saved {house.shown(out_path)} (sha256 {tokenizer_sha256(out_path)[:16]}…)")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after training
+    with house.folder_lock(args.out):       # one writer per folder
+        run(args)
+
+
+def run(args) -> None:
+    """Train (or load) the tokenizer, save it, measure it, plot it."""
     vocab_size = args.vocab_size or (TINY_VOCAB_SIZE if args.preset == "tiny" else LINNET_VOCAB_SIZE)
     check_vocab_size(vocab_size)
     measure_mb = args.measure_mb if args.measure_mb is not None else (2 if args.preset == "tiny" else 64)
@@ -628,8 +644,7 @@ def main(argv: list[str] | None = None) -> None:
         if tokenizer.get_vocab_size() < vocab_size:
             print(f"note: only {tokenizer.get_vocab_size():,} of {vocab_size:,} tokens: no pair left occurs "
                   f"{args.min_frequency}+ times in this text; give it more text for the full size")
-        save_tokenizer(tokenizer, out_path)
-        print(f"saved {house.shown(out_path)} (sha256 {tokenizer_sha256(out_path)[:16]}…)")
+        save_new_tokenizer(tokenizer, out_path, args.overwrite)
 
     max_bytes = int(measure_mb * 1e6) if measure_mb > 0 else None
     results = [measure_file(tokenizer, f, max_bytes) for f in files]

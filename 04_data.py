@@ -347,20 +347,21 @@ class ShardPacker:
 
 def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokenizer_sha256: str, seed: int = 0,
                  linnet_order: bool = False, shard_tokens: int = 100_000_000, val_tokens: int = 100_000_000,
-                 on_shard_written=None, show_progress: bool = True) -> dict:
+                 on_shard_written=None, show_progress: bool = True, overwrite: bool = False) -> dict:
     """Tokenize the mixed stream into out_dir/shard_*.npy and write manifest.json last; returns the manifest.
 
     The steps: keep what an earlier run finished (`resume_point`), stream the rest of the mix through
     `encode_documents` into a `ShardPacker` (`tokenize_into`), then write the manifest — last, so a
     killed run never looks finished. Reruns resume: finished shards whose sha256 matches are kept, the
-    rest is redone, byte-identical. `on_shard_written(record)` is called after each shard (the tests
-    use it to simulate a crash)."""
+    rest is redone, byte-identical. Shards made with OTHER settings are replaced only with `overwrite`
+    (else one line, before anything is deleted). `on_shard_written(record)` is called after each shard (the
+    tests use it to simulate a crash)."""
     check_vocab_fits_uint16(tokenizer)
     eot = tokenizer_lib.eot_id(tokenizer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = run_config(sources, counts, tokenizer_sha256, seed, linnet_order, shard_tokens, val_tokens)
-    records, complete = resume_point(out_dir, config)
+    records, complete = resume_point(out_dir, config, overwrite)
     if complete:
         return make_manifest(config, records, tokenizer, eot)
 
@@ -765,6 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-tokens", type=house.positive_int, default=None,
                         help="the validation shard takes whole documents until it holds at least this many tokens "
                              "(default: 100M linnet, as linnet's shard 0; 200k tiny)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace shards in --out that were made with other settings (tokenizer, sources, mix, "
+                             "seed, sizes); without it 04 refuses, since a checkpoint may need them")
     parser.add_argument("--verify", action="store_true",
                         help="build nothing: check every shard in --out against manifest.json (size and sha256) "
                              "and say which one is damaged (05 and 06 check sizes on their own)")
@@ -778,6 +782,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.verify:
         return verify_shards(args.out, sha256=True)   # the appendix: check the shards in --out, build nothing
     house.check_writable(args.out)          # a read-only --out fails now, not after tokenizing
+    with house.folder_lock(args.out):       # one writer per folder
+        return make_shards(args)
+
+
+def make_shards(args) -> dict:
+    """Tokenize the sources into shards in args.out, print what they hold, save the plots."""
     sizes = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in PRESETS[args.preset].items()}
     if min(sizes.values()) < 1:
         raise SystemExit("error: --shard-tokens and --val-tokens must be positive")
@@ -790,7 +800,8 @@ def main(argv: list[str] | None = None) -> dict:
           + f"; order: {'linnet (no interleaving)' if args.linnet_order else f'interleaved, seed {args.seed}'}")
 
     manifest = build_shards(sources, counts, tokenizer, args.out, tokenizer_sha256=tokenizer_lib.tokenizer_sha256(args.tokenizer),
-                            seed=args.seed, linnet_order=args.linnet_order, show_progress=True, **sizes)
+                            seed=args.seed, linnet_order=args.linnet_order, show_progress=True,
+                            overwrite=args.overwrite, **sizes)
     for name, p in manifest["per_source"].items():
         print(f"  {name:<16} {p['documents']:>9,} docs {p['tokens']:>13,} tokens {p['bytes'] / 1e6:9.2f} MB "
               f"{p['bytes_per_token']:5.2f} bytes/token   (validation: {p['val_documents']:,} docs, {p['val_tokens']:,} tokens)")
@@ -1005,7 +1016,7 @@ def read_saved_records(path: Path, keys) -> dict | None:
     return None
 
 
-def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
+def verified_shards(out_dir: Path, config: dict, overwrite: bool = False) -> tuple[list[dict], bool]:
     """The finished shards a rerun can keep: recorded with the same config and matching sha256 on disk.
 
     Returns (records, complete). Reads manifest.json (a finished run) or progress.json (an unfinished one);
@@ -1017,8 +1028,7 @@ def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
             if saved is None:
                 continue
             if saved.get("config") != config:
-                print(f"note: {house.shown(out_dir)} holds shards made with other settings (tokenizer, sources, mix, "
-                      "seed or sizes): starting over")
+                refuse_other_shards(out_dir, saved.get("config") or {}, config, overwrite)
                 return [], False
             kept = []
             for record in saved["shards"]:
@@ -1030,6 +1040,16 @@ def verified_shards(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
     return [], False
 
 
+def refuse_other_shards(out_dir: Path, saved: dict, config: dict, overwrite: bool) -> None:
+    """Shards made with other settings are another data set (a checkpoint may need them): replaced only with
+    --overwrite; else one line naming what differs, before anything is deleted."""
+    differs = ", ".join(k for k in config if saved.get(k) != config[k]) or "format"
+    if not overwrite:
+        raise SystemExit(f"error: {house.shown(out_dir)} holds shards made with other settings ({differs} differ): "
+                         f"pass another --out for these, or --overwrite to replace them")
+    print(f"note: {house.shown(out_dir)} holds shards made with other settings ({differs}): replacing them (--overwrite)")
+
+
 def remove_outputs(out_dir: Path, keep: int) -> None:
     """Delete this script's stale files in out_dir: temp files, and shards from index `keep` on."""
     for path in out_dir.glob(".*.tmp*"):
@@ -1039,14 +1059,14 @@ def remove_outputs(out_dir: Path, keep: int) -> None:
             path.unlink()
 
 
-def resume_point(out_dir: Path, config: dict) -> tuple[list[dict], bool]:
+def resume_point(out_dir: Path, config: dict, overwrite: bool = False) -> tuple[list[dict], bool]:
     """What an earlier run left in out_dir that this one keeps: (verified shard records, all done?).
 
     Everything else goes: temp files of a killed write, shards after the verified ones, and the
     manifest when the run is not complete (it is written again, last). The manifest goes FIRST (one
     unlink, atomic), before any shard it lists is touched: a run killed in between leaves no manifest
     beside missing shards, so 05 cannot train on a half-deleted folder."""
-    records, complete = verified_shards(out_dir, config)
+    records, complete = verified_shards(out_dir, config, overwrite)
     if not complete:
         (out_dir / "manifest.json").unlink(missing_ok=True)
     remove_outputs(out_dir, keep=len(records))

@@ -1216,6 +1216,7 @@ def run_lesson(script: str, *args: str) -> None:
 def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
     """The tokenizer (checked against the shards' manifest); for the tiny preset, make both if missing."""
     data_args = ["--data", str(run.data)] if run.data else []
+    check_data_flag(cfg, run)
     if cfg.preset == "tiny" and is_main:
         if not run.tokenizer.exists() and run.tokenizer.name != "tokenizer.json":   # 01 could not make this name
             raise SystemExit(f"error: no tokenizer at {run.tokenizer}: pass an existing one, or a path ending in "
@@ -1232,8 +1233,11 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
     manifest = data_lib.read_manifest(run.data_dir, needs=("tokenizer_sha256", "vocab_size"))
     tokenizer = tokenizer_lib.load_tokenizer(run.tokenizer)
     if manifest["tokenizer_sha256"] != tokenizer_lib.tokenizer_sha256(run.tokenizer):
-        raise SystemExit(f"error: the shards in {run.data_dir} were made with another tokenizer than {run.tokenizer}: "
-                         f"rerun python 04_data.py --tokenizer {run.tokenizer}, or pass the matching --tokenizer")
+        fix = ("pass the --tokenizer the run was started with (its shards need it)" if run.resume else
+               f"pass the matching --tokenizer, or make shards for this one in a new folder: python 04_data.py "
+               f"--tokenizer {house.shown(run.tokenizer)} --out NEW_DIR, then --data-dir NEW_DIR")
+        raise SystemExit(f"error: the shards in {house.shown(run.data_dir)} were made with another tokenizer than "
+                         f"{house.shown(run.tokenizer)}: {fix}")
     if manifest["vocab_size"] != tokenizer.get_vocab_size():
         raise SystemExit(f"error: manifest vocab {manifest['vocab_size']} != tokenizer vocab "
                          f"{tokenizer.get_vocab_size()}: rerun python 04_data.py with this tokenizer")
@@ -1241,6 +1245,28 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
     if run.hellaswag and is_main:   # found (or fetched) now, not at the first evaluation after hundreds of steps
         hellaswag_file_or_stop()
     return tokenizer
+
+
+def check_data_flag(cfg: TrainConfig, run: RunConfig) -> None:
+    """--data builds the tiny preset's tokenizer and shards when they are missing. Given while shards exist, it
+    must name what they were made from: a --data that would be ignored is refused, never dropped in silence."""
+    if run.data is None:
+        return
+    if cfg.preset != "tiny":
+        raise SystemExit("error: --data is for the tiny preset (it builds the tokenizer and shards from it); for "
+                         "linnet run python 01_tokenizer.py and python 04_data.py on your text, then pass --tokenizer "
+                         "and --data-dir")
+    files = {str(f.resolve()) for f in house.list_text_files([run.data])}   # a missing path: one line here
+    if not (run.data_dir / "manifest.json").exists():
+        return
+    made_from = set()
+    for source in data_lib.read_manifest(run.data_dir).get("sources", []):
+        location = source.get("location", [])
+        made_from |= {str(Path(p).resolve()) for p in (location if isinstance(location, list) else [location])}
+    if made_from != files:
+        raise SystemExit(f"error: --data {house.shown(run.data)} is not the text the shards in "
+                         f"{house.shown(run.data_dir)} were made from: drop --data to train on those shards, or pass "
+                         f"a new --data-dir and --tokenizer to build new ones from it")
 
 
 def hellaswag_file_or_stop() -> Path:

@@ -217,6 +217,9 @@ def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
             text = json.loads(line)["text"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise SystemExit(f"error: {path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that line")
+        if not isinstance(text, str):
+            raise SystemExit(f"error: {path}:{lineno} has a \"text\" field that is not a string "
+                             f"({type(text).__name__}): fix or remove that line")
         if text:
             yield text
 

@@ -171,7 +171,7 @@ def test_bytes_per_token_and_measure_file(small_tokenizer, tmp_path):
 
 # --- bad input -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("vocab_size, message", [(257, "too small: use at least 258"), (70_000, "uint16")])
+@pytest.mark.parametrize("vocab_size, message", [(258, "too small: use at least 259"), (70_000, "uint16")])
 def test_bad_vocab_size(vocab_size, message):
     with pytest.raises(SystemExit, match=message):
         tok.train_tokenizer(["some text"], vocab_size)

@@ -230,12 +230,16 @@ def test_killed_run_resumes_byte_identical(tmp_path, built, sources_dir, tokeniz
     assert not list(out.glob(".*tmp*"))
 
 
-def test_rerun_of_finished_run_keeps_everything_and_other_settings_start_over(tmp_path, sources_dir, tokenizer, tokenizer_path):
+def test_rerun_of_finished_run_keeps_everything_and_other_settings_need_overwrite(tmp_path, sources_dir, tokenizer,
+                                                                                 tokenizer_path):
     first = build(tmp_path, sources_dir, tokenizer, tokenizer_path)
     written = []
     again = build(tmp_path, sources_dir, tokenizer, tokenizer_path, on_shard_written=written.append)
     assert written == [] and again["shards"] == first["shards"]
-    other = build(tmp_path, sources_dir, tokenizer, tokenizer_path, seed=4, on_shard_written=written.append)
+    with pytest.raises(SystemExit, match="other settings"):
+        build(tmp_path, sources_dir, tokenizer, tokenizer_path, seed=4)
+    assert data.read_manifest(tmp_path)["shards"] == first["shards"]
+    other = build(tmp_path, sources_dir, tokenizer, tokenizer_path, seed=4, overwrite=True, on_shard_written=written.append)
     assert len(written) == len(other["shards"]) and other["seed"] == 4
 
 

@@ -32,11 +32,11 @@ def inputs(tmp_path_factory):
     return d
 
 
-def build(out, inputs, seed=0):
+def build(out, inputs, seed=0, overwrite=False):
     tokenizer_path = inputs / "tokenizer.json"
     return data.build_shards([data.LocalSource("bard", [inputs / "bard.jsonl"])], {"bard": 100},
                              tok.load_tokenizer(tokenizer_path), out, tokenizer_sha256=tok.tokenizer_sha256(tokenizer_path),
-                             seed=seed, show_progress=False, **SIZES)
+                             seed=seed, show_progress=False, overwrite=overwrite, **SIZES)
 
 
 @pytest.fixture
@@ -118,6 +118,14 @@ def manifest_is_trustworthy(out):
     return all((out / r["file"]).exists() and data.sha256_file(out / r["file"]) == r["sha256"] for r in manifest["shards"])
 
 
+def test_rerun_with_other_settings_is_refused_and_keeps_every_shard(shards, inputs):
+    """Shards of other settings are another data set (a checkpoint may need them): one line, nothing deleted."""
+    before = {p.name: p.read_bytes() for p in sorted(shards.iterdir()) if p.is_file()}
+    with pytest.raises(SystemExit, match=r"other settings \(seed differ\).*--overwrite"):
+        build(shards, inputs, seed=1)
+    assert {p.name: p.read_bytes() for p in sorted(shards.iterdir()) if p.is_file()} == before
+
+
 def test_rerun_crashing_while_it_deletes_shards_leaves_no_manifest_beside_missing_shards(shards, inputs, monkeypatch):
     real_unlink = type(shards).unlink
 
@@ -128,7 +136,7 @@ def test_rerun_crashing_while_it_deletes_shards_leaves_no_manifest_beside_missin
 
     monkeypatch.setattr(type(shards), "unlink", unlink_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        build(shards, inputs, seed=1)        # other settings: everything is rebuilt
+        build(shards, inputs, seed=1, overwrite=True)   # other settings, --overwrite: everything is rebuilt
     monkeypatch.undo()
     assert not (shards / "manifest.json").exists() and manifest_is_trustworthy(shards)
     with pytest.raises(SystemExit, match="no shards"):
@@ -145,7 +153,7 @@ def test_rerun_killed_at_a_random_moment_leaves_old_manifest_whole_or_none(tmp_p
     for attempt in range(3):
         out = tmp_path / f"run{attempt}"
         build(out, inputs, seed=0)
-        proc = subprocess.Popen([sys.executable, str(REPO_DIR / "04_data.py"), *args, "--seed", "1", "--out", str(out)],
+        proc = subprocess.Popen([sys.executable, str(REPO_DIR / "04_data.py"), *args, "--seed", "1", "--overwrite", "--out", str(out)],
                                 cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 4.0))
         proc.send_signal(signal.SIGKILL)

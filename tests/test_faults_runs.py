@@ -147,3 +147,18 @@ def test_a_second_signal_waits_for_the_save_and_stops_otherwise():
         stop.on_signal(signal.SIGINT, None)        # during the save: noted, nothing raised
     with pytest.raises(train_lib.Interrupted):
         stop.on_signal(signal.SIGINT, None)        # outside it: stop at once
+
+
+# --- a flag that would be ignored is refused, never dropped ------------------------------------------------
+
+def test_data_that_does_not_exist_is_one_line(inputs, tmp_path):
+    proc = train(inputs, tmp_path / "o", "--data", str(tmp_path / "nowhere.jsonl"), "--max-steps", "2")
+    one_error_line(proc, "nowhere.jsonl does not exist")
+
+
+def test_data_other_than_the_shards_were_made_from_is_refused(inputs, tmp_path):
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"text": "some other text"}\n')
+    proc = train(inputs, tmp_path / "o", "--data", str(other), "--max-steps", "2")
+    one_error_line(proc, "is not the text the shards", "drop --data", "--data-dir")
+    assert not (tmp_path / "o" / "latest.pt").exists()
