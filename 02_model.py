@@ -100,7 +100,8 @@ class LLMConfig:
     + grouped GEMMs), "auto" (grouped, except fp32 on CUDA where grouped_mm does not run) or "grouped_fp8"
     (the grouped GEMMs in FP8, section 5b: a training switch; loading a checkpoint sets "auto" again).
     If you change `depth` on an existing config, build a new one: derived fields are filled only once.
-    `qk_norm=False` drops QK-norm (no weights change): only for section 8's experiment; linnet has it on."""
+    `qk_norm=False` drops QK-norm (no weights change): only for section 8's experiment; linnet has it on.
+    The last three fields are linnet+ switches (appendix "linnet+", 05's --preset linnet-plus); all off = linnet."""
     depth: int = 12
     block_size: int = 1024
     vocab_size: int = 32768
@@ -116,6 +117,9 @@ class LLMConfig:
     moe_impl: str = "auto"
     balance_coef: float = 0.01
     qk_norm: bool = True          # linnet: True. False only for the experiment of section 8 (no weights change)
+    zero_init_out: bool = False   # linnet+: output projections start at 0 (each block starts as the identity)
+    x0_mix: bool = False          # linnet+: each block reads a·x + b·x0 (x0 = the embedding), a, b learned
+    logit_softcap: float = 0.0    # linnet+: logits = c·tanh(logits / c); 0 = off (linnet)
 
     def __post_init__(self):
         d = self.depth
@@ -610,6 +614,13 @@ class LLM(nn.Module):
     After every forward, `self.router_stats` holds detached device tensors (no host sync):
     tokens_per_expert (n_layer, E), mean_prob (n_layer, E), entropy (n_layer,) in nats."""
 
+    def __new__(cls, config: LLMConfig | None = None, *args, **kwargs):
+        """LLM(config) builds an LLMPlus when a linnet+ switch is on (appendix "linnet+"), so every loader
+        works unchanged; with linnet's config it is this plain class."""
+        if cls is LLM and isinstance(config, LLMConfig) and plus_switches(config):
+            cls = LLMPlus
+        return super().__new__(cls)
+
     def __init__(self, config: LLMConfig):
         super().__init__()
         self.config = config
@@ -656,7 +667,7 @@ class LLM(nn.Module):
         `expert_weights`: one (w_v, c_proj) pair per layer from cast_expert_weights (None: the parameters)."""
         self.check_input(idx)
         x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
-        logits = self.lm_head(x)                                     # (B, T, V)
+        logits = self.head(x)                                        # (B, T, V)
         self.router_stats = {name: torch.stack([r[name] for r in routers]).detach()
                              for name in ("tokens_per_expert", "mean_prob", "entropy")}
         loss = None
@@ -666,6 +677,10 @@ class LLM(nn.Module):
                 balance = torch.stack([r["balance"] for r in routers]).sum() / self.config.n_layer
                 loss = loss + self.config.balance_coef * balance
         return logits, loss
+
+    def head(self, x):  # (..., C) → (..., V)
+        """The tied lm_head (linnet+ with logit_softcap also squashes the logits: appendix "linnet+")."""
+        return self.lm_head(x)
 
     def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None):
         """Everything before the lm_head: embedding → blocks → final norm. idx (B, T) → x (B, T, C) and
@@ -1393,6 +1408,7 @@ def export_linnet_state_dict(model: LLM) -> dict:
             out[p + f"moe.experts.{e}.c_proj.weight"] = block.moe.c_proj[e].detach().clone()
     out["transformer.ln_f.weight"] = model.transformer.ln_f.weight.detach()
     out["lm_head.weight"] = model.lm_head.weight.detach()
+    out.update(plus_state_dict(model))                          # linnet+ only (appendix); {} for linnet
     return out
 
 
@@ -1548,6 +1564,74 @@ def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
     b32 = b.float() * b_scale[..., None]                                 # (E, N, K)
     out = torch.cat([a32[s:e] @ b32[g].T for g, (s, e) in enumerate(zip([0] + ends[:-1], ends))])
     return out.to(out_dtype)
+
+
+# --- Appendix: linnet+ — measured upgrades, each a switch (05's --preset linnet-plus) -----------------------
+# linnet is rebuilt exactly above. These are later recipe changes from public speed-runs (modded-nanogpt,
+# nanochat), each an LLMConfig field that is off by default: LLM(config) builds an `LLMPlus` as soon as one is
+# on, so every loader, 05 and 06 work unchanged, and a linnet config still builds the plain LLM, byte for byte.
+# What each buys, measured on linnet's depth-12 model: BENCHMARKS.md, "linnet+".
+
+PLUS_SWITCHES = ("zero_init_out", "x0_mix", "logit_softcap")
+
+
+def plus_switches(config: LLMConfig) -> dict:
+    """The linnet+ switches that are on in `config`: {} for linnet."""
+    default = LLMConfig()
+    return {name: getattr(config, name) for name in PLUS_SWITCHES if getattr(config, name) != getattr(default, name)}
+
+
+class BlockPlus(Block):
+    """x0_mix: the block reads a·x + b·x0, where x0 is the token embedding and (a, b) are learned per layer
+    (start: 1, 0 = linnet's block). A layer can pull back what the token itself was, however deep it is."""
+
+    def __init__(self, config: LLMConfig):
+        super().__init__(config)
+        self.x0_lambdas = nn.Parameter(torch.tensor([1.0, 0.0])) if config.x0_mix else None
+
+    def forward(self, x, cache=None, expert_weights=None, x0=None):  # (B, T, C)
+        if self.x0_lambdas is not None:
+            x = self.x0_lambdas[0] * x + self.x0_lambdas[1] * x0
+        return super().forward(x, cache, expert_weights)
+
+
+class LLMPlus(LLM):
+    """linnet's model with the linnet+ switches of its config (see PLUS_SWITCHES)."""
+
+    def __init__(self, config: LLMConfig):
+        super().__init__(config)
+        self.transformer.h = nn.ModuleList([BlockPlus(config) for _ in range(config.n_layer)])
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        """linnet's init; zero_init_out: both output projections start at 0 (modded-nanogpt, nanochat)."""
+        super().init_weights()
+        if self.config.zero_init_out:
+            for block in self.transformer.h:
+                block.attn.c_proj.weight.zero_()
+                block.moe.c_proj.zero_()
+
+    def head(self, x):
+        """logit_softcap c: c·tanh(logits / c) keeps every logit in (−c, c) (modded-nanogpt uses 15–30)."""
+        logits = self.lm_head(x)
+        cap = self.config.logit_softcap
+        return cap * torch.tanh(logits / cap) if cap else logits
+
+    def hidden(self, idx, caches=None, expert_weights=None):
+        x0 = x = self.transformer.wte(idx)                           # (B, T, C)
+        routers = []
+        for i, block in enumerate(self.transformer.h):
+            x, router = block(x, None if caches is None else caches[i],
+                              None if expert_weights is None else expert_weights[i], x0=x0)
+            routers.append(router)
+        return self.transformer.ln_f(x), routers
+
+
+def plus_state_dict(model: LLM) -> dict:
+    """The linnet+ parameters that linnet's layout has no key for (export_linnet_state_dict adds them)."""
+    return {f"transformer.h.{i}.x0_lambdas": block.x0_lambdas.detach()
+            for i, block in enumerate(model.transformer.h) if getattr(block, "x0_lambdas", None) is not None}
 
 
 if __name__ == "__main__":

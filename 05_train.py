@@ -95,6 +95,7 @@ class TrainConfig:
     max_steps: int | None = None
     warmup_frac: float = 0.10
     decay_start_frac: float = 0.80
+    decay_shape: str = "cosine"      # linnet: cosine; linnet+ candidates: linear, 1-sqrt (DECAY_SHAPES)
     lr: float = 1e-3                 # AdamW peak; Muon gets muon_lr_multiplier × this
     min_lr: float = 6e-5             # AdamW end of the cosine; Muon's is 10 × this
     muon_lr_multiplier: float = 10.0
@@ -113,6 +114,17 @@ class TrainConfig:
     compile: bool | None = None      # None = on for CUDA, off for CPU
     cast_experts_once: bool = True   # GPU: bf16 expert weights made once per step, not per micro-step (02)
     seed: int = 1337
+    # linnet+ switches (all off = linnet; BENCHMARKS.md "linnet+" has what each buys)
+    zero_init_out: bool = False      # 02: output projections start at 0
+    x0_mix: bool = False             # 02: each block reads a·x + b·x0, learned per layer
+    logit_softcap: float = 0.0       # 02: logits = c·tanh(logits / c); 0 = off
+    muon_momentum_warmup: bool = False   # Muon momentum 0.85 → 0.95 over the first 300 steps
+    router_on_adamw: bool = False    # 03: the router's weights on AdamW instead of Muon
+
+    @property
+    def size(self) -> str:
+        """"tiny" or "linnet": the preset this config starts from (the -plus presets add linnet+ switches)."""
+        return "tiny" if self.preset.startswith("tiny") else "linnet"
 
     @property
     def steps_to_run(self) -> int:
@@ -134,6 +146,12 @@ PRESETS = {
         lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=None, hellaswag_every=100,
         hellaswag_subset=50, hellaswag_final=100, checkpoint_every=100),
 }
+# linnet+: the recipe changes that paid, measured on linnet's depth-12 model (BENCHMARKS.md, "linnet+"), on
+# top of either preset: `--preset linnet-plus`, `--preset tiny-plus`. Each is also a flag of its own.
+PLUS_RECIPE = dict(zero_init_out=True, x0_mix=True, logit_softcap=15.0, muon_momentum_warmup=True,
+                   decay_shape="linear", decay_start_frac=0.5)
+PRESETS.update({f"{name}-plus": dataclasses.replace(PRESETS[name], preset=f"{name}-plus", **PLUS_RECIPE)
+                for name in ("linnet", "tiny")})
 
 
 @dataclass
@@ -191,7 +209,14 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     if step < decay_start:
         return 1.0
     progress = min(1.0, (step - decay_start) / max(1, cfg.planned_steps - 1 - decay_start))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return min_ratio + (1 - min_ratio) * DECAY_SHAPES[cfg.decay_shape](progress)
+
+
+DECAY_SHAPES = {   # progress 0 → 1 through the decay ↦ fraction of the way from min_lr to the peak
+    "cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)),   # linnet
+    "linear": lambda p: 1 - p,                                # linnet+ candidates (BENCHMARKS.md, "linnet+")
+    "1-sqrt": lambda p: 1 - math.sqrt(p),
+}
 
 
 def set_learning_rates(optimizers, multiplier: float) -> None:
@@ -199,6 +224,15 @@ def set_learning_rates(optimizers, multiplier: float) -> None:
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["initial_lr"] * multiplier
+
+
+def apply_schedule(optimizers, step: int, cfg: TrainConfig) -> None:
+    """The learning rates of `step`; with linnet+'s momentum warm-up also Muon's momentum, 0.85 → 0.95 over the
+    first 300 steps (modded-nanogpt's recipe; linnet keeps 0.95 throughout)."""
+    set_learning_rates(optimizers, lr_multiplier(step, cfg))
+    if cfg.muon_momentum_warmup:
+        for group in (g for opt in optimizers if isinstance(opt, muon_lib.Muon) for g in opt.param_groups):
+            group["momentum"] = 0.85 + 0.10 * min(1.0, step / 300)
 
 
 # --- 3. One training step: accumulate, clip, step both optimizers ------------------------------------------
@@ -258,7 +292,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
     try:
         for step in range(start_step, max_steps):
             t0 = time.perf_counter()
-            set_learning_rates(optimizers, lr_multiplier(step, cfg))                       # 1. the schedule
+            apply_schedule(optimizers, step, cfg)                                         # 1. the schedule
             micro_batches = [next(batches) for _ in range(accum)]                         # accum × (B, T) pairs
             loss, grad_norm, stats = train_step(model, runner, optimizers, micro_batches, cfg, procs.device)  # 2.
             loss_value = mean_over_processes(loss, procs.world_size)   # first host sync: waits for the GPU
@@ -299,7 +333,8 @@ def build_model_and_optimizers(cfg: TrainConfig, vocab_size: int, device: torch.
             group["initial_lr"] = group["lr"]          # what set_learning_rates scales
     else:
         optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                                  muon_lr_multiplier=cfg.muon_lr_multiplier)
+                                                  muon_lr_multiplier=cfg.muon_lr_multiplier,
+                                                  router_on_adamw=cfg.router_on_adamw)
     return model, model_config, optimizers
 
 
@@ -307,7 +342,8 @@ def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
     """02's LLM at `cfg.depth` (everything else follows from it), on `device`; returns (model, LLMConfig)."""
     config = model_lib.LLMConfig(depth=cfg.depth, block_size=cfg.seq_len, vocab_size=vocab_size,
                                  n_experts=cfg.n_experts, n_active_experts=cfg.n_active_experts,
-                                 balance_coef=cfg.balance_coef, moe_impl=cfg.moe_impl, **cfg.model_overrides)
+                                 balance_coef=cfg.balance_coef, moe_impl=cfg.moe_impl, zero_init_out=cfg.zero_init_out,
+                                 x0_mix=cfg.x0_mix, logit_softcap=cfg.logit_softcap, **cfg.model_overrides)
     return model_lib.LLM(config).to(device), config
 
 
@@ -674,9 +710,11 @@ def save_plots(log_path: Path, out_dir: Path, quiet: bool = False) -> None:
 
 # --- 7. Command line: a preset, the flags that change it, and what --resume may change ---------------------
 
+PLUS_FLAGS = ("zero_init_out", "x0_mix", "logit_softcap", "muon_momentum_warmup", "router_on_adamw")
 FLAG_FIELDS = ("micro_batch", "seq_len", "total_batch_tokens", "planned_steps", "max_steps", "lr", "eval_every",
                "checkpoint_every", "hellaswag_every", "seed", "moe_impl", "depth", "compile",
-               "balance_coef", "optimizer", "n_experts", "n_active_experts", "warmup_frac")   # the last 5: knobs
+               "balance_coef", "optimizer", "n_experts", "n_active_experts", "warmup_frac",   # knobs
+               "decay_start_frac", "decay_shape", "min_lr", *PLUS_FLAGS)
 RESUME_MAY_CHANGE = ("max_steps", "eval_every", "hellaswag_every", "checkpoint_every", "compile")
 WHAT_IT_CHANGES = {"preset": "the model", "depth": "the model", "moe_impl": "the MoE code path of the model",
                    "micro_batch": "the data order", "seq_len": "the model's context and the data order",
@@ -684,7 +722,10 @@ WHAT_IT_CHANGES = {"preset": "the model", "depth": "the model", "moe_impl": "the
                    "planned_steps": "the learning-rate schedule", "lr": "the learning-rate schedule",
                    "balance_coef": "the loss", "optimizer": "the optimizer (its saved state would not fit)",
                    "n_experts": "the model", "n_active_experts": "the model", "model_overrides": "the model",
-                   "warmup_frac": "the learning-rate schedule"}
+                   "warmup_frac": "the learning-rate schedule", "decay_start_frac": "the learning-rate schedule",
+                   "decay_shape": "the learning-rate schedule", "min_lr": "the learning-rate schedule",
+                   "zero_init_out": "the model's init", "x0_mix": "the model", "logit_softcap": "the model",
+                   "muon_momentum_warmup": "the optimizer's schedule", "router_on_adamw": "the optimizer"}
 FLAG_NAMES = {"n_active_experts": "--top-k"}   # fields whose flag is not --field-name
 
 
@@ -721,7 +762,7 @@ def refuse_to_replace_a_run(run: RunConfig, overwrite: bool) -> None:
 
 def eval_command(cfg: TrainConfig, run: RunConfig) -> str:
     """The 06 command that scores this run's checkpoint with its own tokenizer and shards."""
-    parts = ["python", "06_eval.py", "--preset", cfg.preset, "--checkpoint", house.shown(run.checkpoint_path)]
+    parts = ["python", "06_eval.py", "--preset", cfg.size, "--checkpoint", house.shown(run.checkpoint_path)]
     if run.tokenizer != DEFAULT_TOKENIZER:
         parts += ["--tokenizer", house.shown(run.tokenizer)]
     if run.data_dir != DEFAULT_DATA_DIR:
@@ -820,7 +861,7 @@ def parse_args(argv=None):
         epilog="examples: python 05_train.py --preset tiny | python 05_train.py --max-steps 5281 | "
                "python 05_train.py --resume | torchrun --nproc_per_node 8 05_train.py",
         formatter_class=house.HelpFormatter)
-    house.add_common_args(parser, "05_train")
+    house.add_common_args(parser, "05_train", presets=tuple(PRESETS))
     add_flags(parser)
     args = parser.parse_args(argv)
     args.preset_given = any(a == "--preset" or a.startswith("--preset=") for a in (argv if argv is not None else sys.argv[1:]))
@@ -866,6 +907,14 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--checkpoint-every", type=pos, help="steps between checkpoints")
     add("--seed", type=count, help="seed for init and data order")
     add("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)")
+    add_knob_flags(parser)
+    add("--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the model (default: on with CUDA, off on CPU)")
+
+
+def add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    """The knobs that break linnet's recipe (ablations), and the linnet+ switches that improve on it."""
+    pos = house.positive_int
     knobs = parser.add_argument_group("knobs to break the recipe (ablations; README: Knobs to break the recipe)")
     knobs.add_argument("--balance-coef", type=house.non_negative_float,
                        help="weight of the load-balancing term in the loss (linnet: 0.01; 0 = off)")
@@ -877,8 +926,23 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--top-k", dest="n_active_experts", type=pos, help="experts each token uses (linnet: 2)")
     knobs.add_argument("--warmup-frac", type=house.probability, help="fraction of the planned steps spent warming "
                        "the lr up (linnet: 0.1; 0 = start at the peak lr)")
-    add("--compile", action=argparse.BooleanOptionalAction, default=None,
-        help="torch.compile the model (default: on with CUDA, off on CPU)")
+    knobs.add_argument("--decay-start-frac", type=house.probability, help="fraction of the planned steps after "
+                       "which the lr decays (linnet: 0.8)")
+    knobs.add_argument("--decay-shape", choices=list(DECAY_SHAPES), help="how the lr falls to --min-lr (linnet: cosine)")
+    knobs.add_argument("--min-lr", type=house.non_negative_float, help="AdamW lr at the end; Muon's is 10× "
+                       "(linnet: 6e-5; tiny: 3e-4)")
+    plus = parser.add_argument_group("linnet+ switches (off = linnet; --preset linnet-plus / tiny-plus turn on "
+                                     "the ones that paid; BENCHMARKS.md \"linnet+\" has each one's measured effect)")
+    plus.add_argument("--zero-init-out", action="store_true", default=None,
+                      help="output projections (attention and experts) start at 0: each block starts as the identity")
+    plus.add_argument("--x0-mix", action="store_true", default=None,
+                      help="each block reads a·x + b·x0 (x0: the token embedding), a and b learned per layer")
+    plus.add_argument("--logit-softcap", type=house.non_negative_float,
+                      help="logits = c·tanh(logits / c), e.g. 15 (0 = off)")
+    plus.add_argument("--muon-momentum-warmup", action="store_true", default=None,
+                      help="Muon momentum from 0.85 to 0.95 over the first 300 steps (linnet: 0.95 throughout)")
+    plus.add_argument("--router-on-adamw", action="store_true", default=None,
+                      help="the routers' weights on AdamW instead of Muon (03)")
 
 
 def main(argv=None) -> None:
@@ -928,7 +992,7 @@ def setup_processes(cfg: TrainConfig) -> Processes:
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu" and cfg.preset == "tiny":
+    if device.type == "cpu" and cfg.size == "tiny":
         # 64-wide matrices gain nothing from more threads, and on a busy machine spinning OpenMP threads
         # made the tiny run 10× slower (1.6 vs 19.5 steps/s measured on 2 shared cores): use one.
         torch.set_num_threads(1)
@@ -1217,7 +1281,7 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
     """The tokenizer (checked against the shards' manifest); for the tiny preset, make both if missing."""
     data_args = ["--data", str(run.data)] if run.data else []
     check_data_flag(cfg, run)
-    if cfg.preset == "tiny" and is_main:
+    if cfg.size == "tiny" and is_main:
         if not run.tokenizer.exists() and run.tokenizer.name != "tokenizer.json":   # 01 could not make this name
             raise SystemExit(f"error: no tokenizer at {run.tokenizer}: pass an existing one, or a path ending in "
                              f"tokenizer.json for python 01_tokenizer.py to make it there")
@@ -1252,7 +1316,7 @@ def check_data_flag(cfg: TrainConfig, run: RunConfig) -> None:
     must name what they were made from: a --data that would be ignored is refused, never dropped in silence."""
     if run.data is None:
         return
-    if cfg.preset != "tiny":
+    if cfg.size != "tiny":
         raise SystemExit("error: --data is for the tiny preset (it builds the tokenizer and shards from it); for "
                          "linnet run python 01_tokenizer.py and python 04_data.py on your text, then pass --tokenizer "
                          "and --data-dir")
@@ -1280,10 +1344,10 @@ def hellaswag_file_or_stop() -> Path:
 
 def check_preset_fits(cfg: TrainConfig, tokenizer, tokenizer_path: Path, is_main: bool) -> None:
     """The linnet preset needs a GPU, and is meant for the 32,768-token tokenizer (not the tiny one)."""
-    if cfg.preset == "linnet" and not torch.cuda.is_available():
+    if cfg.size == "linnet" and not torch.cuda.is_available():
         raise SystemExit("error: the linnet preset (497M parameters) needs a CUDA GPU: use --preset tiny on this machine")
     vocab = tokenizer.get_vocab_size()
-    if cfg.preset == "linnet" and vocab != tokenizer_lib.LINNET_VOCAB_SIZE and is_main:
+    if cfg.size == "linnet" and vocab != tokenizer_lib.LINNET_VOCAB_SIZE and is_main:
         print(f"warning: {tokenizer_path} has {vocab:,} tokens, not linnet's {tokenizer_lib.LINNET_VOCAB_SIZE:,} "
               f"(left over from a tiny run?): for the real job run python 01_tokenizer.py, then python 04_data.py")
 

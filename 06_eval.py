@@ -328,12 +328,12 @@ def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor, compi
     torch.compile (`compiled_hidden`). Any other model (a test's bigram table) gives its full logits,
     and we keep the same rows."""
     core = unwrap(model)
-    if not (hasattr(core, "hidden") and hasattr(core, "lm_head")):
+    if not (hasattr(core, "hidden") and hasattr(core, "head")):
         return model_logits(model, idx).flatten(0, 1)[positions]
     core.check_input(idx)
     hidden = compiled_hidden(core) if compiled else core.hidden
     x, _ = hidden(idx)                                             # (B, T, C)
-    return core.lm_head(x.flatten(0, 1)[positions])                # (N, V)
+    return core.head(x.flatten(0, 1)[positions])                   # (N, V): the lm_head (02's LLM.head)
 
 
 @torch.no_grad()

@@ -51,10 +51,12 @@ RAW_DATA_DIR = DATA_CACHE_DIR / "raw"                         # 04_data download
 TEXT_SUFFIXES = (".jsonl", ".txt", ".parquet")
 
 
-def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset: str = "linnet"):
+def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset: str = "linnet",
+                    presets: tuple[str, ...] = ("tiny", "linnet")):
     """Add the two options every lesson has: `--preset` and `--out` (default `out/<script>/`)."""
-    parser.add_argument("--preset", choices=["tiny", "linnet"], default=default_preset,
-                        help="tiny: seconds on a laptop CPU; linnet: the real job (default: %(default)s)")
+    parser.add_argument("--preset", choices=list(presets), default=default_preset,
+                        help="tiny: seconds on a laptop CPU; linnet: the real job (default: %(default)s)"
+                             + ("; *-plus: the same with the linnet+ switches" if len(presets) > 2 else ""))
     parser.add_argument("--out", type=Path, default=REPO_DIR / "out" / script,
                         help="where plots and outputs go (default: out/%s/)" % script)
     return parser

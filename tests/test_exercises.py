@@ -14,21 +14,24 @@ from helpers import REPO_DIR
 
 from exercises import check
 from exercises.solutions import (acc_norm, balance_loss, bpe_merge, bpe_trainer, fp8_quantize, gqa_attention,
-                                 hellaswag_requests, moe_forward, muon_update, newton_schulz_step, rope, router_top2, shard_loader,
-                                 train_step, wsd_schedule)
+                                 hellaswag_requests, model_forward, moe_forward, muon_update, newton_schulz_step,
+                                 rms_cross_entropy, rope, router_top2, sampling, shard_loader, train_step,
+                                 wsd_schedule)
 
 NAMES = list(check.EXERCISES)
+LIMIT = 20.0          # seconds per exercise in these tests (the command line's default is 60)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_passes(name):
-    passed, message = check.check_one(name, solution=True)
+    """In this process (fast); the command-line test below runs every solution in its own guarded process."""
+    passed, message = check.run_check(name, check.load_exercise(name, solution=True))
     assert passed and message == f"correct: {name}", message
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_blank_stub_fails_with_its_todo(name):
-    passed, message = check.check_one(name, solution=False)
+    passed, message = check.run_check(name, check.load_exercise(name))
     assert not passed
     assert message.startswith(f"not done yet: TODO in exercises/{name}.py"), message
 
@@ -461,6 +464,142 @@ def fp8_matmul_not_quantized(x, w):
     return x.float() @ w.float().T
 
 
+def gqa_no_transpose(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base=50000.0):
+    """The heads (B, nh, T, hd) reshaped straight to (B, T, C): the mask was right, the merge mixes positions."""
+    B, T, C = h.shape
+    y = gqa_variant(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base) @ torch.linalg.inv(c_proj_w.T)
+    heads = y.view(B, T, n_head, C // n_head).transpose(1, 2)          # (B, nh, T, hd), as before the merge
+    return heads.reshape(B, T, C) @ c_proj_w.T
+
+
+def bpe_min_frequency_inclusive(words, vocab, vocab_size, min_frequency=2):
+    """Stops at a pair seen exactly min_frequency times (<= instead of <)."""
+    return bpe_variant(words, vocab, vocab_size, min_frequency + 1)
+
+
+def rms_subtracts_mean(x, weight, eps=1e-6):
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), weight, None, eps)
+
+
+def rms_eps_outside(x, weight, eps=1e-6):
+    return x / ((x * x).mean(-1, keepdim=True).sqrt() + eps) * weight
+
+
+def lse_naive(x):
+    return x.exp().sum(-1).log()
+
+
+def ce_variant(logits, targets, ignore_index=-1, total=False, all_tokens=False):
+    V = logits.shape[-1]
+    flat, tgt = logits.reshape(-1, V), targets.reshape(-1)
+    keep = tgt != ignore_index
+    losses = rms_cross_entropy.log_sum_exp(flat[keep]) - flat[keep].gather(1, tgt[keep][:, None]).squeeze(1)
+    return losses.sum() if total else losses.sum() / (tgt.numel() if all_tokens else keep.sum())
+
+
+def ce_sum(*args):
+    return ce_variant(*args, total=True)
+
+
+def ce_divides_by_all(*args):
+    return ce_variant(*args, all_tokens=True)
+
+
+def sample_global_rng(logits, temperature, top_k, gen):
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return int(torch.multinomial(torch.softmax(logits, -1), 1))            # the global generator
+
+
+def sample_exactly_k(logits, temperature, top_k, gen):
+    """Keeps exactly k logits by index: drops some of those equal to the k-th largest."""
+    if temperature == 0 or top_k is None:
+        return sampling.sample_next(logits, temperature, top_k, gen)
+    logits = logits / temperature
+    index = torch.topk(logits, min(top_k, logits.numel())).indices
+    masked = torch.full_like(logits, float("-inf")).scatter(0, index, logits[index])
+    return int(torch.multinomial(torch.softmax(masked, -1), 1, generator=gen))
+
+
+def generate_variant(forward, prompt, max_new_tokens, temperature, top_k, seed, block_size, restart=True,
+                     cache=True, reseed=False):
+    gen = torch.Generator().manual_seed(seed)
+    ids, cached, feed = list(prompt), None, list(prompt)[-block_size:]
+    for _ in range(max_new_tokens):
+        if cached is None or (restart and cached >= block_size) or not cache:
+            cached, feed = 0, ids[-block_size:]
+        logits = forward(feed, cached)
+        cached += len(feed)
+        if reseed:
+            gen = torch.Generator().manual_seed(seed)
+        ids.append(sampling.sample_next(logits, temperature, top_k, gen))
+        feed = [ids[-1]]
+    return ids
+
+
+def generate_never_restarts(*args):
+    return generate_variant(*args, restart=False)
+
+
+def generate_without_cache(*args):
+    return generate_variant(*args, cache=False)                  # re-reads the window every step
+
+
+def generate_reseeded_every_step(*args):
+    return generate_variant(*args, reseed=True)
+
+
+def forward_variant(idx, wte, blocks, ln_f_weight, targets=None, training=False, balance_coef=0.01,
+                    final_norm=True, balance="mean", post_norm=False):
+    norm = model_forward.rmsnorm
+    x, balances = wte[idx], []
+    for block in blocks:
+        if post_norm:
+            x = norm(x + block["attn"](x), block["ln1"])
+            y, b = block["moe"](x)
+            x = norm(x + y, block["ln2"])
+        else:
+            x = x + block["attn"](norm(x, block["ln1"]))
+            y, b = block["moe"](norm(x, block["ln2"]))
+            x = x + y
+        balances.append(b)
+    logits = (norm(x, ln_f_weight) if final_norm else x) @ wte.T
+    if targets is None:
+        return logits, None
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+    if training and balance:
+        loss = loss + balance_coef * (torch.stack(balances).mean() if balance == "mean" else torch.stack(balances).sum())
+    return logits, loss
+
+
+def forward_no_final_norm(*args):
+    return forward_variant(*args, final_norm=False)
+
+
+def forward_no_balance(*args):
+    return forward_variant(*args, balance=None)
+
+
+def forward_balance_summed(*args):
+    return forward_variant(*args, balance="sum")
+
+
+def forward_post_norm(*args):
+    return forward_variant(*args, post_norm=True)
+
+
+def rope_float64(x, offset=0, base=50000.0):
+    return rope.rope(x, offset, base).double()
+
+
+def rope_float16(x, offset=0, base=50000.0):
+    return rope.rope(x, offset, base).half()
+
+
 WRONG = [
     ("rope", rope, dict(rope=rope_interleaved), "out["),
     ("rope", rope, dict(rope=rope_base_10000), "out["),
@@ -525,6 +664,25 @@ WRONG = [
      "right but in the wrong order"),
     ("hellaswag_requests", hellaswag_requests, dict(hellaswag_requests=hellaswag_nanogpt_preprocessed),
      "the RAW context"),
+    ("gqa_attention", gqa_attention, dict(gqa_attention=gqa_no_transpose), "merged WITHOUT a transpose"),
+    ("bpe_trainer", bpe_trainer, dict(train_bpe=bpe_min_frequency_inclusive), "not <="),
+    ("rope", rope, dict(rope=rope_float64), "out has dtype float64, expected float32: a dtype error"),
+    ("rope", rope, dict(rope=rope_float16), "out has dtype float16, expected float32: a dtype error"),
+    ("rms_cross_entropy", rms_cross_entropy, dict(rmsnorm=rms_subtracts_mean), "does not subtract the mean"),
+    ("rms_cross_entropy", rms_cross_entropy, dict(rmsnorm=rms_eps_outside), "eps goes INSIDE the square root"),
+    ("rms_cross_entropy", rms_cross_entropy, dict(log_sum_exp=lse_naive), "subtract each row's max"),
+    ("rms_cross_entropy", rms_cross_entropy, dict(cross_entropy_loss=ce_sum), "that is the SUM over the tokens"),
+    ("rms_cross_entropy", rms_cross_entropy, dict(cross_entropy_loss=ce_divides_by_all),
+     "count neither in the sum nor"),
+    ("sampling", sampling, dict(sample_next=sample_global_rng), "not the global one"),
+    ("sampling", sampling, dict(sample_next=sample_exactly_k), "keep them ALL"),
+    ("sampling", sampling, dict(generate=generate_never_restarts), "beyond block_size"),
+    ("sampling", sampling, dict(generate=generate_without_cache), "feed only the token sampled last"),
+    ("sampling", sampling, dict(generate=generate_reseeded_every_step), "made once, used for every draw"),
+    ("model_forward", model_forward, dict(llm_forward=forward_no_final_norm), "apply the final RMSNorm"),
+    ("model_forward", model_forward, dict(llm_forward=forward_no_balance), "in training mode add balance_coef"),
+    ("model_forward", model_forward, dict(llm_forward=forward_balance_summed), "not their sum"),
+    ("model_forward", model_forward, dict(llm_forward=forward_post_norm), "pre-norm with residuals"),
 ]
 
 
@@ -544,16 +702,28 @@ def test_a_crash_names_the_input_and_the_students_line():
     assert "input:    x of shape (2, 3, 16, 64)" in message and "test_exercises.py" in message, message
 
 
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "exercises.check", *args], cwd=REPO_DIR, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def test_command_line_as_a_student_runs_it():
-    run = lambda *args: subprocess.run([sys.executable, "-m", "exercises.check", *args], cwd=REPO_DIR,
-                                       capture_output=True, text=True, timeout=120)
-    solved = run("--all", "--solution")
+    """Every solution and every blank stub, each in its own guarded process, as `--all` runs them."""
+    solved = run_cli("--all", "--solution", "--seed", "7", "--time-limit", str(LIMIT))
     assert solved.returncode == 0, solved.stdout + solved.stderr
-    assert solved.stdout.splitlines() == [f"correct: {n}" for n in NAMES] + [f"{len(NAMES)} of {len(NAMES)} exercises correct"]
-    blank = run("rope")
-    assert blank.returncode == 1 and blank.stdout.startswith("not done yet: TODO in exercises/rope.py"), blank.stdout
-    typo = run("ropee")
+    assert solved.stdout.splitlines() == (["seed 7: every exercise adds a case drawn from it (--seed 7 replays this run)"]
+                                          + [f"correct: {n}" for n in NAMES]
+                                          + [f"{len(NAMES)} of {len(NAMES)} exercises correct"])
+    blank = run_cli("--all", "--time-limit", str(LIMIT))
+    lines = blank.stdout.splitlines()
+    assert blank.returncode == 1 and lines[-1] == f"0 of {len(NAMES)} exercises correct", blank.stdout + blank.stderr
+    assert lines[0].startswith("seed ") and "replays this run" in lines[0], lines[0]
+    assert lines[1:-1] == [line for line in lines[1:-1] if line.startswith("not done yet: TODO in exercises/")]
+    assert len(lines) == len(NAMES) + 2, lines
+    typo = run_cli("ropee")
     assert typo.returncode == 1 and typo.stderr.strip().startswith("error: there is no exercise 'ropee'"), typo.stderr
+    strict = run_cli("rope", "--strict", "--solution")
+    assert strict.returncode == 1 and "--strict grades the students' files" in strict.stderr, strict.stderr
 
 
 # --- pass-through stubs: a file that hands the work to the lesson (or the solution) is refused ----------
@@ -623,3 +793,129 @@ def test_the_library_call_that_does_the_exercise_is_refused(name, call_text):
     finally:
         check.student_sources = check_sources
     assert not passed and message.startswith(f"refused: {name}") and "this exercise is to" in message, message
+
+
+# --- the student's own process: cheats that get past any reading of the source, and ways out ------------
+# Each stub below is a file run the way `python -m exercises.check NAME` runs it: in its own process, with
+# the lessons and the solutions out of reach. None of them names a lesson in a way the `ast` check sees.
+
+ROUTER_VIA = "def router_top2(logits):\n    _, w, e = {}.route(logits, 2)\n    return w, e\n"
+CHEATS = {
+    "import_module of a computed name": ("router_top2", "import importlib\n" + ROUTER_VIA.format(
+        'importlib.import_module("0" + "2_model")'), "refused: router_top2 — your code imports 02_model"),
+    "__import__ of a computed name": ("router_top2", ROUTER_VIA.format('__import__("02_" + "model")'),
+                                      "refused: router_top2 — your code imports 02_model"),
+    "exec of the lesson's file": ("router_top2", "from pathlib import Path\nimport types\nLESSON = types.ModuleType('m')\n"
+                                  "def router_top2(logits):\n"
+                                  f"    path = Path({str(REPO_DIR)!r}) / ('0' + '2_model.py')\n"
+                                  "    exec(compile(path.read_text(), 'x.py', 'exec'), LESSON.__dict__)\n"
+                                  "    _, w, e = LESSON.route(logits, 2)\n    return w, e\n",
+                                  "refused: router_top2 — your code opens "),
+    "exec of a solution file": ("router_top2", "import runpy, pathlib\n\ndef router_top2(logits):\n"
+                                f"    folder = pathlib.Path({str(REPO_DIR)!r}) / 'exercises' / ('sol' + 'utions')\n"
+                                "    return runpy.run_path(str(folder / 'router_top2.py'))['router_top2'](logits)\n",
+                                "refused: router_top2 — your code opens "),
+    "a lookup in sys.modules at call time": ("router_top2", "import sys\n" + ROUTER_VIA.format(
+        'sys.modules["0" + "2_model"]'), "error: router_top2 raised KeyError: '02_model'"),
+    "import_module of the solutions": ("router_top2", "import importlib\n\ndef router_top2(logits):\n"
+                                       "    return importlib.import_module('exercises.sol' + 'utions.router_top2')"
+                                       ".router_top2(logits)\n",
+                                       "refused: router_top2 — your code imports exercises.solutions"),
+    "another Python process": ("router_top2", "import subprocess, sys\n\ndef router_top2(logits):\n"
+                               "    subprocess.run([sys.executable, '-c', 'print(1)'])\n",
+                               "refused: router_top2 — your code starts another process"),
+    "getattr of the forbidden library call": (
+        "gqa_attention", "import torch.nn.functional as F\n\n"
+        "def gqa_attention(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base=50000.0):\n"
+        "    attend = getattr(F, 'scaled_dot_' + 'product_attention')\n"
+        "    q = h.view(h.shape[0], h.shape[1], n_head, -1).transpose(1, 2)\n"
+        "    return attend(q, q, q, is_causal=True).transpose(1, 2).reshape(h.shape) @ c_proj_w.T\n",
+        "refused: gqa_attention — your code calls scaled_dot_product_attention"),
+    "the forbidden call caught and hidden": (
+        "gqa_attention", "import torch, torch.nn.functional as F\n\n"
+        "def gqa_attention(h, c_attn_w, c_proj_w, n_head, n_kv_head, rope_base=50000.0):\n"
+        "    try:\n        getattr(F, 'scaled_dot_' + 'product_attention')(h, h, h)\n"
+        "    except Exception:\n        pass\n    return torch.zeros_like(h)\n",
+        "refused: gqa_attention — your code calls scaled_dot_product_attention"),
+    "the refusal caught and its record cleared": (
+        "router_top2", "import importlib, sys\n\ndef router_top2(logits):\n    try:\n"
+        "        lesson = importlib.import_module('0' + '2_model')\n    except Exception:\n"
+        "        sys.modules['exercises.check'].VIOLATIONS.clear()\n    return logits.topk(2)\n",
+        "refused: router_top2 — your code imports 02_model"),
+}
+
+
+@pytest.mark.parametrize("cheat", list(CHEATS))
+def test_a_cheat_at_run_time_is_refused(cheat, tmp_path):
+    name, source, expected = CHEATS[cheat]
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    passed, message = check.run_check(name, path, time_limit=LIMIT)
+    assert not passed and message.startswith(expected), message
+
+
+def test_replayed_outputs_fail_on_the_fresh_case(tmp_path):
+    """A file that looks up recorded outputs (all the inputs of one run) passes that run and no other."""
+    recorded = {}
+    def recording(x, offset=0, base=50000.0):
+        out = rope.rope(x, offset, base)
+        recorded[(x.numpy().tobytes(), offset, base)] = out
+        return out
+    assert check.run_check("rope", types.SimpleNamespace(rope=recording), seed=11)[0]
+    torch.save(recorded, tmp_path / "table.pt")
+    path = tmp_path / "rope.py"
+    path.write_text("import torch\nfrom pathlib import Path\n"
+                    "TABLE = torch.load(Path(__file__).parent / 'table.pt')\n\n"
+                    "def rope(x, offset=0, base=50000.0):\n"
+                    "    return TABLE.get((x.numpy().tobytes(), offset, base), torch.zeros_like(x))\n")
+    assert len(recorded) == 6
+    assert check.run_check("rope", path, seed=11, time_limit=LIMIT) == (True, "correct: rope")
+    passed, message = check.run_check("rope", path, seed=12, time_limit=LIMIT)
+    assert not passed and message.startswith("wrong: rope") and "fresh seed 12" in message, message
+
+
+WAYS_OUT = {
+    "while True": ("def rope(x, offset=0, base=50000.0):\n    while True:\n        pass\n",
+                   "error: rope took longer than 3 s"),
+    "exit() in the function": ("def rope(x, offset=0, base=50000.0):\n    exit()\n", "error: rope called exit()"),
+    "SystemExit at import": ("raise SystemExit(3)\n", "error: rope called exit() (SystemExit 3)"),
+    "os._exit": ("import os\n\ndef rope(x, offset=0, base=50000.0):\n    os._exit(0)\n",
+                 "error: rope ended its own process"),
+    "a syntax error": ("def rope(x:\n", "error: "),
+}
+
+
+@pytest.mark.parametrize("way", list(WAYS_OUT))
+def test_a_way_out_is_one_clear_line(way, tmp_path):
+    source, expected = WAYS_OUT[way]
+    path = tmp_path / "rope.py"
+    path.write_text(source)
+    start = __import__("time").monotonic()
+    passed, message = check.run_check("rope", path, time_limit=3.0)
+    assert not passed and message.startswith(expected), message
+    assert __import__("time").monotonic() - start < 30
+    if way == "while True":
+        assert message.count("\n") == 0, message
+
+
+def test_all_goes_on_after_an_exit_and_says_how_many_are_correct(tmp_path, monkeypatch):
+    """exit() in one stub: --all still checks the rest and ends with 'N of M exercises correct', status 1."""
+    stub = tmp_path / "rope.py"
+    stub.write_text("exit()\n")
+    real = check.exercise_path
+    monkeypatch.setattr(check, "exercise_path", lambda name, solution=False: stub if name == "rope" else real(name, True))
+    monkeypatch.setattr(check, "EXERCISES", {n: check.EXERCISES[n] for n in ("rope", "router_top2", "acc_norm")})
+    lines = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert check.main(["--all", "--time-limit", str(LIMIT)]) == 1
+    assert lines[1].startswith("error: rope called exit()") and lines[2:] == [
+        "correct: router_top2", "correct: acc_norm", "2 of 3 exercises correct"], lines
+
+
+def test_what_the_students_process_sends_back_is_never_run(tmp_path):
+    """An object whose unpickling would import the lesson stays in the student's process: the check sees a handle."""
+    path = tmp_path / "router_top2.py"
+    path.write_text("class Sneaky:\n    def __reduce__(self):\n        return (__import__, ('0' + '2_model',))\n\n"
+                    "def router_top2(logits):\n    return Sneaky(), Sneaky()\n")
+    passed, message = check.run_check("router_top2", path, time_limit=LIMIT)
+    assert not passed and message.startswith("wrong: router_top2") and "should be a float tensor" in message, message
