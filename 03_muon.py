@@ -51,6 +51,7 @@ import argparse
 import importlib
 import math
 import re
+import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -648,8 +649,11 @@ def print_sweep_summary(runs, lrs) -> None:
     wins = [lr for lr in lrs if by_key[("muon", lr)]["val_loss"] < by_key[("adamw", lr)]["val_loss"]]
     print(f"  Muon+AdamW ends lower at {len(wins)} of {len(lrs)} learning rates.")
     print("  notice: same model, data and steps — only the hidden matrices' optimizer differs. Look at the largest lr:"
-          " AdamW alone stalls there, while orthogonalised updates (whose size is set by lr, not by the gradient)"
-          " stay stable; and compare the two methods at each lr, not just their best runs.")
+          " AdamW alone stalls there while Muon+AdamW stays stable. Both updates are scale-free (AdamW's m/√v too);"
+          " what differs is their shape: AdamW bounds each ENTRY, so a low-rank gradient's entries all push one"
+          " direction and the update's largest singular value grows with the matrix; Muon sets every singular"
+          " value to about 1, so no direction of the weights moves by more than about lr per step."
+          " Compare the two methods at each lr, not just their best runs.")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -688,6 +692,11 @@ def main(argv=None):
     """Run experiments 1–3 (printing what to notice), print the linnet table, then save the four plots."""
     args = parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after the sweep
+    preset_given = any(a == "--preset" or a.startswith("--preset=") for a in (argv if argv is not None else sys.argv[1:]))
+    if args.preset == "linnet" and not preset_given and house.default_device() == "cpu":
+        print("No CUDA GPU found: running the tiny preset instead (the linnet preset's race is sized for a GPU; "
+              "pass --preset linnet to run it here anyway, or --preset tiny to skip this message).")
+        args.preset = "tiny"
     preset = dict(PRESETS[args.preset])
     if args.quick:
         preset = quick_preset(preset)

@@ -158,9 +158,34 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if not disk_is_full(e):
+            raise
+        written = tmp.stat().st_size if tmp.exists() else 0
+        raise SystemExit(f"error: the disk is full: {shown(path)} could not be written ({written / 1e6:,.0f} MB written "
+                         f"before it filled, {free_mb(path.parent):,.0f} MB free now; the file needs more than that): free "
+                         f"some space or pass --out on another disk; the earlier {path.name}, if any, is untouched") from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def disk_is_full(error: BaseException) -> bool:
+    """ENOSPC/EDQUOT from the OS, or torch.save's own words for it ("unexpected pos", "file write failed")."""
+    import errno
+
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(words in str(error) for words in ("unexpected pos", "file write failed", "No space left"))
+
+
+def free_mb(folder: Path) -> float:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free / 1e6
+    except OSError:
+        return float("nan")
 
 
 def write_json(path: str | os.PathLike, data) -> Path:

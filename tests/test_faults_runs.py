@@ -162,3 +162,32 @@ def test_data_other_than_the_shards_were_made_from_is_refused(inputs, tmp_path):
     proc = train(inputs, tmp_path / "o", "--data", str(other), "--max-steps", "2")
     one_error_line(proc, "is not the text the shards", "drop --data", "--data-dir")
     assert not (tmp_path / "o" / "latest.pt").exists()
+
+
+# --- a full disk is one line, and the earlier file stays whole -------------------------------------------
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3372815872 "
+                                                "vs 3372815760")], ids=["ENOSPC", "torch.save"])
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, error):
+    """The torch.save message is what a real full disk gave on the GPU machine (2026-12-04, a 3.4 GB checkpoint)."""
+    target = tmp_path / "latest.pt"
+    target.write_bytes(b"the earlier, complete checkpoint")
+    with pytest.raises(SystemExit, match=r"the disk is full: .*latest.pt could not be written.*untouched"):
+        with house.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a new one")
+            raise error
+    assert target.read_bytes() == b"the earlier, complete checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]          # no temp file left
+
+
+def test_other_write_errors_are_not_called_a_full_disk(tmp_path):
+    with pytest.raises(PermissionError):
+        with house.atomic_path(tmp_path / "x.json"):
+            raise PermissionError(13, "Permission denied")
+
+
+def test_03_on_a_cpu_says_it_runs_the_tiny_preset(tmp_path):
+    proc = run_script("03_muon.py", "--out", str(tmp_path), "--steps", "2", "--quick", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "No CUDA GPU found: running the tiny preset" in proc.stdout
