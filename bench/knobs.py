@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=REPO_DIR / "out" / "knobs", help="where the runs go")
     parser.add_argument("--tokenizer", type=Path, default=None, help="01's tokenizer.json (default: 05's)")
     parser.add_argument("--data-dir", type=Path, default=None, help="04's shards (default: 05's)")
-    parser.add_argument("--json", type=Path, default=REPO_DIR / "bench" / "results" / "knobs_tiny.json",
+    parser.add_argument("--json", type=Path, default=REPO_DIR / "bench/results/knobs_tiny.json",
                         help="every run's numbers")
     parser.add_argument("--table-from", type=Path, default=None, help="print the table of an earlier --json, run nothing")
     args = parser.parse_args(argv)
