@@ -282,6 +282,11 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     >>> load_tokenizer("out/01_tokenizer/tokenizer.json").token_to_id(EOT)
     0"""
     path = Path(path)
+    if path.is_dir():                        # a folder holding one (01's --out, an exported model folder)
+        if not (path / "tokenizer.json").is_file():
+            raise SystemExit(f"error: {house.shown(path)} is a folder without a tokenizer.json: pass the file itself, "
+                             "or the folder 01_tokenizer.py wrote it to")
+        path = path / "tokenizer.json"
     if not path.is_file():
         raise SystemExit(f"error: {house.shown(path)} is missing: run python 01_tokenizer.py --preset tiny "
                          "(or python 01_tokenizer.py for the real one) to train it")

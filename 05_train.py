@@ -580,7 +580,13 @@ def probe_loss(model, data_dir: Path, cfg: TrainConfig) -> float:
 def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise SystemExit(f"error: --resume found no checkpoint at {path}: start without --resume, or pass --out")
-    return model_lib.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    checkpoint = model_lib.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    missing = [k for k in ("model", "train_config", "optimizers", "loader", "rng", "step")
+               if not (isinstance(checkpoint, dict) and k in checkpoint)]
+    if missing:
+        raise SystemExit(f"error: {house.shown(path)} is not a checkpoint 05 wrote (no {', '.join(missing[:3])}; a bare "
+                         "state dict?): --resume needs 05's own latest.pt; start a new run with another --out")
+    return checkpoint
 
 
 def saved_train_config(checkpoint: dict) -> TrainConfig:
@@ -870,6 +876,8 @@ def parse_args(argv=None):
               "(the linnet preset needs an 80 GB GPU; pass --preset tiny to skip this message).")
         args.preset = "tiny"
     args.tokenizer = (args.tokenizer or DEFAULT_TOKENIZER).resolve()
+    if args.tokenizer.is_dir():                       # the folder 01 wrote (or an exported model's)
+        args.tokenizer = args.tokenizer / "tokenizer.json"
     args.data_dir = (args.data_dir or DEFAULT_DATA_DIR).resolve()
     args.out = args.out.resolve()
     args.data = args.data.resolve() if args.data else None
@@ -905,7 +913,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--hellaswag-every", type=pos, help="steps between HellaSwag evaluations (fixed subset)")
     add("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")
     add("--checkpoint-every", type=pos, help="steps between checkpoints")
-    add("--seed", type=count, help="seed for init and data order")
+    add("--seed", type=house.seed, help="seed for init and data order")
     add("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)")
     add_knob_flags(parser)
     add("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -1070,9 +1078,10 @@ def read_train_config(path: Path) -> dict:
     if not path.exists():
         return load_checkpoint(path)   # says in one line that there is none
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception:
         return load_checkpoint(path)   # says in one line why it cannot be read
+    return checkpoint if isinstance(checkpoint, dict) and "train_config" in checkpoint else load_checkpoint(path)
 
 
 class Interrupted(Exception):

@@ -13,7 +13,7 @@ it once, or never: every lesson imports it as `import house` and uses only what 
   4. The tiny preset's text: `--data PATH`, else a few MB of fineweb-edu from the Hub, else the course
      corpus in ../shared/data/corpus, else one line saying what to pass (`find_tiny_data`).
   5. The command line: `ArgumentParser` (a bad option ends in one line), `type=` checks for numbers
-     (`positive_int`, `non_negative_int`, `positive_float`, `non_negative_float`, `probability`), and
+     (`positive_int`, `non_negative_int`, `seed`, `positive_float`, `non_negative_float`, `probability`), and
      `check_writable(out_dir)` (called first in main: an --out we cannot write stops in one line).
   6. One writer per folder: `folder_lock(out_dir)` (a `.lock` file with the owner's pid; a second run
      stops in one line, a dead owner's lock is taken over), `pid_is_alive`.
@@ -388,6 +388,11 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse `type=` for counts where 0 means "none" or "all" (seeds, limits that say so)."""
     return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def seed(text: str) -> int:
+    """argparse `type=` for random seeds: 0 ≤ seed < 2**32 (numpy's limit)."""
+    return _number(text, int, "an integer from 0 to 4294967295", lambda v: 0 <= v < 2 ** 32)
 
 
 def positive_float(text: str) -> float:

@@ -191,3 +191,36 @@ def test_03_on_a_cpu_says_it_runs_the_tiny_preset(tmp_path):
     proc = run_script("03_muon.py", "--out", str(tmp_path), "--steps", "2", "--quick", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "No CUDA GPU found: running the tiny preset" in proc.stdout
+
+
+# --- more inputs checked before work -------------------------------------------------------------------------
+
+def test_a_seed_numpy_cannot_take_is_one_line(tmp_path):
+    proc = run_script("05_train.py", "--preset", "tiny", "--seed", "4294967296", "--out", str(tmp_path / "o"), timeout=120)
+    one_error_line(proc, "--seed", "from 0 to 4294967295")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_resume_from_a_bare_state_dict_is_one_line(inputs, held):
+    torch.save({"transformer.wte.weight": torch.zeros(2, 2)}, held / "latest.pt")
+    proc = train(inputs, held, "--max-steps", "6", "--resume")
+    one_error_line(proc, "is not a checkpoint 05 wrote", "bare state dict")
+
+
+@pytest.mark.slow
+def test_tokenizer_given_as_its_folder_is_used(inputs, tmp_path):
+    proc = run_script("05_train.py", "--preset", "tiny", "--tokenizer", str(inputs["tokenizer"].parent), "--data-dir",
+                      str(inputs["data_dir"]), "--out", str(tmp_path / "o"), "--no-hellaswag", "--max-steps", "2",
+                      "--planned-steps", "2", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_throughput_on_a_cpu_refuses_the_gpu_sized_step_and_an_unwritable_json(tmp_path):
+    proc = run_script("bench/throughput.py", "--plain", "moe", timeout=120)
+    one_error_line(proc, "no CUDA GPU", "--depth 2")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_script("bench/throughput.py", "--depth", "2", "--micro-batch", "1", "--seq-len", "64",
+                      "--json", str(blocker / "r.jsonl"), timeout=120)
+    one_error_line(proc, "cannot write to")
