@@ -664,24 +664,28 @@ def window_with_boundaries(loader: ShardLoader, eot: int, min_boundaries: int = 
     return best
 
 
-def plot_window(tokens: np.ndarray, eot: int, tokenizer):
-    """The first tokens of a training window; red lines where <|endoftext|> starts a new document."""
+def plot_window(tokens: np.ndarray, eot: int, tokenizer, per_row: int = 20):
+    """The window as the model reads it: one cell per token, its text written in it, rows of `per_row`;
+    cells coloured by the document they belong to, <|endoftext|> in red where the next document starts."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(10, 4))
-    boundaries = np.flatnonzero(tokens == eot)
-    starts = [0, *boundaries.tolist(), len(tokens)]
-    for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
-        ax.scatter(np.arange(a, b), tokens[a:b], s=6, color="tab:blue" if k % 2 == 0 else "tab:orange")
-    for p in boundaries:
-        ax.axvline(p, color="red", linewidth=1.5)
-        snippet = tokenizer.decode(tokens[p + 1:p + 8].tolist()).replace("\n", "⏎")[:24]
-        ax.text(p + 1, tokens.max() * 1.02, snippet, fontsize=7, color="red", va="bottom")
-    ax.set_xlabel("position in the window")
-    ax.set_ylabel("token id")
-    ax.set_title(f"{len(tokens)} tokens of a training window: {len(boundaries)} document boundaries "
-                 "(red = <|endoftext|>, then the next document's first words)", fontsize=10)
-    ax.margins(y=0.12)
+    rows = -(-len(tokens) // per_row)
+    fig, ax = plt.subplots(figsize=(per_row * 0.72, rows * 0.42 + 1.2))
+    document = np.cumsum(tokens == eot)                                 # which document each token is in
+    for i, token in enumerate(tokens.tolist()):
+        row, col = divmod(i, per_row)
+        colour = "tab:red" if token == eot else ("#cfe2f3" if document[i] % 2 == 0 else "#fde4c8")
+        ax.add_patch(Rectangle((col, -row), 0.95, 0.9, color=colour))
+        text = "EOT" if token == eot else tokenizer.decode([token]).replace("\n", "⏎").replace(" ", "␣")
+        ax.text(col + 0.47, -row + 0.45, text[:7], ha="center", va="center", fontsize=6.5,
+                color="white" if token == eot else "black")
+    ax.set_xlim(0, per_row)
+    ax.set_ylim(-rows + 0.9, 1)
+    ax.axis("off")
+    ax.set_title(f"One training window of {len(tokens)} tokens, as the model reads it (left to right, row by row): "
+                 f"{int((tokens == eot).sum())} document boundaries (red EOT); blue and orange = consecutive "
+                 "documents; ␣ = space, ⏎ = newline", fontsize=9)
     return fig
 
 
@@ -759,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--linnet-order", action="store_true",
                         help="no interleaving: all of each source in name order (dclm, then fineweb-edu), as "
                              "linnet did; shard 0 (validation) is then dclm only")
-    parser.add_argument("--tokenizer", type=Path, default=house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json",
+    parser.add_argument("--tokenizer", type=Path, default=house.OUT_DIR / "01_tokenizer" / "tokenizer.json",
                         help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
     parser.add_argument("--shard-tokens", type=house.positive_int, default=None,
                         help="tokens per training shard (default: 100M linnet, 500k tiny)")
@@ -816,7 +820,8 @@ def make_shards(args) -> dict:
                     "bytes per token per source: text like the tokenizer's training text compresses better")
     window = window_with_boundaries(ShardLoader(args.out, "train", 1, 300, seed=args.seed), manifest["eot_id"])
     house.save_plot(plot_window(window, manifest["eot_id"], tokenizer), args.out, "window",
-                    "one window packs several documents; attention sees across the red <|endoftext|> lines")
+                    "one window packs several documents end to end; causal attention also reads across the red "
+                    "<|endoftext|> into the previous document's tokens")
     return manifest
 
 

@@ -826,8 +826,8 @@ def fp8_flag(args) -> str:
     return "grouped_fp8"
 
 
-DEFAULT_TOKENIZER = (house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json").resolve()
-DEFAULT_DATA_DIR = (house.REPO_DIR / "out" / "04_data").resolve()
+DEFAULT_TOKENIZER = (house.OUT_DIR / "01_tokenizer" / "tokenizer.json").resolve()
+DEFAULT_DATA_DIR = (house.OUT_DIR / "04_data").resolve()
 
 
 def check_dense_flags(cfg: TrainConfig, flags: dict) -> TrainConfig:

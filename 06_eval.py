@@ -620,27 +620,30 @@ def plot_breakdown(records: list[dict], label: str):
 
 
 def plot_examples(records: list[dict], label: str, k: int = 4):
-    """k examples: the model's acc_norm score (log-prob per character) of each ending; right one green."""
+    """k examples: the model's acc_norm score (log-prob per character) of each ending as a dot on one axis
+    (no bars: the scores are negative and only their order and gaps mean something); right one green."""
     import matplotlib.pyplot as plt
     import textwrap
 
     fig, axes = plt.subplots(k, 1, figsize=(11, 2.6 * k))
     for ax, r in zip(np.atleast_1d(axes), records[:k]):
         scores = np.array(r["logprob_per_char"])
-        left = scores.min() - 0.25 * (np.ptp(scores) + 1e-3)       # bars start here: longer = preferred
-        colors = ["tab:green" if i == r["label"] else "lightgray" for i in range(4)]
-        edges = ["black" if i == r["pred_norm"] else "none" for i in range(4)]
-        ax.barh(range(4), scores - left, left=left, color=colors, edgecolor=edges, linewidth=2)
+        colors = ["tab:green" if i == r["label"] else "gray" for i in range(4)]
+        ax.hlines(range(4), scores.min() - 1, scores.max() + 1, color="0.9", linewidth=1, zorder=0)
+        ax.scatter(scores, range(4), s=90, c=colors, zorder=2)
+        pick = int(r["pred_norm"])
+        ax.scatter([scores[pick]], [pick], s=260, facecolors="none", edgecolors="black", linewidths=2, zorder=3)
         for i, s in enumerate(scores):
-            ax.text(s, i, f" {s:.3f}", va="center", fontsize=8)
+            ax.text(s, i, f"    {s:.3f}", va="center", fontsize=8)
         ax.set_yticks(range(4))
         ax.set_yticklabels([textwrap.shorten(c, 60) for c in r["choices"]], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(left, scores.max() + 0.25 * (np.ptp(scores) + 1e-3))
+        pad = np.ptp(scores) + 1e-3
+        ax.set_xlim(scores.min() - 0.15 * pad, scores.max() + 0.35 * pad)
         verdict = "right" if r["pred_norm"] == r["label"] else "wrong"
         ax.set_title(textwrap.shorten(r["context"], 110) + f"   [{verdict}]", fontsize=9, loc="left")
-        ax.set_xlabel("log-prob per character (higher = preferred); green = correct, black outline = model's pick",
-                      fontsize=8)
+        ax.set_xlabel("log-prob per character (further right = preferred); green = correct, black ring = the "
+                      "model's pick (acc_norm)", fontsize=8)
     fig.suptitle(f"{label}: per-ending scores on the first {k} examples")
     fig.tight_layout()
     return fig
@@ -710,7 +713,7 @@ def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
     house.save_plot(plot_breakdown(result["records"], label), args.out, "hellaswag_breakdown",
                     "acc_norm per source / split / context length: a bar is only signal above its ±2 sd band")
     house.save_plot(plot_examples(result["records"], label), args.out, "hellaswag_examples",
-                    "the model's per-character score of each ending: does the green (correct) bar stick out?")
+                    "the model's per-character score of each ending: is the green (correct) dot the rightmost?")
     return summary
 
 
@@ -764,9 +767,9 @@ def main(argv=None):
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 HELLASWAG_CACHE = house.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
 HELLASWAG_SHARED = house.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
-DEFAULT_CHECKPOINT = house.REPO_DIR / "out" / "05_train" / "latest.pt"
-DEFAULT_TOKENIZER = house.REPO_DIR / "out" / "01_tokenizer" / "tokenizer.json"
-DEFAULT_DATA_DIR = house.REPO_DIR / "out" / "04_data"
+DEFAULT_CHECKPOINT = house.OUT_DIR / "05_train" / "latest.pt"
+DEFAULT_TOKENIZER = house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
+DEFAULT_DATA_DIR = house.OUT_DIR / "04_data"
 
 
 def unwrap(model):
@@ -844,10 +847,11 @@ def load_model(path: str | Path, device=None):
     return model.to(device or house.default_device()).eval()
 
 
-def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 256, moe_impl: str = "auto"):
+def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 64, moe_impl: str = "auto"):
     """A random-weights 02 model of the shape 05's tiny preset trains (02's TINY_TRAINING_SHAPE: depth 2,
-    64 wide, 4 experts top-2): what `--preset tiny` scores when 05 has not made a checkpoint. Its window
-    (256) holds every HellaSwag context of the tiny tokenizer."""
+    64 wide, 4 experts top-2) AND its 64-token window: what `--preset tiny` scores when 05 has not made a
+    checkpoint, and the control beside a trained one (pass the trained model's `config.block_size`), so a long
+    HellaSwag context is cut the same way for both."""
     torch.manual_seed(seed)
     config = model_lib.LLMConfig(block_size=block_size, vocab_size=vocab_size, moe_impl=moe_impl,
                                  **model_lib.TINY_TRAINING_SHAPE)

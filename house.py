@@ -44,6 +44,9 @@ from typing import Iterable, Iterator
 # --- 1. Paths, the options every script has, the device ---------------------------------------------
 
 REPO_DIR = Path(__file__).resolve().parent
+# Where every script's default outputs go (`--out` defaults, and what 05/06 read by default): out/ in the repo.
+# LINNET_OUT moves all of them at once; the tests point it at a temporary folder, so they never touch yours.
+OUT_DIR = Path(os.environ.get("LINNET_OUT") or REPO_DIR / "out")
 SHARED_DATA_DIR = REPO_DIR.parent / "shared" / "data"       # staged data on the course machines
 SHARED_CORPUS_DIR = SHARED_DATA_DIR / "corpus"               # python-docs.jsonl + shakespeare.jsonl
 DATA_CACHE_DIR = REPO_DIR / "data"                            # downloads land here (git-ignored)
@@ -57,7 +60,7 @@ def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset
     parser.add_argument("--preset", choices=list(presets), default=default_preset,
                         help="tiny: seconds on a laptop CPU; linnet: the real job (default: %(default)s)"
                              + ("; *-plus: the same with the linnet+ switches" if len(presets) > 2 else ""))
-    parser.add_argument("--out", type=Path, default=REPO_DIR / "out" / script,
+    parser.add_argument("--out", type=Path, default=OUT_DIR / script,
                         help="where plots and outputs go (default: out/%s/)" % script)
     return parser
 

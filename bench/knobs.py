@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     parser.add_argument("--knobs", nargs="+", choices=list(KNOBS), default=list(KNOBS), help="which rows to run")
     parser.add_argument("--seeds", nargs="+", type=house.non_negative_int, default=[1337, 1, 2],
                         help="init and data-order seeds (1337 is the tiny preset's own)")
-    parser.add_argument("--out", type=Path, default=REPO_DIR / "out" / "knobs", help="where the runs go")
+    parser.add_argument("--out", type=Path, default=house.OUT_DIR / "knobs", help="where the runs go")
     parser.add_argument("--tokenizer", type=Path, default=None, help="01's tokenizer.json (default: 05's)")
     parser.add_argument("--data-dir", type=Path, default=None, help="04's shards (default: 05's)")
     parser.add_argument("--json", type=Path, default=REPO_DIR / "bench/results/knobs_tiny.json",

@@ -171,7 +171,7 @@ def combined_table(runs: list[dict], steps: int, fractions=FRACTIONS) -> tuple[s
 def main(argv=None) -> None:
     parser = house.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=house.HelpFormatter)
     parser.add_argument("stage", choices=["prepare", "switches", "combined", "table"])
-    parser.add_argument("--work", type=Path, default=REPO_DIR / "out" / "linnet_plus", help="tokenizer, shards, runs")
+    parser.add_argument("--work", type=Path, default=house.OUT_DIR / "linnet_plus", help="tokenizer, shards, runs")
     parser.add_argument("--corpus", type=Path, default=house.SHARED_CORPUS_DIR, help="prepare: the text")
     parser.add_argument("--preset", choices=["linnet", "tiny"], default="linnet", help="tiny: the protocol on a CPU")
     parser.add_argument("--steps", type=house.positive_int, default=240, help="N, the baseline's steps")

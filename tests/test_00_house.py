@@ -192,3 +192,12 @@ def test_fineweb_sample_is_read_at_the_pinned_revision(monkeypatch, tmp_path):
     out = house.fetch_fineweb_sample(cache_dir=tmp_path / "cache")
     assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == ["one", "two"]
     assert opened == [(f"datasets/{house.FINEWEB_REPO}/{house.FINEWEB_SAMPLE_FILE}", house.HUB_REVISIONS[house.FINEWEB_REPO])]
+
+
+def test_the_tests_never_use_the_repos_own_out_folder():
+    """conftest points house.OUT_DIR (every default --out, and what 05/06 read by default) at a temporary folder."""
+    import house
+
+    assert house.OUT_DIR != house.REPO_DIR / "out" and not house.OUT_DIR.is_relative_to(house.REPO_DIR)
+    assert lesson("06_eval").DEFAULT_CHECKPOINT.is_relative_to(house.OUT_DIR)
+    assert lesson("05_train").DEFAULT_DATA_DIR.is_relative_to(house.OUT_DIR.resolve())
