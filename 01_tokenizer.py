@@ -582,8 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "compression vs vocab size, token lengths and one sentence cut into tokens.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python 01_tokenizer.py --preset tiny    # vocab 1,024 on a few MB (--data, else fineweb-edu\n"
-               "                                          # sample, else ../shared/data/corpus): seconds\n"
+               "  python 01_tokenizer.py --preset tiny    # vocab 1,024 on the corpus in embedded/ (or --data\n"
+               "                                          # PATH, or --data hub for fineweb-edu): seconds\n"
                "  python 01_tokenizer.py                  # vocab 32,768 on data/raw/ (run python 04_data.py\n"
                "                                          # first) -> out/01_tokenizer/tokenizer.json\n"
                "  python 01_tokenizer.py --data my_text/ --out out/my_tok   # any .jsonl/.txt/.parquet\n"
@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     house.add_common_args(parser, "01_tokenizer")
     parser.add_argument("--data", type=Path, default=None,
                         help="text to train on: a .jsonl ('text' field) / .txt / .parquet file or a directory of "
-                             "them (default: data/raw/ from 04_data.py for linnet; for tiny: a fineweb-edu sample, else ../shared/data/corpus)")
+                             "them, or 'hub' for a fineweb-edu sample (default: data/raw/ from 04_data.py for linnet; for tiny: embedded/corpus)")
     parser.add_argument("--vocab-size", type=house.positive_int, default=None,
                         help=f"tokens in the vocabulary, specials included (default: {LINNET_VOCAB_SIZE:,} linnet, "
                              f"{TINY_VOCAB_SIZE:,} tiny; at least {MIN_VOCAB_SIZE + 1})")

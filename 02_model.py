@@ -872,8 +872,8 @@ def rope_offset_similarity(base: float, head_dim: int = 64, max_offset: int = 10
 
 def tiny_text_bytes(max_bytes: int = 300_000):
     """Real text as byte ids (int64, each < 256), for the tiny model to learn from in seconds: Shakespeare
-    from the course corpus (../shared/data/corpus) when present, else this file's own source code."""
-    source = house.SHARED_CORPUS_DIR / "shakespeare.jsonl"
+    from the corpus that ships in embedded/corpus when present, else this file's own source code."""
+    source = house.EMBEDDED_CORPUS_DIR / "shakespeare.jsonl.zst"
     if source.is_file():
         chunks, total = [], 0
         for text in house.iter_texts([source]):
@@ -916,9 +916,10 @@ def train_tiny(steps: int = 200, batch: int = 8, lr: float = 3e-3, seed: int = 0
 
     Returns (model in eval mode, history) with history["loss"] (training loss per step, balance term
     included) and, if track_logits, history["max_logit"] (max_attention_logit on that step's batch).
-    Measured (Shakespeare, seed 0, 2026-12-04): the loss falls from 5.53 to 2.47 nats per byte in 200 steps
-    (mean of the last 20), and the max attention logit stays ≈ 5 (≤ √32) with QK-norm but climbs without it:
-    24.4 at step 200 (peak 31.7); at lr 1e-2 it reaches the hundreds (393 at step 200, peak 467)."""
+    Measured (the embedded Shakespeare, seeds 0, 1, 2; 2026-12-04): the loss falls from 5.53 to 2.26 ± 0.02
+    nats per byte in 200 steps (mean of the last 20 steps); the max attention logit stays ≤ 5.5 (under √32)
+    with QK-norm but peaks at 24 ± 6 without it (27.4, 27.9, 17.1). At lr 1e-2 for 150 steps (notebook 02's
+    knob cell) the peak without QK-norm is in the hundreds, and the seed decides how far: 253, 194, 139."""
     torch.manual_seed(seed)
     model = LLM(LLMConfig(**{**TINY_LESSON_SHAPE, **overrides})).train()
     data = tiny_text_bytes() if data is None else data
@@ -1212,16 +1213,22 @@ def save_trained_plots(random_init: LLM, trained: LLM, histories: dict, out):
 
 
 def run_checkpoint(args):
-    """--checkpoint: load published weights and sample a continuation of --prompt."""
-    if args.tokenizer is None or not args.tokenizer.is_file():
-        raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
-    enc = tokenizer_lib.load_tokenizer(args.tokenizer)           # one clear line if it is missing or corrupt
-    model = LLM.from_pretrained(args.checkpoint, device=house.default_device())
-    if enc.get_vocab_size() > model.config.vocab_size:
-        raise SystemExit(f"error: {args.tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
-                         f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
+    """--checkpoint: load a model (an exported folder, linnet's weights or a 05 latest.pt) and sample a
+    continuation of --prompt. An exported folder's own tokenizer.json is used (pick_tokenizer)."""
     if not args.prompt:
         raise SystemExit("error: --prompt is empty: give the model some text to continue")
+    tokenizer = pick_tokenizer(args.checkpoint, args.tokenizer, house.OUT_DIR / "01_tokenizer" / "tokenizer.json")
+    if not tokenizer.is_file():
+        raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
+    enc = tokenizer_lib.load_tokenizer(tokenizer)                # one clear line if it is missing or corrupt
+    model, trained_with = load_any_checkpoint(args.checkpoint)
+    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
+        raise SystemExit(f"error: {args.checkpoint} was trained with another tokenizer than {tokenizer}: "
+                         f"pass the --tokenizer the run used")
+    if enc.get_vocab_size() > model.config.vocab_size:
+        raise SystemExit(f"error: {tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
+                         f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
+    model = check_finite(model, args.checkpoint).to(house.default_device()).eval()
     print(model.generate(args.prompt, enc=enc, max_new_tokens=args.max_new_tokens, seed=args.seed))
 
 
@@ -1233,20 +1240,25 @@ def build_parser() -> argparse.ArgumentParser:
     house.add_common_args(parser, "02_model")
     parser.add_argument("--seed", type=house.non_negative_int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a pytorch_model.bin / .safetensors (or their directory): load it and generate")
-    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json to encode --prompt")
+                        help="an exported folder, a pytorch_model.bin / .safetensors, or a 05 latest.pt: load it "
+                             "and generate")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="tokenizer.json to encode --prompt (default: an exported folder's own, else "
+                             "out/01_tokenizer/tokenizer.json; one that differs from the folder's own is refused)")
     parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="tokens to generate with --checkpoint (default: 50)")
     parser.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                         help="write a 05 latest.pt as linnet's published folder in --out: model.safetensors + "
                              "config.json + tokenizer.json (--tokenizer, default out/01_tokenizer/tokenizer.json)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--export: replace an earlier export in --out (other weight files are still refused)")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.export is not None:
-        export_pretrained(args.export, args.out, args.tokenizer)
+        export_pretrained(args.export, args.out, args.tokenizer, args.overwrite)
         return print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: model.safetensors, "
                      f"config.json, tokenizer.json (load with LLM.from_pretrained)")
     if args.checkpoint is not None:
@@ -1293,12 +1305,61 @@ def find_checkpoint(path) -> tuple[Path, Path | None]:
     return candidates[0], (cfg if cfg.is_file() else None)
 
 
+def read_training_checkpoint(path: Path) -> tuple["LLM", str | None]:
+    """A 05 checkpoint (`latest.pt`: a dict with "model" and "config") as a CPU model built from its saved
+    config, and the sha256 of the tokenizer it was trained with (None when the file does not say)."""
+    checkpoint = read_checkpoint_file(path, weights_only=False)     # ours: optimizer and RNG states too
+    if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
+        raise SystemExit(f"error: {path} is not a 05_train checkpoint (no 'model' and 'config'): "
+                         f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
+    # the MoE path the run trained with (the loop, FP8) is not part of the model: load it on 02's default
+    model = LLM(LLMConfig(**{**checkpoint["config"], "moe_impl": "auto"}))
+    load_linnet_state_dict(model, checkpoint["model"])
+    return model, checkpoint.get("tokenizer_sha256")
+
+
+def load_any_checkpoint(path) -> tuple["LLM", str | None]:
+    """(CPU model, sha256 of its training tokenizer or None) from any of: a 05 `latest.pt` (or the folder
+    holding one), an exported folder, linnet's `pytorch_model.bin` / `.safetensors`."""
+    path = Path(path)
+    if path.is_dir() and (path / "latest.pt").is_file():          # a 05 output folder
+        path = path / "latest.pt"
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        return read_training_checkpoint(path)
+    return LLM.from_pretrained(path), None
+
+
+def exported_tokenizer(path) -> Path | None:
+    """The tokenizer.json an exported folder carries (`path` is the folder or a weights file in it)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
+        own = (path if path.is_dir() else path.parent) / "tokenizer.json"
+        return own if own.is_file() else None
+    return None
+
+
+def pick_tokenizer(checkpoint, given: Path | None, default: Path) -> Path:
+    """The tokenizer to use with `checkpoint`: an exported folder's own tokenizer.json wins; a `given` one
+    that differs from it (by sha256) is refused in one line. Without a folder tokenizer: `given`, else
+    `default`."""
+    own = exported_tokenizer(checkpoint)
+    if own is None:
+        return Path(given) if given is not None else Path(default)
+    if given is not None and Path(given).resolve() != own.resolve():
+        if not Path(given).is_file() or tokenizer_lib.tokenizer_sha256(given) != tokenizer_lib.tokenizer_sha256(own):
+            raise SystemExit(f"error: {checkpoint} carries its own tokenizer.json, and --tokenizer {given} is another "
+                             f"one: drop --tokenizer (the folder's own is used)")
+    return own
+
+
 def read_checkpoint_file(path: Path, weights_only: bool = True):
     """torch.load (or safetensors) a file onto the CPU, or stop with one line if it is not readable.
 
     `weights_only=False` is for our own training checkpoints (05), which also hold optimizer states and RNG
     states; a file from elsewhere should be read with the default `True` (it cannot run code on load)."""
     path = Path(path)
+    if path.suffix == ".safetensors":
+        need_safetensors(f"reading {path}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -1436,6 +1497,15 @@ def export_linnet_state_dict(model: LLM) -> dict:
     return out
 
 
+def need_safetensors(what: str) -> None:
+    """Stop with one line naming the package when safetensors is not installed (not "a damaged file")."""
+    try:
+        import safetensors.torch  # noqa: F401
+    except ImportError:
+        raise SystemExit(f"error: {what} needs the safetensors package, which is not installed: "
+                         f"pip install safetensors (it is in requirements.txt)")
+
+
 def save_safetensors(sd: dict, path: Path) -> Path:
     """Write {name: tensor} as .safetensors, atomically. safetensors refuses two names on one storage, so
     a tensor whose storage was already written (lm_head.weight, tied to transformer.wte.weight) is
@@ -1453,13 +1523,36 @@ def save_safetensors(sd: dict, path: Path) -> Path:
     return path
 
 
-def export_pretrained(checkpoint, out_dir, tokenizer=None) -> Path:
+EXPORT_FILES = ("model.safetensors", "config.json", "tokenizer.json")   # what --export writes, all of it
+
+
+def check_export_folder(out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, a folder that holds model files: weights of another name would
+    stay beside ours and every loader prefers `pytorch_model.bin` (find_checkpoint), and an earlier export
+    would be replaced. `overwrite` allows replacing an earlier export (the three EXPORT_FILES) only."""
+    if not out_dir.is_dir():
+        return
+    weights = {p.name for p in out_dir.iterdir() if p.suffix in (".bin", ".safetensors", ".pt", ".pth")}
+    foreign = sorted(weights - {"model.safetensors"})
+    if foreign:
+        raise SystemExit(f"error: {out_dir} already holds other weights ({', '.join(foreign)}) that loaders would "
+                         f"read instead of the export: pass a new --out, or remove them")
+    ours = [name for name in EXPORT_FILES if (out_dir / name).exists()]
+    if ours and not overwrite:
+        raise SystemExit(f"error: {out_dir} already holds an export ({', '.join(ours)}): pass a new --out, or "
+                         f"--overwrite to replace it")
+
+
+def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
     """A 05 checkpoint (`latest.pt`) → linnet's published folder: model.safetensors (linnet's key layout,
     docs/checkpoint_keys.json), config.json and tokenizer.json — what `LLM.from_pretrained(out_dir)` loads.
-    `tokenizer` defaults to 01's; it must be the one the run was trained with. Every file is atomic."""
+    `tokenizer` defaults to 01's; it must be the one the run was trained with. Every file is atomic; a
+    folder holding other model files is refused first (check_export_folder)."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if not checkpoint.is_file():
         raise SystemExit(f"error: no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
+    need_safetensors("--export")
+    check_export_folder(out_dir, overwrite)
     ckpt = read_checkpoint_file(checkpoint, weights_only=False)      # ours: optimizer and RNG states too
     if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
         raise SystemExit(f"error: {checkpoint} is not a 05_train checkpoint (no 'model' and 'config'): "

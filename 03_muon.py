@@ -401,9 +401,9 @@ def byte_batches(data: torch.Tensor, batch_size: int, seq_len: int, generator: t
 
 
 def pick_text_files(files: list[Path]) -> list[Path]:
-    """Shakespeare alone when find_tiny_data returned the course corpus (plays read well as raw bytes,
+    """Shakespeare alone when find_tiny_data returned the embedded corpus (plays read well as raw bytes,
     and python-docs would fill the whole byte budget first); otherwise every file as given."""
-    return [f for f in files if f.name == "shakespeare.jsonl"] or files
+    return [f for f in files if f.name in ("shakespeare.jsonl", "shakespeare.jsonl.zst")] or files
 
 
 def load_bytes(files, max_bytes: int) -> torch.Tensor:
@@ -670,7 +670,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     house.add_common_args(parser, "03_muon")
     parser.add_argument("--data", type=Path, default=None,
                         help="text to train experiment 3 on (.jsonl/.txt/.parquet or a directory); "
-                             "default: house.find_tiny_data (Shakespeare on the course machines)")
+                             "default: house.find_tiny_data (the Shakespeare of embedded/corpus)")
     parser.add_argument("--steps", type=house.positive_int, default=None, help="training steps per run (default: the preset's)")
     parser.add_argument("--quick", action="store_true",
                         help="a shorter race for a class: only the preset's two largest lrs, at half the steps "

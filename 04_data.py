@@ -25,7 +25,7 @@ Run it
   python 04_data.py --linnet-order    # linnet's exact order: all dclm, then all fineweb-edu
   python 04_data.py --verify --out out/04_data   # check every shard (size + sha256) against the manifest;
                                       # 05 and 06 check sizes by themselves whenever they open the shards
-  python 04_data.py --preset tiny --source docs=../shared/data/corpus/python-docs.jsonl --source bard=../shared/data/corpus/shakespeare.jsonl
+  python 04_data.py --preset tiny --source docs=embedded/corpus/python-docs.jsonl.zst --source bard=embedded/corpus/shakespeare.jsonl.zst
                                       # any .jsonl / .jsonl.zst / .txt / .parquet files (NAME=PATH)
 The real job runs in three steps, like linnet's: `python 04_data.py` (download; it stops and says
 what is next), `python 01_tokenizer.py` (train the 32k tokenizer on data/raw/), `python 04_data.py`.
@@ -476,7 +476,7 @@ def read_manifest(data_dir, needs: tuple[str, ...] = ()) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:                       # not JSON, not UTF-8, or empty: a copy cut short, a full disk
         manifest = None
-    problem = manifest_problem(manifest, ("shards", *needs), READ_SHARD_KEYS)
+    problem = manifest_problem(manifest, ("shards", *needs), READ_SHARD_KEYS) or manifest_values_problem(manifest)
     if problem is not None:
         raise SystemExit(f"error: {house.shown(path)} is corrupt ({problem}): rerun the python 04_data.py command "
                          f"that made {house.shown(Path(data_dir))} to rebuild it")
@@ -735,6 +735,18 @@ def resolve_sources(args) -> tuple[list, dict[str, int]]:
     return sources, {s.name: counts[s.name] for s in sources}
 
 
+MIN_SHARD_TOKENS = 1_025          # one training window at linnet's sequence length: 1,024 tokens + the last target
+
+
+def shard_tokens_arg(text: str) -> int:
+    """argparse `type=` for --shard-tokens: a positive integer of at least MIN_SHARD_TOKENS."""
+    value = house.positive_int(text)
+    if value < MIN_SHARD_TOKENS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_SHARD_TOKENS:,} (one window of 1,024 tokens + its "
+                                         f"target; smaller shards only make more files), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = house.ArgumentParser(
         description="Lesson 04: mix fineweb-edu + dclm (or your files), tokenize into uint16 shards "
@@ -742,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="where the text comes from, in this order:\n"
                "  --source NAME=PATH ...   your files (.jsonl 'text' field, .jsonl.zst, .txt, .parquet, or dirs)\n"
-               "  --preset tiny            --data PATH, else a fineweb-edu sample, else ../shared/data/corpus\n"
+               "  --preset tiny            --data PATH, or --data hub (a fineweb-edu sample), else embedded/corpus\n"
                "                           (one source per file, named by the file)\n"
                "  (default, linnet)        the Hub: first 700k fineweb-edu sample-10BT + 250k dclm documents,\n"
                "                           downloaded once into data/raw/*.jsonl (needs internet)\n"
@@ -759,14 +771,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mix", default=None, metavar="NAME:DOCS,...",
                         help="documents per source (default: fineweb-edu:700000,dclm:250000 for the Hub; "
                              "all documents of local sources)")
-    parser.add_argument("--seed", type=house.non_negative_int, default=0, help="seed of the interleaving (default: %(default)s)")
+    parser.add_argument("--seed", type=house.seed, default=0, help="seed of the interleaving, 0 to 2**32 - 1 (default: %(default)s)")
     parser.add_argument("--linnet-order", action="store_true",
                         help="no interleaving: all of each source in name order (dclm, then fineweb-edu), as "
                              "linnet did; shard 0 (validation) is then dclm only")
     parser.add_argument("--tokenizer", type=Path, default=house.OUT_DIR / "01_tokenizer" / "tokenizer.json",
                         help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
-    parser.add_argument("--shard-tokens", type=house.positive_int, default=None,
-                        help="tokens per training shard (default: 100M linnet, 500k tiny)")
+    parser.add_argument("--shard-tokens", type=shard_tokens_arg, default=None,
+                        help=f"tokens per training shard, at least {MIN_SHARD_TOKENS:,}: one window of linnet's 1,024 "
+                             "tokens plus its target (smaller shards only make more files: at 1 token per shard a "
+                             "run writes one file per token, for hours) (default: 100M linnet, 500k tiny)")
     parser.add_argument("--val-tokens", type=house.positive_int, default=None,
                         help="the validation shard takes whole documents until it holds at least this many tokens "
                              "(default: 100M linnet, as linnet's shard 0; 200k tiny)")
@@ -959,7 +973,7 @@ def hub_sources(counts: dict[str, int], cache_dir: Path) -> list[LocalSource]:
         if not (raw.exists() and saved.get("documents") == counts[name] and saved.get("revision") == hf.revision):
             if not house.has_internet():
                 raise SystemExit("error: no internet to download fineweb-edu and dclm from the Hugging Face Hub: "
-                                 "pass local text instead, e.g. --source python-docs=../shared/data/corpus/python-docs.jsonl "
+                                 "pass local text instead, e.g. --source python-docs=embedded/corpus/python-docs.jsonl.zst "
                                  "(NAME=PATH, repeatable), or run --preset tiny")
             raw = download_raw(hf, counts[name], raw_dir=house.RAW_DATA_DIR)
         sources.append(LocalSource(name, [raw], origin=f"{hf.location}, first {counts[name]:,} documents"))
@@ -1004,6 +1018,39 @@ def manifest_problem(saved, keys=MANIFEST_KEYS, shard_keys=SHARD_KEYS) -> str | 
     if not (isinstance(saved["shards"], list) and all(isinstance(r, dict) and all(k in r for k in shard_keys)
                                                       for r in saved["shards"])):
         return f"a shard record without {', '.join(shard_keys)}"
+    return None
+
+
+def manifest_values_problem(manifest: dict) -> str | None:
+    """What makes a well-formed manifest's values unusable (read_manifest checks them before any training):
+    a shard record with a path instead of a file name, a split other than train/val or a token count below 1;
+    no validation shard; a vocab_size, eot_id or val_bytes_per_token that cannot be right.
+    Only the keys present are checked (read_manifest's `needs` says which must be). None if nothing.
+
+    >>> manifest_values_problem({"shards": [{"file": "shard_00001.npy", "split": "train", "tokens": 9}]})
+    'no validation shard (split "val")'
+    >>> manifest_values_problem({"shards": [{"file": "shard_00000.npy", "split": "val", "tokens": 9}],
+    ...                          "val_bytes_per_token": 0})
+    'val_bytes_per_token 0 is not a number > 0'"""
+    def count(v, low):                     # an int (not a bool: JSON true) of at least `low`
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    for r in manifest["shards"]:
+        if not (isinstance(r["file"], str) and r["file"] and Path(r["file"]).name == r["file"]):
+            return f"shard file {r['file']!r} is not a file name in the folder"
+        if r["split"] not in ("train", "val"):
+            return f"{r['file']} has split {r['split']!r}, not 'train' or 'val'"
+        if not count(r["tokens"], 1):
+            return f"{r['file']} lists {r['tokens']!r} tokens, not a whole number >= 1"
+    if not any(r["split"] == "val" for r in manifest["shards"]):     # (no training shard: ShardLoader says so)
+        return 'no validation shard (split "val")'
+    if "vocab_size" in manifest and not count(manifest["vocab_size"], 2):
+        return f"vocab_size {manifest['vocab_size']!r} is not a whole number >= 2"
+    if "eot_id" in manifest and not (count(manifest["eot_id"], 0) and manifest["eot_id"] < manifest.get("vocab_size", 2 ** 16)):
+        return f"eot_id {manifest['eot_id']!r} is not a token id of the vocabulary"
+    bpt = manifest.get("val_bytes_per_token", 1.0)
+    if not (isinstance(bpt, (int, float)) and not isinstance(bpt, bool) and math.isfinite(bpt) and bpt > 0):
+        return f"val_bytes_per_token {bpt!r} is not a number > 0"
     return None
 
 
@@ -1060,8 +1107,9 @@ def remove_outputs(out_dir: Path, keep: int) -> None:
     for path in out_dir.glob(".*.tmp*"):
         path.unlink()
     for path in out_dir.glob("shard_*.npy"):
-        if int(path.stem.split("_")[1]) >= keep:
-            path.unlink()
+        index = path.stem.removeprefix("shard_")
+        if index.isdigit() and path.name == shard_name(int(index)) and int(index) >= keep:
+            path.unlink()                    # only our own names: a user's shard_00003.bak.npy stays
 
 
 def resume_point(out_dir: Path, config: dict, overwrite: bool = False) -> tuple[list[dict], bool]:

@@ -137,7 +137,7 @@ PRESETS = {
     # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB (BENCHMARKS.md), 16 accumulation steps.
     "linnet": TrainConfig(),
     # A laptop CPU: 02's TINY_TRAINING_SHAPE (~0.3M parameters), 64-token windows, 300 steps in under a
-    # minute. Same code path. Validation scores the whole validation shard (≈ 212k tokens of both sources,
+    # minute. Same code path. Validation scores the whole validation shard (≈ 201k tokens of both sources,
     # ≈ 2 s): a few thousand tokens from one document would measure that document, not the model.
     "tiny": TrainConfig(
         preset="tiny", depth=_TINY["depth"], n_experts=_TINY["n_experts"], n_active_experts=_TINY["n_active_experts"],

@@ -130,15 +130,43 @@ def prepare_example(row: dict) -> dict:
 REQUIRED_FIELDS = ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split_type", "label", "endings", "source_id")
 
 
+def hellaswag_row_problem(row) -> str | None:
+    """What makes a parsed jsonl line not a HellaSwag example, checked field by field; None if it is one.
+
+    The rowanz/hellaswag file has text fields as strings, `endings` a list of 4 strings and `label` an int
+    0..3 (a digit string such as "2", as the Hub copy stores it, is accepted too). A label 2.7 or true, or
+    endings "abcd", would otherwise be scored as something else without a word.
+
+    >>> row = {"ind": 0, "activity_label": "Dancing", "ctx_a": "A man", "ctx_b": "he", "ctx": "A man he",
+    ...        "split_type": "zeroshot", "source_id": "wikihow~1", "endings": ["a", "b", "c", "d"], "label": 2}
+    >>> hellaswag_row_problem(row), hellaswag_row_problem({**row, "label": True})
+    (None, '"label" is True, not 0, 1, 2 or 3')"""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    missing = [k for k in REQUIRED_FIELDS if k not in row]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    wrong = [k for k in REQUIRED_FIELDS if k not in ("ind", "label", "endings") and not isinstance(row[k], str)]
+    if wrong:
+        return f'"{wrong[0]}" is {row[wrong[0]]!r}, not a string'
+    endings = row["endings"]
+    if not (isinstance(endings, list) and len(endings) == 4 and all(isinstance(e, str) for e in endings)):
+        return f'"endings" is {endings!r:.60}, not a list of 4 strings'
+    label = row["label"]
+    if not ((type(label) is int and label in (0, 1, 2, 3)) or (isinstance(label, str) and label in ("0", "1", "2", "3"))):
+        return f'"label" is {label!r}, not 0, 1, 2 or 3'
+    return None
+
+
 def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> list[dict]:
     """Read the HellaSwag jsonl (the rowanz/hellaswag schema), first `limit` examples if given.
 
-    `path=None` finds the file with `find_hellaswag_file` (appendix: cache, download, or ../shared/data).
+    `path=None` finds the file with `find_hellaswag_file` (appendix: cache, ../shared/data, the embedded copy).
     The full validation file gives 10,042 examples with labels 0/1/2/3 = 2515/2485/2584/2458.
     A line that is not a complete example stops the run naming the file and line number."""
     path = find_hellaswag_file(path)
     examples = []
-    with open(path, encoding="utf-8") as f:
+    with house.open_text(path) as f:                   # .jsonl, or the embedded .jsonl.zst
         for lineno, line in enumerate(f, 1):
             if limit is not None and len(examples) >= limit:
                 break
@@ -146,11 +174,9 @@ def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> 
                 continue
             try:
                 row = json.loads(line)
-                missing = [k for k in REQUIRED_FIELDS if k not in row]
-                if missing:
-                    raise ValueError(f"missing field(s) {', '.join(missing)}")
-                if len(row["endings"]) != 4 or int(row["label"]) not in (0, 1, 2, 3):
-                    raise ValueError("needs 4 endings and a label in 0..3")
+                problem = hellaswag_row_problem(row)
+                if problem:
+                    raise ValueError(problem)
                 examples.append(prepare_example(row))
             except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError is a ValueError
                 raise SystemExit(f"error: {path}:{lineno} is not a HellaSwag example ({e}): "
@@ -529,9 +555,9 @@ def bits_per_byte(model, data_dir: str | Path, tokenizer, batch_size: int = 8, s
     bpb = total nats / (ln 2 · total bytes), both summed over exactly the tokens scored: each target token
     brings the bytes of text it stands for (01's `token_byte_counts`; <|endoftext|> brings 0). Dividing by
     bytes makes models with different tokenizers comparable: a tokenizer with longer tokens has a higher
-    loss per token but not per byte. Worked example, the tiny run's last evaluation: 4.290 nats/token
-    over the 211,968 tokens of the validation shard, which hold 485,937 bytes (2.29 bytes/token), is
-    4.290 × 211,968 / (ln 2 × 485,937) ≈ 2.70 bits per byte.
+    loss per token but not per byte. Worked example, the tiny run's last evaluation: 4.422 nats/token
+    over the 200,704 tokens of the validation shard, which hold 468,088 bytes (2.33 bytes/token), is
+    4.422 × 200,704 / (ln 2 × 468,088) ≈ 2.74 bits per byte.
     Reads the validation windows in order through 04's `val_batches` (T + 1 tokens each), at most
     `max_batches` batches (None: the whole validation shard; the returned `tokens` says how many were
     scored). linnet: ≈ 1.21 bpb, measured on dclm text only (docs/DATA.md) — our validation shard mixes
@@ -661,7 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
     parser.add_argument("--hellaswag-file", type=Path, default=None,
-                        help="the HellaSwag validation jsonl (default: cached download, else ../shared/data/hellaswag)")
+                        help="the HellaSwag validation jsonl (default: a cached download, else ../shared/data/hellaswag, "
+                             "else the copy in embedded/hellaswag)")
     parser.add_argument("--limit", type=house.positive_int, default=None,
                         help="score only the first N examples (default: all 10,042; tiny: 200)")
     parser.add_argument("--batch-tokens", type=house.positive_int, default=None,
@@ -675,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bpb-batches", type=house.positive_int, default=None,
                         help="validation batches for bits per byte (default: 20 of 32 × 1024 tokens; tiny: the whole "
                              "validation shard)")
-    parser.add_argument("--sample", type=str, default=None, help="also generate a continuation of this prompt")
+    parser.add_argument("--sample", type=prompt_text, default=None, help="also generate a continuation of this prompt")
     parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="length of the sample (default: %(default)s)")
     parser.add_argument("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
     parser.add_argument("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
@@ -684,6 +711,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "when scoring many times (H200: ~75 s of compiling, then 12 s instead of 22 s for this run's "
                         "three scorings of all 10,042 examples)")
     return parser
+
+
+def prompt_text(text: str) -> str:
+    """argparse `type=` for --sample: a prompt with at least one character (an empty one gives the model
+    nothing to continue, and once crashed after the whole evaluation)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be some text for the model to continue, e.g. "
+                                         "--sample \"The capital of France is\", got ''")
+    return text
 
 
 def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
@@ -745,7 +781,7 @@ def main(argv=None):
         # a 64-wide model gains nothing from a second thread, and on a busy 2-core machine spinning threads
         # made 200 examples take 28 s instead of 3 s: one thread, as 03 and 05 do for the tiny preset
         torch.set_num_threads(1)
-    tokenizer = tokenizer_for(args.tokenizer, args.preset)
+    tokenizer = tokenizer_for(args.tokenizer, args.preset, args.checkpoint)
     model, label = get_model(args, tokenizer, device)
     summary = {"model": label, "preset": args.preset}
     if not args.no_hellaswag:
@@ -798,8 +834,10 @@ def compiled_hidden(core):
 
 def find_hellaswag_file(path: str | Path | None = None) -> Path:
     """Where the validation jsonl comes from, in this order: `--hellaswag-file PATH`; the cache
-    data/hellaswag/; a download from rowanz/hellaswag on GitHub (cached, written atomically);
-    ../shared/data/hellaswag/ (the course machines, which are offline)."""
+    data/hellaswag/ (an earlier download); ../shared/data/hellaswag/ (the course machines); the copy that
+    ships in embedded/hellaswag/ (all 10,042 examples, zstandard-compressed: embedded/README.md); only when
+    that copy was removed, a download from rowanz/hellaswag on GitHub (cached, written atomically).
+    All of them hold the same 10,042 examples, so the score does not depend on which one was found."""
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -807,6 +845,10 @@ def find_hellaswag_file(path: str | Path | None = None) -> Path:
         return path
     if HELLASWAG_CACHE.is_file():
         return HELLASWAG_CACHE
+    if HELLASWAG_SHARED.is_file():
+        return HELLASWAG_SHARED
+    if house.EMBEDDED_HELLASWAG.is_file():
+        return house.EMBEDDED_HELLASWAG
     if house.has_internet("raw.githubusercontent.com"):
         try:
             with house.atomic_path(HELLASWAG_CACHE) as tmp:
@@ -814,9 +856,7 @@ def find_hellaswag_file(path: str | Path | None = None) -> Path:
             print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
             return HELLASWAG_CACHE
         except OSError as e:
-            print(f"note: could not download HellaSwag ({e}); trying the local copy", file=sys.stderr)
-    if HELLASWAG_SHARED.is_file():
-        return HELLASWAG_SHARED
+            print(f"note: could not download HellaSwag ({e})", file=sys.stderr)
     raise SystemExit(f"error: no HellaSwag file and no internet: download {HELLASWAG_URL} "
                      f"and pass --hellaswag-file PATH")
 
@@ -828,20 +868,7 @@ def load_model(path: str | Path, device=None):
     if not path.exists():
         raise SystemExit(f"error: no checkpoint at {path}: train one with python 05_train.py, "
                          f"or pass --checkpoint PATH (a 05 .pt, or linnet's pytorch_model.bin)")
-    if path.is_dir() and (path / "latest.pt").is_file():   # a 05 output directory
-        path = path / "latest.pt"
-    tokenizer_sha256 = None
-    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
-        model = model_lib.LLM.from_pretrained(path)
-    else:
-        checkpoint = model_lib.read_checkpoint_file(path, weights_only=False)   # ours: optimizer/RNG states too
-        if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
-            raise SystemExit(f"error: {path} is not a 05_train checkpoint (no 'model' and 'config'): "
-                             f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
-        # the MoE path the run trained with (the loop, FP8) is not part of the model: evaluate on 02's default
-        model = model_lib.LLM(model_lib.LLMConfig(**{**checkpoint["config"], "moe_impl": "auto"}))
-        model_lib.load_linnet_state_dict(model, checkpoint["model"])
-        tokenizer_sha256 = checkpoint.get("tokenizer_sha256")
+    model, tokenizer_sha256 = model_lib.load_any_checkpoint(path)   # a 05 .pt: its saved config; else 02's loader
     model_lib.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score
     model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
     return model.to(device or house.default_device()).eval()
@@ -858,8 +885,14 @@ def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: i
     return model_lib.LLM(config).to(device or "cpu").eval()
 
 
-def tokenizer_for(path: Path, preset: str):
-    """The tokenizer at `path`; for the tiny preset, a vocab-1024 one trained in memory if it is missing."""
+def tokenizer_for(path: Path, preset: str, checkpoint: Path | None = None):
+    """The tokenizer at `path`; an exported folder given as `checkpoint` brings its own tokenizer.json, which
+    wins (a --tokenizer other than the default that differs from it is refused: 02's pick_tokenizer); for the
+    tiny preset, a vocab-1024 one trained in memory if it is missing."""
+    if checkpoint is not None and model_lib.exported_tokenizer(checkpoint) is not None:
+        given = None if Path(path).resolve() == DEFAULT_TOKENIZER.resolve() else path
+        path = model_lib.pick_tokenizer(checkpoint, given, DEFAULT_TOKENIZER)
+        print(f"tokenizer: {house.shown(path)} (the exported folder's own)")
     if path.is_file():
         return tokenizer_lib.load_tokenizer(path)
     if preset != "tiny" or Path(path).resolve() != DEFAULT_TOKENIZER.resolve():   # a --tokenizer you named must exist

@@ -9,9 +9,10 @@ it once, or never: every lesson imports it as `import house` and uses only what 
      plots: every `plot_*` function in a lesson RETURNS a matplotlib figure, and the caller saves it with
      `save_plot(fig, out_dir, name, caption)`, which writes `name.png` and prints the caption line
      (`plot: out/01_tokenizer/compression.png — what to look at`).
-  3. Reading text, streamed: .jsonl (a "text" field), .txt, .parquet (`iter_texts`, `list_text_files`).
-  4. The tiny preset's text: `--data PATH`, else a few MB of fineweb-edu from the Hub, else the course
-     corpus in ../shared/data/corpus, else one line saying what to pass (`find_tiny_data`).
+  3. Reading text, streamed: .jsonl (a "text" field), .jsonl.zst, .txt, .parquet (`iter_texts`,
+     `list_text_files`, `open_text`).
+  4. The tiny preset's text: `--data PATH`, or `--data hub` (a few MB of fineweb-edu from the Hub), else the
+     corpus that ships in embedded/ (`find_tiny_data`): the same text on every machine, no network needed.
   5. The command line: `ArgumentParser` (a bad option ends in one line), `type=` checks for numbers
      (`positive_int`, `non_negative_int`, `seed`, `positive_float`, `non_negative_float`, `probability`), and
      `check_writable(out_dir)` (called first in main: an --out we cannot write stops in one line).
@@ -51,7 +52,7 @@ SHARED_DATA_DIR = REPO_DIR.parent / "shared" / "data"       # staged data on the
 SHARED_CORPUS_DIR = SHARED_DATA_DIR / "corpus"               # python-docs.jsonl + shakespeare.jsonl
 DATA_CACHE_DIR = REPO_DIR / "data"                            # downloads land here (git-ignored)
 RAW_DATA_DIR = DATA_CACHE_DIR / "raw"                         # 04_data downloads fineweb-edu + dclm here as .jsonl
-TEXT_SUFFIXES = (".jsonl", ".txt", ".parquet")
+TEXT_SUFFIXES = (".jsonl", ".jsonl.zst", ".txt", ".parquet")
 
 
 def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset: str = "linnet",
@@ -223,8 +224,8 @@ def save_plot(fig, out_dir: str | os.PathLike, name: str, caption: str, quiet: b
 def list_text_files(paths: Iterable[str | os.PathLike], suffixes=TEXT_SUFFIXES) -> list[Path]:
     """Expand files and directories into a sorted list of readable text files.
 
-    >>> [p.name for p in list_text_files(["../shared/data/corpus"])]
-    ['python-docs.jsonl', 'shakespeare.jsonl']"""
+    >>> [p.name for p in list_text_files([EMBEDDED_CORPUS_DIR])]
+    ['python-docs.jsonl.zst', 'shakespeare.jsonl.zst']"""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -254,14 +255,34 @@ def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
             yield text
 
 
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike):
+    """Open a UTF-8 text file for reading; a `.zst` file (zstandard, as in embedded/) is unpacked as a
+    stream, so `for line in f` works the same on `hellaswag_val.jsonl` and `hellaswag_val.jsonl.zst`."""
+    path = Path(path)
+    if not path.name.endswith(".zst"):
+        with open(path, encoding="utf-8") as f:
+            yield f
+        return
+    import io
+
+    import zstandard
+
+    try:
+        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+            yield io.TextIOWrapper(reader, encoding="utf-8")
+    except zstandard.ZstdError as e:
+        raise SystemExit(f"error: {path} is not valid zstandard data ({e}): restore it (git checkout) or leave it out")
+
+
 def iter_file_texts(path: Path) -> Iterator[str]:
     """Yield the documents of one file, one at a time (memory does not grow with the file).
 
-    .jsonl: one JSON object per line, its "text" field; .txt: the whole file is one document;
-    .parquet: the "text" column, one row group at a time."""
+    .jsonl (or .jsonl.zst, zstandard-compressed): one JSON object per line, its "text" field; .txt: the
+    whole file is one document; .parquet: the "text" column, one row group at a time."""
     try:
-        if path.name.endswith(".jsonl"):
-            with open(path, encoding="utf-8") as f:
+        if path.name.endswith((".jsonl", ".jsonl.zst")):
+            with open_text(path) as f:
                 yield from iter_jsonl_texts(f, path)
         elif path.name.endswith(".txt"):
             text = path.read_text(encoding="utf-8")
@@ -278,7 +299,7 @@ def iter_file_texts(path: Path) -> Iterator[str]:
                     if text:
                         yield text
         else:
-            raise SystemExit(f"error: {path}: unknown file type; use .jsonl, .txt or .parquet")
+            raise SystemExit(f"error: {path}: unknown file type; use .jsonl, .jsonl.zst, .txt or .parquet")
     except UnicodeDecodeError:
         raise SystemExit(f"error: {path} is not UTF-8 text: convert it or leave it out")
     except OSError as e:
@@ -291,10 +312,15 @@ def iter_texts(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
         yield from iter_file_texts(f)
 
 
-# --- 4. The tiny preset's data: --data, else a slice of fineweb-edu, else ../shared/data/corpus ---
+# --- 4. The tiny preset's data: --data PATH, --data hub (fineweb-edu), else the embedded corpus ---
 
 FINEWEB_REPO = "HuggingFaceFW/fineweb-edu"
 FINEWEB_SAMPLE_FILE = "sample/10BT/000_00000.parquet"
+FINEWEB_CACHE = DATA_CACHE_DIR / "fineweb-edu-sample.jsonl"     # --data hub: downloaded once, then read from here
+HUB_DATA = "hub"                                                 # the --data value that asks for the fineweb-edu sample
+EMBEDDED_DIR = REPO_DIR / "embedded"                             # ships with the repo: embedded/README.md
+EMBEDDED_CORPUS_DIR = EMBEDDED_DIR / "corpus"                    # python-docs + Shakespeare, .jsonl.zst, 8.4 MB of text
+EMBEDDED_HELLASWAG = EMBEDDED_DIR / "hellaswag" / "hellaswag_val.jsonl.zst"   # all 10,042 validation examples
 
 
 def fetch_fineweb_sample(cache_dir: Path = DATA_CACHE_DIR, max_bytes: int = 5_000_000) -> Path:
@@ -322,28 +348,39 @@ def fetch_fineweb_sample(cache_dir: Path = DATA_CACHE_DIR, max_bytes: int = 5_00
 
 
 def find_tiny_data(data: str | os.PathLike | None = None) -> list[Path]:
-    """The text the tiny preset trains on, in this order of preference:
+    """The text the tiny preset trains on:
 
-    1. `--data PATH` if given (files or directories of .jsonl/.txt/.parquet);
-    2. a few MB of fineweb-edu from the Hub (what a new user with internet gets; once downloaded it is
-       cached in data/ and used from there, online or not);
-    3. `../shared/data/corpus` if present (the course machines, which have no internet);
-    4. otherwise stop with one line saying what to pass."""
+    1. `--data PATH` if given (files or directories of .jsonl/.jsonl.zst/.txt/.parquet);
+    2. `--data hub`: a few MB of fineweb-edu from the Hub (linnet's own kind of text; downloaded once into
+       data/, then read from there, online or not);
+    3. otherwise the corpus in embedded/corpus (Python docs + Shakespeare, in the repo): the same text on a
+       course machine, a laptop with internet and a bare clone on a train, so the same numbers everywhere.
+
+    >>> [p.name for p in find_tiny_data()]
+    ['python-docs.jsonl.zst', 'shakespeare.jsonl.zst']"""
+    if data is not None and str(data) == HUB_DATA and not Path(data).exists():
+        return [fineweb_sample()]
     if data is not None:
         return list_text_files([data])
-    cached = DATA_CACHE_DIR / "fineweb-edu-sample.jsonl"
-    if cached.is_file():
-        return [cached]
-    if has_internet():
-        try:
-            return [fetch_fineweb_sample()]
-        except (*hub_errors(), ValueError) as e:  # Hub down, proxy refuses, not Parquet (ValueError): local data
-            print(f"note: could not download the fineweb-edu sample ({type(e).__name__}: {e}); using local data",
-                  file=sys.stderr)
-    if SHARED_CORPUS_DIR.is_dir():
-        return list_text_files([SHARED_CORPUS_DIR])
-    raise SystemExit("error: no text to train on: pass --data PATH (a .jsonl/.txt/.parquet file or a directory of them)")
+    files = list_text_files([EMBEDDED_CORPUS_DIR]) if EMBEDDED_CORPUS_DIR.is_dir() else []
+    if not files:
+        raise SystemExit(f"error: the embedded corpus {shown(EMBEDDED_CORPUS_DIR)} is missing: restore it "
+                         f"(git checkout -- embedded) or pass --data PATH (a .jsonl/.txt/.parquet file or a directory)")
+    return files
 
+
+def fineweb_sample() -> Path:
+    """`--data hub`: the cached fineweb-edu sample, else a download of it, else one line saying why not."""
+    if FINEWEB_CACHE.is_file():
+        return FINEWEB_CACHE
+    if not has_internet():
+        raise SystemExit("error: --data hub needs the Hugging Face Hub, which cannot be reached: "
+                         "drop --data to train on the embedded corpus, or pass --data PATH")
+    try:
+        return fetch_fineweb_sample(FINEWEB_CACHE.parent)
+    except (*hub_errors(), ValueError) as e:  # Hub down, proxy refuses, not Parquet (ValueError)
+        raise SystemExit(f"error: could not download the fineweb-edu sample ({type(e).__name__}: {e}): "
+                         f"drop --data to train on the embedded corpus, or pass --data PATH")
 
 
 # --- 5. The command line: one-line errors, numbers that make sense, an --out we can write ------------

@@ -1900,13 +1900,13 @@ def bpe_trainer_texts() -> list[tuple[str, list[str], int, int]]:
                ["ab ab ab ab ab xyxyxyxy"], base + 10, 2),
               ("the vocabulary limit stops training: room for 8 merges, many pairs left above min_frequency",
                [BPE_TEXTS[0] * 3], base + 8, 2)]
-    files = [house.SHARED_CORPUS_DIR / name for name in ("shakespeare.jsonl", "python-docs.jsonl")]
+    files = [house.EMBEDDED_CORPUS_DIR / name for name in ("shakespeare.jsonl.zst", "python-docs.jsonl.zst")]
     if all(path.is_file() for path in files):
         texts = ["\n".join(itertools.islice(house.iter_file_texts(path), 3))[:3000] for path in files]
-        why = "the first 3,000 characters of shakespeare.jsonl and of python-docs.jsonl (../shared/data/corpus)"
+        why = "the first 3,000 characters of shakespeare and of python-docs (embedded/corpus)"
     else:
         texts = [" ".join(BPE_TEXTS) * 20, "def train_bpe(words, vocab):\n    return merges\n" * 10]
-        why = "a built-in text of 3,670 characters (../shared/data/corpus is not here)"
+        why = "a built-in text of 3,670 characters (embedded/corpus is not here)"
     fresh = np.random.default_rng(fresh_seed("bpe_trainer"))
     words = ["".join(fresh.choice(list("abcde"), size=int(fresh.integers(1, 6)))) for _ in range(12)]
     text = " ".join(fresh.choice(words, size=80))

@@ -16,13 +16,13 @@ The rules (checked in this order; a run that breaks one is refused in one line, 
      `total_batch_tokens` — and at most the tiny model's training compute for them, 379.7 GFLOP
      (02's flops_per_token at T = 64 × tokens): a bigger model must train on fewer tokens;
   3. the data: the tokenizer and shards that `python 01_tokenizer.py --preset tiny` and
-     `python 04_data.py --preset tiny` make from the course corpus (../shared/data/corpus): the tokenizer
+     `python 04_data.py --preset tiny` make from the embedded corpus (embedded/corpus): the tokenizer
      file's SHA-256 and the shards' SHA-256s are pinned below (`--fingerprint` prints them for any data); the
      run must have trained on exactly the shards of --data-dir (its checkpoint records their manifest's hash);
   4. the evaluation: validation windows of 64 + 1 tokens (`--seq-len 64`), the whole validation shard scored
      (the preset's `eval_batches` None) by the run's own last evaluation;
   5. the score: this script scores latest.pt itself with 06's bits_per_byte over the whole validation shard
-     (batch 8 × 64: 3,312 windows, 211,968 tokens), as `python 06_eval.py --preset tiny` does; the run's
+     (batch 8 × 64: 3,136 windows, 200,704 tokens), as `python 06_eval.py --preset tiny` does; the run's
      own last evaluation must agree within 0.01 bits per byte (a log from another run does not).
 
 What it cannot check: that the code which trained the run kept the validation shard out of training (05
@@ -54,11 +54,10 @@ TOKEN_BUDGET = TINY.planned_steps * TINY.total_batch_tokens          # 300 × 1,
 EVAL_SEQ_LEN = TINY.seq_len                                         # 64: validation windows of 64 + 1 tokens
 EVAL_BATCH = TINY.micro_batch                                       # 8: the batch this script scores with
 AGREEMENT_BPB = 0.01                                                # the log's last val_bpb vs this script's
-# What 01 and 04 make with --preset tiny from ../shared/data/corpus (deterministic: same files, same hashes).
-COURSE_TOKENIZER_SHA256 = "f1f648012d73ba0c3715a9699d95a8f4d77094f4b653775406f895d9e054c4f6"
-COURSE_SHARDS_SHA256 = "0cc3a56fea32eaa8e48f8f0234c6c46bed4b67111c71806b089abd6b5cd850ec"   # shards_fingerprint
-MAKE_DATA = ("python 01_tokenizer.py --preset tiny --data ../shared/data/corpus, then "
-             "python 04_data.py --preset tiny --data ../shared/data/corpus")
+# What 01 and 04 make with --preset tiny from embedded/corpus, the repo's own (deterministic: same files, same hashes).
+COURSE_TOKENIZER_SHA256 = "31a25a9dba94fb0b171694c5054ce1deb5fe1323ab6f0517c50a565a14471882"
+COURSE_SHARDS_SHA256 = "19c1d6c807597792669e57815715c896ca62db2f27efe88a188ff04ccd2614bc"   # shards_fingerprint
+MAKE_DATA = "python 01_tokenizer.py --preset tiny, then python 04_data.py --preset tiny"
 
 
 def tiny_model_config(cfg, vocab_size: int = tokenizer_lib.TINY_VOCAB_SIZE) -> "model_lib.LLMConfig":
@@ -94,9 +93,10 @@ def read_run(out: Path) -> tuple[dict, list[dict]]:
 
 
 def check_finished(cfg, checkpoint: dict, evals: list[dict]) -> None:
-    """Rule 1: the tiny preset, run to the last step of its schedule, with an evaluation at that step."""
-    if cfg.preset != "tiny":
-        refuse(f"the run used --preset {cfg.preset}; the speedrun starts from --preset tiny")
+    """Rule 1: the tiny preset (or tiny-plus, the same with linnet+'s switches), run to the last step of its
+    schedule, with an evaluation at that step."""
+    if cfg.size != "tiny":
+        refuse(f"the run used --preset {cfg.preset}; the speedrun starts from --preset tiny (or tiny-plus)")
     step, last = checkpoint["step"], cfg.steps_to_run
     if step != last:
         refuse(f"the run is not finished: its checkpoint is at step {step} of the {last} it runs; finish it "
@@ -137,19 +137,19 @@ def check_evaluation(cfg, last_eval: dict, data_dir: Path) -> None:
 
 
 def check_data(checkpoint: dict, tokenizer_path: Path, data_dir: Path) -> dict:
-    """Rule 4: the course corpus's tiny tokenizer and shards, and the run trained on exactly these shards."""
+    """Rule 4: the embedded corpus's tiny tokenizer and shards, and the run trained on exactly these shards."""
     if checkpoint["tokenizer_sha256"] != COURSE_TOKENIZER_SHA256:
-        refuse(f"the run was trained with another tokenizer than the course corpus's tiny one: make the data with {MAKE_DATA}, "
+        refuse(f"the run was trained with another tokenizer than the embedded corpus's tiny one: make the data with {MAKE_DATA}, "
                "and train on it")
     if not tokenizer_path.is_file() or tokenizer_lib.tokenizer_sha256(tokenizer_path) != COURSE_TOKENIZER_SHA256:
-        refuse(f"--tokenizer {house.shown(tokenizer_path)} is not the course corpus's tiny tokenizer: pass the one "
+        refuse(f"--tokenizer {house.shown(tokenizer_path)} is not the embedded corpus's tiny tokenizer: pass the one "
                f"the run was trained with, or make it with {MAKE_DATA}")
     manifest = data_lib.read_manifest(data_dir)
     if train_lib.data_sha256(data_dir) != checkpoint["data_sha256"]:
         refuse(f"the run was not trained on the shards in --data-dir {house.shown(data_dir)} (their manifest differs "
                "from the one its checkpoint records): pass the --data-dir the run used")
     if shards_fingerprint(manifest) != COURSE_SHARDS_SHA256:
-        refuse(f"the shards in {house.shown(data_dir)} are not the course corpus's tiny shards (other text or other "
+        refuse(f"the shards in {house.shown(data_dir)} are not the embedded corpus's tiny shards (other text or other "
                f"settings): make them with {MAKE_DATA}, and train on them")
     return manifest
 
@@ -167,11 +167,16 @@ def score(out: Path, tokenizer_path: Path, data_dir: Path, last_eval: dict) -> d
 
 
 def recipe_flags(cfg) -> str:
-    """The 05 flags that turn the tiny preset into this run's TrainConfig (what to write on the leaderboard)."""
-    flags = []
+    """The 05 flags that turn the tiny preset (or tiny-plus) into this run's TrainConfig (what to write on the
+    leaderboard)."""
+    base = train_lib.PRESETS.get(cfg.preset, TINY)
+    flags = [] if cfg.preset == "tiny" else [f"--preset {cfg.preset}"]
     for field in dataclasses.fields(cfg):
-        new, old = getattr(cfg, field.name), getattr(TINY, field.name)
-        if new == old or field.name in ("compile",):
+        new, old = getattr(cfg, field.name), getattr(base, field.name)
+        if new == old or field.name in ("compile", "preset"):
+            continue
+        if isinstance(new, bool):
+            flags.append(f"--{field.name.replace('_', '-')}" if new else f"{field.name}=False (a code change)")
             continue
         if field.name == "moe_impl" and new == "grouped_fp8":
             flags.append("--fp8")

@@ -1,4 +1,4 @@
-"""Shared test helpers: load a numbered lesson by name, find ../shared/data, run a script."""
+"""Shared test helpers: load a numbered lesson by name, the data that ships in embedded/, run a script."""
 from __future__ import annotations
 
 import importlib
@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_DIR.parent / "shared" / "data"
+CORPUS = REPO_DIR / "embedded" / "corpus"                  # the tiny preset's text, in the repo (embedded/README.md)
+HELLASWAG = REPO_DIR / "embedded" / "hellaswag" / "hellaswag_val.jsonl.zst"   # all 10,042 validation examples
 if str(REPO_DIR) not in sys.path:
     sys.path.insert(0, str(REPO_DIR))
 
@@ -20,12 +20,19 @@ def lesson(name: str):
     return importlib.import_module(name)
 
 
-def require_shared(*parts: str) -> Path:
-    """Path inside ../shared/data, or skip the test with the reason if it is not there."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is missing: this test needs the course data in ../shared/data")
-    return path
+def corpus_file(name: str) -> Path:
+    """One file of the embedded corpus: corpus_file("shakespeare") → embedded/corpus/shakespeare.jsonl.zst."""
+    return CORPUS / f"{name}.jsonl.zst"
+
+
+def hellaswag_lines(n: int) -> list[str]:
+    """The first `n` lines of the HellaSwag validation jsonl (unpacked from the embedded copy)."""
+    import itertools
+
+    import house
+
+    with house.open_text(HELLASWAG) as f:
+        return [line.rstrip("\n") for line in itertools.islice(f, n)]
 
 
 def run_script(script: str, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,14 +55,13 @@ def one_error_line(proc, *needles) -> str:
 
 
 def shakespeare_text(min_chars: int) -> str:
-    """The first documents of the course corpus's Shakespeare, joined, at least `min_chars` long (or the
-    whole file); skips the test when ../shared is absent."""
-    import json
+    """The first documents of the embedded corpus's Shakespeare, joined, at least `min_chars` long (or the
+    whole file)."""
+    import house
 
     text = ""
-    with open(require_shared("corpus", "shakespeare.jsonl"), encoding="utf-8") as f:
-        for line in f:
-            text += json.loads(line)["text"]
-            if len(text) > min_chars:
-                break
+    for doc in house.iter_file_texts(corpus_file("shakespeare")):
+        text += doc
+        if len(text) > min_chars:
+            break
     return text

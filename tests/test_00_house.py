@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from helpers import lesson, require_shared
+from helpers import lesson
 
 house = lesson("house")
 
@@ -50,18 +50,73 @@ def test_missing_path_is_one_clear_line(tmp_path):
         house.list_text_files([tmp_path / "nope"])
 
 
-def test_tiny_data_falls_back_to_shared_corpus(monkeypatch):
-    require_shared("corpus")
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
-    names = [p.name for p in house.find_tiny_data(None)]
-    assert names == ["python-docs.jsonl", "shakespeare.jsonl"]
+EMBEDDED = ["python-docs.jsonl.zst", "shakespeare.jsonl.zst"]
 
 
-def test_tiny_data_without_anything_says_what_to_pass(monkeypatch, tmp_path):
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+@pytest.mark.parametrize("online", [False, True])
+def test_tiny_data_is_the_embedded_corpus_online_or_not(monkeypatch, tmp_path, online):
+    """Same text on every machine: no download, no ../shared, whatever the network says."""
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: online)
+    monkeypatch.setattr(house, "fetch_fineweb_sample", lambda *a, **k: pytest.fail("downloaded without --data hub"))
     monkeypatch.setattr(house, "SHARED_CORPUS_DIR", tmp_path / "absent")
-    with pytest.raises(SystemExit, match="--data"):
+    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "fineweb-edu-sample.jsonl")
+    (tmp_path / "fineweb-edu-sample.jsonl").write_text('{"text": "cached"}\n')
+    assert [p.name for p in house.find_tiny_data(None)] == EMBEDDED
+
+
+def test_embedded_corpus_is_text_of_both_sources():
+    files = house.find_tiny_data(None)
+    docs = {f.name: list(house.iter_file_texts(f)) for f in files}
+    assert [len(d) for d in docs.values()] == [248, 21]
+    assert "Python" in docs["python-docs.jsonl.zst"][0] and "ROMEO" in "".join(docs["shakespeare.jsonl.zst"])
+    assert sum(len(t.encode()) for d in docs.values() for t in d) == 5_834_746 + 2_577_985   # embedded/README.md
+
+
+def test_embedded_files_match_their_readme_and_stay_small():
+    """Every file in embedded/ is listed in its README with its compressed size and the sha256 of its
+    unpacked bytes, and they stay within the 5 MB the repo allows for them."""
+    import hashlib
+    import re
+
+    import zstandard
+
+    readme = (house.EMBEDDED_DIR / "README.md").read_text()
+    files = sorted(p for p in house.EMBEDDED_DIR.rglob("*.zst"))
+    assert len(files) == 3
+    for f in files:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{f.relative_to(house.EMBEDDED_DIR)}`"))
+        size, _, sha = re.search(r"\| ([\d,]+) \| ([\d,]+) \| `([0-9a-f]{64})`", row).groups()
+        assert int(size.replace(",", "")) == f.stat().st_size
+        assert hashlib.sha256(zstandard.ZstdDecompressor().decompressobj().decompress(f.read_bytes())).hexdigest() == sha
+    assert sum(f.stat().st_size for f in files) <= 5_000_000
+
+
+def test_tiny_data_without_the_embedded_corpus_says_what_to_pass(monkeypatch, tmp_path):
+    monkeypatch.setattr(house, "EMBEDDED_CORPUS_DIR", tmp_path / "absent")
+    with pytest.raises(SystemExit, match=r"error: the embedded corpus .* is missing: restore it .* --data PATH"):
         house.find_tiny_data(None)
+
+
+def test_a_damaged_zst_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl.zst"
+    bad.write_bytes(b"\x28\xb5\x2f\xfd" + b"not zstd at all" * 10)
+    with pytest.raises(SystemExit, match=r"error: .*bad.jsonl.zst is not valid zstandard data"):
+        list(house.iter_texts([bad]))
+
+
+def test_data_hub_reads_the_cached_sample(monkeypatch, tmp_path):
+    cached = tmp_path / "fineweb-edu-sample.jsonl"
+    cached.write_text('{"text": "cached"}\n')
+    monkeypatch.setattr(house, "FINEWEB_CACHE", cached)
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: pytest.fail("asked the network with a cached sample"))
+    assert house.find_tiny_data("hub") == [cached]
+
+
+def test_data_hub_offline_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+    with pytest.raises(SystemExit, match="error: --data hub needs the Hugging Face Hub.*drop --data"):
+        house.find_tiny_data("hub")
 
 
 # --- the network, asked through huggingface_hub (no raw socket to huggingface.co) -----------------------------
@@ -145,8 +200,7 @@ def test_has_internet_goes_through_the_proxy_the_user_set(http_server):
     assert seen == ["HEAD http://hub-mirror.invalid/"]
 
 
-def test_connection_error_falls_back_to_the_course_corpus_quickly(monkeypatch):
-    require_shared("corpus")
+def test_connection_error_on_data_hub_is_one_line_quickly(monkeypatch, tmp_path):
     import httpx2
     from huggingface_hub import constants, utils
 
@@ -157,13 +211,14 @@ def test_connection_error_falls_back_to_the_course_corpus_quickly(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(utils, "get_session", lambda: NoNetwork())
     monkeypatch.setattr(house, "fetch_fineweb_sample", lambda *a, **k: pytest.fail("tried to download while offline"))
+    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
     started = time.perf_counter()
-    assert [p.name for p in house.find_tiny_data(None)] == ["python-docs.jsonl", "shakespeare.jsonl"]
+    with pytest.raises(SystemExit, match="cannot be reached"):
+        house.find_tiny_data("hub")
     assert time.perf_counter() - started < 5
 
 
-def test_download_failing_after_the_probe_falls_back_with_a_note(monkeypatch, capsys):
-    require_shared("corpus")
+def test_download_failing_after_the_probe_is_one_line(monkeypatch, tmp_path):
     import httpx2
 
     def fails(*a, **k):
@@ -171,8 +226,9 @@ def test_download_failing_after_the_probe_falls_back_with_a_note(monkeypatch, ca
 
     monkeypatch.setattr(house, "has_internet", lambda *a, **k: True)
     monkeypatch.setattr(house, "fetch_fineweb_sample", fails)
-    assert [p.name for p in house.find_tiny_data(None)] == ["python-docs.jsonl", "shakespeare.jsonl"]
-    assert "ProxyError" in capsys.readouterr().err
+    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
+    with pytest.raises(SystemExit, match="error: could not download the fineweb-edu sample .ProxyError: 407"):
+        house.find_tiny_data("hub")
 
 
 def test_fineweb_sample_is_read_at_the_pinned_revision(monkeypatch, tmp_path):

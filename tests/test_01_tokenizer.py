@@ -5,16 +5,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import lesson, require_shared, run_script
+from helpers import CORPUS, lesson, run_script
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
 
 
 def corpus_sample(max_bytes_per_file: int) -> list[str]:
-    """The first documents of each course corpus file (python docs and Shakespeare)."""
-    corpus = require_shared("corpus")
-    return [d for f in house.list_text_files([corpus]) for d in tok.read_docs(f, max_bytes_per_file)]
+    """The first documents of each embedded corpus file (python docs and Shakespeare)."""
+    return [d for f in house.list_text_files([CORPUS]) for d in tok.read_docs(f, max_bytes_per_file)]
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +277,6 @@ def test_plots_return_figures_and_the_byte_row_has_one_box_per_byte(small_tokeni
 
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
-    require_shared("corpus")
     proc = run_script("01_tokenizer.py", "--preset", "tiny", "--out", str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout

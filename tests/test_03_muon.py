@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from helpers import lesson, require_shared, run_script
+from helpers import lesson, run_script
 
 muon = lesson("03_muon")
 model_lib = lesson("02_model")
@@ -248,7 +248,6 @@ def test_one_real_training_step_on_a_tiny_model():
 
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
-    require_shared("corpus", "shakespeare.jsonl")
     # one thread: on a shared 2-core machine, 2 OpenMP threads per process can be 5× slower
     proc = run_script("03_muon.py", "--preset", "tiny", "--out", str(tmp_path), "--steps", "30",
                       env={"OMP_NUM_THREADS": "1"})
@@ -272,7 +271,6 @@ def test_quick_keeps_the_two_largest_lrs_at_half_the_steps():
 def test_quick_race_still_shows_the_claim(tmp_path):
     """What notebooks/03_muon.ipynb runs: 2 lrs × 30 steps; Muon+AdamW must still end lower at each lr and
     AdamW alone must do worse at the largest lr than at the smaller one (it stalls)."""
-    require_shared("corpus", "shakespeare.jsonl")
     proc = run_script("03_muon.py", "--preset", "tiny", "--quick", "--out", str(tmp_path),
                       env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import lesson, require_shared, run_script
+from helpers import CORPUS, lesson, run_script
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
@@ -17,12 +17,12 @@ data = lesson("04_data")
 
 @pytest.fixture(scope="module")
 def corpus_docs():
-    """~60 python-docs pieces and ~30 shakespeare pieces (distinct, 1-3 KB each) from the shared corpus."""
-    corpus = require_shared("corpus")
+    """~60 python-docs pieces and ~30 shakespeare pieces (distinct, 1-3 KB each) from the embedded corpus."""
+    corpus = CORPUS
     out = {}
     for name, n in (("python-docs", 60), ("shakespeare", 30)):
         text = ""
-        for doc in house.iter_file_texts(corpus / f"{name}.jsonl"):
+        for doc in house.iter_file_texts(corpus / f"{name}.jsonl.zst"):
             text += doc
             if len(text) >= n * 3000:
                 break
@@ -112,8 +112,8 @@ def test_source_running_dry_says_how_to_fix(sources_dir):
 # --- exact encoding of long documents in pieces ----------------------------------------------------------
 
 def test_pieces_encode_to_exactly_the_whole_document(tokenizer):
-    corpus = require_shared("corpus")
-    docs = [d[:60_000] for f in ("python-docs.jsonl", "shakespeare.jsonl")
+    corpus = CORPUS
+    docs = [d[:60_000] for f in ("python-docs.jsonl.zst", "shakespeare.jsonl.zst")
             for d in list(house.iter_file_texts(corpus / f))[:4]]
     rng = random.Random(0)
     alphabet = ["a", "b", "Z", "1", " ", "  ", "\n", "\n\n", " \n", "\r\n", "\t", "é", "'s", ".", "\u3000", "\x1c", "\u0301"]
@@ -452,20 +452,19 @@ def test_plots_return_figures(built, tokenizer):
 
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path, tokenizer_path):
-    require_shared("corpus")
     out = tmp_path / "out"
     result = run_script("04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer_path), "--out", str(out),
-                        "--data", str(require_shared("corpus")), timeout=300)
+                        "--data", str(CORPUS), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = data.read_manifest(out)
     assert set(manifest["per_source"]) == {"python-docs", "shakespeare"}
-    assert manifest["per_source"]["python-docs"]["documents"] == 495
+    assert manifest["per_source"]["python-docs"]["documents"] == 248
     assert len(manifest["shards"]) >= 4
     for name in ("doc_lengths", "tokens_per_source", "bytes_per_token", "window"):
         assert (out / f"{name}.png").stat().st_size > 10_000
         assert "plot: " in result.stdout and f"{name}.png" in result.stdout
     before = shard_bytes(out)
     again = run_script("04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer_path), "--out", str(out),
-                       "--data", str(require_shared("corpus")), timeout=300)
+                       "--data", str(CORPUS), timeout=300)
     assert again.returncode == 0 and "already done" in again.stdout
     assert shard_bytes(out) == before

@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
 
-from helpers import REPO_DIR, lesson, require_shared, run_script
+from helpers import REPO_DIR, lesson, run_script
 
 train_lib = lesson("05_train")
 model_lib = lesson("02_model")
@@ -29,8 +30,6 @@ def read_steps(out_dir):
 def tiny_run(tmp_path_factory):
     """`python 05_train.py` on a machine without CUDA, as a new user runs it: it must say it falls back to
     the tiny preset, build the tokenizer (01) and the shards (04) it needs, train, evaluate and plot."""
-    require_shared("corpus")
-    require_shared("hellaswag", "hellaswag_val.jsonl")
     root = tmp_path_factory.mktemp("tiny_run")
     tokenizer, data_dir, out = root / "tok" / "tokenizer.json", root / "data", root / "train"
     started = time.time()
@@ -204,6 +203,9 @@ def test_clear_errors_for_missing_shards_and_wrong_tokenizer(tiny_run, tmp_path)
         assert result.returncode != 0 and "pip install wandb" in result.stderr and "Traceback" not in result.stderr
 
 
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_match_one_process(tiny_run, tmp_path):
     """torchrun with 2 CPU processes (gloo) and 1 accumulation step each sees the same global batch as one
@@ -214,13 +216,19 @@ def test_ddp_two_processes_match_one_process(tiny_run, tmp_path):
     one = subprocess.run([sys.executable, "05_train.py", *common, "--out", str(tmp_path / "one")], cwd=REPO_DIR,
                          env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "05_train.py", *common, "--out", str(tmp_path / "two")], cwd=REPO_DIR, env=env,
-                         capture_output=True, text=True, timeout=300)
+    for attempt in ("two", "two_again"):
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "05_train.py", *common, "--out", str(tmp_path / attempt)], cwd=REPO_DIR, env=env,
+                             capture_output=True, text=True, timeout=300)
+        if two.returncode == 0 or TEARDOWN_ABORT not in two.stderr:
+            break
+        # Once seen on a loaded 2-core machine: a C++ thread of the gloo process group aborted the process at
+        # exit. One more try tells a flaky machine from a broken 05; a second abort fails the test.
+        warnings.warn(f"torchrun: {TEARDOWN_ABORT!r} on the first try, trying once more:\n{two.stderr[-1500:]}")
     assert two.returncode == 0, two.stderr[-3000:]
     assert "replicas agree: all 2 processes hold identical weights" in two.stdout
     a, _ = read_steps(tmp_path / "one")
-    b, _ = read_steps(tmp_path / "two")
+    b, _ = read_steps(tmp_path / attempt)
     assert len(a) == len(b) == 5
     for ra, rb in zip(a, b):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=2e-3), (ra["step"], ra["loss"], rb["loss"])

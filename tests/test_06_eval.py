@@ -8,7 +8,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models
 
-from helpers import lesson, require_shared, run_script
+from helpers import HELLASWAG, corpus_file, hellaswag_lines, lesson, run_script
 
 ev = lesson("06_eval")
 house = lesson("house")
@@ -137,8 +137,7 @@ def test_preprocessing_matches_lm_eval():
 
 
 def test_full_validation_file_parses():
-    path = require_shared("hellaswag", "hellaswag_val.jsonl")
-    examples = ev.load_hellaswag(path)
+    examples = ev.load_hellaswag(HELLASWAG)
     assert len(examples) == 10_042
     assert Counter(e["label"] for e in examples) == {0: 2515, 1: 2485, 2: 2584, 3: 2458}
     assert Counter(e["source"] for e in examples) == {"wikihow": 6799, "activitynet": 3243}
@@ -146,8 +145,20 @@ def test_full_validation_file_parses():
     assert all("[" not in e["context"] and "  " not in e["context"] for e in examples[:500])
 
 
+def test_hellaswag_file_is_the_embedded_copy_on_a_bare_clone(monkeypatch, tmp_path):
+    """No cache, no ../shared, no network needed: the copy in embedded/; without it and offline, one line."""
+    monkeypatch.setattr(ev, "HELLASWAG_CACHE", tmp_path / "cache" / "hellaswag_val.jsonl")
+    monkeypatch.setattr(ev, "HELLASWAG_SHARED", tmp_path / "shared" / "hellaswag_val.jsonl")
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: pytest.fail("asked the network"))
+    assert ev.find_hellaswag_file() == house.EMBEDDED_HELLASWAG
+    monkeypatch.setattr(house, "EMBEDDED_HELLASWAG", tmp_path / "gone.jsonl.zst")
+    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+    with pytest.raises(SystemExit, match="error: no HellaSwag file and no internet"):
+        ev.find_hellaswag_file()
+
+
 def test_malformed_line_names_the_line(tmp_path):
-    good = require_shared("hellaswag", "hellaswag_val.jsonl").read_text().splitlines()[:2]
+    good = hellaswag_lines(2)
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(good + ['{"ind": 3, "ctx": "no endings"}']) + "\n")
     with pytest.raises(SystemExit, match=r"bad.jsonl:3 .*missing field"):
@@ -164,7 +175,7 @@ def test_malformed_line_names_the_line(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
     """The tiny preset's tokenizer: vocab 1,024 trained on ~1 MB of the course corpus (a second or two)."""
-    corpus = require_shared("corpus", "shakespeare.jsonl")
+    corpus = corpus_file("shakespeare")
     texts, total = [], 0
     for text in house.iter_texts([corpus]):
         texts.append(text[:200_000])
@@ -176,7 +187,7 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="module")
 def hellaswag():
-    return ev.load_hellaswag(require_shared("hellaswag", "hellaswag_val.jsonl"), 1000)
+    return ev.load_hellaswag(HELLASWAG, 1000)
 
 
 def test_score_requests_matches_reference(tiny_tokenizer, hellaswag):
@@ -288,7 +299,6 @@ def test_bits_per_byte_divides_by_the_bytes_of_exactly_the_tokens_scored(tmp_pat
 
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
-    require_shared("corpus")        # the tiny preset trains its tokenizer and shards on the course corpus
     result = run_script("06_eval.py", "--preset", "tiny", "--limit", "60", "--out", str(tmp_path),
                         "--checkpoint", str(tmp_path / "none.pt"), "--no-hellaswag")
     assert result.returncode != 0 and "python 05_train.py" in result.stderr and "Traceback" not in result.stderr
@@ -364,7 +374,7 @@ def test_contexts_encoded_once_give_the_same_ids(tiny_tokenizer, hellaswag):
 def test_hellaswag_speed_bench_smoke_run_on_cpu(tmp_path, tiny_tokenizer):
     tok_path = tmp_path / "tokenizer.json"
     tok_lib.save_tokenizer(tiny_tokenizer, tok_path)
-    hs = require_shared("hellaswag", "hellaswag_val.jsonl")
+    hs = HELLASWAG
     result = run_script("bench/hellaswag_speed.py", "--depth", "2", "--vocab", "1024", "--limit", "50", "--warmup", "5",
                         "--tokenizer", str(tok_path), "--hellaswag", str(hs), "--device", "cpu",
                         "--compare-reference", "10")

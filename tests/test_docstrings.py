@@ -3,7 +3,7 @@ import doctest
 
 import pytest
 
-from helpers import REPO_DIR, lesson, require_shared
+from helpers import REPO_DIR, lesson
 
 LESSONS = ["01_tokenizer", "02_model", "03_muon", "04_data", "05_train", "06_eval"]
 NEEDS_A_TRAINED_TOKENIZER = 'load_tokenizer("out/'   # that example shows a file a previous run wrote
@@ -11,7 +11,6 @@ NEEDS_A_TRAINED_TOKENIZER = 'load_tokenizer("out/'   # that example shows a file
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_docstring_examples_hold(name, monkeypatch):
-    require_shared("corpus")                  # 01's list_text_files example reads ../shared/data/corpus
     monkeypatch.chdir(REPO_DIR)               # examples use paths relative to the repo root
     module = lesson(name)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -195,3 +195,46 @@ def test_linnet_preset_offline_is_one_line(tmp_path):
     line = one_error_line(result)
     assert "no internet" in line and "--source" in line
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())   # nothing written
+
+
+# --- 04's number flags and its folder: bounds that make sense, files that are not ours ---------------------------
+
+def test_shard_tokens_below_one_window_is_one_line_before_anything_runs(tmp_path):
+    """`--shard-tokens 1` once wrote one file per token for hours: the minimum is one window of linnet's
+    1,024 tokens + its target (data.MIN_SHARD_TOKENS), refused by argparse before anything is read."""
+    proc = run_script("04_data.py", "--preset", "tiny", "--shard-tokens", "1", "--out", str(tmp_path / "o"), timeout=60)
+    assert proc.returncode == 2
+    one_error_line(proc, "argument --shard-tokens: must be at least 1,025", "got '1'", "04_data.py --help")
+    assert not (tmp_path / "o").exists()
+    assert data.shard_tokens_arg(str(data.MIN_SHARD_TOKENS)) == data.MIN_SHARD_TOKENS == 1_025
+
+
+@pytest.mark.parametrize("value", ["4294967296", "-1", "1.5"])
+def test_seed_outside_numpys_range_is_one_line(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        data.main(["--preset", "tiny", "--seed", value, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"error: argument --seed: must be an integer from 0 to 4294967295, got '{value}'"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_largest_seed_interleaves(tmp_path, inputs):
+    manifest = build(tmp_path / "s", inputs, seed=2 ** 32 - 1)
+    assert manifest["seed"] == 2 ** 32 - 1 and manifest_is_trustworthy(tmp_path / "s")
+
+
+def test_a_stray_file_named_like_a_shard_is_left_alone(shards, inputs):
+    """A user's backup `shard_00003.bak.npy` (or `shard_7.npy`) in --out once crashed 04's clean-up with a
+    ValueError; 04 only deletes the names it writes (shard_NNNNN.npy), and keeps the user's files."""
+    strays = [shards / "shard_00003.bak.npy", shards / "shard_7.npy", shards / "shard_.npy"]
+    for path in strays:
+        path.write_bytes((shards / "shard_00003.npy").read_bytes())
+    (shards / "manifest.json").unlink()      # an unfinished run: the rerun clears what it does not keep
+    build(shards, inputs)
+    assert all(p.exists() for p in strays) and manifest_is_trustworthy(shards)
+    proc = run_script("04_data.py", "--source", f"bard={inputs / 'bard.jsonl'}", "--tokenizer", str(inputs / "tokenizer.json"),
+                      "--shard-tokens", "1500", "--val-tokens", "1000", "--out", str(shards), timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert all(p.exists() for p in strays) and "already done" in proc.stdout

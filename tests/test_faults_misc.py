@@ -125,11 +125,28 @@ def damaged_copy(inputs, tmp_path, how):
         path.write_text(json.dumps(manifest))
     elif how == "a list":
         path.write_text("[]")
+    elif how in VALUES:                                  # well-formed JSON, values that cannot be right
+        VALUES[how][0](manifest)
+        path.write_text(json.dumps(manifest))
     return folder
 
 
+def _drop_split(manifest, split):
+    manifest["shards"] = [r for r in manifest["shards"] if r["split"] != split]
+
+
+VALUES = {   # how: (the change, what read_manifest says); checked when read, so 05 stops before its first step
+    "val_bytes_per_token 0": (lambda m: m.update(val_bytes_per_token=0), "val_bytes_per_token 0 is not a number > 0"),
+    "no validation shard": (lambda m: _drop_split(m, "val"), 'no validation shard (split "val")'),
+    "tokens true": (lambda m: m["shards"][1].update(tokens=True), "shard_00001.npy lists True tokens"),
+    "split test": (lambda m: m["shards"][1].update(split="test"), "shard_00001.npy has split 'test'"),
+    "file a path": (lambda m: m["shards"][1].update(file="../shard_00001.npy"), "shard file '../shard_00001.npy' is not a file name"),
+    "eot_id past vocab": (lambda m: m.update(eot_id=m["vocab_size"]), "eot_id 512 is not a token id of the vocabulary"),
+    "vocab_size text": (lambda m: m.update(vocab_size="512"), "vocab_size '512' is not a whole number"),
+}
 KINDS = {"empty": "empty, or not valid JSON", "cut": "empty, or not valid JSON", "binary": "empty, or not valid JSON",
-         "shard without file": "a shard record without file", "a list": "not a JSON object"}
+         "shard without file": "a shard record without file", "a list": "not a JSON object",
+         **{how: problem for how, (_, problem) in VALUES.items()}}
 
 
 @pytest.mark.parametrize("how", list(KINDS))
@@ -146,6 +163,8 @@ def test_read_manifest_of_a_corrupt_manifest_is_one_line(inputs, tmp_path, how):
     ("05_train.py", "no tokenizer_sha256", "(no tokenizer_sha256)"),
     ("06_eval.py", "cut", "empty, or not valid JSON"),
     ("06_eval.py", "shard without file", "a shard record without file"),
+    ("05_train.py", "val_bytes_per_token 0", "val_bytes_per_token 0 is not a number > 0"),
+    ("05_train.py", "no validation shard", "no validation shard"),
 ])
 def test_corrupt_manifest_stops_05_and_06_in_one_line(inputs, tmp_path, script, how, needle):
     folder = damaged_copy(inputs, tmp_path, how)
@@ -270,3 +289,50 @@ def test_bits_per_byte_with_a_tokenizer_of_another_vocabulary_is_one_line(inputs
                                                  "vocab_size": full.get_vocab_size()}))
     with pytest.raises(SystemExit, match="tokenizer"):
         eval_lib.bits_per_byte(model, inputs["data_dir"], small, batch_size=2, seq_len=32, max_batches=1, device="cpu")
+
+# --- 6. HellaSwag lines with fields of the wrong type, and 06's --sample: one line before any scoring -------------
+
+GOOD_ROW = {"ind": 4, "activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow.",
+            "ctx_b": "then", "ctx": "Then, the man writes over the snow. then", "split": "val", "split_type": "indomain",
+            "label": 3, "endings": [", the man adds wax.", ", a person is standing.", ", the man puts on a hat.",
+                                    ", the man continues removing the snow."], "source_id": "activitynet~v_-1IBHYS3L-Y"}
+BAD_FIELDS = [({"label": 2.7}, '"label" is 2.7, not 0, 1, 2 or 3'),
+              ({"label": True}, '"label" is True, not 0, 1, 2 or 3'),
+              ({"label": "7"}, """"label" is '7', not 0, 1, 2 or 3"""),
+              ({"endings": "abcd"}, """"endings" is 'abcd', not a list of 4 strings"""),
+              ({"endings": ["a", "b", "c", 4]}, '"endings" is'),
+              ({"ctx_b": None}, '"ctx_b" is None, not a string')]
+
+
+def hellaswag_file(folder, bad: dict):
+    """Two good lines, then line 3 with `bad` fields."""
+    path = folder / "bad.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in (GOOD_ROW, GOOD_ROW, {**GOOD_ROW, **bad})))
+    return path
+
+
+@pytest.mark.parametrize("bad,problem", BAD_FIELDS, ids=[next(iter(b)) + "=" + repr(next(iter(b.values()))) for b, _ in BAD_FIELDS])
+def test_hellaswag_field_of_the_wrong_type_names_the_line(tmp_path, bad, problem):
+    eval_lib = lesson("06_eval")
+    path = hellaswag_file(tmp_path, bad)
+    with pytest.raises(SystemExit) as e:
+        eval_lib.load_hellaswag(path)
+    assert str(e.value).startswith(f"error: {path}:3 is not a HellaSwag example ({problem}") and "\n" not in str(e.value)
+    assert [x["label"] for x in eval_lib.load_hellaswag(path, limit=2)] == [3, 3]      # the good lines load
+    assert eval_lib.load_hellaswag(hellaswag_file(tmp_path, {"label": "2"}))[2]["label"] == 2   # the Hub's "2"
+
+
+def test_06_with_a_bad_hellaswag_line_is_one_line(inputs, tmp_path):
+    path = hellaswag_file(tmp_path, {"label": 2.7})
+    out = tmp_path / "out"
+    proc = run_script("06_eval.py", "--preset", "tiny", "--tokenizer", str(inputs["tokenizer"]), "--hellaswag-file",
+                      str(path), "--data-dir", str(inputs["data_dir"]), "--out", str(out), timeout=300)
+    one_error_line(proc, f"{path}:3 is not a HellaSwag example", '"label" is 2.7')
+    assert nothing_in(out)
+
+
+def test_06_empty_sample_is_one_line_before_any_work(tmp_path):
+    proc = run_script("06_eval.py", "--preset", "tiny", "--sample=", "--out", str(tmp_path / "out"), timeout=60)
+    assert proc.returncode == 2
+    one_error_line(proc, "argument --sample: must be some text for the model to continue", "got ''")
+    assert not (tmp_path / "out").exists()

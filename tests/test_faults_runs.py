@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from helpers import lesson, one_error_line, require_shared, run_script
+from helpers import lesson, one_error_line, run_script
 
 train_lib = lesson("05_train")
 house = lesson("house")
@@ -21,7 +21,6 @@ house = lesson("house")
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """01's tiny tokenizer and 04's tiny shards, made once for this module."""
-    require_shared("corpus")
     root = tmp_path_factory.mktemp("faults_runs")
     tokenizer, data_dir = root / "tok" / "tokenizer.json", root / "data"
     for args in (["01_tokenizer.py", "--preset", "tiny", "--out", str(tokenizer.parent)],

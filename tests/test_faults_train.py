@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
+from helpers import REPO_DIR, lesson, one_error_line, run_script
 
 train_lib = lesson("05_train")
 model_lib = lesson("02_model")
@@ -26,8 +26,7 @@ eval_lib = lesson("06_eval")
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """01's tiny tokenizer and 04's tiny shards, made once for this module (from the course corpus)."""
-    require_shared("corpus")
+    """01's tiny tokenizer and 04's tiny shards, made once for this module (from the embedded corpus)."""
     root = tmp_path_factory.mktemp("faults_train")
     tokenizer, data_dir = root / "tok" / "tokenizer.json", root / "data"
     for args in (["01_tokenizer.py", "--preset", "tiny", "--out", str(tokenizer.parent)],

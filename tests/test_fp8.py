@@ -4,7 +4,7 @@ The GPU tests skip on a CPU machine (CI); they ran on the lent H200 (BENCHMARKS.
 import pytest
 import torch
 
-from helpers import lesson, require_shared, run_script
+from helpers import lesson, run_script
 
 m = lesson("02_model")
 ON_HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -115,7 +115,6 @@ def test_06_scores_an_fp8_checkpoint_in_bf16_arithmetic(tmp_path):
 
 
 def test_05_tiny_trains_with_fp8(tmp_path):
-    require_shared("corpus")                                          # the tiny preset's text
     proc = run_script("05_train.py", "--preset", "tiny", "--fp8", "--max-steps", "40", "--no-hellaswag",
                       "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_DIR, require_shared
+from helpers import REPO_DIR
 
 nbformat = pytest.importorskip("nbformat")
 
@@ -132,8 +132,6 @@ def executed(name: str):
 @pytest.fixture(scope="module")
 def notebook_out(tmp_path_factory):
     """One out folder for the whole module, so 06 finds 05's checkpoint as it would in class."""
-    require_shared("corpus")
-    require_shared("hellaswag")
     out = tmp_path_factory.mktemp("notebooks_out")
     old = {k: os.environ.get(k) for k in ("LINNET_NOTEBOOK_OUT", "HF_HUB_OFFLINE", "MPLBACKEND")}
     os.environ.update(LINNET_NOTEBOOK_OUT=str(out), HF_HUB_OFFLINE="1", MPLBACKEND="Agg")

@@ -1,7 +1,7 @@
 """The capstone's scoring script (exercises/speedrun.py): one score line for a finished tiny run that keeps
 the rules, one error line (exit status != 0) for each rule a run breaks.
 
-One real run (20 planned steps on the course corpus's tiny tokenizer and shards) is made once; each broken
+One real run (20 planned steps on the embedded corpus's tiny tokenizer and shards) is made once; each broken
 rule is a copy of it with one thing changed, as a student's run would differ."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO_DIR, lesson, one_error_line, require_shared, run_script
+from helpers import CORPUS, REPO_DIR, lesson, one_error_line, run_script
 
 from exercises import speedrun
 
@@ -31,8 +31,8 @@ def run_speedrun(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """The course corpus's tiny tokenizer and shards (01 and 04 --preset tiny) and a finished 20-step run on them."""
-    corpus = require_shared("corpus")
+    """The embedded corpus's tiny tokenizer and shards (01 and 04 --preset tiny) and a finished 20-step run on them."""
+    corpus = CORPUS
     root = tmp_path_factory.mktemp("speedrun")
     tok, data, run = root / "tok" / "tokenizer.json", root / "data", root / "run"
     for script, *args in (("01_tokenizer.py", "--out", tok.parent),
@@ -61,7 +61,7 @@ def test_a_finished_run_that_keeps_the_rules_gets_one_score_line(finished):
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("speedrun: "), done.stdout
     line = lines[0]
-    score = float(re.match(r"speedrun: (\d+\.\d{4}) bits/byte on 211,968 validation tokens \| ", line).group(1))
+    score = float(re.match(r"speedrun: (\d+\.\d{4}) bits/byte on 200,704 validation tokens \| ", line).group(1))
     assert score == pytest.approx(last_eval(finished["run"])["val_bpb"], abs=6e-5)   # the run's own, to 4 decimals
     assert 3.0 < score < 4.36       # 20 steps: above a trained run (≈ 2.7), below guessing (10 bits / 2.29 bytes)
     assert f"{STEPS * 1024:,} training tokens ({STEPS} steps × 1,024)" in line
@@ -87,7 +87,7 @@ def test_the_rules_and_the_readme_say_the_same():
     readme = (REPO_DIR / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Speedrun leaderboard"):]
     section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
-    for fact in ("307,200", "379.7 GFLOP", "`--seq-len 64`", "211,968", "python -m exercises.speedrun"):
+    for fact in ("307,200", "379.7 GFLOP", "`--seq-len 64`", "200,704", "python -m exercises.speedrun"):
         assert fact in section, fact
         assert fact in speedrun.__doc__, fact
     done = run_speedrun("--rules")
@@ -142,7 +142,7 @@ BROKEN = {   # name: (how the copy of the run differs, needles of the one error 
     "over the compute budget": (lambda f, run: edit_checkpoint(run, config__n_layer=100), ("over budget", "GFLOP", "379.7")),
     "other eval windows": (lambda f, run: edit_checkpoint(run, train_config__seq_len=128), ("--seq-len 128", "64")),
     "part of the val shard": (lambda f, run: edit_checkpoint(run, train_config__eval_batches=2), ("eval_batches", "whole")),
-    "eval changed in the log": (lambda f, run: edit_last_eval(run, val_tokens=4096), ("scored 4,096", "211,968", "changed")),
+    "eval changed in the log": (lambda f, run: edit_last_eval(run, val_tokens=4096), ("scored 4,096", "200,704", "changed")),
     "other tokenizer": (lambda f, run: edit_checkpoint(run, tokenizer_sha256="0" * 64), ("another tokenizer",)),
     "log of another run": (lambda f, run: edit_last_eval(run, val_bpb=last_eval(run)["val_bpb"] - 0.5),
                            ("the log is not this checkpoint's",)),
@@ -174,13 +174,13 @@ def test_each_broken_rule_is_refused_in_one_line(finished, name, capsys):
 
 @pytest.mark.slow
 def test_other_data_is_refused_in_one_line(finished):
-    """Shards other than the run trained on, and a run trained on shards that are not the course corpus's."""
+    """Shards other than the run trained on, and a run trained on shards that are not the embedded corpus's."""
     refused(paths(finished, data=other_data(finished, "data_other_settings", False)),
             "not trained on the shards in --data-dir")
     data = other_data(finished, "data_other_text", True)
     run = copy_run(finished, "run_on_other_text")
     edit_checkpoint(run, data_sha256=hashlib.sha256((data / "manifest.json").read_bytes()).hexdigest())
-    refused(paths(finished, run=run, data=data), "not the course corpus's tiny shards")
+    refused(paths(finished, run=run, data=data), "not the embedded corpus's tiny shards")
 
 
 @pytest.mark.slow

@@ -33,9 +33,9 @@ eval_lib = importlib.import_module("06_eval")
 H200_STEP_TOKENS_PER_S = 344_875        # BENCHMARKS.md, headline: the linnet step on one H200
 ORIGINAL_TOKENS_PER_S = 81_800          # docs/PERFORMANCE.md: the original code's full step on one H100
 LINNET_STEPS = 5_281                    # where linnet stopped (05_train.py)
-TINY_VAL_SHARD_TOKENS = 212_140         # the tiny preset's validation shard on the course corpus (04's manifest)
-TINY_TRAIN_TOKENS = 6_720_028 - 212_140 # the rest of the tiny shards (04's manifest: 6,720,028 tokens in all)
-BPB_EXAMPLE = dict(nats_per_token=4.290, tokens=211_968, bytes=485_937)   # 06_eval.bits_per_byte's worked example
+TINY_VAL_SHARD_TOKENS = 201_154         # the tiny preset's validation shard on the embedded corpus (04's manifest)
+TINY_TRAIN_TOKENS = 3_511_317 - 201_154 # the rest of the tiny shards (04's manifest: 3,511,317 tokens in all)
+BPB_EXAMPLE = dict(nats_per_token=4.422, tokens=200_704, bytes=468_088)   # 06_eval.bits_per_byte's worked example
 
 BPE_TEXT = "low lower lowest slow"
 ROUTER_LOGITS = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5, 0.3, -2.0]
