@@ -36,10 +36,10 @@ in the order given), then the 256 byte-characters sorted by code point (ids 2…
 merge in the order it was learned. `<|endoftext|>` is the token 04_data puts in front of every document.
 
 Reference numbers (linnet): vocab 32,768 = 2 specials + 256 bytes + 32,510 merges; min frequency 2;
-no prefix space. On the course corpus (../shared/data/corpus, which is NOT linnet's data) the tiny
-tokenizer gives about 2.3 bytes/token (python docs 2.6, Shakespeare 2.1) and a 32k one trained on
-the same 16 MB about 4.0 (4.2 and 3.6); linnet's number on fineweb-edu + dclm is what 04_data.py
-reports. Training the 32k tokenizer on those 16 MB takes about 10 s on 2 cores.
+no prefix space. On the corpus that ships in embedded/corpus (Python docs + Shakespeare, 8.4 MB of text,
+NOT linnet's data) the tiny tokenizer gives about 2.3 bytes/token (python docs 2.5, Shakespeare 2.1); a 32k
+one trained on the full 16 MB course corpus these come from gives about 4.0 (4.2 and 3.6; BENCHMARKS.md,
+"linnet+"); linnet's number on fineweb-edu + dclm is what 04_data.py reports.
 
 The plumbing every lesson shares (paths, `--preset/--out`, saving plots, reading .jsonl/.txt/.parquet,
 finding the tiny preset's text) is in `house.py`, which is not a lesson: this file starts with bytes.

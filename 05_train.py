@@ -890,7 +890,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--tokenizer", type=Path, default=None, help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
     add("--data-dir", type=Path, default=None, help="shards + manifest.json from 04 (default: out/04_data)")
     add("--data", type=Path, default=None,
-        help="tiny preset only: text to build the tokenizer and shards from if they are missing")
+        help="tiny preset only: text to build the tokenizer and shards from if they are missing (default: the "
+             "corpus in embedded/; `hub` = a few MB of fineweb-edu from the Hugging Face Hub)")
     add("--resume", action="store_true", help="continue from <out>/latest.pt on the exact next batch; may change "
         "--max-steps, the eval/HellaSwag/checkpoint cadences, --compile, --no-hellaswag, --wandb, nothing else")
     add("--overwrite", action="store_true", help="start a new run in an --out that holds one, replacing its "
