@@ -19,15 +19,9 @@ house = lesson("house")
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """01's tiny tokenizer and 04's tiny shards, made once for this module."""
-    root = tmp_path_factory.mktemp("faults_runs")
-    tokenizer, data_dir = root / "tok" / "tokenizer.json", root / "data"
-    for args in (["01_tokenizer.py", "--preset", "tiny", "--out", str(tokenizer.parent)],
-                 ["04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer), "--out", str(data_dir)]):
-        made = run_script(*args, timeout=300)
-        assert made.returncode == 0, made.stderr[-2000:]
-    return dict(tokenizer=tokenizer, data_dir=data_dir)
+def inputs(tiny_inputs):
+    """01's tiny tokenizer and 04's tiny shards (conftest's `tiny_inputs`, made once per session)."""
+    return tiny_inputs
 
 
 def train(inputs, out, *args, timeout=300):

@@ -25,15 +25,9 @@ eval_lib = lesson("06_eval")
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """01's tiny tokenizer and 04's tiny shards, made once for this module (from the embedded corpus)."""
-    root = tmp_path_factory.mktemp("faults_train")
-    tokenizer, data_dir = root / "tok" / "tokenizer.json", root / "data"
-    for args in (["01_tokenizer.py", "--preset", "tiny", "--out", str(tokenizer.parent)],
-                 ["04_data.py", "--preset", "tiny", "--tokenizer", str(tokenizer), "--out", str(data_dir)]):
-        made = run_script(*args, timeout=300)
-        assert made.returncode == 0, made.stderr[-2000:]
-    return dict(tokenizer=tokenizer, data_dir=data_dir)
+def inputs(tiny_inputs):
+    """01's tiny tokenizer and 04's tiny shards (conftest's `tiny_inputs`, made once per session)."""
+    return tiny_inputs
 
 
 def tiny_args(inputs, out, *args):
