@@ -783,6 +783,8 @@ def main(argv=None):
         torch.set_num_threads(1)
     tokenizer = tokenizer_for(args.tokenizer, args.preset, args.checkpoint)
     model, label = get_model(args, tokenizer, device)
+    print(f"scoring: {label} ({sum(p.numel() for p in model.parameters()):,} parameters, window "
+          f"{model.config.block_size} tokens) on {device}")
     summary = {"model": label, "preset": args.preset}
     if not args.no_hellaswag:
         summary.update(run_hellaswag(args, model, tokenizer, label, device))
@@ -919,7 +921,7 @@ def get_model(args, tokenizer, device):
     if tokenizer.get_vocab_size() > model.config.vocab_size:
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
                          f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
-    return model, path.name
+    return model, house.shown(path)
 
 
 if __name__ == "__main__":
