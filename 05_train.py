@@ -756,26 +756,6 @@ def refuse_other_inputs_on_resume(checkpoint: dict, run: RunConfig) -> None:
                          "trained on: it changes the data order; pass the --data-dir of the first run")
 
 
-def refuse_to_replace_a_run(run: RunConfig, overwrite: bool) -> None:
-    """A new run (no --resume) in an --out that holds a checkpoint or a log stops in one line, before anything
-    is deleted or written, unless --overwrite says to replace it."""
-    held = [p.name for p in (run.checkpoint_path, run.log_path) if p.exists()]
-    if run.resume or overwrite or not held:
-        return
-    raise SystemExit(f"error: {house.shown(run.out)} already holds a run ({' and '.join(held)}): continue it with "
-                     f"--resume, start a new one with another --out, or replace it with --overwrite")
-
-
-def eval_command(cfg: TrainConfig, run: RunConfig) -> str:
-    """The 06 command that scores this run's checkpoint with its own tokenizer and shards."""
-    parts = ["python", "06_eval.py", "--preset", cfg.size, "--checkpoint", house.shown(run.checkpoint_path)]
-    if run.tokenizer != DEFAULT_TOKENIZER:
-        parts += ["--tokenizer", house.shown(run.tokenizer)]
-    if run.data_dir != DEFAULT_DATA_DIR:
-        parts += ["--data-dir", house.shown(run.data_dir)]
-    return shlex.join(parts)
-
-
 def resume_command(cfg: TrainConfig, run: RunConfig) -> str:
     """The command that continues this run: --resume plus the flags the checkpoint does not hold."""
     parts = ["python", "05_train.py", "--resume", "--preset", cfg.preset, "--out", house.shown(run.out)]
@@ -849,16 +829,6 @@ def check_numbers(cfg: TrainConfig) -> None:
     check_max_steps(cfg, resume=False)
 
 
-def check_max_steps(cfg: TrainConfig, resume: bool) -> None:
-    """--max-steps may stop a run early, never run it past its schedule (silently capped before)."""
-    if cfg.max_steps is None or cfg.max_steps <= cfg.planned_steps:
-        return
-    fix = ("a run's schedule cannot grow on --resume: start a new run with --planned-steps "
-           f"{cfg.max_steps}" if resume else f"pass --planned-steps {cfg.max_steps} too, or a smaller --max-steps")
-    raise SystemExit(f"error: --max-steps {cfg.max_steps} is past the {cfg.planned_steps} steps the {cfg.preset} "
-                     f"schedule plans (the lr reaches its minimum there): {fix}")
-
-
 def parse_args(argv=None):
     """The flags; paths made absolute (01 and 04 may run as subprocesses from the repo root)."""
     parser = house.ArgumentParser(
@@ -921,6 +891,59 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the model (default: on with CUDA, off on CPU)")
 
 
+def main(argv=None) -> None:
+    try:
+        args = parse_args(argv)
+        cfg, run = configs_from_args(args)   # bad numbers and refused flags stop here, in one line
+        house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
+        with house.folder_lock(run.out) if house.is_first_process() else contextlib.nullcontext():
+            refuse_to_replace_a_run(run, args.overwrite)   # a finished run is never replaced without being asked
+            train(cfg, run)
+    except SystemExit as stop:   # under torchrun every process hits the same user error: rank 0 says it
+        if isinstance(stop.code, str) and not house.is_first_process():
+            raise SystemExit(1) from None
+        raise
+    except (KeyboardInterrupt, Interrupted) as stop:   # Ctrl-C before the loop, or twice in it
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
+        raise SystemExit(128 + signum) from None
+
+
+# --- Appendix: machinery ---------------------------------------------------------------------------------
+# Command-line guards and the knob flags, processes and devices, seeds and RNG states, Ctrl-C and SIGTERM, the
+# log (and W&B), checks across DDP replicas, the inputs from 01 and 04. Nothing here changes what is learned;
+# skip it on a first reading.
+
+def refuse_to_replace_a_run(run: RunConfig, overwrite: bool) -> None:
+    """A new run (no --resume) in an --out that holds a checkpoint or a log stops in one line, before anything
+    is deleted or written, unless --overwrite says to replace it."""
+    held = [p.name for p in (run.checkpoint_path, run.log_path) if p.exists()]
+    if run.resume or overwrite or not held:
+        return
+    raise SystemExit(f"error: {house.shown(run.out)} already holds a run ({' and '.join(held)}): continue it with "
+                     f"--resume, start a new one with another --out, or replace it with --overwrite")
+
+
+def check_max_steps(cfg: TrainConfig, resume: bool) -> None:
+    """--max-steps may stop a run early, never run it past its schedule (silently capped before)."""
+    if cfg.max_steps is None or cfg.max_steps <= cfg.planned_steps:
+        return
+    fix = ("a run's schedule cannot grow on --resume: start a new run with --planned-steps "
+           f"{cfg.max_steps}" if resume else f"pass --planned-steps {cfg.max_steps} too, or a smaller --max-steps")
+    raise SystemExit(f"error: --max-steps {cfg.max_steps} is past the {cfg.planned_steps} steps the {cfg.preset} "
+                     f"schedule plans (the lr reaches its minimum there): {fix}")
+
+
+def eval_command(cfg: TrainConfig, run: RunConfig) -> str:
+    """The 06 command that scores this run's checkpoint with its own tokenizer and shards."""
+    parts = ["python", "06_eval.py", "--preset", cfg.size, "--checkpoint", house.shown(run.checkpoint_path)]
+    if run.tokenizer != DEFAULT_TOKENIZER:
+        parts += ["--tokenizer", house.shown(run.tokenizer)]
+    if run.data_dir != DEFAULT_DATA_DIR:
+        parts += ["--data-dir", house.shown(run.data_dir)]
+    return shlex.join(parts)
+
+
 def add_knob_flags(parser: argparse.ArgumentParser) -> None:
     """The knobs that break linnet's recipe (ablations), and the linnet+ switches that improve on it."""
     pos = house.positive_int
@@ -953,28 +976,6 @@ def add_knob_flags(parser: argparse.ArgumentParser) -> None:
     plus.add_argument("--router-on-adamw", action="store_true", default=None,
                       help="the routers' weights on AdamW instead of Muon (03)")
 
-
-def main(argv=None) -> None:
-    try:
-        args = parse_args(argv)
-        cfg, run = configs_from_args(args)   # bad numbers and refused flags stop here, in one line
-        house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
-        with house.folder_lock(run.out) if house.is_first_process() else contextlib.nullcontext():
-            refuse_to_replace_a_run(run, args.overwrite)   # a finished run is never replaced without being asked
-            train(cfg, run)
-    except SystemExit as stop:   # under torchrun every process hits the same user error: rank 0 says it
-        if isinstance(stop.code, str) and not house.is_first_process():
-            raise SystemExit(1) from None
-        raise
-    except (KeyboardInterrupt, Interrupted) as stop:   # Ctrl-C before the loop, or twice in it
-        signum = getattr(stop, "signum", signal.SIGINT)
-        print(f"\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
-        raise SystemExit(128 + signum) from None
-
-
-# --- Appendix: machinery ---------------------------------------------------------------------------------
-# Processes and devices, seeds and RNG states, Ctrl-C, the log (and W&B), checks across DDP replicas, the
-# inputs from 01 and 04. Nothing here changes what is learned; skip it on a first reading.
 
 H100_BF16_PEAK_FLOPS = 989e12   # dense bf16, H100 SXM (docs/ARCHITECTURE.md): 100 % MFU ≈ 935k tokens/s for linnet
 
