@@ -34,7 +34,9 @@ def test_loss_equivalence_smoke_run_on_cpu(tmp_path):
     assert set(record["runs"]) == {"reference", "fast, eager"}
     losses = record["runs"]["reference"]["loss"]
     assert len(losses) == 6 and losses[-1] < losses[0]                     # it trained
-    assert record["max |reference - fast, eager|"] < 1e-4
+    # the two paths sum in another order (one grouped GEMM vs a loop over experts) and 6 Muon steps amplify
+    # fp32 rounding: seen up to 1.2e-4 on a busy 2-core machine (2026-12-04); a wrong path differs by > 1e-2
+    assert record["max |reference - fast, eager|"] < 5e-4
     assert (out / "loss_equivalence.png").stat().st_size > 10_000
     assert "plot: " in result.stdout
 
