@@ -35,7 +35,7 @@ What it writes (out/02_model/): param_budget.png, rope_frequencies.png, rope_bas
 Reference numbers (from linnet's model card and docs/ARCHITECTURE.md)
   parameters 497,145,600 unique (tied embedding), 157,406,976 active per token;
   FLOPs per trained token at T=1024: 6·157,406,976 + 12·12·1024·768 = 1,057,688,064;
-  `tiny_reference.pt` (outputs of the original code): logits, eval loss and train loss to ~1e-5.
+  tests/data/original_reference.pt (outputs of the original code): logits, eval loss and train loss to ~1e-5.
   measured (BENCHMARKS.md: one H100, torch 2.11, bf16, depth 12, T 1024, random tokens), forward+backward
   of a 16×1024 micro-batch: grouped MoE compiled 287k tokens/s (30.7 % MFU, 19 GB), grouped eager 138k,
   the reference loop eager 57k; a full linnet training step (with Muon + AdamW, 03) 319.5k tokens/s
@@ -62,6 +62,7 @@ import importlib
 import json
 import math
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -153,8 +154,8 @@ class LLMConfig:
 
 
 # Three laptop-sized shapes, one per purpose, each named where it is used (pass them as LLMConfig(**shape)):
-# TINY_REFERENCE_SHAPE — the shape of the original code's recorded outputs (docs/ARCHITECTURE.md; 02's tiny
-# preset, its parameter table and the tests): head_dim 64, 128 wide ...
+# TINY_REFERENCE_SHAPE — a small shape linnet's own LLMConfig can build from its five numbers (02's tiny
+# preset, its parameter table and the tests): depth 2, head_dim 64, 128 wide ...
 TINY_REFERENCE_SHAPE = dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2)
 # ... TINY_TRAINING_SHAPE — the model that 05's tiny preset trains and 06 scores as its random-weights control:
 # ~0.3M parameters at vocab 1,024 (64 wide, head_dim 32, 2 layers, 4 experts top-2) ... and TINY_LESSON_SHAPE
@@ -755,15 +756,15 @@ class LLM(nn.Module):
     def from_pretrained(cls, path, config: LLMConfig | None = None, device: str = "cpu",
                         moe_impl: str = "auto") -> "LLM":
         """Build and load a model from a pytorch_model.bin / .safetensors file, or a directory holding
-        one (plus an optional config.json). Without a config, depth, vocab, experts, widths are read
-        from the tensor shapes (block_size stays 1024)."""
+        one (plus an optional config.json, whose every claim the weights can show is checked against them).
+        Without a config, depth, vocab, experts, widths are read from the tensor shapes (block_size stays
+        linnet's 1024, said in a note)."""
         weights, config_json = find_checkpoint(path)
         sd = read_state_dict(weights)
-        if config is None:
-            if config_json is not None:
-                config = LLMConfig.from_dict({**json.loads(config_json.read_text()), "moe_impl": moe_impl})
-            else:
-                config = infer_config(sd, moe_impl, path=weights)
+        if config is None and config_json is not None:
+            config = read_config_json(config_json, sd, moe_impl)        # checked against the weights
+        elif config is None:
+            config = infer_config(sd, moe_impl, path=weights)
         with torch.device(device):
             model = cls(config)
         load_linnet_state_dict(model, sd)
@@ -1238,7 +1239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "per token, runs a random-init forward pass on a tiny model, and saves plots of the "
                     "parameter budget, the RoPE frequencies, a causal attention map and the router's load.")
     house.add_common_args(parser, "02_model")
-    parser.add_argument("--seed", type=house.non_negative_int, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
+    parser.add_argument("--seed", type=house.seed, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="an exported folder, a pytorch_model.bin / .safetensors, or a 05 latest.pt: load it "
                              "and generate")
@@ -1248,8 +1249,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="tokens to generate with --checkpoint (default: 50)")
     parser.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
-                        help="write a 05 latest.pt as linnet's published folder in --out: model.safetensors + "
-                             "config.json + tokenizer.json (--tokenizer, default out/01_tokenizer/tokenizer.json)")
+                        help="write a 05 latest.pt as linnet's published folder in --out: pytorch_model.bin, "
+                             "config.json, tokenizer.json, tokenizer_config.json, as linnet's own repo (--tokenizer, default "
+                             "out/01_tokenizer/tokenizer.json)")
     parser.add_argument("--overwrite", action="store_true",
                         help="--export: replace an earlier export in --out (other weight files are still refused)")
     return parser
@@ -1259,8 +1261,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.export is not None:
         export_pretrained(args.export, args.out, args.tokenizer, args.overwrite)
-        return print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: model.safetensors, "
-                     f"config.json, tokenizer.json (load with LLM.from_pretrained)")
+        print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: {', '.join(EXPORT_FILES)} "
+              f"(load with LLM.from_pretrained)")
+        written = read_config_json(args.out / "config.json", read_state_dict(args.out / "pytorch_model.bin"))
+        return print(original_code_line(written))
     if args.checkpoint is not None:
         return run_checkpoint(args)
     house.check_writable(args.out)          # a read-only --out fails now, not after the forward pass
@@ -1381,34 +1385,106 @@ def read_state_dict(path: Path) -> dict:
     return obj
 
 
-def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint") -> LLMConfig:
+def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint", note: bool = True) -> LLMConfig:
     """Read depth, vocab, widths and expert count off the tensor shapes of a linnet state_dict.
 
     head_dim is not a weight's shape: it comes from the RoPE buffer `inv_freq` (head_dim/2 entries)
     when the file has it, else linnet's 64. Shapes that do not fit it stop with one line (`path` names
-    the file in it) instead of building a wrong model."""
-    sd = strip_prefixes(sd)
-    emb = sd.get("transformer.wte.weight", sd.get("lm_head.weight"))
-    if emb is None:
-        raise SystemExit("error: checkpoint has no transformer.wte.weight / lm_head.weight: not a linnet checkpoint")
-    V, C = emb.shape
-    layers = {int(m.group(1)) for k in sd if (m := LAYER_KEY.match(k))}
-    n_layer = len(layers)
-    experts = {int(m.group(2)) for k in sd if (m := EXPERT_KEY.match(k))}
-    if "transformer.h.0.moe.w_v" in sd:                               # our own stacked layout
-        E, two_f, _ = sd["transformer.h.0.moe.w_v"].shape
-    else:
-        E, two_f = len(experts), sd["transformer.h.0.moe.experts.0.swiglu.w_v.weight"].shape[0]
-    qkv_rows = sd["transformer.h.0.attn.c_attn.weight"].shape[0]
-    inv_freq = sd.get("transformer.h.0.attn.rotary_emb.inv_freq")
-    head_dim = 2 * inv_freq.numel() if inv_freq is not None else 64
+    the file in it) instead of building a wrong model. block_size has no weight either: linnet's 1024 is
+    assumed, and `note` says so on stderr (a model trained on shorter windows should come with config.json)."""
+    shapes = weight_shapes(sd)
+    C, qkv_rows, head_dim = shapes["n_embd"], shapes["qkv_rows"], shapes.get("head_dim", 64)
     n_head, kv_rows = C // max(head_dim, 1), qkv_rows - C
     n_kv_head = kv_rows // (2 * head_dim)
     if head_dim < 2 or C % head_dim or kv_rows % (2 * head_dim) or n_kv_head < 1 or n_head % n_kv_head:
         raise SystemExit(f"error: {path} has no config.json and its shapes don't fit head_dim {head_dim} "
                          f"(width {C}, q|k|v rows {qkv_rows}): put linnet's config.json beside it")
-    return LLMConfig(depth=n_layer, vocab_size=V, n_experts=E, n_layer=n_layer, n_embd=C, n_head=n_head,
-                     n_kv_head=n_kv_head, head_dim=head_dim, ffn_dim=two_f // 2, moe_impl=moe_impl)
+    if note:
+        print(f"note: {house.shown(path)} has no config.json: shapes read from the weights, block_size 1024 "
+              f"(linnet's) assumed", file=sys.stderr)
+    n_layer = shapes["n_layer"]
+    return LLMConfig(depth=n_layer, vocab_size=shapes["vocab_size"], n_experts=shapes["n_experts"], n_layer=n_layer,
+                     n_embd=C, n_head=n_head, n_kv_head=n_kv_head, head_dim=head_dim, ffn_dim=shapes["ffn_dim"],
+                     moe_impl=moe_impl)
+
+
+def weight_shapes(sd: dict) -> dict:
+    """What a linnet state_dict's tensors show of its config: n_layer, vocab_size, n_embd, n_experts, ffn_dim,
+    qkv_rows (= n_embd + 2·n_kv_head·head_dim), and head_dim when the RoPE buffer is there."""
+    sd = strip_prefixes(sd)
+    emb = sd.get("transformer.wte.weight", sd.get("lm_head.weight"))
+    if emb is None or "transformer.h.0.attn.c_attn.weight" not in sd:
+        raise SystemExit("error: checkpoint has no transformer.wte.weight / lm_head.weight / first attention layer: "
+                         "not a linnet checkpoint")
+    layers = {int(m.group(1)) for k in sd if (m := LAYER_KEY.match(k))}
+    if "transformer.h.0.moe.w_v" in sd:                               # our own stacked layout
+        E, two_f, _ = sd["transformer.h.0.moe.w_v"].shape
+    else:
+        experts = {int(m.group(2)) for k in sd if (m := EXPERT_KEY.match(k))}
+        E, two_f = len(experts), sd["transformer.h.0.moe.experts.0.swiglu.w_v.weight"].shape[0]
+    out = dict(n_layer=len(layers), vocab_size=emb.shape[0], n_embd=emb.shape[1], n_experts=E, ffn_dim=two_f // 2)
+    inv_freq = sd.get("transformer.h.0.attn.rotary_emb.inv_freq")
+    if inv_freq is not None:
+        out["head_dim"] = 2 * inv_freq.numel()
+    out["qkv_rows"] = sd["transformer.h.0.attn.c_attn.weight"].shape[0]
+    return out
+
+
+CONFIG_JSON_TYPES = {"depth": int, "block_size": int, "vocab_size": int, "n_experts": int, "n_active_experts": int,
+                     "n_layer": int, "n_head": int, "n_kv_head": int, "n_embd": int, "head_dim": int, "ffn_dim": int,
+                     "rope_base": (int, float), "balance_coef": (int, float), "qk_norm": bool,
+                     "zero_init_out": bool, "x0_mix": bool, "logit_softcap": (int, float)}
+
+
+# linnet's published config.json also describes the model in words for the Hub (model_type "linnet", the
+# architecture, the dtype, the pipeline tag): read, never used. Any other key a linnet config lacks is refused.
+CONFIG_CARD_KEYS = ("model_type", "architectures", "torch_dtype", "pipeline_tag", "transformers_version", "attention",
+                    "ffn", "normalization", "sequence_mixing", "sparsity", "optimizer")
+
+
+def read_config_json(path: Path, sd: dict, moe_impl: str = "auto") -> LLMConfig:
+    """config.json → LLMConfig, believed only where it can be checked. Unknown keys and wrong types stop with
+    one line; every field the weights show (weight_shapes) must agree with them. The fields with no weight
+    of their own — block_size, n_active_experts, qk_norm, rope_base without the RoPE buffer, the linnet+
+    switches — are range-checked by LLMConfig and otherwise taken as written (an export writes them all)."""
+    try:
+        claims = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: cannot read {path} as JSON ({type(e).__name__}): re-export the folder "
+                         f"(python 02_model.py --export) or remove config.json to read the shapes off the weights")
+    if not isinstance(claims, dict):
+        raise SystemExit(f"error: {path} is not a JSON object of config fields: re-export the folder")
+    if claims.get("model_type", "linnet") != "linnet":
+        raise SystemExit(f"error: {path} is the config of a {claims['model_type']!r} model, not linnet: pass a linnet folder")
+    claims = {k: v for k, v in claims.items() if k not in CONFIG_CARD_KEYS}
+    unknown = sorted(set(claims) - set(CONFIG_JSON_TYPES))
+    wrong = [k for k, v in claims.items() if k in CONFIG_JSON_TYPES and not config_value_ok(v, CONFIG_JSON_TYPES[k])]
+    if unknown or wrong:
+        what = f"keys a linnet config does not have ({', '.join(unknown[:4])})" if unknown else \
+            f"a value of the wrong type ({wrong[0]} = {claims[wrong[0]]!r})"
+        raise SystemExit(f"error: {path} has {what}: fix it, or re-export the folder with python 02_model.py --export")
+    try:
+        config = LLMConfig(**{**claims, "moe_impl": moe_impl})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"error: {path} does not describe a linnet model ({e}): fix it or re-export the folder")
+    shapes = weight_shapes(sd)
+    claimed = {name: getattr(config, name) for name in shapes if name != "qkv_rows"}
+    claimed["qkv_rows"] = config.n_embd + 2 * config.n_kv_head * config.head_dim
+    for name, seen in shapes.items():
+        if claimed[name] != seen:
+            label = "q|k|v rows (n_embd + 2·n_kv_head·head_dim)" if name == "qkv_rows" else name
+            raise SystemExit(f"error: {path} says {label} = {claimed[name]} but the weights have {seen}: the config "
+                             f"belongs to another model: fix it or re-export the folder")
+    return config
+
+
+def config_value_ok(value, kind) -> bool:
+    """True if a JSON value has the type a config field needs (a bool is not an int here; None = derive it)."""
+    if value is None:
+        return kind is int                                            # derived fields may be left to depth
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind)
 
 
 def strip_prefixes(sd: dict) -> dict:
@@ -1506,52 +1582,45 @@ def need_safetensors(what: str) -> None:
                          f"pip install safetensors (it is in requirements.txt)")
 
 
-def save_safetensors(sd: dict, path: Path) -> Path:
-    """Write {name: tensor} as .safetensors, atomically. safetensors refuses two names on one storage, so
-    a tensor whose storage was already written (lm_head.weight, tied to transformer.wte.weight) is
-    stored as a copy: the file then loads with any strict `load_state_dict`, and loading re-ties it."""
-    from safetensors.torch import save_file
-
-    seen, tensors = set(), {}
-    for k, v in sd.items():
-        ptr = v.untyped_storage().data_ptr()
-        tensors[k] = v.detach().cpu().clone().contiguous() if ptr in seen else v.detach().cpu().contiguous()
-        seen.add(ptr)
+def save_pytorch_model_bin(sd: dict, path: Path) -> Path:
+    """Write {name: tensor} as linnet's published file: a plain torch state_dict (`torch.save`), atomically.
+    The tied pair keeps one storage under both names, as the original `model.state_dict()` does, so the file
+    loads with linnet's own `load_state_dict` and with ours. (linnet's published file is bf16; ours keeps the
+    precision the run trained in, fp32, so exporting and loading again gives the same numbers.)"""
     with house.atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        torch.save({k: v.detach().cpu() for k, v in sd.items()}, tmp)
         tmp.chmod(0o644)                                               # readable by whoever it is handed to
     return path
 
 
-EXPORT_FILES = ("model.safetensors", "config.json", "tokenizer.json")   # what --export writes, all of it
+EXPORT_FILES = ("pytorch_model.bin", "config.json", "tokenizer.json", "tokenizer_config.json")   # what --export writes
 
 
 def check_export_folder(out_dir: Path, overwrite: bool = False) -> None:
     """Refuse, before anything is written, a folder that holds model files: weights of another name would
-    stay beside ours and every loader prefers `pytorch_model.bin` (find_checkpoint), and an earlier export
-    would be replaced. `overwrite` allows replacing an earlier export (the three EXPORT_FILES) only."""
+    stay beside ours and a loader could read them instead (find_checkpoint), and an earlier export
+    would be replaced. `overwrite` allows replacing an earlier export (the EXPORT_FILES) only."""
     if not out_dir.is_dir():
         return
     weights = {p.name for p in out_dir.iterdir() if p.suffix in (".bin", ".safetensors", ".pt", ".pth")}
-    foreign = sorted(weights - {"model.safetensors"})
+    foreign = sorted(weights - {"pytorch_model.bin"})
     if foreign:
         raise SystemExit(f"error: {out_dir} already holds other weights ({', '.join(foreign)}) that loaders would "
                          f"read instead of the export: pass a new --out, or remove them")
     ours = [name for name in EXPORT_FILES if (out_dir / name).exists()]
     if ours and not overwrite:
         raise SystemExit(f"error: {out_dir} already holds an export ({', '.join(ours)}): pass a new --out, or "
-                         f"--overwrite to replace it")
+                         f"--overwrite to replace those files")
 
 
 def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
-    """A 05 checkpoint (`latest.pt`) → linnet's published folder: model.safetensors (linnet's key layout,
+    """A 05 checkpoint (`latest.pt`) → linnet's published folder: pytorch_model.bin (linnet's key layout,
     docs/checkpoint_keys.json), config.json and tokenizer.json — what `LLM.from_pretrained(out_dir)` loads.
     `tokenizer` defaults to 01's; it must be the one the run was trained with. Every file is atomic; a
     folder holding other model files is refused first (check_export_folder)."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if not checkpoint.is_file():
         raise SystemExit(f"error: no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
-    need_safetensors("--export")
     check_export_folder(out_dir, overwrite)
     ckpt = read_checkpoint_file(checkpoint, weights_only=False)      # ours: optimizer and RNG states too
     if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
@@ -1567,11 +1636,44 @@ def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = Fal
     model = LLM(config)
     check_finite(load_linnet_state_dict(model, ckpt["model"]), checkpoint)   # every key, shape, value
     house.check_writable(out_dir)
-    save_safetensors(export_linnet_state_dict(model), out_dir / "model.safetensors")
-    house.write_json(out_dir / "config.json", {k: v for k, v in config.to_dict().items() if k != "moe_impl"})
+    save_pytorch_model_bin(export_linnet_state_dict(model), out_dir / "pytorch_model.bin")
+    house.write_json(out_dir / "config.json", published_config(config))
+    house.write_json(out_dir / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.block_size, "unk_token": None,
+        "bos_token": None, "eos_token": tokenizer_lib.EOT, "pad_token": tokenizer_lib.PAD,
+        "add_prefix_space": False, "trim_offsets": True})
     with house.atomic_path(out_dir / "tokenizer.json") as tmp:         # the same bytes: the same sha256
         tmp.write_bytes(tokenizer.read_bytes())
     return out_dir
+
+
+def published_config(config: LLMConfig) -> dict:
+    """config.json as linnet's published repo writes it (model_type, architectures, the derived widths, dtype,
+    pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+)."""
+    linnet_keys = ("depth", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_dim", "block_size", "vocab_size",
+                   "n_experts", "n_active_experts", "rope_base")
+    ours = {k: v for k, v in config.to_dict().items() if k not in linnet_keys and k != "moe_impl"}
+    return {"model_type": "linnet", "architectures": ["LLM"], **{k: getattr(config, k) for k in linnet_keys},
+            "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours}
+
+
+def original_code_line(config: LLMConfig) -> str:
+    """Whether linnet's own code can load an export: its LLMConfig(depth, block_size, vocab_size, n_experts,
+    n_active_experts) derives every width from depth (head_dim 64, RoPE base 50,000, QK-norm on, no linnet+
+    switch), so it builds exactly the shapes those five numbers express.
+
+    >>> original_code_line(LLMConfig(depth=12)).split(": ")[1]
+    'LLM(LLMConfig(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2)) + load_state_dict'"""
+    five = {k: getattr(config, k) for k in ("depth", "block_size", "vocab_size", "n_experts", "n_active_experts")}
+    derived = LLMConfig(**five)
+    same = (all(getattr(derived, k) == getattr(config, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd",
+                                                                   "head_dim", "ffn_dim", "rope_base"))
+            and config.qk_norm and not plus_switches(config))
+    if same:
+        args = ", ".join(f"{k}={v}" for k, v in five.items())
+        return f"linnet's own code loads it too: LLM(LLMConfig({args})) + load_state_dict"
+    return ("linnet's own code cannot build this shape (its LLMConfig derives every width from depth, head_dim 64): "
+            "load it with this repo's LLM.from_pretrained")
 
 
 def check_finite(model: LLM, path) -> LLM:

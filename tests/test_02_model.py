@@ -1,4 +1,4 @@
-"""02_model: faithful to linnet (tiny_reference.pt, checkpoint layout, counts), both MoE paths agree,
+"""02_model: faithful to linnet (tests/data/original_reference.pt, checkpoint layout, counts), both MoE paths agree,
 attention is causal GQA, generation with a cache equals generation without, bad input fails clearly."""
 import json
 import math
@@ -12,20 +12,19 @@ from helpers import lesson, run_script
 
 m = lesson("02_model")
 
-LINNET_DIR = Path(__file__).resolve().parents[2] / "shared" / "linnet"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+ORIGINAL_REFERENCE = Path(__file__).resolve().parent / "data" / "original_reference.pt"
 TINY = m.TINY_REFERENCE_SHAPE
-
-
-def linnet_file(name):
-    path = LINNET_DIR / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing: this test needs ../shared/linnet")
-    return path
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return torch.load(linnet_file("tiny_reference.pt"), weights_only=False)
+    """Outputs of linnet's original model code (tests/data/README.md says how they were made): its config,
+    its weights (bf16 values, loaded as fp32), a batch, the logits and both losses."""
+    ref = torch.load(ORIGINAL_REFERENCE, weights_only=False)
+    ref["config"] = {**ref["config"], **ref.pop("widths"), "head_dim": 32}
+    ref["state_dict"] = {k: v.float() for k, v in ref["state_dict"].items()}
+    return ref
 
 
 def tiny_model(seed=0, **overrides):
@@ -50,7 +49,7 @@ def test_reproduces_original_outputs(reference, impl):
 
 
 def test_derived_config_matches_published():
-    keys = json.loads(linnet_file("checkpoint_keys.json").read_text())
+    keys = json.loads((DOCS / "checkpoint_keys.json").read_text())
     cfg = m.LLMConfig(12, 1024, 32768, 8, 2)              # the original positional constructor
     assert {k: getattr(cfg, k) for k in keys["config"]} == keys["config"]
     assert m.LLMConfig(depth=9).n_kv_head == 3 and m.LLMConfig(depth=4).n_kv_head == 2
@@ -71,7 +70,7 @@ def test_counts_and_flops_match_model_card():
 
 
 def test_export_layout_equals_published_keys_and_shapes():
-    keys = json.loads(linnet_file("checkpoint_keys.json").read_text())
+    keys = json.loads((DOCS / "checkpoint_keys.json").read_text())
     with torch.device("meta"):
         model = m.LLM(m.LLMConfig(depth=12, vocab_size=32768))
     exported = m.export_linnet_state_dict(model)
@@ -85,30 +84,32 @@ def test_export_then_load_is_identical(reference):
     assert exported.keys() == reference["state_dict"].keys()
     for k, v in reference["state_dict"].items():
         assert torch.equal(exported[k], v), k
-    copy = tiny_model(seed=1)
+    copy = m.LLM(m.LLMConfig(**reference["config"]))
     m.load_linnet_state_dict(copy, exported)
     for (k, a), b in zip(original.state_dict().items(), copy.state_dict().values()):
         assert torch.equal(a, b), k
 
 
-def test_from_pretrained_reads_bf16_bin_and_safetensors_without_config(tmp_path, reference):
+def test_from_pretrained_reads_bf16_bin_and_safetensors_without_config(tmp_path):
+    """linnet's own file: bf16, no config.json beside it; here also without the RoPE buffer (head_dim 64 assumed)."""
     from safetensors.torch import save_file
 
-    sd = {k: v.to(torch.bfloat16) for k, v in reference["state_dict"].items()
+    idx = torch.tensor([[1, 5, 9, 200, 7, 3]])
+    sd = {k: v.to(torch.bfloat16) for k, v in m.export_linnet_state_dict(tiny_model(seed=3)).items()
           if not k.endswith("inv_freq") and k != "lm_head.weight"}       # inv_freq absent, tie once
     torch.save(sd, tmp_path / "pytorch_model.bin")
     model = m.LLM.from_pretrained(tmp_path).eval()
     assert model.config.n_experts == 4 and model.config.n_layer == 2 and model.config.ffn_dim == 384
-    logits, _ = model(reference["idx"])
+    logits, _ = model(idx)
     # bf16 rounding flips some router choices, so compare with the fp32 model holding the same rounded weights
-    rounded = m.LLM(m.LLMConfig(**reference["config"])).eval()
+    rounded = m.LLM(m.LLMConfig(**TINY)).eval()
     m.load_linnet_state_dict(rounded, {k: v.float() for k, v in sd.items()})
-    torch.testing.assert_close(logits, rounded(reference["idx"])[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits, rounded(idx)[0], atol=1e-6, rtol=0)
     assert model.lm_head.weight is model.transformer.wte.weight
     st = tmp_path / "st"
     st.mkdir()
     save_file({k: v.contiguous() for k, v in sd.items()}, st / "model.safetensors")
-    torch.testing.assert_close(m.LLM.from_pretrained(st).eval()(reference["idx"])[0], logits)
+    torch.testing.assert_close(m.LLM.from_pretrained(st).eval()(idx)[0], logits)
 
 
 # --- the pieces --------------------------------------------------------------------------------------
@@ -387,24 +388,69 @@ def one_thread():
 
 # --- Saving in linnet's published layout; loading a file without config.json (robustness) ---------------
 
-def test_safetensors_export_without_config_reads_head_dim_from_rope_buffer(tmp_path):
-    """save_safetensors writes the tied pair under both names (a copy); from_pretrained without config.json
-    takes head_dim 32 from inv_freq (it used to assume 64 and die with ZeroDivisionError)."""
-    from safetensors.torch import load_file
-
+def test_export_without_config_reads_head_dim_from_rope_buffer(tmp_path, capsys):
+    """save_pytorch_model_bin keeps the tied pair as one tensor under both names; from_pretrained without
+    config.json takes head_dim 32 from inv_freq (it used to assume 64 and die with ZeroDivisionError) and says
+    on stderr that block_size is assumed."""
     torch.manual_seed(0)
     model = m.LLM(m.LLMConfig(block_size=64, vocab_size=320, **m.TINY_TRAINING_SHAPE)).eval()
-    path = m.save_safetensors(m.export_linnet_state_dict(model), tmp_path / "model.safetensors")
-    sd = load_file(str(path))
-    assert torch.equal(sd["lm_head.weight"], sd["transformer.wte.weight"])
+    path = m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin")
+    sd = torch.load(path, weights_only=True)
+    assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()
     loaded = m.LLM.from_pretrained(path).eval()
     assert (loaded.config.head_dim, loaded.config.n_head, loaded.config.n_kv_head) == (32, 2, 1)
+    assert "has no config.json: shapes read from the weights, block_size 1024 (linnet's) assumed" in capsys.readouterr().err
     idx = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         assert torch.equal(loaded(idx)[0], model(idx)[0])
     no_rope = {k: v for k, v in sd.items() if not k.endswith("inv_freq")}
     with pytest.raises(SystemExit, match="shapes don't fit head_dim 64 .*put linnet's config.json beside it"):
-        m.infer_config(no_rope, path="bare.safetensors")
+        m.infer_config(no_rope, path="bare.bin")
+
+
+def exported_folder(tmp_path, **config_changes):
+    """A tiny model saved as an export folder (pytorch_model.bin + config.json), config.json edited."""
+    torch.manual_seed(0)
+    config = m.LLMConfig(block_size=64, vocab_size=320, **m.TINY_TRAINING_SHAPE)
+    model = m.LLM(config).eval()
+    m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin")
+    claims = {k: v for k, v in config.to_dict().items() if k != "moe_impl"}
+    (tmp_path / "config.json").write_text(json.dumps({**claims, **config_changes}))
+    return tmp_path, model
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(n_embd=128, n_head=4), r"says n_embd = 128 but the weights have 64"),
+    (dict(head_dim=16, n_head=4), r"says head_dim = 16 but the weights have 32"),
+    (dict(n_kv_head=2), r"says q\|k\|v rows .* = 192 but the weights have 128"),
+    (dict(n_experts=8), r"says n_experts = 8 but the weights have 4"),
+    (dict(depth=3, n_layer=3), r"says n_layer = 3 but the weights have 2"),
+    (dict(ffn_dim=256), r"says ffn_dim = 256 but the weights have 128"),
+    (dict(rope_scaling=2.0), r"keys a linnet config does not have \(rope_scaling\)"),
+    (dict(n_active_experts=2.5), r"wrong type \(n_active_experts = 2.5\)"),
+    (dict(qk_norm="yes"), r"wrong type \(qk_norm = 'yes'\)"),
+    (dict(n_active_experts=9), r"does not describe a linnet model \(n_active_experts must be in 1..n_experts"),
+    (dict(model_type="llama"), r"is the config of a 'llama' model, not linnet"),
+])
+def test_config_json_claims_are_checked_against_the_weights(tmp_path, change, message):
+    folder, _ = exported_folder(tmp_path, **change)
+    with pytest.raises(SystemExit, match=message):
+        m.LLM.from_pretrained(folder)
+
+
+def test_a_truthful_config_json_loads_and_says_whether_linnets_own_code_can(tmp_path):
+    card = dict(model_type="linnet", architectures=["LLM"], attention="GQA+QKNorm+FlashAttention",
+                torch_dtype="bfloat16", pipeline_tag="text-generation")     # words linnet's config.json has too
+    folder, model = exported_folder(tmp_path, **card)
+    loaded = m.LLM.from_pretrained(folder).eval()
+    assert loaded.config.block_size == 64                      # from config.json (no weight shows it)
+    idx = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], model(idx)[0])
+    assert "cannot build this shape" in m.original_code_line(loaded.config)
+    assert m.original_code_line(m.LLMConfig(depth=2, block_size=64, vocab_size=512, n_experts=4)).endswith(
+        "LLM(LLMConfig(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2)) + load_state_dict")
+    assert "cannot" in m.original_code_line(m.LLMConfig(depth=2, x0_mix=True))
 
 
 def test_infer_config_of_linnet_shapes_is_the_published_config():

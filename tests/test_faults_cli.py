@@ -5,6 +5,7 @@ Every fault must end with exit status != 0, exactly one line on stderr starting 
 "Traceback", and nothing half-written. The tests run as root, where chmod does not stop a write: the
 unwritable --out is a path under a regular FILE (`.../file.txt/sub`), which no user can create."""
 
+import json
 import pytest
 import torch
 
@@ -28,7 +29,8 @@ BAD_NUMBERS = [                                            # one per script, run
 ]
 MORE_BAD_NUMBERS = [                                       # the same parsers, called in-process (faster)
     ("01_tokenizer", "--measure-mb", "nan", "a number >= 0"),
-    ("02_model", "--seed", "1.5", "an integer >= 0"),
+    ("02_model", "--seed", "1.5", "an integer from 0 to 4294967295"),
+    ("02_model", "--seed", "4294967296", "an integer from 0 to 4294967295"),
     ("04_data", "--val-tokens", "1e6", "a positive integer"),
     ("06_eval", "--batch-size", "0", "a positive integer"),
     ("06_eval", "--temperature", "-0.5", "a number >= 0"),
@@ -121,17 +123,20 @@ def tiny_run(tmp_path_factory):
 
 
 def test_export_writes_linnet_folder_that_loads_with_identical_logits(tiny_run, tmp_path):
-    from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
     out = tmp_path / "export"
     proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--out", str(out), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
-    sd = load_file(str(out / "model.safetensors"))
-    assert sorted(sd) == sorted(model_lib.export_linnet_state_dict(tiny_run["model"]))   # linnet's keys (safetensors sorts them)
-    assert torch.equal(sd["lm_head.weight"], sd["transformer.wte.weight"])           # the tied pair, both names
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "pytorch_model.bin", "tokenizer.json",
+                                                     "tokenizer_config.json"]            # what linnet's repo holds
+    published = json.loads((out / "config.json").read_text())
+    assert list(published)[:3] == ["model_type", "architectures", "depth"] and published["block_size"] == 64
+    sd = torch.load(out / "pytorch_model.bin", weights_only=True)                    # a plain state_dict, as linnet's
+    assert list(sd) == list(model_lib.export_linnet_state_dict(tiny_run["model"]))    # linnet's keys, in its order
+    assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()  # the tied pair: one tensor
+    assert "linnet's own code cannot build this shape" in proc.stdout                  # head_dim 32: not linnet's config
     enc = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert tokenizer_lib.tokenizer_sha256(out / "tokenizer.json") == tokenizer_lib.tokenizer_sha256(tiny_run["tokenizer"])
     loaded = model_lib.LLM.from_pretrained(out).eval()

@@ -38,12 +38,23 @@ def folder_bytes(folder):
 def test_export_over_an_older_pytorch_model_bin_is_refused_and_leaves_the_folder_as_it_was(run, tmp_path):
     out = tmp_path / "published"
     out.mkdir()
-    (out / "pytorch_model.bin").write_bytes(b"older weights that every loader would prefer")
+    (out / "pytorch_model.bin").write_bytes(b"older weights that the export would replace")
     (out / "config.json").write_text('{"depth": 12}')
     before = folder_bytes(out)
     proc = run_script("02_model.py", "--export", str(run["checkpoint"]), "--tokenizer", str(run["tok"]),
+                      "--out", str(out), timeout=120)
+    one_error_line(proc, "already holds an export (pytorch_model.bin, config.json)", "--overwrite")
+    assert folder_bytes(out) == before
+
+
+def test_export_beside_weights_of_another_name_is_refused_even_with_overwrite(run, tmp_path):
+    out = tmp_path / "published"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"another model that a loader could read instead")
+    before = folder_bytes(out)
+    proc = run_script("02_model.py", "--export", str(run["checkpoint"]), "--tokenizer", str(run["tok"]),
                       "--out", str(out), "--overwrite", timeout=120)
-    one_error_line(proc, "pytorch_model.bin", "new --out")
+    one_error_line(proc, "model.safetensors", "new --out")
     assert folder_bytes(out) == before
 
 
@@ -51,7 +62,7 @@ def test_export_over_an_earlier_export_needs_overwrite(run, tmp_path):
     out = tmp_path / "again"
     model_lib.export_pretrained(run["checkpoint"], out, run["tok"])
     before = folder_bytes(out)
-    with pytest.raises(SystemExit, match=r"already holds an export \(model.safetensors, config.json, tokenizer.json\).*--overwrite"):
+    with pytest.raises(SystemExit, match=r"already holds an export \(pytorch_model.bin, config.json, tokenizer.json, tokenizer_config.json\).*--overwrite"):
         model_lib.export_pretrained(run["checkpoint"], out, run["tok"])
     assert folder_bytes(out) == before
     model_lib.export_pretrained(run["checkpoint"], out, run["tok"], overwrite=True)   # asked for: replaced
@@ -59,7 +70,7 @@ def test_export_over_an_earlier_export_needs_overwrite(run, tmp_path):
 
 
 def test_02_checkpoint_takes_a_05_latest_pt_and_an_exported_folder(run):
-    for path in (run["checkpoint"], run["export"], run["export"] / "model.safetensors"):
+    for path in (run["checkpoint"], run["export"], run["export"] / "pytorch_model.bin"):
         proc = run_script("02_model.py", "--checkpoint", str(path), "--tokenizer", str(run["tok"]),
                           "--prompt", "the quick", "--max-new-tokens", "3", timeout=120)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, (path, proc.stderr[-2000:])
@@ -89,7 +100,13 @@ def test_06_takes_the_folders_tokenizer_over_the_default(run, monkeypatch, capsy
     assert "the exported folder's own" in capsys.readouterr().out
 
 
-def test_a_missing_safetensors_package_is_named_not_called_a_damaged_file(run, monkeypatch):
+def test_a_missing_safetensors_package_is_named_not_called_a_damaged_file(run, monkeypatch, tmp_path):
+    """Reading a .safetensors file needs the package; the export itself writes pytorch_model.bin (linnet's
+    published file) and does not."""
+    from safetensors.torch import save_file
+
+    sd = model_lib.read_state_dict(run["export"] / "pytorch_model.bin")
+    save_file({k: v.clone().contiguous() for k, v in sd.items()}, str(tmp_path / "model.safetensors"))
     real_import = builtins.__import__
 
     def no_safetensors(name, *args, **kwargs):
@@ -98,8 +115,7 @@ def test_a_missing_safetensors_package_is_named_not_called_a_damaged_file(run, m
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_safetensors)
-    for call in (lambda: model_lib.LLM.from_pretrained(run["export"]),
-                 lambda: model_lib.export_pretrained(run["checkpoint"], run["root"] / "x", run["tok"])):
-        with pytest.raises(SystemExit, match="needs the safetensors package, which is not installed: pip install safetensors"):
-            call()
-    assert not (run["root"] / "x").exists()
+    with pytest.raises(SystemExit, match="needs the safetensors package, which is not installed: pip install safetensors"):
+        model_lib.LLM.from_pretrained(tmp_path / "model.safetensors")
+    model_lib.export_pretrained(run["checkpoint"], run["root"] / "x", run["tok"])     # no safetensors needed
+    assert sorted(p.name for p in (run["root"] / "x").iterdir()) == sorted(model_lib.EXPORT_FILES)

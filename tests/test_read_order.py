@@ -31,7 +31,7 @@ MAX_FUNCTION_LINES = 50
 
 DOCS_ONLY = {"ARCHITECTURE.md", "PERFORMANCE.md", "DATA.md", "HELLASWAG.md", "checkpoint_keys.json"}
 # Names of files that runs write or read (outputs, data), not documents of the repo.
-RUN_FILE_NAMES = {"config.json", "tokenizer.json", "manifest.json", "progress.json", "results.json", "args.json",
+RUN_FILE_NAMES = {"config.json", "tokenizer.json", "tokenizer_config.json", "manifest.json", "progress.json", "results.json", "args.json",
                   "loss_equivalence.json"}
 CITED_NAME = re.compile(r"(?<![\w./$-])((?:\.{1,2}/)*(?:[\w.-]+/)*[\w-][\w.-]*\.(?:md|json))(?![\w])")
 URL = re.compile(r"[a-z]+://\S+")
