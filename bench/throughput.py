@@ -61,6 +61,9 @@ def build(args, device):
                                  moe_impl=args.moe)
     torch.manual_seed(0)
     model = model_lib.LLM(config).to(device)
+    if getattr(args, "residual", "fp32") == "bf16":     # an experiment (issue 25), not a lesson's choice yet
+        model.transformer.wte.register_forward_hook(                 # only where autocast runs (a GPU)
+            lambda module, inputs, out: out.to(torch.bfloat16) if torch.is_autocast_enabled(out.device.type) else out)
     runner = torch.compile(model, mode=args.compile_mode) if args.compile else model
     return model, runner, config
 
@@ -249,7 +252,7 @@ def report(args, device, config, tokens, seconds, what):
     tokens_per_s = tokens / seconds
     peak = train_lib.peak_flops(device)
     return {"what": what, "moe": args.moe, "compile": args.compile, "compile_mode": args.compile_mode,
-            "plain": args.plain, "cast_experts_once": args.cast_experts_once, "micro_batch": args.micro_batch,
+            "plain": args.plain, "cast_experts_once": args.cast_experts_once, "residual": getattr(args, "residual", "fp32"), "micro_batch": args.micro_batch,
             "accum": args.accum, "ms": round(1000 * seconds, 1), "tokens_per_s": round(tokens_per_s),
             "mfu_percent": round(100 * tokens_per_s * flops / peak, 1) if peak else None,
             "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 1) if device.type == "cuda" else None,
@@ -328,6 +331,9 @@ def main(argv=None):
     p.add_argument("--plain", nargs="+", default=[], choices=list(PLAIN_CHOICES),
                    help="run the plain side of these fast/plain pairs: "
                         + "; ".join(f"{k}: {v}" for k, v in PLAIN_CHOICES.items()))
+    p.add_argument("--residual", choices=["fp32", "bf16"], default="fp32",
+                   help="dtype of the residual stream under autocast: fp32 (the embedding's, today's) or bf16 (the "
+                        "embedding's output cast once, so every add and norm reads half the bytes): an experiment")
     p.add_argument("--warmup", type=house.non_negative_int, default=3)
     p.add_argument("--steps", type=house.positive_int, default=5)
     p.add_argument("--profile", type=Path, default=None, help="write the top kernels of one step to this file")
