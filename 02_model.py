@@ -64,6 +64,7 @@ import math
 import re
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -757,12 +758,14 @@ class LLM(nn.Module):
                         moe_impl: str = "auto") -> "LLM":
         """Build and load a model from a pytorch_model.bin / .safetensors file, or a directory holding
         one (plus an optional config.json, whose every claim the weights can show is checked against them).
-        Without a config, depth, vocab, experts, widths are read from the tensor shapes (block_size stays
-        linnet's 1024, said in a note)."""
+        Without config.json: the config an export keeps inside its pytorch_model.bin, else (linnet's own file)
+        depth, vocab, experts, widths read from the tensor shapes (block_size stays linnet's 1024, with a note)."""
         weights, config_json = find_checkpoint(path)
         sd = read_state_dict(weights)
         if config is None and config_json is not None:
             config = read_config_json(config_json, sd, moe_impl)        # checked against the weights
+        elif config is None and saved_config(sd) is not None:           # an export whose config.json went missing
+            config = config_from_claims(saved_config(sd), weights, sd, moe_impl)
         elif config is None:
             config = infer_config(sd, moe_impl, path=weights)
         with torch.device(device):
@@ -1443,39 +1446,58 @@ CONFIG_CARD_KEYS = ("model_type", "architectures", "torch_dtype", "pipeline_tag"
 
 
 def read_config_json(path: Path, sd: dict, moe_impl: str = "auto") -> LLMConfig:
-    """config.json → LLMConfig, believed only where it can be checked. Unknown keys and wrong types stop with
-    one line; every field the weights show (weight_shapes) must agree with them. The fields with no weight
-    of their own — block_size, n_active_experts, qk_norm, rope_base without the RoPE buffer, the linnet+
-    switches — are range-checked by LLMConfig and otherwise taken as written (an export writes them all)."""
+    """config.json → LLMConfig, believed only where it can be checked (config_from_claims)."""
     try:
         claims = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SystemExit(f"error: cannot read {path} as JSON ({type(e).__name__}): re-export the folder "
                          f"(python 02_model.py --export) or remove config.json to read the shapes off the weights")
+    return config_from_claims(claims, path, sd, moe_impl)
+
+
+def config_from_claims(claims, source, sd: dict, moe_impl: str = "auto") -> LLMConfig:
+    """A config dict (config.json, or the copy an export keeps inside pytorch_model.bin) → LLMConfig. Unknown
+    keys and wrong types stop with one line; every field the weights show (weight_shapes) must agree with them;
+    and when the weights file carries the config it was exported with (saved_config), every field must agree
+    with that too — the only check for block_size, n_active_experts, qk_norm and the linnet+ switches, which
+    have no weight of their own (linnet's own file carries none: they are range-checked by LLMConfig only)."""
     if not isinstance(claims, dict):
-        raise SystemExit(f"error: {path} is not a JSON object of config fields: re-export the folder")
+        raise SystemExit(f"error: {source} is not a JSON object of config fields: re-export the folder")
     if claims.get("model_type", "linnet") != "linnet":
-        raise SystemExit(f"error: {path} is the config of a {claims['model_type']!r} model, not linnet: pass a linnet folder")
+        raise SystemExit(f"error: {source} is the config of a {claims['model_type']!r} model, not linnet: pass a linnet folder")
     claims = {k: v for k, v in claims.items() if k not in CONFIG_CARD_KEYS}
     unknown = sorted(set(claims) - set(CONFIG_JSON_TYPES))
     wrong = [k for k, v in claims.items() if k in CONFIG_JSON_TYPES and not config_value_ok(v, CONFIG_JSON_TYPES[k])]
     if unknown or wrong:
         what = f"keys a linnet config does not have ({', '.join(unknown[:4])})" if unknown else \
             f"a value of the wrong type ({wrong[0]} = {claims[wrong[0]]!r})"
-        raise SystemExit(f"error: {path} has {what}: fix it, or re-export the folder with python 02_model.py --export")
+        raise SystemExit(f"error: {source} has {what}: fix it, or re-export the folder with python 02_model.py --export")
     try:
         config = LLMConfig(**{**claims, "moe_impl": moe_impl})
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"error: {path} does not describe a linnet model ({e}): fix it or re-export the folder")
+        raise SystemExit(f"error: {source} does not describe a linnet model ({e}): fix it or re-export the folder")
     shapes = weight_shapes(sd)
     claimed = {name: getattr(config, name) for name in shapes if name != "qkv_rows"}
     claimed["qkv_rows"] = config.n_embd + 2 * config.n_kv_head * config.head_dim
+    saved = saved_config(sd)
+    if saved is not None:                                          # the export's own record, inside the weights
+        exported = LLMConfig(**{**{k: v for k, v in saved.items() if k not in CONFIG_CARD_KEYS}, "moe_impl": moe_impl})
+        shapes.update({k: v for k, v in exported.to_dict().items() if k != "moe_impl"})
+        claimed.update({k: v for k, v in config.to_dict().items() if k != "moe_impl"})
     for name, seen in shapes.items():
         if claimed[name] != seen:
             label = "q|k|v rows (n_embd + 2·n_kv_head·head_dim)" if name == "qkv_rows" else name
-            raise SystemExit(f"error: {path} says {label} = {claimed[name]} but the weights have {seen}: the config "
+            raise SystemExit(f"error: {source} says {label} = {claimed[name]} but the weights have {seen}: the config "
                              f"belongs to another model: fix it or re-export the folder")
     return config
+
+
+def saved_config(sd) -> dict | None:
+    """The config an export keeps inside pytorch_model.bin (the state_dict's `_metadata`, which torch.save keeps
+    and every `load_state_dict` ignores), or None (linnet's own file, a .safetensors, an older export)."""
+    record = getattr(sd, "_metadata", None) or {}
+    saved = record.get("", {}).get("linnet_config") if isinstance(record.get("", {}), dict) else None
+    return saved if isinstance(saved, dict) else None
 
 
 def config_value_ok(value, kind) -> bool:
@@ -1582,13 +1604,18 @@ def need_safetensors(what: str) -> None:
                          f"pip install safetensors (it is in requirements.txt)")
 
 
-def save_pytorch_model_bin(sd: dict, path: Path) -> Path:
+def save_pytorch_model_bin(sd: dict, path: Path, config: LLMConfig | None = None) -> Path:
     """Write {name: tensor} as linnet's published file: a plain torch state_dict (`torch.save`), atomically.
     The tied pair keeps one storage under both names, as the original `model.state_dict()` does, so the file
     loads with linnet's own `load_state_dict` and with ours. (linnet's published file is bf16; ours keeps the
-    precision the run trained in, fp32, so exporting and loading again gives the same numbers.)"""
+    precision the run trained in, fp32, so exporting and loading again gives the same numbers.) `config`, when
+    given, rides inside the file as the state_dict's `_metadata` (saved_config): loaders check config.json
+    against it, and a folder whose config.json went missing still loads with the right block_size."""
+    out = OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
+    if config is not None:                                             # kept for the loader's checks (saved_config)
+        out._metadata = OrderedDict({"": {"linnet_config": published_config(config)}})
     with house.atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in sd.items()}, tmp)
+        torch.save(out, tmp)
         tmp.chmod(0o644)                                               # readable by whoever it is handed to
     return path
 
@@ -1636,7 +1663,7 @@ def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = Fal
     model = LLM(config)
     check_finite(load_linnet_state_dict(model, ckpt["model"]), checkpoint)   # every key, shape, value
     house.check_writable(out_dir)
-    save_pytorch_model_bin(export_linnet_state_dict(model), out_dir / "pytorch_model.bin")
+    save_pytorch_model_bin(export_linnet_state_dict(model), out_dir / "pytorch_model.bin", config)
     house.write_json(out_dir / "config.json", published_config(config))
     house.write_json(out_dir / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.block_size, "unk_token": None,

@@ -166,8 +166,8 @@ def atomic_path(path: str | os.PathLike):
         if not disk_is_full(e):
             raise
         written = tmp.stat().st_size if tmp.exists() else 0
-        raise SystemExit(f"error: the disk is full: {shown(path)} could not be written ({written / 1e6:,.0f} MB written "
-                         f"before it filled, {free_mb(path.parent):,.0f} MB free now; the file needs more than that): free "
+        raise SystemExit(f"error: the disk is full: {shown(path)} could not be written ({written / 1e6:,.1f} MB written "
+                         f"before it filled, {free_mb(path.parent):,.1f} MB free now; the file needs more than that): free "
                          f"some space or pass --out on another disk; the earlier {path.name}, if any, is untouched") from None
     finally:
         if tmp.exists():
@@ -175,12 +175,15 @@ def atomic_path(path: str | os.PathLike):
 
 
 def disk_is_full(error: BaseException) -> bool:
-    """ENOSPC/EDQUOT from the OS, or torch.save's own words for it ("unexpected pos", "file write failed")."""
+    """ENOSPC/EDQUOT from the OS, or the words torch.save ("unexpected pos", "file write failed") and numpy's
+    tofile ("500000 requested and 59328 written", an OSError without errno) use for it."""
     import errno
+    import re
 
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) and error.errno is not None:
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
-    return any(words in str(error) for words in ("unexpected pos", "file write failed", "No space left"))
+    return (any(words in str(error) for words in ("unexpected pos", "file write failed", "No space left"))
+            or re.fullmatch(r"\d+ requested and \d+ written", str(error)) is not None)
 
 
 def free_mb(folder: Path) -> float:
@@ -450,8 +453,8 @@ def probability(text: str) -> float:
     return _number(text, float, "a number between 0 and 1", lambda v: 0 <= v <= 1)
 
 
-def check_writable(out_dir: str | os.PathLike) -> Path:
-    """Create `out_dir` if missing and write + remove a probe file in it, or stop with one line.
+def check_writable(out_dir: str | os.PathLike, flag: str = "--out DIR") -> Path:
+    """Create `out_dir` if missing and write + remove a probe file in it, or stop with one line naming `flag`.
 
     Call it at the start of main, before the expensive work: a read-only --out then costs the user
     a second, not the whole run (and never a half-written output)."""
@@ -463,7 +466,7 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as e:
         raise SystemExit(f"error: cannot write to {shown(out_dir)} ({e.strerror or e}): "
-                         f"pass --out DIR somewhere writable") from None
+                         f"pass {flag} somewhere writable") from None
     return out_dir
 
 

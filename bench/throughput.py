@@ -339,9 +339,9 @@ def main(argv=None):
     p.add_argument("--profile", type=Path, default=None, help="write the top kernels of one step to this file")
     p.add_argument("--json", type=Path, default=None, help="append the result as one JSON line to this file")
     args = p.parse_args(argv)
-    for path in (args.json, args.profile):            # an unwritable result path fails now, not after the run
+    for flag, path in (("--json", args.json), ("--profile", args.profile)):   # unwritable: fails now, not after the run
         if path is not None:
-            house.check_writable(path.parent)
+            house.check_writable(path.parent, f"{flag} PATH")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and (args.depth >= 8 or args.micro_batch * args.seq_len > 16_384):
         raise SystemExit(f"error: no CUDA GPU: a depth-{args.depth} step of {args.micro_batch} × {args.seq_len} tokens "

@@ -408,12 +408,14 @@ def test_export_without_config_reads_head_dim_from_rope_buffer(tmp_path, capsys)
         m.infer_config(no_rope, path="bare.bin")
 
 
-def exported_folder(tmp_path, **config_changes):
-    """A tiny model saved as an export folder (pytorch_model.bin + config.json), config.json edited."""
+def exported_folder(tmp_path, record_config=False, **config_changes):
+    """A tiny model saved as an export folder (pytorch_model.bin + config.json), config.json edited;
+    `record_config`: the weights file also keeps the true config (what --export writes)."""
     torch.manual_seed(0)
     config = m.LLMConfig(block_size=64, vocab_size=320, **m.TINY_TRAINING_SHAPE)
     model = m.LLM(config).eval()
-    m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin")
+    m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin",
+                             config if record_config else None)
     claims = {k: v for k, v in config.to_dict().items() if k != "moe_impl"}
     (tmp_path / "config.json").write_text(json.dumps({**claims, **config_changes}))
     return tmp_path, model
@@ -536,3 +538,22 @@ def test_new_plots_return_figures(short_runs):
         plt.close(fig)
     assert len(figures[2].axes) == 4 and len(figures[3].axes) == 4              # two panels, each with a colour bar
 
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(n_active_experts=1), r"says n_active_experts = 1 but the weights have 2"),
+    (dict(qk_norm=False), r"says qk_norm = False but the weights have True"),
+    (dict(block_size=1024), r"says block_size = 1024 but the weights have 64"),
+    (dict(x0_mix=True), r"says x0_mix = True but the weights have False"),
+])
+def test_config_json_claims_without_a_weight_are_checked_against_the_exports_own_record(tmp_path, change, message):
+    """An export keeps its config inside pytorch_model.bin (saved_config): the fields no tensor shows are checked
+    against it, and a folder that lost its config.json loads with the right block_size."""
+    folder, model = exported_folder(tmp_path, record_config=True, **change)
+    with pytest.raises(SystemExit, match=message):
+        m.LLM.from_pretrained(folder)
+    (folder / "config.json").unlink()
+    loaded = m.LLM.from_pretrained(folder).eval()
+    assert loaded.config.block_size == 64 and loaded.config.to_dict() == {**model.config.to_dict(), "moe_impl": "auto"}
+    record = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    assert m.saved_config(record)["block_size"] == 64 and list(record) == list(m.export_linnet_state_dict(model))

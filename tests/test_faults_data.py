@@ -98,6 +98,17 @@ def test_verify_finds_a_changed_byte_that_the_size_check_cannot(shards):
     assert "shard_00004.npy is changed (its sha256 differs" in line and "python 04_data.py" in line
 
 
+def test_05_refuses_a_shard_changed_at_the_same_size_before_any_step(shards, inputs, tmp_path):
+    path = shards / "shard_00004.npy"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    proc = run_script("05_train.py", "--preset", "tiny", "--max-steps", "2", "--data-dir", str(shards),
+                      "--tokenizer", str(inputs / "tokenizer.json"), "--out", str(tmp_path / "run"), timeout=120)
+    line = one_error_line(proc, "shard_00004.npy is changed (its sha256 differs")
+    assert "python 04_data.py" in line and not (tmp_path / "run" / "latest.pt").exists()
+
+
 def test_verify_passes_a_whole_folder(shards):
     result = run_script("04_data.py", "--verify", "--out", str(shards), timeout=120)
     assert result.returncode == 0 and "match their sha256" in result.stdout, result.stderr[-2000:]

@@ -161,9 +161,11 @@ def test_data_other_than_the_shards_were_made_from_is_refused(inputs, tmp_path):
 
 @pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
                                    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3372815872 "
-                                                "vs 3372815760")], ids=["ENOSPC", "torch.save"])
+                                                "vs 3372815760"),
+                                   OSError("500000 requested and 59328 written")], ids=["ENOSPC", "torch.save", "numpy"])
 def test_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, error):
-    """The torch.save message is what a real full disk gave on the GPU machine (2026-12-04, a 3.4 GB checkpoint)."""
+    """The torch.save message is what a real full disk gave on the GPU machine (2026-12-04, a 3.4 GB checkpoint);
+    numpy's is what 04 writing a shard onto a full 1.5 MB tmpfs gave (bench/hostile.py, case "full disk in 04")."""
     target = tmp_path / "latest.pt"
     target.write_bytes(b"the earlier, complete checkpoint")
     with pytest.raises(SystemExit, match=r"the disk is full: .*latest.pt could not be written.*untouched"):
@@ -216,4 +218,4 @@ def test_throughput_on_a_cpu_refuses_the_gpu_sized_step_and_an_unwritable_json(t
     blocker.write_text("x")
     proc = run_script("bench/throughput.py", "--depth", "2", "--micro-batch", "1", "--seq-len", "64",
                       "--json", str(blocker / "r.jsonl"), timeout=120)
-    one_error_line(proc, "cannot write to")
+    one_error_line(proc, "cannot write to", "pass --json PATH somewhere writable")
