@@ -9,14 +9,14 @@ What you will learn
   and ending tokenised separately (see section 2 and `docs/HELLASWAG.md`).
 - How to score 40,000 (context, ending) pairs fast: many endings per forward pass, padded on the right
   (a causal model never looks right, so the padding cannot change the scores), sorted by length so
-  little is padding, bf16 on a GPU — and the plain one-at-a-time `score_requests_reference` next to it,
-  which a test says agrees.
+  little is padding, bf16 on a GPU; then each context only once, its 4 endings packed after it behind a
+  mask — and the plain one-at-a-time `score_requests_reference` next to it, which a test says agrees.
 - What "random weights" scores (≈ 25 %, the 1-in-4 guess) and how far from 25 % counts as signal
   (binomial sd on 10,042 examples ≈ 0.43 points; on 200 examples ≈ 3.1 points).
 - Bits per byte on the validation shard: the tokenizer-independent way to report a loss.
 
-Read sections 1–7 in order; the appendix at the end (where the HellaSwag file comes from, loading a
-checkpoint or a tokenizer) can wait.
+Read sections 1–7 in order; the appendices at the end (where the HellaSwag file comes from, loading a
+checkpoint or a tokenizer; how a context and its endings are packed into one row) can wait.
 
 How to run
     python 06_eval.py --preset tiny        # CPU, < 1 min: trained tiny checkpoint if 05 made one,
@@ -44,8 +44,10 @@ Speed (all 10,042 examples, linnet-497M shape with random weights in bf16, one H
 `python bench/hellaswag_speed.py`, BENCHMARKS.md "HellaSwag timing"): acc + acc_norm in 10.0–10.6 s (17.9 s
 before the token-budget batching of section 3); with `--compile` 6.2–7.2 s, after ≈ 70 s of compiling, so
 compiling pays only when one process scores many times and eager stays the default. 06's own run adds the
-nanoGPT-style requests, a second set as large: 21.7 s eager, 12.0 s compiled.
-Not done: scoring each context once and its 4 endings from a KV cache.
+nanoGPT-style requests, a second set as large: 21.7 s eager, 12.0 s compiled — as whole rows. Packing
+each context once with its endings (section 3, step 5; the default) reads about half the tokens (the three
+scorings with the 1,024-token tiny vocabulary at linnet's window: 12.2M → 6.4M; `bench/hellaswag_speed.py
+--nanogpt` prints both counts and the time).
 
 Honest limits
 - Zero-shot only, validation split only (the test split's labels are not public).
@@ -58,8 +60,11 @@ Honest limits
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import gc
 import importlib
+import itertools
 import json
 import math
 import re
@@ -364,8 +369,9 @@ def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor, compi
 
 @torch.no_grad()
 def score_requests(model, requests, batch_size: int | None = None, window: int | None = None,
-                   device=None, batch_tokens: int | None = None, compiled: bool = False) -> list[np.ndarray]:
-    """Fast scorer, same output as `score_requests_reference`, in the same (original) order.
+                   device=None, batch_tokens: int | None = None, compiled: bool = False,
+                   share_prefix: bool = True) -> list[np.ndarray]:
+    """Fast scorer, same output as `score_requests_reference` (to float rounding), in the same order.
 
     1. Batches by a token budget, longest first (`plan_batches`): `batch_tokens` padded tokens per
        forward (default 65,536 on CUDA, 8,192 on a CPU), at most `batch_size` rows if given. Rows are
@@ -378,24 +384,40 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
     4. On CUDA the forward runs under bf16 autocast; `compiled=True` runs it through torch.compile, compiled
        once with dynamic shapes (`compiled_hidden`), so that inductor fuses the many small element-wise
        kernels of each layer: acc + acc_norm in ≈ 6–7 s instead of ≈ 10 s on an H200, after ≈ 70 s of
-       compiling — worth it only when the same process scores again and again (BENCHMARKS.md)."""
+       compiling — worth it only when the same process scores again and again (BENCHMARKS.md).
+    5. `share_prefix` (02's linnet model, eager): an example's 4 endings share their context, so one row
+       holds the context once and the 4 endings after it, with a mask so that each ending sees only the
+       context and itself (appendix `score_packed`): about half the tokens of 4 whole rows. Same numbers
+       up to float rounding (fp32: ~1e-6 nats; bf16: bf16 noise). Otherwise, or when packing would save
+       little (a window that cuts contexts apart): steps 1–4, whole rows."""
     if not requests:
         return []
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
+    core = unwrap(model)
+    if share_prefix and not compiled and type(core) is model_lib.LLM:   # linnet+ variants: whole rows
+        fitted = [fit_to_window(c, k, window) for c, k in requests]
+        return score_packed(core, fitted, device, batch_tokens, batch_size)
     inputs = [cut_to_window(c, k, window) for c, k in requests]
-    batches = plan_batches([len(full) - 1 for full, _ in inputs], batch_tokens, batch_size)
-    padded = [pad_batch([inputs[i] for i in batch]) for batch in batches]     # (B, T) arrays each
+    return score_whole_rows(model, inputs, device, batch_tokens, batch_size, compiled)
 
-    def upload(arrays):   # one host → device copy of many arrays, concatenated flat
-        return torch.from_numpy(np.concatenate(arrays)).to(device)
-    all_idx = upload([idx.ravel() for idx, _, _ in padded])
-    all_positions = upload([np.flatnonzero(scored) for _, _, scored in padded])   # flat, per batch
-    all_targets = upload([targets[scored] for _, targets, scored in padded])
+
+def score_whole_rows(model, rows: list[tuple[list[int], int]], device, batch_tokens: int,
+                     batch_size: int | None = None, compiled: bool = False) -> list[np.ndarray]:
+    """Steps 1–4 of `score_requests`: rows (full tokens, n continuation tokens) from `cut_to_window`
+    → each row's n continuation log-probs, every row read whole."""
+    if not rows:
+        return []
+    batches = plan_batches([len(full) - 1 for full, _ in rows], batch_tokens, batch_size)
+    padded = [pad_batch([rows[i] for i in batch]) for batch in batches]       # (B, T) arrays each
+    all_idx, all_positions, all_targets = upload([np.concatenate([idx.ravel() for idx, _, _ in padded]),
+                                                  np.concatenate([np.flatnonzero(scored) for _, _, scored in padded]),
+                                                  np.concatenate([targets[scored] for _, targets, scored in padded])],
+                                                 device)                     # flat, batch after batch
     token_logprobs = torch.empty(len(all_targets), dtype=torch.float32, device=device)
     tok, pos = 0, 0
-    for idx, _, scored in padded:
+    for idx, _, scored in attention_for_many_shapes(padded):
         (B, T), n = idx.shape, int(scored.sum())
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = continuation_logits(model, all_idx[tok:tok + B * T].view(B, T), all_positions[pos:pos + n],
@@ -404,11 +426,11 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
         token_logprobs[pos:pos + n] = logprobs.gather(1, all_targets[pos:pos + n, None])[:, 0]
         tok, pos = tok + B * T, pos + n
     flat = token_logprobs.double().cpu().numpy()           # the one host sync: rows in batch order
-    results: list[np.ndarray | None] = [None] * len(inputs)
+    results: list[np.ndarray | None] = [None] * len(rows)
     start = 0
     for i in (i for batch in batches for i in batch):
-        results[i] = flat[start:start + inputs[i][1]]
-        start += inputs[i][1]
+        results[i] = flat[start:start + rows[i][1]]
+        start += rows[i][1]
     return results
 
 
@@ -469,7 +491,8 @@ def accuracy(records: list[dict], pred: str) -> float:
 
 def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int | None = None, device=None,
                        mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
-                       reference: bool = False, batch_tokens: int | None = None, compiled: bool = False) -> dict:
+                       reference: bool = False, batch_tokens: int | None = None, compiled: bool = False,
+                       share_prefix: bool = True) -> dict:
     """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
 
     mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
@@ -481,25 +504,32 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     batch_tokens / batch_size: the fast scorer's budget of padded tokens per forward pass and optional
     cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap);
     compiled: torch.compile the fast scorer's forward (the first call compiles: ~1 minute on an H200).
+    Every distinct token sequence is scored once (`distinct_requests`), and with `share_prefix` (the fast
+    scorer, eager) every distinct context once (`score_requests` step 5); False: whole rows, as before.
     The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
         raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
     started = time.time()
-    requests = hellaswag_requests(tokenizer, examples, mode, nanogpt)
+    window = window or window_of(model)
     score = score_requests_reference if reference else score_requests
+    options = {} if reference else {"compiled": compiled, "share_prefix": share_prefix}
     was_training = model.training
     model.eval()
     try:
-        options = {} if reference else {"compiled": compiled}
-        scores = score(model, requests, batch_size, window, device, batch_tokens=batch_tokens, **options)
+        with gc_paused():                                    # ~500k small lists and tuples: see gc_paused
+            requests = hellaswag_requests(tokenizer, examples, mode, nanogpt)
+            distinct, owner = distinct_requests(requests, window)   # each token sequence once, for all 3 scorings
+            distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens, **options)
     finally:
         model.train(was_training)
+    scores = [distinct_scores[j] for j in owner]
     n = len(examples)
     records = [example_record(ex, requests[4 * i][0], scores[4 * i:4 * i + 4],
                               scores[4 * (n + i):4 * (n + i) + 4] if nanogpt else None)
                for i, ex in enumerate(examples)]
     return {"mode": mode, "n": n, "acc": accuracy(records, "pred"), "acc_norm": accuracy(records, "pred_norm"),
             "acc_nanogpt": accuracy(records, "pred_nanogpt") if nanogpt else None,
+            "requests": len(requests), "distinct_requests": len(distinct),
             "seconds": time.time() - started, "records": records}
 
 
@@ -722,20 +752,30 @@ def prompt_text(text: str) -> str:
     return text
 
 
-def run_hellaswag(args, model, tokenizer, label: str, device) -> dict:
-    """Score HellaSwag (and linnet's protocol with --linnet-compat), print the numbers, save the 3 plots."""
-    batching = {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens, "compiled": args.compile}
+def read_hellaswag(args) -> tuple[Path, list[dict], list[dict] | None]:
+    """The HellaSwag file, its first --limit examples and (--linnet-compat) its first 3,000: read and checked
+    row by row before the model loads, so a bad file costs seconds, not a big checkpoint's load."""
     limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
-    hs_path = find_hellaswag_file(args.hellaswag_file)
-    examples = load_hellaswag(hs_path, limit)
+    path = find_hellaswag_file(args.hellaswag_file)
+    examples = load_hellaswag(path, limit)
+    compat = None
+    if args.linnet_compat:
+        compat = examples[:LINNET_COMPAT_LIMIT] if len(examples) >= LINNET_COMPAT_LIMIT else load_hellaswag(path, LINNET_COMPAT_LIMIT)
+    return path, examples, compat
+
+
+def run_hellaswag(args, model, tokenizer, label: str, device, hellaswag) -> dict:
+    """Score HellaSwag (and linnet's protocol with --linnet-compat), print the numbers, save the 3 plots.
+    `hellaswag`: what read_hellaswag returned."""
+    batching = {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens, "compiled": args.compile}
+    hs_path, examples, compat = hellaswag
     result = evaluate_hellaswag(model, tokenizer, examples, device=device, **batching)
     sd = 100 * binomial_sd(result["n"])
     print(f"HellaSwag ({hs_path.name}, first {result['n']:,} examples, {result['seconds']:.1f} s): "
           f"acc {100 * result['acc']:.1f}  acc_norm {100 * result['acc_norm']:.1f}  "
           f"nanoGPT-style {100 * result['acc_nanogpt']:.1f}  (guessing: 25 ± {sd:.1f} sd)")
     summary, linnet_result = {}, None
-    if args.linnet_compat:
-        compat = examples[:LINNET_COMPAT_LIMIT] if len(examples) >= LINNET_COMPAT_LIMIT else load_hellaswag(hs_path, LINNET_COMPAT_LIMIT)
+    if compat is not None:
         linnet_result = evaluate_hellaswag(model, tokenizer, compat, device=device, mode="linnet", nanogpt=False,
                                            **batching)
         print(f"linnet's number (acc, separate tokenisation, first {linnet_result['n']:,}): "
@@ -776,6 +816,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after the evaluation
     started = time.time()
+    hellaswag = None if args.no_hellaswag else read_hellaswag(args)   # a bad file fails now, not after the load
     device = house.pick_device(args.device)
     if device.type == "cpu" and args.preset == "tiny":
         # a 64-wide model gains nothing from a second thread, and on a busy 2-core machine spinning threads
@@ -787,7 +828,7 @@ def main(argv=None):
           f"{model.config.block_size} tokens) on {device}")
     summary = {"model": label, "preset": args.preset}
     if not args.no_hellaswag:
-        summary.update(run_hellaswag(args, model, tokenizer, label, device))
+        summary.update(run_hellaswag(args, model, tokenizer, label, device, hellaswag))
     summary["bpb"] = run_bpb(args, model, tokenizer, device)
     if args.sample is not None:
         text = model.generate(args.sample, tokenizer, max_new_tokens=args.max_new_tokens,
@@ -832,6 +873,30 @@ def compiled_hidden_of():
 def compiled_hidden(core):
     """core.hidden, compiled: what continuation_logits calls with compiled=True."""
     return functools.partial(compiled_hidden_of(), core)
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's garbage collector paused for the block. Tokenising and packing 80,000 requests makes
+    hundreds of thousands of small lists and tuples, and every few hundred new ones the collector walks
+    all of them again (on a CPU, pack_requests took 1.6–2.0 s with it on, 0.6 s with it paused). Nothing
+    made here is a reference cycle, and the collector runs again afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def upload(arrays: list[np.ndarray], device) -> list[torch.Tensor]:
+    """Many int64 arrays → device tensors of the same shapes, in ONE host → device copy: a copy per batch
+    would wait each time for the GPU to finish its queued work."""
+    if not arrays:
+        return []
+    flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]).astype(np.int64)).to(device)
+    return [t.view(a.shape) for t, a in zip(flat.split([a.size for a in arrays]), arrays)]
 
 
 def find_hellaswag_file(path: str | Path | None = None) -> Path:
@@ -922,6 +987,233 @@ def get_model(args, tokenizer, device):
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
                          f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
     return model, house.shown(path)
+
+
+
+# --- Appendix: each context once (score_requests' step 5) ----------------------------------------------
+# Whole rows read an example's context once per ending: 4 times. Packed, one row holds the context once
+# and then each ending after it, and three things say where each token looks: its RoPE position (an
+# ending's tokens count on from the context's end, as in its whole row), the two tokens its token shift
+# reads, and an attention mask (an ending sees the context and itself, not the other endings):
+#
+#   row        The cat sat | on a mat | in a hat | ...       context, ending 1, ending 2, …
+#   position   0   1   2   | 3  4  5  | 3  4  5  | ...
+#
+# Every token then computes what it computes in its whole row (up to float rounding), in about half the
+# tokens. `packed_hidden` is 02's `hidden` for such rows: the same modules and weights, token by token.
+
+def ranges(counts) -> np.ndarray:
+    """np.concatenate([np.arange(c) for c in counts]) without a Python loop.
+
+    >>> ranges([2, 0, 3]).tolist()
+    [0, 1, 0, 1, 2]"""
+    counts = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - counts, counts)
+
+
+def fit_to_window(context_ids: list[int], continuation_ids: list[int], window: int) -> tuple[list[int], list[int]]:
+    """A request as the model reads it, still as (context, continuation): the same lists if it fits in
+    window + 1 tokens, else `cut_to_window`'s tokens split again.
+
+    >>> fit_to_window([1, 2, 3, 4], [5, 6], window=3)
+    ([3, 4], [5, 6])"""
+    if len(context_ids) + len(continuation_ids) <= window + 1:
+        return context_ids, continuation_ids
+    full, n = cut_to_window(context_ids, continuation_ids, window)
+    return full[:-n], full[-n:]
+
+
+def distinct_requests(requests, window: int) -> tuple[list, list[int]]:
+    """The distinct token sequences among `requests` as the model reads them (`fit_to_window`), and for
+    each request the index of its distinct one: score those, then share the results.
+
+    Identical requests give identical log-probs, so scoring one of them loses nothing. With the tiny 64-token
+    window, cutting a context from the left often removes lm-eval's "Label: " prefix, and then the
+    nanoGPT-style request is the same token sequence as lm-eval's (11,552 of 40,168 on the full set); with
+    linnet's 1,024-token window almost none coincide.
+
+    >>> distinct_requests([([1, 2], [3]), ([9, 1, 2], [3]), ([1], [2, 3])], window=2)   # 1st and 2nd: [1, 2, 3]
+    ([([1, 2], [3]), ([1], [2, 3])], [0, 0, 1])"""
+    fitted = [fit_to_window(c, k, window) for c, k in requests]
+    index: dict = {}
+    owner = [index.setdefault((key, tuple(k)), i)
+             for i, (key, (_, k)) in enumerate(zip(context_keys([c for c, _ in fitted]), fitted))]
+    firsts = sorted(set(owner))
+    position = {i: j for j, i in enumerate(firsts)}
+    return [fitted[i] for i in firsts], [position[i] for i in owner]
+
+
+def context_keys(contexts: list[list[int]]) -> list[tuple]:
+    """tuple(c) of each context list, made once per list: an example's 4 requests share one list
+    (`encode_requests`), so this is a quarter of the work of tuple() on each.
+
+    >>> shared = [1, 2]
+    >>> context_keys([shared, shared, [3]])
+    [(1, 2), (1, 2), (3,)]"""
+    made: dict = {}
+    keys = []
+    for c in contexts:
+        entry = made.get(id(c))
+        if entry is None:
+            entry = made[id(c)] = (c, tuple(c))          # holding c keeps its id from being reused
+        keys.append(entry[1])
+    return keys
+
+
+def pack_requests(requests: list[tuple[list[int], list[int]]], max_tokens: int) -> dict:
+    """(context, continuation) requests that fit the window → packed rows, one per distinct context (a new
+    one when a request would pass `max_tokens`): the requests that share it in order, each adding its
+    continuation's tokens but the last after the context. Flat arrays over all packed rows, packed row p
+    at start[p]:start[p] + size[p]: `tokens`, `positions`, `segment` (0 the context, k its k-th ending);
+    and per continuation token, grouped by packed row (`scored_start`): `query` (the flat index that
+    predicts it), `target`, `slot` (request r's j-th token is output slot offsets[r] + j, offsets the
+    running sum of the continuation lengths).
+
+    >>> p = pack_requests([([5, 6], [7, 8]), ([5, 6], [9])], max_tokens=100)   # one context, two endings
+    >>> p["tokens"].tolist(), p["positions"].tolist(), p["segment"].tolist()   # 9 is only a target
+    ([5, 6, 7], [0, 1, 2], [0, 0, 1])
+    >>> p["query"].tolist(), p["target"].tolist()       # 6 → 7, 7 → 8, 6 → 9
+    ([1, 2, 1], [7, 8, 9])"""
+    rows: dict = {}                      # context → the packed row being filled: [index, size, pieces, members]
+    packed = []
+    for r, (key, (context, k)) in enumerate(zip(context_keys([c for c, _ in requests]), requests)):
+        row = rows.get(key)
+        if row is None or row[1] + len(k) - 1 > max_tokens:
+            row = rows[key] = [len(packed), len(context), [context], []]
+            packed.append(row)
+        row[2].append(k[:-1])                                  # its inputs after the context
+        row[3].append((r, row[1]))                             # request r's inputs start at row[1]
+        row[1] += len(k) - 1
+    size = np.array([row[1] for row in packed], dtype=np.int64)
+    start = np.cumsum(size) - size
+    pieces = [piece for row in packed for piece in row[2]]     # context, ending 1, ending 2, … of each row
+    piece_len = np.array([len(piece) for piece in pieces], dtype=np.int64)
+    tokens = np.fromiter(itertools.chain.from_iterable(pieces), np.int64, int(size.sum()))
+    L = np.array([len(row[2][0]) for row in packed], dtype=np.int64)
+    member = np.array([k for row in packed for k in range(len(row[2]))], dtype=np.int64)
+    piece_row = np.repeat(np.arange(len(packed)), [len(row[2]) for row in packed])
+    piece_start = np.cumsum(piece_len) - piece_len - start[piece_row]  # in its packed row
+    # a context's tokens sit at positions 0..L-1; an ending's count on from L, as in its whole row
+    shift = np.where(member > 0, piece_start - L[piece_row], 0)
+    positions = ranges(size) - np.repeat(shift, piece_len)
+    segment = np.repeat(member, piece_len)
+    # every continuation token is predicted at its sequence's previous position: the context's last
+    # token for the first, the ending's own tokens after that
+    order = [(p, r, s) for p, row in enumerate(packed) for r, s in row[3]]          # grouped by packed row
+    p, r, s = (np.array(x, dtype=np.int64) for x in zip(*order))
+    n = np.array([len(requests[i][1]) for i in r], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(k) for _, k in requests])[:-1]
+    conts = np.fromiter(itertools.chain.from_iterable(requests[i][1] for i in r), np.int64, int(n.sum()))
+    j, p, r, s = ranges(n), np.repeat(p, n), np.repeat(r, n), np.repeat(s, n)
+    return {"start": start, "size": size, "tokens": tokens, "positions": positions, "segment": segment,
+            "query": start[p] + np.where(j == 0, L[p] - 1, s + j - 1), "target": conts,
+            "slot": offsets[r] + j, "scored_start": np.searchsorted(p, np.arange(len(packed) + 1))}
+
+
+def packed_batch_arrays(packed: dict, batch: list[int]) -> list[np.ndarray]:
+    """The packed rows `batch` as (B, T) tokens, positions and segments (padding: token 0, position 0,
+    segment -1, which only other padding sees), and (M,) the flat positions in (B·T) to score, their
+    targets and output slots."""
+    batch = np.asarray(batch)
+    sizes, starts = packed["size"][batch], packed["start"][batch]
+    B, T = len(batch), int(sizes.max())
+    b, j = np.repeat(np.arange(B), sizes), ranges(sizes)
+    src, dst = starts[b] + j, b * T + j
+    tokens, positions = np.zeros(B * T, np.int64), np.zeros(B * T, np.int64)
+    segment = np.full(B * T, -1, np.int64)
+    tokens[dst], positions[dst], segment[dst] = packed["tokens"][src], packed["positions"][src], packed["segment"][src]
+    counts = packed["scored_start"][batch + 1] - packed["scored_start"][batch]
+    b = np.repeat(np.arange(B), counts)
+    s = np.repeat(packed["scored_start"][batch], counts) + ranges(counts)
+    flat = b * T + packed["query"][s] - starts[b]
+    return [tokens.reshape(B, T), positions.reshape(B, T), segment.reshape(B, T), flat, packed["target"][s],
+            packed["slot"][s]]
+
+
+PACKING_PAYS = 2 / 3   # pack only if that leaves at most 2/3 of the whole rows' tokens: a packed row needs a
+                       # T × T mask and gathers, so its tokens cost more. On a CPU: a layer of linnet's width at
+                       # its window (48 % fewer tokens) took 0.45× the time packed; 05's tiny model with its
+                       # 64-token window (contexts cut apart: 20 % fewer) took 1.6–2.3×.
+
+
+@torch.no_grad()
+def score_packed(core, requests, device, batch_tokens: int, batch_size: int | None = None) -> list[np.ndarray]:
+    """score_requests(share_prefix=True): requests that fit the window (`fit_to_window`) → each one's
+    continuation log-probs, as `score_whole_rows` computes them, with each distinct context read once
+    (`pack_requests`). Packed rows are batched by the token budget (`plan_batches`), uploaded once, and
+    run through `packed_hidden`; whole rows instead when packing saves too little (PACKING_PAYS)."""
+    window = window_of(core)
+    packed = pack_requests(requests, max_tokens=4 * window)   # a packed row's mask is T × T
+    if packed["size"].sum() > PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in requests):
+        return score_whole_rows(core, [cut_to_window(c, k, window) for c, k in requests], device, batch_tokens,
+                                batch_size)
+    batches = plan_batches(packed["size"].tolist(), batch_tokens, batch_size)
+    arrays = iter(upload([a for batch in batches for a in packed_batch_arrays(packed, batch)], device))
+    offsets = np.cumsum([0] + [len(k) for _, k in requests])
+    out = torch.empty(int(offsets[-1]), dtype=torch.float32, device=device)
+    for _ in attention_for_many_shapes(batches):
+        tokens, positions, segment, flat, targets, slots = (next(arrays) for _ in range(6))
+        visible = (positions[:, None, :] <= positions[:, :, None]) & (
+            (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None]))   # (B, T query, T key)
+        # the token d back in a token's own sequence: position p - d, in the context (row index p - d, as a
+        # context starts its row) or else in its own ending (row index t - d); -1: none
+        t, L = torch.arange(tokens.shape[1], device=device), (segment == 0).sum(1, keepdim=True)   # (T,), (B, 1)
+        before = torch.stack([torch.where(positions - d < L, positions - d, t - d).clamp_min(-1)
+                              for d in (1, 2)], -1)                                 # (B, T, 2)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            x = packed_hidden(core, tokens, positions, before, visible[:, None])     # (B, T, C)
+            logits = core.head(x.flatten(0, 1)[flat])                                # (M, V)
+        out[slots] = logits.float().log_softmax(-1).gather(1, targets[:, None])[:, 0]
+    result = out.double().cpu().numpy()                                           # the one host sync
+    return [result[offsets[r]:offsets[r + 1]] for r in range(len(requests))]
+
+
+def attention_for_many_shapes(batches):
+    """Iterate over `batches` with SDPA's cuDNN backend switched off. cuDNN builds an execution plan for every
+    new (batch, length) shape, on the CPU: 7–21 ms a call on an H200, which made HellaSwag's scoring CPU-bound
+    (BENCHMARKS.md, "HellaSwag timing") since nearly every batch here has a new shape. Flash and memory-efficient
+    attention need no plan. Training keeps the default: its one shape is planned once."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield from batches
+
+
+def packed_hidden(core, idx, positions, before, mask):
+    """02's `LLM.hidden` (embedding → blocks → final norm) for packed rows: idx, positions (B, T); before
+    (B, T, 2) the row index of the token one and two back (-1: none); mask (B, 1, T, T) True where a
+    query may read a key. With positions 0…T-1, before t-1 and t-2 and a causal mask it is 02's hidden
+    (a test checks it)."""
+    x = core.transformer.wte(idx)                                                    # (B, T, C)
+    for block in core.transformer.h:
+        x = x + packed_attention(block.attn, block.ln1(x), positions, before, mask)
+        moe_out, _ = block.moe(block.ln2(x))
+        x = x + moe_out
+    return core.transformer.ln_f(x)
+
+
+def packed_attention(attn, x, positions, before, mask):
+    """02's CausalSelfAttention (token shift → qkv → RoPE → QK-norm → attention → c_proj), each token
+    reading its own sequence's previous tokens, position and keys instead of its row neighbours'."""
+    B, T, C = x.shape
+    hd, kv, nh = attn.head_dim, attn.n_kv_head * attn.head_dim, attn.n_head
+    padded = torch.cat([x.new_zeros(B, 1, C), x], dim=1)                             # index 0: "no token"
+    one, two = (padded.gather(1, (before[..., i] + 1)[..., None].expand(B, T, C)) for i in (0, 1))
+    w = attn.l_conv.weight.to(x.dtype).view(C, 3)
+    x = two * w[:, 0] + one * w[:, 1] + x * w[:, 2]                                  # 02's token_shift
+    q, k, v = attn.c_attn(x).split([C, kv, kv], dim=-1)
+    q, k, v = q.view(B, T, nh, hd), k.view(B, T, attn.n_kv_head, hd), v.view(B, T, attn.n_kv_head, hd)
+    cos = attn.rotary_emb.cos_table[positions][:, :, None, :]                        # (B, T, 1, hd)
+    sin = attn.rotary_emb.sin_table[positions][:, :, None, :]
+    q, k = model_lib.apply_rope(q, cos, sin), model_lib.apply_rope(k, cos, sin)
+    if attn.qk_norm:
+        q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
+        k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, hd)
+    k, v = (t.repeat_interleave(nh // attn.n_kv_head, dim=1) for t in (k, v))       # GQA, for any kernel
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                      # (B, nh, T, hd)
+    return attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 if __name__ == "__main__":

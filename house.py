@@ -269,8 +269,11 @@ def open_text(path: str | os.PathLike):
         return
     import io
 
-    import zstandard
-
+    try:
+        import zstandard
+    except ImportError:
+        raise SystemExit(f"error: reading {shown(path)} needs the zstandard package, which is not installed: "
+                         f"pip install zstandard (it is in requirements.txt), or pass the unpacked .jsonl") from None
     try:
         with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
             yield io.TextIOWrapper(reader, encoding="utf-8")

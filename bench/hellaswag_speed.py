@@ -4,13 +4,17 @@ Builds the linnet-shape model (02: depth 12, vocab 32,768, 8 experts top-2) with
 speed does not depend on the weights — in bf16 on CUDA (fp32 on a CPU), or loads --checkpoint; loads a
 real tokenizer and the HellaSwag validation file; runs `evaluate_hellaswag(nanogpt=False)` once on 200
 examples to warm up, then times the full run (tokenising included: the clock is 06's own `seconds`).
-Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device, torch version.
+Prints one JSON line: seconds, examples/s, acc, acc_norm, tokens scored, device, torch version, and what
+goes through the model: sequences (rows), tokens and padded tokens, forward passes — as whole rows (each
+request alone, 06 before the packing) and packed (each distinct context once, 06's default).
 
     python bench/hellaswag_speed.py --tokenizer out/01_tokenizer/tokenizer.json --hellaswag PATH
+    python bench/hellaswag_speed.py ... --nanogpt                    # 06's standalone run: all three scorings
+    python bench/hellaswag_speed.py ... --nanogpt --no-share-prefix  # the same as whole rows (06 before)
+    python bench/hellaswag_speed.py ... --nanogpt --compare-whole    # both, one process: packed, then whole rows
     python bench/hellaswag_speed.py ... --batch-tokens 131072        # a bigger forward pass
     python bench/hellaswag_speed.py ... --compare-reference 200      # fast vs plain scorer, 200 examples
     python bench/hellaswag_speed.py ... --compile                    # 06's compiled forward (06 --compile)
-    python bench/hellaswag_speed.py ... --nanogpt                    # all three scorings, as 06 itself runs
     python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
 
 --compare-reference N scores the first N examples with the plain one-request-per-forward
@@ -56,6 +60,12 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=house.DEVICES, default=None, help="default: the best available")
     parser.add_argument("--nanogpt", action="store_true",
                         help="also the nanoGPT-style scoring (06's standalone run scores all three)")
+    parser.add_argument("--share-prefix", action=argparse.BooleanOptionalAction, default=True,
+                        help="pack each distinct context once with its endings (06's default); "
+                             "--no-share-prefix: every request a whole row")
+    parser.add_argument("--compare-whole", action="store_true",
+                        help="then time the same run as whole rows (--no-share-prefix) in this process: before and "
+                             "after in one command, with how many decisions differ")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="06's compiled forward (06 --compile); the warm-up run compiles (its time is printed)")
     return parser.parse_args(argv)
@@ -74,36 +84,56 @@ def build_model(args, tokenizer, device):
     return model.to(torch.bfloat16) if device.type == "cuda" else model    # as 06's get_model does
 
 
-def tokens_scored(tokenizer, examples, window, nanogpt: bool = False) -> tuple[int, int]:
-    """(input tokens, continuation tokens) of the requests (acc/acc_norm, plus nanoGPT's with nanogpt=True):
-    what the forward passes read."""
+def tokens_scored(tokenizer, examples, window, nanogpt: bool = False, batch_tokens: int = 65_536) -> dict:
+    """What the forward passes read for these requests (acc/acc_norm, plus nanoGPT's with nanogpt=True):
+    input and continuation tokens of the requests, then rows, tokens, padded tokens and forward passes
+    as whole rows and as packed rows (06's plans, at `batch_tokens` per pass)."""
     requests = eval_lib.hellaswag_requests(tokenizer, examples, "lm-eval", nanogpt=nanogpt)
     cut = [eval_lib.cut_to_window(c, k, window) for c, k in requests]
-    return sum(len(full) - 1 for full, _ in cut), sum(n for _, n in cut)
+    whole = [len(full) - 1 for full, _ in cut]
+    batches = eval_lib.plan_batches(whole, batch_tokens)
+    distinct, _ = eval_lib.distinct_requests(requests, window)
+    sizes = eval_lib.pack_requests(distinct, 4 * window)["size"].tolist()
+    packed = eval_lib.plan_batches(sizes, batch_tokens)
+    return {"tokens_scored": sum(whole), "continuation_tokens": sum(n for _, n in cut),
+            "whole_rows": len(whole), "whole_tokens": sum(whole),
+            "whole_padded_tokens": sum(len(b) * whole[b[0]] for b in batches), "whole_passes": len(batches),
+            "distinct_requests": len(distinct), "packed_rows": len(sizes), "packed_tokens": sum(sizes),
+            "packed_padded_tokens": sum(len(b) * sizes[b[0]] for b in packed), "packed_passes": len(packed),
+            "packing_pays": sum(sizes) <= eval_lib.PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in distinct)}
 
 
-def timed_run(model, tokenizer, examples, device, args) -> dict:
+def timed_run(model, tokenizer, examples, device, args, share_prefix: bool | None = None) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     result = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=args.nanogpt,
                                          batch_size=args.batch_size, batch_tokens=args.batch_tokens,
-                                         compiled=args.compile)
+                                         compiled=args.compile,
+                                         share_prefix=args.share_prefix if share_prefix is None else share_prefix)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return result
 
 
-def compare_reference(model, tokenizer, examples, device, compiled) -> dict:
+def compare_reference(model, tokenizer, examples, device, compiled, share_prefix: bool = True) -> dict:
     """The timed fast scorer (bf16 on CUDA) against the plain scorer on an fp32 copy of the model: the
-    difference is the fast path's whole error (batching, padding, bf16), not one bf16 run against another."""
-    fast = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=compiled)
+    difference is the fast path's whole error (batching, padding, bf16), not one bf16 run against another.
+    Also the eager scorer's packed rows against its whole rows (`packed_vs_whole_*`): the packing's own
+    difference, next to the bf16-vs-fp32 yardstick."""
+    fast = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=compiled,
+                                       share_prefix=share_prefix)
     eager = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False)
+    whole = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False,
+                                        share_prefix=False)
     exact = copy.deepcopy(model).float()
     plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in fast["records"]])
     b = np.array([r["logprob_sum"] for r in plain["records"]])
     c = np.array([r["logprob_sum"] for r in eager["records"]])
-    return {"reference_examples": len(examples), "max_abs_diff_logprob_sum": float(np.abs(a - b).max()),
+    w = np.array([r["logprob_sum"] for r in whole["records"]])
+    return {"packed_vs_whole_max_abs_diff": float(np.abs(c - w).max()),
+            "packed_vs_whole_mean_abs_diff": float(np.abs(c - w).mean()),
+            "packed_vs_whole_pred_differs": sum(x["pred"] != y["pred"] for x, y in zip(eager["records"], whole["records"])),"reference_examples": len(examples), "max_abs_diff_logprob_sum": float(np.abs(a - b).max()),
             "eager_vs_reference_max_abs_diff": float(np.abs(c - b).max()),
             "eager_vs_reference_mean_abs_diff": float(np.abs(c - b).mean()),
             "timed_vs_eager_max_abs_diff": float(np.abs(a - c).max()),
@@ -130,19 +160,29 @@ def main(argv=None):
     started = time.time()
     result = timed_run(model, tokenizer, examples, device, args)
     wall = time.time() - started
-    inputs, continuations = tokens_scored(tokenizer, examples, eval_lib.window_of(model), args.nanogpt)
-    line = {"what": "hellaswag acc+acc_norm" + ("+nanogpt" if args.nanogpt else ""), "examples": result["n"], "seconds": round(result["seconds"], 3),
+    budget = args.batch_tokens or (65_536 if device.type == "cuda" else 8_192)
+    counts = tokens_scored(tokenizer, examples, eval_lib.window_of(model), args.nanogpt, budget)
+    packed = args.share_prefix and not args.compile
+    line = {"what": "hellaswag acc+acc_norm" + ("+nanogpt" if args.nanogpt else "") + (", packed" if packed else ", whole rows"),
+            "examples": result["n"], "seconds": round(result["seconds"], 3),
             "wall_seconds": round(wall, 3), "examples_per_s": round(result["n"] / result["seconds"], 1),
             "acc": result["acc"], "acc_norm": result["acc_norm"], "acc_nanogpt": result["acc_nanogpt"],
-            "tokens_scored": inputs,
-            "continuation_tokens": continuations, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
+            **counts, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
+            "share_prefix": args.share_prefix,
             "compiled": args.compile, "warmup_examples": args.warmup, "warmup_seconds": round(warmup_seconds, 1),
             "model": str(args.checkpoint) if args.checkpoint else f"random depth {args.depth} vocab {args.vocab}",
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
             "torch": torch.__version__}
+    if args.compare_whole:
+        whole = timed_run(model, tokenizer, examples, device, args, share_prefix=False)
+        line.update({"whole_rows_seconds": round(whole["seconds"], 3), "whole_rows_acc": whole["acc"],
+                     "whole_rows_acc_norm": whole["acc_norm"], "whole_rows_acc_nanogpt": whole["acc_nanogpt"],
+                     **{f"whole_rows_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], whole["records"]))
+                        for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})
     if args.compare_reference:
-        line.update(compare_reference(model, tokenizer, examples[:args.compare_reference], device, args.compile))
+        line.update(compare_reference(model, tokenizer, examples[:args.compare_reference], device, args.compile,
+                                      args.share_prefix))
     print(json.dumps(line))
 
 

@@ -104,6 +104,20 @@ def test_a_damaged_zst_file_is_one_line(tmp_path):
         list(house.iter_texts([bad]))
 
 
+def test_a_missing_zstandard_package_is_named(monkeypatch):
+    """Seen on the GPU machine (no zstandard there): reading the embedded HellaSwag ended in a traceback."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+    monkeypatch.delitem(sys.modules, "zstandard", raising=False)
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "zstandard" else real_import(name, *a, **k))
+    with pytest.raises(SystemExit, match=r"needs the zstandard package, which is not installed: pip install zstandard"):
+        with house.open_text(house.REPO_DIR / "embedded" / "hellaswag" / "hellaswag_val.jsonl.zst"):
+            pass
+
+
 def test_data_hub_reads_the_cached_sample(monkeypatch, tmp_path):
     cached = tmp_path / "fineweb-edu-sample.jsonl"
     cached.write_text('{"text": "cached"}\n')

@@ -377,8 +377,95 @@ def test_hellaswag_speed_bench_smoke_run_on_cpu(tmp_path, tiny_tokenizer):
     hs = HELLASWAG
     result = run_script("bench/hellaswag_speed.py", "--depth", "2", "--vocab", "1024", "--limit", "50", "--warmup", "5",
                         "--tokenizer", str(tok_path), "--hellaswag", str(hs), "--device", "cpu",
-                        "--compare-reference", "10")
+                        "--compare-reference", "10", "--nanogpt", "--compare-whole")
     assert result.returncode == 0, result.stderr[-2000:]
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["examples"] == 50 and 0 <= line["acc"] <= 1 and line["tokens_scored"] > line["continuation_tokens"] > 0
     assert line["reference_examples"] == 10 and line["max_abs_diff_logprob_sum"] < 1e-3
+    assert line["whole_rows"] == 400 and line["packed_tokens"] < 0.6 * line["whole_tokens"] and line["packing_pays"]
+    assert line["whole_rows_pred_differs"] == line["whole_rows_pred_nanogpt_differs"] == 0
+
+
+# --- each token sequence once, each context once (issue "Throughput III", goal 3) -----------------------
+
+def test_identical_requests_are_scored_once_and_give_exactly_the_separate_scores(tiny_tokenizer, hellaswag):
+    """With 05's 64-token window, cutting long contexts from the left makes many nanoGPT-style requests the
+    same tokens as lm-eval's. evaluate_hellaswag scores each distinct sequence once for all three scorings;
+    through the plain scorer every per-example number must be exactly (bit for bit) what scoring lm-eval's
+    and nanoGPT's requests separately gives."""
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64, moe_impl="reference")
+    examples = ev.load_hellaswag(HELLASWAG, 3263)[3243:]              # WikiHow: long contexts, many cut
+    result = ev.evaluate_hellaswag(model, tiny_tokenizer, examples, device="cpu", reference=True)
+    assert result["requests"] == 160 and result["distinct_requests"] < 150          # really deduplicated
+    lm = ev.score_requests_reference(model, ev.hellaswag_requests(tiny_tokenizer, examples, "lm-eval", False))
+    nano = ev.score_requests_reference(model, ev.encode_requests(
+        tiny_tokenizer, [p for ex in examples for p in ev.example_pairs(ex, "nanogpt")], "nanogpt", 0))
+    for i, (ex, record) in enumerate(zip(examples, result["records"])):
+        alone = ev.choose_endings(lm[4 * i:4 * i + 4], ex["choices"])
+        for key in ("logprob_sum", "logprob_per_char", "logprob_mean", "pred", "pred_norm"):
+            assert record[key] == alone[key], (i, key)
+        assert record["nanogpt_mean"] == ev.choose_endings(nano[4 * i:4 * i + 4], ex["raw_endings"])["logprob_mean"]
+
+
+def test_packed_hidden_is_02s_hidden_on_ordinary_rows(tiny_tokenizer):
+    """packed_hidden re-runs 02's blocks with positions, look-back and mask given: with positions 0..T-1,
+    the two previous tokens and a causal mask it must be 02's own `hidden` (this fails if 02 changes)."""
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64)
+    idx = torch.randint(0, tiny_tokenizer.get_vocab_size(), (3, 40))
+    t = torch.arange(40)
+    positions, before = t.expand(3, 40), torch.stack([t - 1, (t - 2).clamp_min(-1)], -1).expand(3, 40, 2)
+    causal = torch.ones(40, 40, dtype=torch.bool).tril().expand(3, 1, 40, 40)
+    with torch.no_grad():
+        np.testing.assert_allclose(ev.packed_hidden(model, idx, positions, before, causal).numpy(),
+                                   model.hidden(idx)[0].numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("block_size", [64, 256])
+def test_packed_contexts_score_as_whole_rows_and_the_reference(tiny_tokenizer, hellaswag, block_size, monkeypatch):
+    """score_requests(share_prefix=True) reads each context once, its endings after it under a mask. Over
+    all three scorings' requests of real examples (cut by a 64-token window, or not), plus a 1-token
+    context, a 1-token ending and a context shared by 9 requests split over packed rows: the per-token
+    log-probs equal whole rows and the one-at-a-time reference (fp32: ~1e-6), in the original order.
+    (Packed even where it saves too few tokens to pay, as with the 64-token window: PACKING_PAYS = 1.)"""
+    monkeypatch.setattr(ev, "PACKING_PAYS", 1.0)
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=block_size)
+    examples = hellaswag[990:] + ev.load_hellaswag(HELLASWAG, 3253)[3243:]   # ActivityNet and WikiHow
+    requests = ev.hellaswag_requests(tiny_tokenizer, examples, "lm-eval", nanogpt=True)
+    shared = [7, 8, 9, 10]
+    requests += [([0], [5, 6, 7]), ([3, 4], [9])] + [(shared, [11 + i] * (1 + i)) for i in range(9)]
+    packed = ev.score_requests(model, requests, device="cpu", batch_tokens=700)
+    whole = ev.score_requests(model, requests, device="cpu", batch_tokens=700, share_prefix=False)
+    plain = ev.score_requests_reference(model, requests, device="cpu")
+    for a, b, c in zip(packed, whole, plain):
+        assert a.shape == b.shape == c.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-5)
+    fitted = [ev.fit_to_window(c, k, block_size) for c, k in requests]
+    rows = ev.pack_requests(fitted, max_tokens=20)
+    assert rows["size"].sum() < sum(len(c) + len(k) - 1 for c, k in fitted)           # fewer tokens than rows
+    assert len(rows["target"]) == sum(len(k) for _, k in fitted)                       # every token scored once
+
+
+def test_packing_reads_about_half_the_tokens(tiny_tokenizer, hellaswag):
+    """What the speed-up rests on: with linnet's 1,024-token window the packed rows of the three scorings
+    hold each context once — on 200 real examples about half the tokens of the whole rows."""
+    requests = ev.hellaswag_requests(tiny_tokenizer, hellaswag[:200], "lm-eval", nanogpt=True)
+    whole = sum(len(c) + len(k) - 1 for c, k in requests)
+    distinct, _ = ev.distinct_requests(requests, 1024)
+    packed = ev.pack_requests(distinct, 4096)
+    contexts = {tuple(c) for c, _ in distinct}
+    assert packed["size"].sum() == sum(map(len, contexts)) + sum(len(k) - 1 for _, k in distinct)
+    assert 0.4 < packed["size"].sum() / whole < 0.6
+
+
+@pytest.mark.slow
+def test_bad_hellaswag_file_is_refused_before_the_model_loads(tmp_path):
+    """A HellaSwag line with a bad label stops 06 before it loads the model: the checkpoint here does not
+    even exist, and the one error line is about the HellaSwag file."""
+    bad = tmp_path / "hs.jsonl"
+    row = json.loads(hellaswag_lines(1)[0])
+    bad.write_text(json.dumps({**row, "label": 2.7}) + "\n")
+    result = run_script("06_eval.py", "--hellaswag-file", str(bad), "--checkpoint", str(tmp_path / "absent.pt"),
+                        "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "hs.jsonl:1" in result.stderr and "absent.pt" not in result.stderr, result.stderr[-1500:]
