@@ -41,13 +41,13 @@ linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (
 dclm, see docs/DATA.md), so a bpb on our mixed validation shard is not the same number.
 
 Speed (all 10,042 examples, linnet-497M shape with random weights in bf16, one H200,
-`python bench/hellaswag_speed.py`, BENCHMARKS.md "HellaSwag timing"): acc + acc_norm in 10.0–10.6 s (17.9 s
-before the token-budget batching of section 3); with `--compile` 6.2–7.2 s, after ≈ 70 s of compiling, so
-compiling pays only when one process scores many times and eager stays the default. 06's own run adds the
-nanoGPT-style requests, a second set as large: 21.7 s eager, 12.0 s compiled — as whole rows. Packing
-each context once with its endings (section 3, step 5; the default) reads about half the tokens (the three
-scorings with the 1,024-token tiny vocabulary at linnet's window: 12.2M → 6.4M; `bench/hellaswag_speed.py
---nanogpt` prints both counts and the time).
+`python bench/hellaswag_speed.py`, BENCHMARKS.md "HellaSwag timing"): acc + acc_norm in 6.5 s eager (10.0 s
+as whole rows, 17.9 s before the token-budget batching of section 3). Each context is read once, its 4
+endings packed after it (section 3, step 5: 3.5M → 1.8M input tokens), and SDPA's cuDNN backend is off
+while scoring (it plans every new batch shape on the CPU; appendix `attention_for_many_shapes`). 06's own
+run adds the nanoGPT-style requests, a second set as large: 13.5 s eager (21.7 s as whole rows). `--compile`
+(whole rows) gives 6.2–7.2 s for acc + acc_norm after ≈ 70 s of compiling: it pays only when one process
+scores many times, so eager is the default.
 
 Honest limits
 - Zero-shot only, validation split only (the test split's labels are not public).

@@ -149,6 +149,9 @@ def compare_reference(model, tokenizer, examples, device, compiled, share_prefix
 def main(argv=None):
     args = parse_args(argv)
     device = house.pick_device(args.device)
+    if args.checkpoint is not None:      # an exported folder's own tokenizer.json wins, as in 06 (02's pick_tokenizer)
+        given = None if args.tokenizer.resolve() == eval_lib.DEFAULT_TOKENIZER.resolve() else args.tokenizer
+        args.tokenizer = eval_lib.model_lib.pick_tokenizer(args.checkpoint, given, eval_lib.DEFAULT_TOKENIZER)
     if not args.tokenizer.is_file():
         raise SystemExit(f"error: no tokenizer at {args.tokenizer}: pass --tokenizer PATH (any tokenizer.json)")
     tokenizer = eval_lib.tokenizer_lib.load_tokenizer(args.tokenizer)

@@ -2,6 +2,7 @@
 02 --checkpoint takes a 05 latest.pt and an exported folder with the folder's tokenizer, a different
 --tokenizer is refused (in 02 and 06), and a missing safetensors package is named as missing."""
 import builtins
+import json
 
 import pytest
 import torch
@@ -91,6 +92,31 @@ def test_a_different_tokenizer_for_an_exported_folder_is_refused(run, tmp_path, 
             ["--no-hellaswag", "--preset", "tiny", "--out", str(tmp_path / "eval")])
     proc = run_script(script, "--checkpoint", str(run["export"]), "--tokenizer", str(run["other"]), *args, timeout=120)
     one_error_line(proc, "carries its own tokenizer.json", "drop --tokenizer")
+
+
+def test_hellaswag_speed_takes_the_folders_tokenizer(run, tmp_path):
+    """bench/hellaswag_speed.py --checkpoint FOLDER scores with the folder's tokenizer.json, not the default."""
+    hellaswag = tmp_path / "hs.jsonl"
+    hellaswag.write_text("".join(json.dumps({"ctx": f"A man is {w}.", "activity_label": "Cooking", "label": 0,
+                                             "endings": ["he stops.", "he goes.", "it rains.", "she sings."],
+                                             "split_type": "indomain", "ctx_a": "", "ctx_b": "", "ind": i,
+                                             "source_id": "x", "split": "val"}) + "\n"
+                                 for i, w in enumerate(["cooking", "running", "singing"])))
+    default = tmp_path / "out" / "01_tokenizer" / "tokenizer.json"          # a default that differs from the folder's
+    default.parent.mkdir(parents=True)
+    default.write_bytes(run["other"].read_bytes())
+    scored = {}
+    for name, tokenizer in (("default", []), ("own", ["--tokenizer", str(run["export"] / "tokenizer.json")]),
+                            ("other", ["--tokenizer", str(run["other"])])):
+        proc = run_script("bench/hellaswag_speed.py", "--checkpoint", str(run["export"]), "--hellaswag", str(hellaswag),
+                          "--warmup", "1", "--device", "cpu", *tokenizer, timeout=120,
+                          env={"LINNET_OUT": str(tmp_path / "out")})
+        if name == "other":
+            one_error_line(proc, "carries its own tokenizer.json", "drop --tokenizer")
+        else:
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            scored[name] = json.loads(proc.stdout.strip().splitlines()[-1])["tokens_scored"]
+    assert scored["default"] == scored["own"]
 
 
 def test_06_takes_the_folders_tokenizer_over_the_default(run, monkeypatch, capsys):
