@@ -762,10 +762,11 @@ class LLM(nn.Module):
         depth, vocab, experts, widths read from the tensor shapes (block_size stays linnet's 1024, with a note)."""
         weights, config_json = find_checkpoint(path)
         sd = read_state_dict(weights)
+        saved = saved_config(sd)                                        # an export's own record, or None
         if config is None and config_json is not None:
             config = read_config_json(config_json, sd, moe_impl)        # checked against the weights
-        elif config is None and saved_config(sd) is not None:           # an export whose config.json went missing
-            config = config_from_claims(saved_config(sd), weights, sd, moe_impl)
+        elif config is None and saved is not None:                     # an export whose config.json went missing
+            config = config_from_claims(saved, weights, sd, moe_impl)
         elif config is None:
             config = infer_config(sd, moe_impl, path=weights)
         with torch.device(device):
@@ -1266,7 +1267,7 @@ def main(argv=None):
         export_pretrained(args.export, args.out, args.tokenizer, args.overwrite)
         print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: {', '.join(EXPORT_FILES)} "
               f"(load with LLM.from_pretrained)")
-        written = read_config_json(args.out / "config.json", read_state_dict(args.out / "pytorch_model.bin"))
+        written = LLMConfig.from_dict(json.loads((args.out / "config.json").read_text()))   # no second read of the weights
         return print(original_code_line(written))
     if args.checkpoint is not None:
         return run_checkpoint(args)
@@ -1388,13 +1389,13 @@ def read_state_dict(path: Path) -> dict:
     return obj
 
 
-def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint", note: bool = True) -> LLMConfig:
+def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint") -> LLMConfig:
     """Read depth, vocab, widths and expert count off the tensor shapes of a linnet state_dict.
 
     head_dim is not a weight's shape: it comes from the RoPE buffer `inv_freq` (head_dim/2 entries)
     when the file has it, else linnet's 64. Shapes that do not fit it stop with one line (`path` names
     the file in it) instead of building a wrong model. block_size has no weight either: linnet's 1024 is
-    assumed, and `note` says so on stderr (a model trained on shorter windows should come with config.json)."""
+    assumed, and a note on stderr says so (a model trained on shorter windows should come with config.json)."""
     shapes = weight_shapes(sd)
     C, qkv_rows, head_dim = shapes["n_embd"], shapes["qkv_rows"], shapes.get("head_dim", 64)
     n_head, kv_rows = C // max(head_dim, 1), qkv_rows - C
@@ -1402,9 +1403,8 @@ def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint", note: 
     if head_dim < 2 or C % head_dim or kv_rows % (2 * head_dim) or n_kv_head < 1 or n_head % n_kv_head:
         raise SystemExit(f"error: {path} has no config.json and its shapes don't fit head_dim {head_dim} "
                          f"(width {C}, q|k|v rows {qkv_rows}): put linnet's config.json beside it")
-    if note:
-        print(f"note: {house.shown(path)} has no config.json: shapes read from the weights, block_size 1024 "
-              f"(linnet's) assumed", file=sys.stderr)
+    print(f"note: {house.shown(path)} has no config.json: shapes read from the weights, block_size 1024 "
+          f"(linnet's) assumed", file=sys.stderr)
     n_layer = shapes["n_layer"]
     return LLMConfig(depth=n_layer, vocab_size=shapes["vocab_size"], n_experts=shapes["n_experts"], n_layer=n_layer,
                      n_embd=C, n_head=n_head, n_kv_head=n_kv_head, head_dim=head_dim, ffn_dim=shapes["ffn_dim"],

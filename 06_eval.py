@@ -1131,6 +1131,7 @@ def packed_batch_arrays(packed: dict, batch: list[int]) -> list[np.ndarray]:
             packed["slot"][s]]
 
 
+PACKED_ROW_WINDOWS = 4   # a packed row holds at most 4 windows of tokens (one context and its 4 endings fit)
 PACKING_PAYS = 2 / 3   # pack only if that leaves at most 2/3 of the whole rows' tokens: a packed row needs a
                        # T × T mask and gathers, so its tokens cost more. On a CPU: a layer of linnet's width at
                        # its window (48 % fewer tokens) took 0.45× the time packed; 05's tiny model with its
@@ -1144,7 +1145,7 @@ def score_packed(core, requests, device, batch_tokens: int, batch_size: int | No
     (`pack_requests`). Packed rows are batched by the token budget (`plan_batches`), uploaded once, and
     run through `packed_hidden`; whole rows instead when packing saves too little (PACKING_PAYS)."""
     window = window_of(core)
-    packed = pack_requests(requests, max_tokens=4 * window)   # a packed row's mask is T × T
+    packed = pack_requests(requests, max_tokens=PACKED_ROW_WINDOWS * window)   # a packed row's mask is T × T
     if packed["size"].sum() > PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in requests):
         return score_whole_rows(core, [cut_to_window(c, k, window) for c, k in requests], device, batch_tokens,
                                 batch_size)

@@ -93,7 +93,7 @@ def tokens_scored(tokenizer, examples, window, nanogpt: bool = False, batch_toke
     whole = [len(full) - 1 for full, _ in cut]
     batches = eval_lib.plan_batches(whole, batch_tokens)
     distinct, _ = eval_lib.distinct_requests(requests, window)
-    sizes = eval_lib.pack_requests(distinct, 4 * window)["size"].tolist()
+    sizes = eval_lib.pack_requests(distinct, eval_lib.PACKED_ROW_WINDOWS * window)["size"].tolist()
     packed = eval_lib.plan_batches(sizes, batch_tokens)
     return {"tokens_scored": sum(whole), "continuation_tokens": sum(n for _, n in cut),
             "whole_rows": len(whole), "whole_tokens": sum(whole),
