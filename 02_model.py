@@ -61,6 +61,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -325,27 +326,41 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * hd, bias=False)  # fused q | k | v
         self.c_proj = nn.Linear(C, C, bias=False)
         self.rotary_emb = RotaryEmbedding(hd, config.rope_base, config.block_size)
+        self.rope_impl = "auto"           # the same maths in one GPU kernel where it can (appendix, set_rope_impl)
 
     def project(self, x, cache: LayerCache | None = None):
         """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd)."""
-        B, T, C = x.shape
-        hd, kv = self.head_dim, self.n_kv_head * self.head_dim
         history = None if cache is None else cache.shift
         x = token_shift(x, self.l_conv.weight, history)                    # (B, T, C)
-        q, k, v = self.c_attn(x).split([C, kv, kv], dim=-1)
-        q = q.view(B, T, self.n_head, hd)                                  # (B, T, nh, hd)
-        k = k.view(B, T, self.n_kv_head, hd)                               # (B, T, nkv, hd)
-        v = v.view(B, T, self.n_kv_head, hd)                               # (B, T, nkv, hd)
-        cos, sin = self.rotary_emb(T, offset=0 if cache is None else cache.length)   # (T, hd)
-        cos, sin = cos[:, None, :], sin[:, None, :]                        # (T, 1, hd): same angles for all heads
+        q, k, v = self.rope_qk_norm(self.c_attn(x), offset=0 if cache is None else cache.length)
+        # Attention wants heads before time: transposed views, no copy (SDPA reads them as they are).
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
+
+    def rope_qk_norm(self, qkv, offset: int = 0, positions=None):
+        """Steps 3–4: split the fused projection qkv (B, T, C + 2·kv) into heads, RoPE q and k at each token's
+        position, then QK-norm them. Positions offset..offset+T-1, or `positions` (B, T) when given (06 packs
+        several sequences in a row). Returns q (B, T, nh, hd), k and v (B, T, nkv, hd).
+        On a GPU one kernel does it all (appendix "fused RoPE + QK-norm"); this is the plain version."""
+        B, T, _ = qkv.shape
+        nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
+        rotary = self.rotary_emb
+        cos, sin = rotary(T, offset) if positions is None else (rotary.cos_table, rotary.sin_table)
+        if fused_rope_ok(self.rope_impl, qkv, hd):                        # rows t of cos/sin, or rows positions
+            heads = fused_rope_qk_norm(qkv.view(B, T, nh + 2 * nkv, hd), cos, sin, positions, nh + nkv, self.qk_norm)
+            return heads.split([nh, nkv, nkv], dim=2)
+        q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+        q, k, v = q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd)
+        if positions is None:
+            cos, sin = cos[:, None, :], sin[:, None, :]                    # (T, 1, hd): same angles for all heads
+        else:
+            cos, sin = cos[positions][:, :, None, :], sin[positions][:, :, None, :]   # (B, T, 1, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order). It has no weights, so
         # qk_norm=False (section 8's experiment) keeps every checkpoint key; linnet always has it on.
         if self.qk_norm:
             q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
             k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
-        # Attention wants heads before time: transposed views, no copy (SDPA reads them as they are).
-        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
+        return q, k, v
 
     def forward(self, x, cache: LayerCache | None = None):  # x (B, T, C)
         B, T, C = x.shape
@@ -1810,6 +1825,178 @@ def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
     b32 = b.float() * b_scale[..., None]                                 # (E, N, K)
     out = torch.cat([a32[s:e] @ b32[g].T for g, (s, e) in enumerate(zip([0] + ends[:-1], ends))])
     return out.to(out_dtype)
+
+
+# --- Appendix: fused RoPE + QK-norm (one GPU kernel; section 4's `rope_qk_norm` is its plain version) ------
+# Section 4 rotates q and k in fp32 and normalises them: in eager PyTorch that is ~10 kernels per tensor, each
+# a full pass over q or k in memory (upcast, two multiplies, the half swap, add, downcast, LayerNorm's upcast,
+# the norm, its downcast). Their arithmetic is tiny; the passes are the cost. The kernel below reads each
+# 64-wide head row of the qkv projection's output once in bf16, rotates and normalises the q and k rows in fp32
+# registers, and writes q | k | v once: for linnet's qkv in one micro-step (32 × 1024 tokens × 1,280 × 2
+# bytes = 84 MB) 168 MB of traffic instead of ~1 GB eager. Its backward recomputes the rotation from qkv
+# (nothing else is kept) and applies LayerNorm's and the rotation's transposes in the same pass. It takes and
+# gives dense tensors only: a kernel handed strided views must be told their strides, and torch.compile may
+# lay a view out anew after those numbers were read. `set_rope_impl(model, "reference")` switches a model back
+# to the plain ops; tests/test_rope_kernel.py checks the two agree (on a CPU through Triton's interpreter, on a
+# GPU compiled, forward and backward). Measured: BENCHMARKS.md, "Throughput III". Triton ships with CUDA builds
+# of PyTorch; on a CPU-only install this section defines no kernel and section 4 runs the plain ops.
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:                 # the CPU wheel of torch has no triton: section 4's plain path runs
+    triton = None
+
+ROPE_IMPLS = ("auto", "reference", "fused")
+ROPE_ROWS_PER_PROGRAM = 64          # head rows (of head_dim values) one program handles
+
+
+def set_rope_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Choose how every attention layer of `model` runs RoPE + QK-norm: "fused" (the Triton kernel; CUDA with
+    triton, or Triton's CPU interpreter), "reference" (section 4's plain ops), or "auto" (fused on a CUDA
+    tensor when triton is installed, else plain — the default)."""
+    if impl not in ROPE_IMPLS:
+        raise ValueError(f"rope impl must be one of {', '.join(ROPE_IMPLS)}, got {impl!r}")
+    for module in model.modules():
+        if isinstance(module, CausalSelfAttention):
+            module.rope_impl = impl
+    return model
+
+
+def fused_rope_ok(impl: str, x, head_dim: int) -> bool:
+    """Whether `rope_qk_norm` takes the fused kernel for x under `impl` (see set_rope_impl). The kernel holds
+    the two halves of a head row in registers: head_dim must be a power of two, at least 16 (linnet: 64)."""
+    shape_ok = head_dim >= 16 and head_dim & (head_dim - 1) == 0
+    if impl == "fused":
+        if triton is None or not shape_ok:
+            raise ValueError("rope impl 'fused' needs triton (it comes with CUDA builds of PyTorch) and a head_dim "
+                             f"that is a power of two >= 16 (got {head_dim})")
+        return True
+    return impl == "auto" and triton is not None and x.is_cuda and shape_ok
+
+
+def fused_rope_qk_norm(qkv, cos, sin, positions, n_qk_heads: int, norm: bool = True, eps: float = 1e-5):
+    """qkv (B, T, heads, hd) → the same shape, dense, qkv's dtype: in each token's first `n_qk_heads` heads
+    (q's, then k's) RoPE by the angles in row t of cos, sin (row positions[b, t] when given (B, T)), then, with
+    `norm`, LayerNorm over hd without weights (eps); the other heads (v's) copied. Section 4's ops, in fp32."""
+    pos = positions.contiguous() if positions is not None else None
+    return torch.ops.linnet.rope_qk_norm(qkv.contiguous(), cos.contiguous(), sin.contiguous(), pos, n_qk_heads,
+                                         norm, eps)
+
+
+def launch(kernel):
+    """A Triton kernel as torch.compile can trace it (wrap_triton); as it is under Triton's CPU interpreter."""
+    return kernel if os.environ.get("TRITON_INTERPRET") == "1" else torch.library.wrap_triton(kernel)
+
+
+if triton is not None:
+    @triton.jit
+    def rope_norm_rows(X, COS, SIN, POS, row0, n_rows, T, HEADS, N_QK,
+                       HAS_POS: tl.constexpr, HALF: tl.constexpr, ROWS: tl.constexpr):
+        """For ROWS head rows of a dense (B, T, HEADS, 2·HALF) tensor: the offsets of their first halves
+        (ROWS, HALF), the row mask, which rows get RoPE (+ norm), and in fp32 the two halves of x, of cos and
+        of sin at each row's position. RoPE pairs column j with j + HALF (rotate_half), so halves are all it needs."""
+        rows = row0 + tl.arange(0, ROWS)                                    # (ROWS,)
+        live = rows < n_rows
+        rotate = (rows % HEADS) < N_QK                                      # q and k heads; v heads are copied
+        bt = rows // HEADS
+        cols = tl.arange(0, HALF)                                           # (HALF,)
+        m = live[:, None]
+        first = rows.to(tl.int64)[:, None] * (2 * HALF) + cols[None, :]    # (ROWS, HALF)
+        x1 = tl.load(X + first, mask=m, other=0.0).to(tl.float32)
+        x2 = tl.load(X + first + HALF, mask=m, other=0.0).to(tl.float32)
+        if HAS_POS:
+            p = tl.load(POS + bt, mask=live, other=0).to(tl.int64)
+        else:
+            p = (bt % T).to(tl.int64)
+        angle = p[:, None] * (2 * HALF) + cols[None, :]                     # (ROWS, HALF) into the tables
+        c1 = tl.load(COS + angle, mask=m, other=0.0).to(tl.float32)
+        c2 = tl.load(COS + angle + HALF, mask=m, other=0.0).to(tl.float32)
+        s1 = tl.load(SIN + angle, mask=m, other=0.0).to(tl.float32)
+        s2 = tl.load(SIN + angle + HALF, mask=m, other=0.0).to(tl.float32)
+        return first, m, rotate[:, None], x1, x2, c1, c2, s1, s2
+
+    @triton.jit
+    def rope_norm_forward_kernel(X, COS, SIN, POS, Y, n_rows, T, HEADS, N_QK, eps,
+                                 HAS_POS: tl.constexpr, NORM: tl.constexpr, HALF: tl.constexpr, ROWS: tl.constexpr):
+        first, m, rotate, x1, x2, c1, c2, s1, s2 = rope_norm_rows(
+            X, COS, SIN, POS, tl.program_id(0) * ROWS, n_rows, T, HEADS, N_QK, HAS_POS, HALF, ROWS)
+        r1 = x1 * c1 - x2 * s1                                              # RoPE: x·cos + rotate_half(x)·sin
+        r2 = x2 * c2 + x1 * s2
+        if NORM:                                                            # LayerNorm over both halves, no weights
+            mean = (tl.sum(r1, 1) + tl.sum(r2, 1)) / (2 * HALF)
+            r1 = r1 - mean[:, None]
+            r2 = r2 - mean[:, None]
+            rstd = 1.0 / tl.sqrt((tl.sum(r1 * r1, 1) + tl.sum(r2 * r2, 1)) / (2 * HALF) + eps)
+            r1 = r1 * rstd[:, None]
+            r2 = r2 * rstd[:, None]
+        tl.store(Y + first, tl.where(rotate, r1, x1).to(Y.dtype.element_ty), mask=m)
+        tl.store(Y + first + HALF, tl.where(rotate, r2, x2).to(Y.dtype.element_ty), mask=m)
+
+    @triton.jit
+    def rope_norm_backward_kernel(DY, X, COS, SIN, POS, DX, n_rows, T, HEADS, N_QK, eps,
+                                  HAS_POS: tl.constexpr, NORM: tl.constexpr, HALF: tl.constexpr, ROWS: tl.constexpr):
+        """dx from dy: LayerNorm's backward (the rotation recomputed from x), then the rotation's transpose:
+        r1 = x1·c1 − x2·s1, r2 = x2·c2 + x1·s2  ⇒  dx1 = dr1·c1 + dr2·s2, dx2 = dr2·c2 − dr1·s1."""
+        first, m, rotate, x1, x2, c1, c2, s1, s2 = rope_norm_rows(
+            X, COS, SIN, POS, tl.program_id(0) * ROWS, n_rows, T, HEADS, N_QK, HAS_POS, HALF, ROWS)
+        dr1 = tl.load(DY + first, mask=m, other=0.0).to(tl.float32)       # (ROWS, HALF)
+        dr2 = tl.load(DY + first + HALF, mask=m, other=0.0).to(tl.float32)
+        dy1 = dr1
+        dy2 = dr2
+        if NORM:
+            n1 = x1 * c1 - x2 * s1
+            n2 = x2 * c2 + x1 * s2
+            mean = (tl.sum(n1, 1) + tl.sum(n2, 1)) / (2 * HALF)
+            n1 = n1 - mean[:, None]
+            n2 = n2 - mean[:, None]
+            rstd = 1.0 / tl.sqrt((tl.sum(n1 * n1, 1) + tl.sum(n2 * n2, 1)) / (2 * HALF) + eps)
+            n1 = n1 * rstd[:, None]                                         # the normalised output
+            n2 = n2 * rstd[:, None]
+            mean_dy = (tl.sum(dy1, 1) + tl.sum(dy2, 1)) / (2 * HALF)
+            mean_dyn = (tl.sum(dy1 * n1, 1) + tl.sum(dy2 * n2, 1)) / (2 * HALF)
+            dr1 = (dy1 - mean_dy[:, None] - n1 * mean_dyn[:, None]) * rstd[:, None]
+            dr2 = (dy2 - mean_dy[:, None] - n2 * mean_dyn[:, None]) * rstd[:, None]
+        dx1 = dr1 * c1 + dr2 * s2
+        dx2 = dr2 * c2 - dr1 * s1
+        tl.store(DX + first, tl.where(rotate, dx1, dy1).to(DX.dtype.element_ty), mask=m)
+        tl.store(DX + first + HALF, tl.where(rotate, dx2, dy2).to(DX.dtype.element_ty), mask=m)
+
+    def rope_norm_launch(kernel, tensors, qkv, positions, n_qk_heads, norm, eps):
+        """Run one of the two kernels over every head row of the dense (B, T, heads, hd) qkv."""
+        B, T, heads, hd = qkv.shape
+        n_rows = B * T * heads
+        pos = positions if positions is not None else qkv        # a placeholder pointer, never read
+        launch(kernel)[(triton.cdiv(n_rows, ROPE_ROWS_PER_PROGRAM),)](
+            *tensors[:-1], pos, tensors[-1], n_rows, T, heads, n_qk_heads, eps,
+            HAS_POS=positions is not None, NORM=norm, HALF=hd // 2, ROWS=ROPE_ROWS_PER_PROGRAM)
+
+    @torch.library.triton_op("linnet::rope_qk_norm", mutates_args={})
+    def rope_qk_norm_op(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor | None,
+                        n_qk_heads: int, norm: bool, eps: float) -> torch.Tensor:
+        out = torch.empty_like(qkv, memory_format=torch.contiguous_format)           # (B, T, heads, hd)
+        rope_norm_launch(rope_norm_forward_kernel, (qkv, cos, sin, out), qkv, positions, n_qk_heads, norm, eps)
+        return out
+
+    @torch.library.triton_op("linnet::rope_qk_norm_backward", mutates_args={})
+    def rope_qk_norm_backward_op(dy: torch.Tensor, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                                 positions: torch.Tensor | None, n_qk_heads: int, norm: bool, eps: float) -> torch.Tensor:
+        dy = dy.contiguous()
+        dx = torch.empty_like(qkv, memory_format=torch.contiguous_format)            # (B, T, heads, hd)
+        rope_norm_launch(rope_norm_backward_kernel, (dy, qkv, cos, sin, dx), qkv, positions, n_qk_heads, norm, eps)
+        return dx
+
+    def rope_qk_norm_setup(ctx, inputs, output):
+        qkv, cos, sin, positions, n_qk_heads, norm, eps = inputs
+        ctx.save_for_backward(qkv, cos, sin, positions)
+        ctx.n_qk_heads, ctx.norm, ctx.eps = n_qk_heads, norm, eps
+
+    def rope_qk_norm_grad(ctx, dy):
+        qkv, cos, sin, positions = ctx.saved_tensors
+        dx = torch.ops.linnet.rope_qk_norm_backward(dy, qkv, cos, sin, positions, ctx.n_qk_heads, ctx.norm, ctx.eps)
+        return dx, None, None, None, None, None, None
+
+    rope_qk_norm_op.register_autograd(rope_qk_norm_grad, setup_context=rope_qk_norm_setup)
 
 
 # --- Appendix: linnet+ — measured upgrades, each a switch (05's --preset linnet-plus) -----------------------

@@ -60,6 +60,7 @@ Honest limits
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import functools
 import gc
@@ -515,21 +516,23 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     options = {} if reference else {"compiled": compiled, "share_prefix": share_prefix}
     was_training = model.training
     model.eval()
+    records, counts = [], np.zeros(2, dtype=int)
     try:
         with gc_paused():                                    # ~500k small lists and tuples: see gc_paused
-            requests = hellaswag_requests(tokenizer, examples, mode, nanogpt)
-            distinct, owner = distinct_requests(requests, window)   # each token sequence once, for all 3 scorings
-            distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens, **options)
+            for part, requests in tokenized_ahead(tokenizer, examples, mode, nanogpt):   # (next part tokenised meanwhile)
+                distinct, owner = distinct_requests(requests, window)   # each token sequence once, for all 3 scorings
+                distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens, **options)
+                scores = [distinct_scores[j] for j in owner]
+                n = len(part)
+                records += [example_record(ex, requests[4 * i][0], scores[4 * i:4 * i + 4],
+                                           scores[4 * (n + i):4 * (n + i) + 4] if nanogpt else None)
+                            for i, ex in enumerate(part)]
+                counts += (len(requests), len(distinct))
     finally:
         model.train(was_training)
-    scores = [distinct_scores[j] for j in owner]
-    n = len(examples)
-    records = [example_record(ex, requests[4 * i][0], scores[4 * i:4 * i + 4],
-                              scores[4 * (n + i):4 * (n + i) + 4] if nanogpt else None)
-               for i, ex in enumerate(examples)]
-    return {"mode": mode, "n": n, "acc": accuracy(records, "pred"), "acc_norm": accuracy(records, "pred_norm"),
+    return {"mode": mode, "n": len(examples), "acc": accuracy(records, "pred"), "acc_norm": accuracy(records, "pred_norm"),
             "acc_nanogpt": accuracy(records, "pred_nanogpt") if nanogpt else None,
-            "requests": len(requests), "distinct_requests": len(distinct),
+            "requests": int(counts[0]), "distinct_requests": int(counts[1]),
             "seconds": time.time() - started, "records": records}
 
 
@@ -875,6 +878,37 @@ def compiled_hidden(core):
     return functools.partial(compiled_hidden_of(), core)
 
 
+TOKENIZE_AHEAD_PARTS = 4        # HellaSwag scored in up to 4 parts: part i + 1 is tokenised while part i is scored
+TOKENIZE_AHEAD_MIN_EXAMPLES = 1000   # ... of at least this many examples each (a small run stays one part)
+
+
+def part_bounds(n: int) -> list[int]:
+    """Where `tokenized_ahead` cuts n examples: up to TOKENIZE_AHEAD_PARTS parts of at least
+    TOKENIZE_AHEAD_MIN_EXAMPLES each.
+
+    >>> part_bounds(10042), part_bounds(2500), part_bounds(300)
+    ([0, 2510, 5021, 7531, 10042], [0, 1250, 2500], [0, 300])"""
+    k = max(1, min(TOKENIZE_AHEAD_PARTS, n // TOKENIZE_AHEAD_MIN_EXAMPLES))
+    return np.linspace(0, n, k + 1).astype(int).tolist()
+
+
+def tokenized_ahead(tokenizer, examples: list[dict], mode: str, nanogpt: bool):
+    """Yield (part of `examples`, its `hellaswag_requests`) in order. A worker thread tokenises the next part
+    while the caller scores this one: tokenising all 10,042 examples' requests took 3.1 s of 06's 13.5 s on an
+    H200's host (BENCHMARKS.md, "HellaSwag timing"), time the GPU sat idle. `encode_batch` runs in Rust with the
+    GIL released, so the scoring thread keeps launching kernels meanwhile. Parts are independent (each request
+    belongs to one example), so the scores are those of one part; only the batches are cut at part ends."""
+    bounds = part_bounds(len(examples))
+    parts = [examples[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        futures = [pool.submit(hellaswag_requests, tokenizer, part, mode, nanogpt) for part in parts]
+        for part, future in zip(parts, futures):
+            yield part, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 @contextlib.contextmanager
 def gc_paused():
     """Python's garbage collector paused for the block. Tokenising and packing 80,000 requests makes
@@ -1198,19 +1232,12 @@ def packed_attention(attn, x, positions, before, mask):
     """02's CausalSelfAttention (token shift → qkv → RoPE → QK-norm → attention → c_proj), each token
     reading its own sequence's previous tokens, position and keys instead of its row neighbours'."""
     B, T, C = x.shape
-    hd, kv, nh = attn.head_dim, attn.n_kv_head * attn.head_dim, attn.n_head
+    nh = attn.n_head
     padded = torch.cat([x.new_zeros(B, 1, C), x], dim=1)                             # index 0: "no token"
     one, two = (padded.gather(1, (before[..., i] + 1)[..., None].expand(B, T, C)) for i in (0, 1))
     w = attn.l_conv.weight.to(x.dtype).view(C, 3)
     x = two * w[:, 0] + one * w[:, 1] + x * w[:, 2]                                  # 02's token_shift
-    q, k, v = attn.c_attn(x).split([C, kv, kv], dim=-1)
-    q, k, v = q.view(B, T, nh, hd), k.view(B, T, attn.n_kv_head, hd), v.view(B, T, attn.n_kv_head, hd)
-    cos = attn.rotary_emb.cos_table[positions][:, :, None, :]                        # (B, T, 1, hd)
-    sin = attn.rotary_emb.sin_table[positions][:, :, None, :]
-    q, k = model_lib.apply_rope(q, cos, sin), model_lib.apply_rope(k, cos, sin)
-    if attn.qk_norm:
-        q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
-        k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
+    q, k, v = attn.rope_qk_norm(attn.c_attn(x), positions=positions)                 # each at its own position
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, hd)
     k, v = (t.repeat_interleave(nh // attn.n_kv_head, dim=1) for t in (k, v))       # GQA, for any kernel
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                      # (B, nh, T, hd)

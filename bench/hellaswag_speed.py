@@ -14,6 +14,7 @@ request alone, 06 before the packing) and packed (each distinct context once, 06
     python bench/hellaswag_speed.py ... --nanogpt --compare-whole    # both, one process: packed, then whole rows
     python bench/hellaswag_speed.py ... --batch-tokens 131072        # a bigger forward pass
     python bench/hellaswag_speed.py ... --compare-reference 200      # fast vs plain scorer, 200 examples
+    python bench/hellaswag_speed.py ... --nanogpt --compare-plain-rope  # then again with 02's plain RoPE + QK-norm
     python bench/hellaswag_speed.py ... --compile                    # 06's compiled forward (06 --compile)
     python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
 
@@ -66,6 +67,9 @@ def parse_args(argv=None):
     parser.add_argument("--compare-whole", action="store_true",
                         help="then time the same run as whole rows (--no-share-prefix) in this process: before and "
                              "after in one command, with how many decisions differ")
+    parser.add_argument("--compare-plain-rope", action="store_true",
+                        help="then time the same run with 02's plain RoPE + QK-norm ops (set_rope_impl 'reference') "
+                             "instead of its fused kernel, with how many decisions differ")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="06's compiled forward (06 --compile); the warm-up run compiles (its time is printed)")
     return parser.parse_args(argv)
@@ -182,6 +186,13 @@ def main(argv=None):
         line.update({"whole_rows_seconds": round(whole["seconds"], 3), "whole_rows_acc": whole["acc"],
                      "whole_rows_acc_norm": whole["acc_norm"], "whole_rows_acc_nanogpt": whole["acc_nanogpt"],
                      **{f"whole_rows_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], whole["records"]))
+                        for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})
+    if args.compare_plain_rope:
+        model_lib.set_rope_impl(model, "reference")
+        plain = timed_run(model, tokenizer, examples, device, args)
+        model_lib.set_rope_impl(model, "auto")
+        line.update({"plain_rope_seconds": round(plain["seconds"], 3), "plain_rope_acc": plain["acc"],
+                     **{f"plain_rope_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], plain["records"]))
                         for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})
     if args.compare_reference:
         line.update(compare_reference(model, tokenizer, examples[:args.compare_reference], device, args.compile,

@@ -10,6 +10,8 @@ training step and 03's Muon + AdamW on 05's learning-rate schedule:
     fast, eager     moe_grouped, expert weights cast once per step (02, 05), eager
     fast, compiled  moe_grouped under torch.compile            (what 05_train.py trains with on a GPU;
                                                                 not on a CPU, where grouped_mm compiles in bf16 only)
+    fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (02's appendix; what
+                    05_train.py trains with on a GPU since issue 25, compiled): GPU only
 
 Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.moe_impl,
 and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
@@ -23,6 +25,8 @@ reference is the same maths if it sits as close to the fast path as that. Plot: 
     python bench/loss_equivalence.py --depth 2 --seq-len 64 --micro-batch 4 --steps 8   # CPU smoke run (fp32)
     python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled fp8-compiled
                                   # FP8 experts (05 --fp8) against bf16, next to the bf16-vs-bf16 noise
+    python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled fused-compiled
+                                  # the fused RoPE + QK-norm kernel against the plain ops, next to the noise
 
 FP8 rounds the experts' GEMM inputs to ~2 significant digits, so it is not the same maths: the question is
 whether its loss stays within (or near) the bf16 noise band over a few hundred steps.
@@ -42,15 +46,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
 
+model_lib = importlib.import_module("02_model")
 muon_lib = importlib.import_module("03_muon")
 data_lib = importlib.import_module("04_data")
 train_lib = importlib.import_module("05_train")
 
-PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once)
-    "reference": ("reference", False, False),
-    "fast, eager": ("grouped", False, True),
-    "fast, compiled": ("grouped", True, True),
-    "fp8, compiled": ("grouped_fp8", True, True),   # 02 section 5b, 05 --fp8: not the same maths, how close?
+PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once, 02's set_rope_impl)
+    "reference": ("reference", False, False, "reference"),
+    "fast, eager": ("grouped", False, True, "reference"),
+    "fast, compiled": ("grouped", True, True, "reference"),
+    "fused, eager": ("grouped", False, True, "fused"),        # + RoPE and QK-norm in one Triton kernel (02 appendix)
+    "fused, compiled": ("grouped", True, True, "fused"),      # what 05 trains with on a GPU since issue 25
+    "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # 02 section 5b, 05 --fp8: not the same maths, how close?
 }
 DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled"]
 
@@ -76,13 +83,14 @@ def batch_stream(args, vocab_size):
 
 def train_path(name, args, vocab_size, device) -> dict:
     """Train one path for args.steps steps; returns its per-step losses and gradient norms."""
-    moe_impl, compiled, cast_experts_once = PATHS[name]
+    moe_impl, compiled, cast_experts_once, rope_impl = PATHS[name]
     cfg = dataclasses.replace(train_lib.PRESETS["linnet"], depth=args.depth, seq_len=args.seq_len,
                               micro_batch=args.micro_batch, moe_impl=moe_impl,
                               total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
                               planned_steps=args.steps, cast_experts_once=cast_experts_once)
     torch.manual_seed(args.seed)
     model, _ = train_lib.build_model(cfg, vocab_size, device)
+    model_lib.set_rope_impl(model, rope_impl)
     runner = torch.compile(model) if compiled else model
     optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                               muon_lr_multiplier=cfg.muon_lr_multiplier,
@@ -107,7 +115,8 @@ def compare(runs: dict) -> dict:
     def mean_diff(a, b):
         return sum(abs(x - y) for x, y in zip(runs[a]["loss"], runs[b]["loss"])) / len(runs[a]["loss"])
     pairs = [("reference", "fast, compiled"), ("reference", "fast, eager"), ("fast, eager", "fast, compiled"),
-             ("fast, compiled", "fp8, compiled")]
+             ("fast, compiled", "fp8, compiled"), ("fast, compiled", "fused, compiled"),
+             ("fast, eager", "fused, compiled"), ("fused, eager", "fused, compiled")]
     result = {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
     result.update({f"mean |{a} - {b}|": mean_diff(a, b) for a, b in pairs if a in runs and b in runs})
     return result
@@ -119,7 +128,8 @@ def plot(runs: dict, out_dir: Path, title: str):
     import matplotlib.pyplot as plt
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2),
-              "fp8, compiled": dict(lw=1.2, color="tab:red")}
+              "fp8, compiled": dict(lw=1.2, color="tab:red"), "fused, eager": dict(lw=1.2, ls=":", color="tab:green"),
+              "fused, compiled": dict(lw=1.2, color="tab:green")}
     for name, run in runs.items():
         top.plot(run["loss"], label=name, **styles[name])
     top.set_ylabel("training loss")
@@ -129,7 +139,7 @@ def plot(runs: dict, out_dir: Path, title: str):
     for name in runs:
         if name != base and not (base == "fast, compiled" and name == "fast, eager"):
             bottom.plot([a - b for a, b in zip(runs[name]["loss"], runs[base]["loss"])], label=f"{name} − {base}",
-                        color=styles[name].get("color"))
+                        color=styles[name].get("color"), ls=styles[name].get("ls", "-"))
     if "fast, compiled" in runs and "fast, eager" in runs:
         fe, fc = runs["fast, eager"]["loss"], runs["fast, compiled"]["loss"]
         bottom.plot([a - b for a, b in zip(fc, fe)], color="gray", lw=1, label="fast, compiled − fast, eager (noise)")
@@ -137,7 +147,10 @@ def plot(runs: dict, out_dir: Path, title: str):
     bottom.set_xlabel("step")
     bottom.set_ylabel("loss difference")
     bottom.legend(fontsize=8)
-    if "fp8, compiled" in runs:
+    if "fused, compiled" in runs:
+        caption = ("the fused RoPE + QK-norm kernel against the plain ops: below, does the green difference stay "
+                   "inside the grey bf16-vs-bf16 noise (plain eager vs plain compiled) at every step?")
+    elif "fp8, compiled" in runs:
         caption = ("FP8 experts against bf16: below, is the red FP8 − bf16 difference inside the grey "
                    "bf16-vs-bf16 noise, or does it drift away from 0 as training goes on?")
     elif "fast, compiled" in runs:
@@ -168,11 +181,11 @@ def main(argv=None):
     device = torch.device(house.default_device())
     vocab = data_lib.read_manifest(args.data_dir)["vocab_size"] if args.data_dir else args.vocab
     # torch.compile of grouped_mm needs bf16 (CUDA autocast): on a CPU the smoke run compares the eager paths in fp32
-    names = [n for n in args.paths if device.type == "cuda" or not PATHS[n][1]]
+    names = [n for n in args.paths if device.type == "cuda" or not (PATHS[n][1] or PATHS[n][3] == "fused")]
     skipped = [n for n in args.paths if n not in names]
     if skipped:
-        print(f"note: skipping {', '.join(skipped)}: compiled paths run on CUDA only "
-              "(grouped_mm compiles in bf16 only)")
+        print(f"note: skipping {', '.join(skipped)}: compiled and fused paths run on CUDA only "
+              "(grouped_mm compiles in bf16 only; the fused kernel is Triton's)")
     if not names:
         raise SystemExit("error: nothing to train here: the compiled paths need a CUDA GPU; on a CPU pass "
                          "--paths reference fast-eager")

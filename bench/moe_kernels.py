@@ -9,7 +9,7 @@ tokens, k = 2 → S = 65,536 slots, C = 768, F = 2,048, bf16):
 x_sorted), keeps two fp32 accumulators — columns j of the gate half and j of the value half of w_v — and
 writes only a = silu(gate) · value. What a backward needs is said at `gather_gemm_swiglu`.
 
-    python bench/moe_kernels.py --json out/bench/moe_kernels.jsonl     # on a GPU: linnet's shapes, ≈ 3 min
+    python bench/moe_kernels.py --json out/bench/moe_kernels.jsonl     # on a GPU: linnet's shapes, ≈ 3 min + quack
     python bench/moe_kernels.py --compile-only                          # CPU: what each config compiles to
     TRITON_INTERPRET=1 python bench/moe_kernels.py --tokens 64 --C 64 --F 64 --E 4   # CPU: agreement only
 
@@ -17,17 +17,32 @@ It times (CUDA events, median of --reps after warm-up) today's path eager and to
 alone (its ceiling), the Triton kernel in each variant (`VARIANT_CONFIGS`: every operand through pointers; the
 weights through the TMA unit; as one wide dot; output tiles stored by the TMA unit) and schedule (one program
 per tile; also storing h, what training needs; persistent: one program per multiprocessor walking the tiles),
-and quack's `gemm_act` (gathered rows, SwiGLU epilogue) when the quack-kernels package is importable; prints ms
+and quack's `gemm_act` (gathered rows, SwiGLU epilogue; also storing h) from the quack-kernels package; prints ms
 and TFLOP/s, each output's error against a float64 reference and the config autotuning chose, then one compact
 table. `--compile-only` needs no GPU: it compiles every config for Hopper and prints registers, spills, shared
 memory, TMA copies and wgmma width. Triton is a GPU-only optional dependency: it is not in requirements.txt.
+
+The backward lever ("down-bwd" rows): the down projection's input gradient with SwiGLU's derivative in the
+epilogue. Today `da = F.grouped_mm(dy_rows, c_proj, offs)` writes S × F ≈ 268 MB, then SwiGLU's backward reads it
+and h (537 MB) and writes dh (537 MB); quack's `gemm_dact` (SonicMoE's dgated GEMM) applies the derivative to each
+tile of da while it is still in registers, so da never reaches memory — and, with the routing weight p of each
+slot (`colvec_scale`), it also gathers dy's rows itself and returns p's gradient Σ_j a_j·da_j (`colvec_reduce`).
+Timed: today's path eager (autograd of 02's swiglu) and compiled (`down_backward_grouped`), the GEMM alone, and
+quack's `gemm_dact` without and with the gather + p; errors against `down_backward_reference` in float64.
+
+    python bench/moe_kernels.py --variants wide --paths today "GEMM alone" quack "triton wide" --json out/q.jsonl
+times only today's paths, the GEMMs alone, quack's rows and the `wide` Triton variant. quack is an optional GPU-only
+import: when it fails, its rows say why; its first call autotunes (≈ 9–18 tile configs compiled a row, `first_s`),
+--quack-untuned takes its default tile instead. A run stopped by SIGTERM (a time limit) still saves what it measured.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -77,6 +92,68 @@ def moe_up_grouped(x, order_tokens, offsets, w_v):
     x_sorted = x[order_tokens]                                                   # (S, C)
     h = F.grouped_mm(x_sorted, w_v.transpose(-2, -1), offs=offsets.to(torch.int32))   # (S, 2F)
     return model_lib.swiglu(h)                                                   # (S, F)
+
+
+def swiglu_backward(h, da):
+    """SwiGLU's derivative: h (S, 2F) = [gate | value], da = ∂L/∂a (S, F) for a = silu(gate)·value → dh (S, 2F).
+    ∂a/∂value = silu(gate); ∂a/∂gate = value · silu'(gate), silu'(g) = σ(g)·(1 + g·(1 − σ(g))). fp32 inside.
+    >>> swiglu_backward(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0]]))   # silu'(0) = 1/2, silu(0) = 0
+    tensor([[0.5000, 0.0000]])"""
+    gate, value = h.float().chunk(2, dim=-1)                                     # (S, F) each
+    sig = torch.sigmoid(gate)
+    da = da.float()
+    d_gate = da * value * sig * (1 + gate * (1 - sig))
+    return torch.cat([d_gate, da * gate * sig], dim=-1).to(h.dtype)              # (S, 2F)
+
+
+def down_backward_reference(dy, c_proj, h, offsets, p=None):
+    """The readable down-projection backward up to h: per expert, da = dy_rows @ c_proj[e], then autograd of 02's
+    swiglu at the stored pre-activation → dh (S, 2F) = SwiGLU'(h) ⊙ da.
+
+    dy (S, C): the gradient reaching each slot's down-projection output, slots grouped by expert; c_proj (E, C, F);
+    h (S, 2F) [gate | value]; offsets (E,) group ends. With p (S,), each slot's routing weight (the slot's output
+    was p·y, so dy here is the token's gradient before that weight): da = p·(dy @ c_proj[e]) and also returns p's
+    gradient dp = Σ_j a_j·(dy @ c_proj[e])_j → (dh, dp).
+    >>> dy, c_proj, h = torch.ones(1, 1), torch.ones(1, 1, 1), torch.tensor([[0.0, 1.0]])   # da = 1
+    >>> down_backward_reference(dy, c_proj, h, torch.tensor([1]))
+    tensor([[0.5000, 0.0000]])"""
+    dh, dp = torch.empty_like(h), h.new_empty(h.shape[0])
+    start = 0
+    for e, end in enumerate(offsets.tolist()):                   # one host sync: fine for a reference
+        g = dy[start:end] @ c_proj[e]                            # (n_e, F) ∂L/∂a before the routing weight
+        h_e = h[start:end].detach().requires_grad_()
+        with torch.enable_grad():
+            a = model_lib.swiglu(h_e)                            # (n_e, F)
+        da = g if p is None else g * p[start:end, None]
+        dh[start:end] = torch.autograd.grad(a, h_e, da)[0]
+        dp[start:end] = (a.detach() * g).sum(-1)
+        start = end
+    return dh if p is None else (dh, dp)
+
+
+def down_backward_grouped(dy, c_proj, h, offsets, order_tokens=None, p=None):
+    """Today's ops (02 `moe_grouped`'s backward, what torch.compile fuses): one grouped GEMM for da, then SwiGLU's
+    derivative → dh (S, 2F). With order_tokens and p: dy is per token (N, C), its rows are gathered first, and
+    p's gradient is returned too → (dh, dp), as `down_backward_reference`."""
+    rows = dy if order_tokens is None else dy[order_tokens]                      # (S, C)
+    g = F.grouped_mm(rows, c_proj, offs=offsets.to(torch.int32))                 # (S, F)
+    if p is None:
+        return swiglu_backward(h, g)
+    dp = (model_lib.swiglu(h.float()) * g.float()).sum(-1)                      # (S,)
+    return swiglu_backward(h, g.float() * p[:, None]), dp
+
+
+def interleave_halves(t):
+    """[first | second] along the last dim → [f0, s0, f1, s1, …]: quack's layout for gated activations (its
+    gate is column 2j, its value column 2j + 1).
+    >>> interleave_halves(torch.arange(6))
+    tensor([0, 3, 1, 4, 2, 5])"""
+    return t.unflatten(-1, (2, t.shape[-1] // 2)).transpose(-1, -2).flatten(-2)
+
+
+def deinterleave_halves(t):
+    """The inverse of `interleave_halves`: [f0, s0, f1, s1, …] → [first | second]."""
+    return torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1)
 
 
 # --- 2. The Triton kernel ---------------------------------------------------------------------------
@@ -476,21 +553,104 @@ def cuda_median_ms(fn, reps, warmup):
     return dict(ms=statistics.median(ms), p10=ms[len(ms) // 10], p90=ms[(9 * len(ms)) // 10])
 
 
-def quack_up(inputs):
-    """quack-kernels' gathered grouped GEMM with a SwiGLU epilogue, or None when quack is not importable.
-    quack wants gate/value interleaved columns ([g0, v0, g1, v1, …]) and group starts+ends (E + 1,)."""
+@functools.lru_cache(maxsize=None)
+def import_quack():
+    """quack-kernels' gemm_interface and version, or None and the one-line reason it cannot be imported (not
+    installed, or its CUDA DSL libraries broken) → (module or None, str). Imported once, on a GPU only."""
     try:
-        from quack.gemm_interface import gemm_act
-    except ImportError:
-        return None
-    except Exception as e:  # noqa: BLE001 -- installed but broken (CUDA DSL libraries): report it as the row
-        return lambda: (_ for _ in ()).throw(e)
+        interface = importlib.import_module("quack.gemm_interface")
+        return interface, importlib.import_module("quack").__version__
+    except Exception as e:  # noqa: BLE001 -- ImportError, OSError (a missing .so), RuntimeError (CUDA)...
+        return None, f"quack not importable: {type(e).__name__}: {str(e)[:200]}"
+
+
+def quack_interface():
+    """quack.gemm_interface, or raise the reason it cannot be imported (each quack row reports it)."""
+    interface, why = import_quack()
+    if interface is None:
+        raise RuntimeError(why)
+    accept_context_vars()
+    return interface
+
+
+def accept_context_vars():
+    """quack 0.6.5 keys its kernel cache on everything an epilogue's code reaches, and stops at objects it has no
+    key for. nvidia-cutlass-dsl 4.8.1 (the newest, which pip pairs with it) reaches objects it has none for (a
+    module-level ContextVar `_LOC_TRANSFORMS`, the method descriptor `code.co_positions`), so every quack GEMM
+    raised TypeError on the H200 (2026-12-04). For a benchmark in one process a leaf keyed by its type and name is
+    enough (nothing here varies those objects): teach quack's key function that, and change nothing else."""
+    from quack.gemm_runtime import identity
+    if getattr(identity.semantic_value_key, "accepts_leaves", False):
+        return
+    plain = identity.semantic_value_key
+
+    def key(value, seen):
+        try:
+            return plain(value, seen)
+        except TypeError:
+            return ("leaf", type(value).__module__, type(value).__qualname__,
+                    getattr(value, "__qualname__", getattr(value, "name", None)))
+    key.accepts_leaves = True
+    identity.semantic_value_key = key
+
+
+def cu_seqlens(offsets):
+    """quack's group bounds: (E + 1,) int32 starts and ends [0, end_0, end_1, …] from 02's (E,) group ends."""
+    return torch.cat([offsets.new_zeros(1), offsets]).to(torch.int32)
+
+
+def quack_up(inputs, store_preact=False, tuned=True):
+    """quack-kernels' gathered grouped GEMM with a SwiGLU epilogue (`gemm_act`) → zero-argument callable returning
+    a (S, F). quack's B is (E, K, N) = (E, C, 2F) with gate/value interleaved columns ([g0, v0, g1, v1, …]: its
+    gate is column 2j); here K-contiguous, like quack's own MLP (weight.T). cu_seqlens_m: (E + 1,) group bounds;
+    A_idx: the token of each slot (int32). store_preact=True also writes the pre-activation (S, 2F), interleaved
+    (what a backward needs). It returns (preact or None, postact)."""
     w_v, offsets = inputs["w_v"], inputs["offsets"]
     E, F2, C = w_v.shape
     w_il = w_v.view(E, 2, F2 // 2, C).transpose(1, 2).reshape(E, F2, C).transpose(1, 2)   # (E, C, 2F)
-    cu = torch.cat([offsets.new_zeros(1), offsets])                                       # (E + 1,)
-    return lambda: gemm_act(inputs["x"], w_il, activation="swiglu", cu_seqlens_m=cu,
-                            A_idx=inputs["order_tokens"], store_preact=False)[1]
+    cu = cu_seqlens(offsets)                                                              # (E + 1,)
+
+    def run():
+        return quack_interface().gemm_act(inputs["x"], w_il, activation="swiglu", cu_seqlens_m=cu,
+                                          A_idx=inputs["order_tokens"], store_preact=store_preact, tuned=tuned)[1]
+    return run
+
+
+def make_backward_inputs(inputs, F_, seed=1):
+    """The down projection's backward at the routing of `inputs`: c_proj (E, C, F) bf16 (scaled like trained
+    weights); dy (N, C), the gradient reaching each token's MoE output, and dy_rows (S, C) = dy[token of each
+    slot]; p (S,) fp32, each slot's routing weight; h (S, 2F) [gate | value], today's forward pre-activation
+    (F.grouped_mm of the gathered x and w_vᵀ) → dict."""
+    g = torch.Generator().manual_seed(seed)
+    x, tok, offsets, w_v = inputs["x"], inputs["order_tokens"], inputs["offsets"], inputs["w_v"]
+    E, C, device = w_v.shape[0], w_v.shape[2], x.device
+    c_proj = (torch.randn(E, C, F_, generator=g) * F_ ** -0.5).to(device, torch.bfloat16)    # (E, C, F)
+    dy = torch.randn(x.shape[0], C, generator=g).to(device, torch.bfloat16)                   # (N, C)
+    p = torch.rand(tok.numel(), generator=g).to(device)                                       # (S,)
+    h = F.grouped_mm(x[tok], w_v.transpose(-2, -1), offs=offsets)                             # (S, 2F)
+    return dict(c_proj=c_proj, dy=dy, dy_rows=dy[tok], p=p, h=h)
+
+
+def quack_down_backward(inputs, bwd, gathered=False, tuned=True):
+    """quack's `gemm_dact` with activation "swiglu" (dgated): dh = SwiGLU'(h) ⊙ (dy_rows @ c_proj[e]) per group,
+    with c_proj as quack's B (E, K, N) = (E, C, F) and h interleaved (S, 2F) → (callable, canon): the callable
+    returns quack's outputs (dh interleaved, a recomputed[, dp]); canon turns them into what
+    `down_backward_reference` returns. gathered=True: A = dy (N, C) gathered through A_idx (the token of each
+    slot), each row scaled by its routing weight (colvec_scale = p: da = p·(dy @ c_proj)) and p's gradient
+    returned (colvec_reduce: Σ_j a_j·(dy @ c_proj)_j, unscaled)."""
+    cu = cu_seqlens(inputs["offsets"])
+    h_il = interleave_halves(bwd["h"])                                      # (S, 2F) [g0, v0, g1, v1, …]
+    if not gathered:
+        def run():
+            return quack_interface().gemm_dact(bwd["dy_rows"], bwd["c_proj"], h_il, activation="swiglu",
+                                               cu_seqlens_m=cu, tuned=tuned)
+        return run, lambda out: deinterleave_halves(out[0])
+
+    def run_gathered():
+        return quack_interface().gemm_dact(bwd["dy"], bwd["c_proj"], h_il, activation="swiglu", cu_seqlens_m=cu,
+                                           A_idx=inputs["order_tokens"], colvec_scale=bwd["p"],
+                                           colvec_reduce=True, tuned=tuned)
+    return run_gathered, lambda out: (deinterleave_halves(out[0]), out[2])
 
 
 # (store_h, persistent) timed for each variant; fewer than all four keeps autotuning inside the ≈ 3-minute budget
@@ -505,9 +665,10 @@ def triton_path_name(variant, store_h, persistent):
     return f"triton {variant}" + (" persistent" if persistent else "") + (" +h" if store_h else "")
 
 
-def candidates(inputs, variants=tuple(TRITON_SCHEDULES)):
+def candidates(inputs, variants=tuple(TRITON_SCHEDULES), quack_tuned=True):
     """name → zero-argument callable returning the (S, F) activation, for every path this machine can run
-    (the Triton ones: each of `variants` one tile a program, also storing h (what training needs), persistent)."""
+    (the Triton ones: each of `variants` one tile a program, also storing h (what training needs), persistent;
+    quack's on a GPU, without and with h: a row that says why when quack cannot be imported)."""
     x, tok, offs, w_v = inputs["x"], inputs["order_tokens"], inputs["offsets"], inputs["w_v"]
     x_sorted, w_t = x[tok], w_v.transpose(-2, -1)                      # for the GEMM alone: its ceiling
     paths = {"grouped_mm eager (today)": lambda: moe_up_grouped(x, tok, offs, w_v),
@@ -521,42 +682,111 @@ def candidates(inputs, variants=tuple(TRITON_SCHEDULES)):
                 lambda v=variant, h=store_h, p=persistent: gather_gemm_swiglu(x, tok, offs, w_v, store_h=h,
                                                                                persistent=p, variant=v)[0]
                 if h else gather_gemm_swiglu(x, tok, offs, w_v, persistent=p, variant=v))
-    if x.is_cuda and (q := quack_up(inputs)) is not None:
-        paths["quack gemm_act (gathered)"] = q
+    if x.is_cuda:
+        paths["quack gemm_act (gathered)"] = quack_up(inputs, tuned=quack_tuned)
+        paths["quack gemm_act (gathered) +h"] = quack_up(inputs, store_preact=True, tuned=quack_tuned)
     return paths
+
+
+def backward_candidates(inputs, bwd, quack_tuned=True):
+    """name → (zero-argument callable, canon) for the down projection's backward: canon(output) is what
+    `down_backward_reference` returns (dh, or (dh, dp) for the rows that gather dy and apply p), or None when
+    there is nothing to compare (the GEMM alone)."""
+    tok, offs = inputs["order_tokens"], inputs["offsets"]
+    dy, rows, c_proj, h, p = bwd["dy"], bwd["dy_rows"], bwd["c_proj"], bwd["h"], bwd["p"]
+    h_leaf = h.detach().requires_grad_()
+    with torch.enable_grad():
+        a = model_lib.swiglu(h_leaf)             # today's eager backward: autograd's kernels for 02's swiglu
+    same = lambda out: out                                                              # noqa: E731
+    paths = {"down-bwd grouped_mm eager (today)": (lambda: torch.autograd.grad(
+                 a, h_leaf, F.grouped_mm(rows, c_proj, offs=offs), retain_graph=True)[0], same),
+             "down-bwd grouped_mm GEMM alone (da)": (lambda: F.grouped_mm(rows, c_proj, offs=offs), None)}
+    if h.is_cuda:
+        compiled, compiled_p = torch.compile(down_backward_grouped), torch.compile(down_backward_grouped)
+        paths["down-bwd grouped_mm compiled (today)"] = (lambda: compiled(rows, c_proj, h, offs), same)
+        paths["down-bwd compiled gather +p (today)"] = (lambda: compiled_p(dy, c_proj, h, offs, tok, p), same)
+        paths["down-bwd quack gemm_dact"] = quack_down_backward(inputs, bwd, tuned=quack_tuned)
+        paths["down-bwd quack gemm_dact gather +p"] = quack_down_backward(inputs, bwd, gathered=True,
+                                                                          tuned=quack_tuned)
+    return paths
+
+
+def selected(paths, substrings):
+    """The paths whose name contains one of `substrings` (all when None), in their order.
+    >>> list(selected({"a (today)": 1, "triton wide +h": 2, "quack x": 3}, ["today", "quack"]))
+    ['a (today)', 'quack x']"""
+    return {n: f for n, f in paths.items() if substrings is None or any(s in n for s in substrings)}
 
 
 # --- 4. The command line ---------------------------------------------------------------------------
 
-def measure(args, skew, device):
-    """Every path at one routing: error vs float64 truth and, on a GPU, median ms and TFLOP/s → list of rows."""
+def run_path(name, fn, check, flop, skew, counts, args, device):
+    """One path: call it once (autotuning and compiling: `first_s`), check(output) → its errors, then on a GPU the
+    median ms and TFLOP/s; any failure becomes the row's `error` (traceback on stderr) → the printed row."""
+    row = dict(path=name, skew=skew, counts=counts)
+    try:
+        start = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        row["first_s"] = round(time.perf_counter() - start, 1)
+        row.update(check(out))
+        if device.type == "cuda":
+            row.update(cuda_median_ms(fn, args.reps, args.warmup))
+            row["tflops"] = flop / row["ms"] / 1e9
+        variant = name.split()[1] if name.startswith("triton") else None
+        if variant is not None and not INTERPRET and _TUNED[variant].best_config is not None:
+            row["config"] = config_name(_TUNED[variant].best_config)     # the config this call ran
+    except Exception as e:  # noqa: BLE001 -- a path that fails is reported (traceback on stderr), not fatal
+        traceback.print_exc()
+        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    print(f"skew {skew:3.1f}  {name:36s} " + (f"{row['ms']:7.3f} ms (p10 {row['p10']:.3f}, p90 {row['p90']:.3f})"
+          f" {row['tflops']:6.1f} TFLOP/s  " if "ms" in row else "")
+          + (f"max|err| {row['max_abs']:.2e}  rel {row['rel']:.2e}" if "rel" in row else row.get("error", ""))
+          + (f"  dp rel {row['dp_rel']:.2e}" if "dp_rel" in row else "")
+          + (f"  [{row['config']}]" if "config" in row else "")
+          + (f"  (first call {row['first_s']} s)" if row.get("first_s", 0) >= 1 else ""), flush=True)
+    return row
+
+
+def measure(args, skew, device, rows):
+    """Every selected path of the way up at one routing: error vs float64 truth and, on a GPU, median ms and
+    TFLOP/s → appended to rows (as each finishes: a stopped run keeps them)."""
     inputs = make_inputs(args.tokens, args.k, args.C, args.F, args.E, skew, device, args.seed)
     truth = gather_gemm_swiglu_reference(inputs["x"].double(), inputs["order_tokens"], inputs["offsets"],
                                          inputs["w_v"].double())                                  # (S, F) fp64
     flop = 2 * args.tokens * args.k * args.C * 2 * args.F                # 2·S·C·2F: both halves of w_v
     counts = inputs["counts"]
     print(f"skew {skew}: slots per expert {counts} (busiest {max(counts) * len(counts) / sum(counts):.2f}× the mean)")
-    rows = []
-    for name, fn in candidates(inputs, args.variants).items():
-        row = dict(path=name, skew=skew, counts=inputs["counts"])
-        try:
-            out = fn()
-            if out.shape == truth.shape:                 # the GEMM alone returns h (S, 2F): nothing to compare
-                row.update(errors(out, truth))
-            if device.type == "cuda":
-                row.update(cuda_median_ms(fn, args.reps, args.warmup))
-                row["tflops"] = flop / row["ms"] / 1e9
-            variant = name.split()[1] if name.startswith("triton") else None
-            if variant is not None and not INTERPRET and _TUNED[variant].best_config is not None:
-                row["config"] = config_name(_TUNED[variant].best_config)     # the config this call ran
-        except Exception as e:  # noqa: BLE001 -- a path that fails is reported (traceback on stderr), not fatal
-            traceback.print_exc()
-            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-        rows.append(row)
-        print(f"skew {skew:3.1f}  {name:32s} " + (f"{row['ms']:7.3f} ms (p10 {row['p10']:.3f}, p90 {row['p90']:.3f})"
-              f" {row['tflops']:6.1f} TFLOP/s  " if "ms" in row else "")
-              + (f"max|err| {row['max_abs']:.2e}  rel {row['rel']:.2e}" if "rel" in row else row.get("error", ""))
-              + (f"  [{row['config']}]" if "config" in row else ""), flush=True)
+    check = lambda out: errors(out, truth) if out.shape == truth.shape else {}   # noqa: E731 -- GEMM alone: h
+    for name, fn in selected(candidates(inputs, args.variants, not args.quack_untuned), args.paths).items():
+        rows.append(dict(run_path(name, fn, check, flop, skew, counts, args, device), lever="up"))
+    return rows
+
+
+def measure_backward(args, skew, device, rows):
+    """Every selected path of the down projection's backward (dy → dh) at one routing, as `measure`: dh's error
+    against `down_backward_reference` in float64 (and dp's, `dp_rel`, for the rows with routing weights)."""
+    inputs = make_inputs(args.tokens, args.k, args.C, args.F, args.E, skew, device, args.seed)
+    bwd = make_backward_inputs(inputs, args.F, args.seed + 1)
+    tok, offsets = inputs["order_tokens"], inputs["offsets"]
+    c64, h64, rows64 = bwd["c_proj"].double(), bwd["h"].double(), bwd["dy_rows"].double()
+    truth = down_backward_reference(rows64, c64, h64, offsets)                                # (S, 2F) fp64
+    truth_p = down_backward_reference(bwd["dy"].double()[tok], c64, h64, offsets, p=bwd["p"].double())
+    flop = 2 * args.tokens * args.k * args.C * args.F                    # 2·S·C·F: dy_rows @ c_proj
+    counts = inputs["counts"]
+
+    def check(out, canon):
+        if canon is None:                                                # the GEMM alone: da, nothing to compare
+            return {}
+        out = canon(out)
+        if not isinstance(out, tuple):
+            return errors(out, truth)
+        return {**errors(out[0], truth_p[0]), **{f"dp_{k}": v for k, v in errors(out[1], truth_p[1]).items()}}
+    paths = selected(backward_candidates(inputs, bwd, not args.quack_untuned), args.paths)
+    for name, (fn, canon) in paths.items():
+        row = run_path(name, fn, functools.partial(check, canon=canon), flop, skew, counts, args, device)
+        rows.append(dict(row, lever="down-bwd"))
     return rows
 
 
@@ -572,11 +802,11 @@ def print_table(rows, skews, today="grouped_mm compiled (today)"):
     path (× > 1: faster); its error against float64; the config autotuning chose (at the first skew)."""
     names = list(dict.fromkeys(r["path"] for r in rows))
     by = {(r["path"], r["skew"]): r for r in rows}
-    print("\n" + f"{'path':34s}" + "".join(f"{f'skew {s}: ms  TFLOP/s  ×today':>32s}" for s in skews)
+    print("\n" + f"{'path':37s}" + "".join(f"{f'skew {s}: ms  TFLOP/s  ×today':>32s}" for s in skews)
           + "    rel err   config")
     for name in names:
         cells = [(by.get((name, s), {}), by.get((today, s), {})) for s in skews]
-        line = f"{name:34s}" + "".join(
+        line = f"{name:37s}" + "".join(
             f"{c['ms']:15.3f} {c['tflops']:8.1f} " + (f"{t['ms'] / c['ms']:6.2f}×" if "ms" in t else " " * 7)
             if "ms" in c else f"{c.get('error', '-')[:30]:>32s}" for c, t in cells)
         rel = next((c["rel"] for c, _ in cells if "rel" in c), None)
@@ -598,6 +828,11 @@ def parse_args(argv=None):
                         "persistent): pointers = every operand through pointers, tma = weights through the TMA unit, "
                         "wide = that as one 2·BLOCK_N-wide dot, *_store = also whole output tiles through the TMA "
                         "unit. With --compile-only: the variants to compile")
+    p.add_argument("--paths", nargs="+", default=None, metavar="SUBSTRING",
+                   help="time only the paths whose name contains one of these (e.g. today quack 'GEMM alone' "
+                        "'triton wide'); default: every path")
+    p.add_argument("--quack-untuned", action="store_true",
+                   help="quack's default tile config instead of its autotuning (which compiles ≈ 18 configs a row)")
     p.add_argument("--reps", type=house.positive_int, default=30)
     p.add_argument("--warmup", type=house.positive_int, default=5)
     p.add_argument("--seed", type=house.seed, default=0)
@@ -607,6 +842,10 @@ def parse_args(argv=None):
                         "memory, pipelined / TMA copies and wgmma width")
     p.add_argument("--arch", type=house.positive_int, default=90, help="with --compile-only: 90 = Hopper (H100/H200)")
     return p.parse_args(argv)
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None):
@@ -631,20 +870,34 @@ def main(argv=None):
                          "e.g. --tokens 64 --C 64 --F 64 --E 4")
     info = dict(torch=torch.__version__, triton=triton.__version__, interpret=INTERPRET,
                 device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                quack=import_quack()[1] if device.type == "cuda" else None,     # its version, or why not
                 shape=dict(tokens=args.tokens, k=args.k, C=args.C, F=args.F, E=args.E))
-    print(json.dumps(info))
+    print(json.dumps(info), flush=True)
     start = time.perf_counter()
-    rows = [row for skew in args.skew for row in measure(args, skew, device)]
+    rows = []                                    # filled as each path finishes, so a stopped run keeps them
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        for skew in args.skew:
+            measure(args, skew, device, rows)
+        for skew in args.skew:
+            measure_backward(args, skew, device, rows)
+    except KeyboardInterrupt:                    # Ctrl-C, or SIGTERM (a time limit): report what was measured
+        info["interrupted"] = True
+        print("interrupted: the table and --json hold the paths measured so far", flush=True)
     if device.type == "cuda":
         info["triton_best_configs"] = {f"{v} {k[:4]}": config_name(c) for v in args.variants
                                        for k, c in _TUNED[v].cache.items()}
         print("triton autotune picked (variant (C, F, STORE_H, NUM_PROGS)):", info["triton_best_configs"])
-    print_table(rows, args.skew)
+    print_table([r for r in rows if r["lever"] == "up"], args.skew)
+    print_table([r for r in rows if r["lever"] == "down-bwd"], args.skew,
+                today="down-bwd grouped_mm compiled (today)")
     info["seconds"] = round(time.perf_counter() - start, 1)
     print(f"{info['seconds']} s in all, autotuning and compiling included")
     if args.json is not None:
         with open(args.json, "a") as f:
             f.write(json.dumps({"argv": sys.argv[1:], **info, "rows": rows}) + "\n")
+    if info.get("interrupted"):
+        raise SystemExit("error: interrupted before every path was measured (the rows above are saved)")
 
 
 if __name__ == "__main__":

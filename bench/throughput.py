@@ -12,6 +12,7 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     python bench/throughput.py --plain moe cast_experts       # the plain choice of the same arguments the
                                                               # lessons use: what does each fast one buy?
     python bench/throughput.py --what attention               # SDPA backends at linnet's shapes
+    python bench/throughput.py --what rope --warmup 3 --steps 20   # RoPE + QK-norm: fused kernel vs plain ops
     python bench/throughput.py --moe grouped_fp8              # the expert GEMMs in FP8 (05 --fp8)
     python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
 
@@ -19,9 +20,11 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     moe            LLMConfig.moe_impl = "reference" (02: the loop over experts, not moe_grouped)
     cast_experts   TrainConfig.cast_experts_once = False (05: cast the expert weights in every micro-step,
                    not once per step with 02's cast_expert_weights)
-RoPE has no plain option any more: 02 always reads cos/sin from tables. The table-vs-angles choice was
-measured in the second benchmark session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside
-the compiled graph 304.4k tokens/s, tables 309.4k).
+    rope           02's set_rope_impl(model, "reference"): section 4's plain RoPE + QK-norm ops, not the fused
+                   Triton kernel of 02's appendix (what "auto" runs on a GPU)
+RoPE reads cos/sin from tables on both sides; the table-vs-angles choice was measured in the second benchmark
+session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside the compiled graph 304.4k tokens/s,
+tables 309.4k).
 
 MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (docs/ARCHITECTURE.md) against 989 TFLOP/s.
 """
@@ -61,6 +64,7 @@ def build(args, device):
                                  moe_impl=args.moe)
     torch.manual_seed(0)
     model = model_lib.LLM(config).to(device)
+    model_lib.set_rope_impl(model, "reference" if "rope" in getattr(args, "plain", ()) else "auto")
     if getattr(args, "residual", "fp32") == "bf16":     # an experiment (issue 25), not a lesson's choice yet
         model.transformer.wte.register_forward_hook(                 # only where autocast runs (a GPU)
             lambda module, inputs, out: out.to(torch.bfloat16) if torch.is_autocast_enabled(out.device.type) else out)
@@ -72,6 +76,7 @@ PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lesson
     "moe": "LLMConfig.moe_impl='reference' (the loop over experts)",
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
     "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
+    "rope": "02's set_rope_impl(model, 'reference') (the plain RoPE + QK-norm ops, not the fused kernel)",
 }
 
 
@@ -243,6 +248,43 @@ def time_attention(args, device):
             "device": device_name(device), "torch": torch.__version__}
 
 
+def time_rope(args, device):
+    """RoPE + QK-norm forward+backward of one layer at linnet's shapes: qkv (B, T, (12 + 2·4)·64) → q, k, v,
+    three ways: 02's fused Triton kernel, the plain ops compiled by inductor, the plain ops eager. Bandwidth
+    counts the least traffic a single pass can have: qkv read and written forward, dy and qkv read and dx
+    written backward (5 × the bytes of qkv)."""
+    config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab)
+    attn = model_lib.CausalSelfAttention(config).to(device)
+    B, T = args.micro_batch, args.seq_len
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    gen = torch.Generator(device=device).manual_seed(0)
+    width = (config.n_head + 2 * config.n_kv_head) * config.head_dim
+    qkv = torch.randn(B, T, width, device=device, dtype=dtype, generator=gen).requires_grad_()
+    moved = 5 * qkv.numel() * qkv.element_size()
+    plain = lambda x: attn.rope_qk_norm(x)                       # noqa: E731 -- the same call, compiled below
+    ways = {"fused kernel (02 appendix)": ("fused", plain), "plain ops, compiled": ("reference", torch.compile(plain)),
+            "plain ops, eager": ("reference", plain)}
+    results = {}
+    for name, (impl, fn) in ways.items():
+        try:
+            model_lib.set_rope_impl(attn, impl)
+            grads = None
+            for i in range(args.warmup + args.steps):
+                if i == args.warmup:
+                    synchronize(device)
+                    t0 = time.perf_counter()
+                heads = fn(qkv)
+                grads = grads or [torch.randn_like(h) for h in heads]
+                torch.autograd.backward(heads, grads)
+            synchronize(device)
+            ms = 1000 * (time.perf_counter() - t0) / args.steps
+            results[name] = {"ms_fwd_bwd_per_layer": round(ms, 3), "effective_GB_per_s": round(moved / ms / 1e6)}
+        except (RuntimeError, ValueError) as e:
+            results[name] = f"not available: {str(e).splitlines()[0][:80]}"
+    return {"what": f"RoPE + QK-norm fwd+bwd, B={B} T={T} qkv width {width}", **results,
+            "device": device_name(device), "torch": torch.__version__}
+
+
 def device_name(device):
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -315,7 +357,7 @@ def kernel_summary(prof, accum):
 
 def main(argv=None):
     p = house.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--what", choices=["step", "fwdbwd", "optimizer", "attention"], default="step")
+    p.add_argument("--what", choices=["step", "fwdbwd", "optimizer", "attention", "rope"], default="step")
     p.add_argument("--depth", type=house.positive_int, default=12)
     p.add_argument("--vocab", type=house.positive_int, default=32768)
     p.add_argument("--seq-len", type=house.positive_int, default=1024)
@@ -355,7 +397,8 @@ def main(argv=None):
     if args.profile:
         profile(args, device, args.profile)
         return
-    run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention}
+    run = {"step": time_steps, "fwdbwd": time_fwdbwd, "optimizer": time_optimizer, "attention": time_attention,
+           "rope": time_rope}
     result = run[args.what](args, device)
     print(json.dumps(result))
     if args.json:

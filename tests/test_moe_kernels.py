@@ -5,6 +5,9 @@ installed, the Triton kernel itself through Triton's interpreter (TRITON_INTERPR
 compiled for Hopper (no GPU needed) without register spills — every variant (pointers, TMA weights, TMA stores).
 On a CUDA GPU: the compiled kernel, every variant and schedule, at a medium shape. Triton is GPU-only and
 optional (not in requirements.txt), so CI skips those.
+The backward lever (the down projection's dh = SwiGLU'(h) ⊙ (dy @ c_proj)): its plain reference against today's
+ops, and the arguments passed to quack's gemm_act / gemm_dact checked on a CPU through a stand-in written from
+quack 0.6.5's own reference functions (quack itself needs CUDA); a quack that cannot import is a row, not a crash.
 """
 from __future__ import annotations
 
@@ -180,3 +183,130 @@ def test_triton_kernel_on_gpu_matches_reference(monkeypatch):
             assert rel_err(h, h_truth) < 1e-2, (variant, persistent)
     out, h = mk.gather_gemm_swiglu(x, tok, offsets, w_v, out=poisoned.clone(), variant="wide_store", store_h=True)
     assert rel_err(out, truth) < 1e-2 and rel_err(h, h_truth) < 1e-2      # autotuned: the pre-hook sets each box
+
+
+# --- The backward lever and quack's calls (CPU) --------------------------------------------------------------
+
+def test_down_backward_reference_matches_todays_ops(monkeypatch):
+    """dh = SwiGLU'(h) ⊙ (dy_rows @ c_proj[e]) per expert: the per-expert loop (autograd of 02's swiglu) and
+    today's ops (grouped GEMM + the explicit derivative `swiglu_backward`) agree, also with the gather of dy's rows
+    and the routing weights p (dh scaled by p, and p's gradient Σ_j a_j·(dy @ c_proj)_j)."""
+    mk = load_kernels("moe_kernels_bwd", monkeypatch, interpret=False)
+    x, tok, offsets, w_v = ragged_inputs([37, 0, 64, 27], n_tokens=64, C=64, F=32, dtype=torch.float32)
+    g = torch.Generator().manual_seed(3)
+    c_proj = torch.randn(4, 64, 32, generator=g) / 32 ** 0.5                   # (E, C, F)
+    dy, p = torch.randn(64, 64, generator=g), torch.rand(128, generator=g)    # (N, C), (S,)
+    h = torch.randn(128, 64, generator=g)                                     # (S, 2F) [gate | value]
+    rows = dy[tok.long()]                                                     # (S, C)
+    dh = mk.down_backward_reference(rows, c_proj, h, offsets)
+    torch.testing.assert_close(mk.down_backward_grouped(rows, c_proj, h, offsets), dh, rtol=1e-4, atol=1e-5)
+    e2 = slice(37, 101)                                                       # expert 2's slots, by hand
+    gate, value = h[e2].chunk(2, dim=-1)
+    da = rows[e2] @ c_proj[2]
+    sig = torch.sigmoid(gate)
+    torch.testing.assert_close(dh[e2], torch.cat([da * value * sig * (1 + gate * (1 - sig)), da * gate * sig], -1))
+    dh_p, dp = mk.down_backward_reference(rows, c_proj, h, offsets, p=p)
+    torch.testing.assert_close(dh_p, mk.down_backward_reference(rows * p[:, None], c_proj, h, offsets))
+    torch.testing.assert_close(dp[e2], (torch.nn.functional.silu(gate) * value * da).sum(-1))
+    got_dh, got_dp = mk.down_backward_grouped(dy, c_proj, h, offsets, tok, p)
+    torch.testing.assert_close(got_dh, dh_p, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got_dp, dp, rtol=1e-4, atol=1e-5)
+    for fn in (mk.swiglu_backward, mk.down_backward_reference, mk.interleave_halves, mk.selected):
+        examples = doctest.DocTestFinder().find(fn, globs={"torch": torch, **vars(mk)})
+        assert doctest.DocTestRunner().run(examples[0]).failed == 0          # its docstring's worked example
+    t = torch.arange(12.0).view(2, 6)
+    assert mk.interleave_halves(t)[:, 0::2].equal(t[:, :3])                   # quack's gate: even columns
+    assert mk.deinterleave_halves(mk.interleave_halves(t)).equal(t)
+
+
+def _quack_gemm_ref(A, B, cu_seqlens_m, A_idx):
+    """quack 0.6.5's gemm_ref for varlen_m with gather_A: rows cu[i]:cu[i+1] of the output are A[A_idx[those]] @ B[i]
+    (or A's own rows without A_idx), checking the contract its kernels state (int32 bounds and index, B (E, K, N))."""
+    assert cu_seqlens_m.dtype == torch.int32 and cu_seqlens_m[0] == 0 and B.ndim == 3
+    assert B.shape[0] == cu_seqlens_m.numel() - 1 and A.ndim == 2 and A.stride(-1) == 1
+    assert A_idx is None or (A_idx.dtype == torch.int32 and A_idx.is_contiguous())
+    cu = cu_seqlens_m.tolist()
+    out = A.new_empty(cu[-1], B.shape[-1])
+    for i in range(len(cu) - 1):
+        rows = A[A_idx[cu[i]:cu[i + 1]].long()] if A_idx is not None else A[cu[i]:cu[i + 1]]
+        out[cu[i]:cu[i + 1]] = rows @ B[i]
+    return out
+
+
+class StandInQuack:
+    """quack.gemm_interface's gemm_act / gemm_dact for activation "swiglu", with their 0.6.5 signatures, written from
+    its gemm_act_ref / gemm_dact_ref and the dgated epilogue (quack/epilogue/library.py `dgated_mod`): gated columns
+    interleaved (gate 2j, value 2j + 1); colvec_scale multiplies dout and the recomputed postact, colvec_reduce sums
+    postact · dout before the scale. Checks the arguments bench/moe_kernels.py passes on a CPU."""
+
+    @staticmethod
+    def gemm_act(A, B, C=None, bias=None, activation=None, alpha=1.0, preact_out=None, postact_out=None,
+                 out_dtype=None, postact_dtype=None, cu_seqlens_m=None, A_idx=None, store_preact=True,
+                 dynamic_scheduler=False, tuned=True, config=None, concat_layout=None, split_k=1, split_k_mode=0):
+        assert activation == "swiglu" and C is None and bias is None and concat_layout is None
+        preact = _quack_gemm_ref(A, B, cu_seqlens_m, A_idx)                     # (S, 2F) interleaved
+        postact = torch.nn.functional.silu(preact[..., ::2]) * preact[..., 1::2]
+        return (preact if store_preact else None), postact
+
+    @staticmethod
+    def gemm_dact(A, B, PreAct, activation=None, dx_out=None, postact_out=None, out_dtype=None, postact_dtype=None,
+                  colvec_scale=None, colvec_reduce=False, cu_seqlens_m=None, A_idx=None, dynamic_scheduler=True,
+                  tuned=True, config=None, split_k=1, split_k_mode=0):
+        assert activation == "swiglu" and PreAct.shape[-1] == 2 * B.shape[-1]
+        dout = _quack_gemm_ref(A, B, cu_seqlens_m, A_idx)                       # (S, F)
+        scale = 1 if colvec_scale is None else colvec_scale[:, None]
+        gate = PreAct[..., ::2].detach().requires_grad_()
+        up = PreAct[..., 1::2].detach().requires_grad_()
+        with torch.enable_grad():
+            postact = torch.nn.functional.silu(gate) * up
+        dgate, dup = torch.autograd.grad(postact, [gate, up], dout * scale)
+        dx = torch.stack([dgate, dup], dim=-1).reshape(PreAct.shape)
+        out = (dx, postact.detach() * scale)
+        return (*out, (postact.detach() * dout).sum(-1)) if colvec_reduce else out
+
+
+def test_quack_calls_match_its_reference_semantics(monkeypatch):
+    """`quack_up` (with and without h) and `quack_down_backward` (plain, and gathering dy with routing weights)
+    pass quack's layouts right: run through `StandInQuack`, they give the plain references' results."""
+    mk = load_kernels("moe_kernels_quack", monkeypatch, interpret=False)
+    monkeypatch.setattr(mk, "quack_interface", lambda: StandInQuack)
+    x, tok, offsets, w_v = ragged_inputs([37, 0, 64, 27], n_tokens=64, C=64, F=32, dtype=torch.float64)
+    inputs = dict(x=x, order_tokens=tok, offsets=offsets, w_v=w_v)
+    truth = mk.gather_gemm_swiglu_reference(x, tok, offsets, w_v)                            # (128, 32)
+    for store_preact in (False, True):
+        torch.testing.assert_close(mk.quack_up(inputs, store_preact=store_preact)(), truth)
+    bwd = {k: v.double() for k, v in mk.make_backward_inputs(inputs | dict(x=x.float(), w_v=w_v.float()),
+                                                                32).items()}
+    run, canon = mk.quack_down_backward(inputs, bwd)
+    torch.testing.assert_close(canon(run()), mk.down_backward_reference(bwd["dy_rows"], bwd["c_proj"], bwd["h"],
+                                                                        offsets))
+    run, canon = mk.quack_down_backward(inputs, bwd, gathered=True)
+    dh, dp = mk.down_backward_reference(bwd["dy_rows"], bwd["c_proj"], bwd["h"], offsets, p=bwd["p"])
+    got_dh, got_dp = canon(run())
+    torch.testing.assert_close(got_dh, dh)
+    torch.testing.assert_close(got_dp, dp)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("quack") is not None, reason="quack is installed here")
+def test_a_quack_that_cannot_import_is_a_row_not_a_crash(monkeypatch):
+    mk = load_kernels("moe_kernels_noquack", monkeypatch, interpret=False)
+    x, tok, offsets, w_v = ragged_inputs([3, 5], n_tokens=8, C=16, F=16)
+    args = type("Args", (), dict(reps=1, warmup=1))
+    row = mk.run_path("quack gemm_act", mk.quack_up(dict(x=x, order_tokens=tok, offsets=offsets, w_v=w_v)),
+                      lambda out: {}, 1.0, 0.0, [3, 5], args, torch.device("cpu"))
+    assert row["error"].startswith("RuntimeError: quack not importable") and "ms" not in row
+
+
+@needs_triton
+def test_paths_filter_times_only_the_named_paths(tmp_path):
+    """--paths today: only today's paths of both levers (interpreted, tiny shapes); the JSON line holds them."""
+    out = tmp_path / "rows.jsonl"
+    proc = subprocess.run([sys.executable, str(KERNELS), "--tokens", "32", "--C", "32", "--F", "32", "--E", "4",
+                           "--skew", "0", "--paths", "today", "--json", str(out)], cwd=REPO_DIR, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["lever"], r["path"]) for r in rows] == [("up", "grouped_mm eager (today)"),
+                                                       ("down-bwd", "down-bwd grouped_mm eager (today)")]
+    assert all(r["rel"] < 1e-2 and "error" not in r for r in rows)
