@@ -45,7 +45,9 @@ Speed (all 10,042 examples, linnet-497M shape with random weights in bf16, one H
 as whole rows, 17.9 s before the token-budget batching of section 3). Each context is read once, its 4
 endings packed after it (section 3, step 5: 3.5M → 1.8M input tokens), and SDPA's cuDNN backend is off
 while scoring (it plans every new batch shape on the CPU; appendix `attention_for_many_shapes`). 06's own
-run adds the nanoGPT-style requests, a second set as large: 13.5 s eager (21.7 s as whole rows). `--compile`
+run adds the nanoGPT-style requests, a second set as large: 9.0 s eager (21.7 s as whole rows, 13.5 s before
+02's fused RoPE + QK-norm kernel and the tokenising of the next quarter of the examples while the GPU scores
+this one: `tokenized_ahead`). `--compile`
 (whole rows) gives 6.2–7.2 s for acc + acc_norm after ≈ 70 s of compiling: it pays only when one process
 scores many times, so eager is the default.
 
@@ -519,7 +521,8 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     records, counts = [], np.zeros(2, dtype=int)
     try:
         with gc_paused():                                    # ~500k small lists and tuples: see gc_paused
-            for part, requests in tokenized_ahead(tokenizer, examples, mode, nanogpt):   # (next part tokenised meanwhile)
+            on_gpu = next(model.parameters()).is_cuda
+            for part, requests in tokenized_ahead(tokenizer, examples, mode, nanogpt, split=on_gpu):   # (next part tokenised meanwhile)
                 distinct, owner = distinct_requests(requests, window)   # each token sequence once, for all 3 scorings
                 distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens, **options)
                 scores = [distinct_scores[j] for j in owner]
@@ -880,6 +883,7 @@ def compiled_hidden(core):
 
 TOKENIZE_AHEAD_PARTS = 4        # HellaSwag scored in up to 4 parts: part i + 1 is tokenised while part i is scored
 TOKENIZE_AHEAD_MIN_EXAMPLES = 1000   # ... of at least this many examples each (a small run stays one part)
+TOKENIZE_AHEAD_ON_CPU = False   # on a CPU tokenising competes with the model for the same cores: one part
 
 
 def part_bounds(n: int) -> list[int]:
@@ -892,13 +896,15 @@ def part_bounds(n: int) -> list[int]:
     return np.linspace(0, n, k + 1).astype(int).tolist()
 
 
-def tokenized_ahead(tokenizer, examples: list[dict], mode: str, nanogpt: bool):
+def tokenized_ahead(tokenizer, examples: list[dict], mode: str, nanogpt: bool, split: bool = True):
     """Yield (part of `examples`, its `hellaswag_requests`) in order. A worker thread tokenises the next part
     while the caller scores this one: tokenising all 10,042 examples' requests took 3.1 s of 06's 13.5 s on an
-    H200's host (BENCHMARKS.md, "HellaSwag timing"), time the GPU sat idle. `encode_batch` runs in Rust with the
-    GIL released, so the scoring thread keeps launching kernels meanwhile. Parts are independent (each request
-    belongs to one example), so the scores are those of one part; only the batches are cut at part ends."""
-    bounds = part_bounds(len(examples))
+    H200's host (BENCHMARKS.md, "HellaSwag timing"), time the GPU sat idle. `encode_batch`'s Rust part runs
+    with the GIL released, so the scoring thread keeps launching kernels meanwhile. Parts are independent (each
+    request belongs to one example), so the scores are those of one part; only the batches are cut at part ends
+    (identical requests in two parts are scored twice). split=False (a CPU, unless TOKENIZE_AHEAD_ON_CPU): one part.
+    An error in the worker reaches the caller when its part is due; Ctrl-C waits for the part being tokenised."""
+    bounds = part_bounds(len(examples)) if split or TOKENIZE_AHEAD_ON_CPU else [0, len(examples)]
     parts = [examples[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:

@@ -129,7 +129,7 @@ def compare_reference(model, tokenizer, examples, device, compiled, share_prefix
     eager = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False)
     whole = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False,
                                         share_prefix=False)
-    exact = copy.deepcopy(model).float()
+    exact = model_lib.set_rope_impl(copy.deepcopy(model).float(), "reference")   # the plain ops throughout
     plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in fast["records"]])
     b = np.array([r["logprob_sum"] for r in plain["records"]])

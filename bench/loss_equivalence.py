@@ -2,16 +2,16 @@
 
 The fast training path (02's moe_grouped, experts cast once per step, under torch.compile) must compute the
 same function as the readable one (a Python loop over experts, experts cast in every micro-step, eager).
-This script trains the linnet model (02) three ways, each from the same initial weights on the same
+This script trains the linnet model (02) several ways (by default the four below that this machine can run),
+each from the same initial weights on the same
 batches (04's ShardLoader over real shards, or random tokens when no --data-dir is given), with 05's real
 training step and 03's Muon + AdamW on 05's learning-rate schedule:
 
     reference       moe_reference, expert weights cast in every micro-step, eager   (the readable path)
-    fast, eager     moe_grouped, expert weights cast once per step (02, 05), eager
-    fast, compiled  moe_grouped under torch.compile            (what 05_train.py trains with on a GPU;
-                                                                not on a CPU, where grouped_mm compiles in bf16 only)
-    fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (02's appendix; what
-                    05_train.py trains with on a GPU since issue 25, compiled): GPU only
+    fast, eager     moe_grouped, expert weights cast once per step (02, 05), RoPE + QK-norm as plain ops, eager
+    fast, compiled  the same under torch.compile    (not on a CPU, where grouped_mm compiles in bf16 only)
+    fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (02's appendix): GPU only;
+                    "fused, compiled" is what 05_train.py trains with on a GPU
 
 Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.moe_impl,
 and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
@@ -59,7 +59,7 @@ PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_on
     "fused, compiled": ("grouped", True, True, "fused"),      # what 05 trains with on a GPU since issue 25
     "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # 02 section 5b, 05 --fp8: not the same maths, how close?
 }
-DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled"]
+DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled", "fused, compiled"]
 
 
 def path_name(text: str) -> str:
@@ -175,7 +175,7 @@ def main(argv=None):
     p.add_argument("--seed", type=house.non_negative_int, default=1337)
     p.add_argument("--paths", nargs="+", type=path_name, default=DEFAULT_PATHS, metavar="PATH",
                    help="which paths to train: " + ", ".join(n.replace(", ", "-") for n in PATHS)
-                        + " (default: the first three; add fp8-compiled for FP8)")
+                        + " (default: reference, fast-eager, fast-compiled, fused-compiled; add fp8-compiled for FP8)")
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     args = p.parse_args(argv)
     device = torch.device(house.default_device())

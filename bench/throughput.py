@@ -273,6 +273,7 @@ def time_rope(args, device):
                 if i == args.warmup:
                     synchronize(device)
                     t0 = time.perf_counter()
+                qkv.grad = None
                 heads = fn(qkv)
                 grads = grads or [torch.randn_like(h) for h in heads]
                 torch.autograd.backward(heads, grads)

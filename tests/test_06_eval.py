@@ -241,6 +241,41 @@ def test_random_weights_score_near_a_quarter(tiny_tokenizer, hellaswag):
     assert len(picks) == 4 and min(picks.values()) > 100                  # it really chooses, not always "A"
 
 
+def test_scoring_in_parts_tokenised_ahead_gives_the_same_records(tiny_tokenizer, hellaswag, monkeypatch):
+    """`tokenized_ahead` cuts the examples into parts (the next one tokenised by a worker thread while this one
+    is scored): the records, in order, and every score equal those of one part; the request counts add up."""
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64)
+    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_ON_CPU", True)           # parts pay on a GPU; here: the same scores?
+    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_MIN_EXAMPLES", 1000)
+    whole = ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:30], device="cpu")
+    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_MIN_EXAMPLES", 7)
+    assert ev.part_bounds(30) == [0, 7, 15, 22, 30]
+    parts = ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:30], device="cpu")
+    assert [r["ind"] for r in parts["records"]] == [r["ind"] for r in whole["records"]]
+    for a, b in zip(parts["records"], whole["records"]):
+        assert (a["pred"], a["pred_norm"], a["pred_nanogpt"]) == (b["pred"], b["pred_norm"], b["pred_nanogpt"])
+        np.testing.assert_allclose(a["logprob_sum"], b["logprob_sum"], rtol=1e-5, atol=1e-5)
+    assert (parts["requests"], parts["acc"], parts["acc_nanogpt"]) == (whole["requests"], whole["acc"], whole["acc_nanogpt"])
+
+
+def test_a_failing_part_stops_the_worker_and_raises(tiny_tokenizer, hellaswag, monkeypatch):
+    """An error while tokenising a part reaches the caller (no hang, no half result)."""
+    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_ON_CPU", True)
+    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_MIN_EXAMPLES", 5)
+    real = ev.hellaswag_requests
+    calls = []
+
+    def failing(tokenizer, part, mode, nanogpt):
+        calls.append(len(part))
+        if len(calls) == 2:
+            raise RuntimeError("tokenizer broke")
+        return real(tokenizer, part, mode, nanogpt)
+    monkeypatch.setattr(ev, "hellaswag_requests", failing)
+    model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64)
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:20], device="cpu")
+
+
 def test_evaluate_restores_training_mode(tiny_tokenizer, hellaswag):
     model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size()).train()
     ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:2], device="cpu", nanogpt=False)
