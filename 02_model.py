@@ -318,6 +318,27 @@ class LayerCache:
         return 0 if self.k is None else self.k.shape[2]
 
 
+def rope_qk_norm_reference(qkv, cos, sin, n_head: int, n_kv_head: int, positions=None, qk_norm: bool = True):
+    """qkv (B, T, (nh + 2·nkv)·hd) → q (B, T, nh, hd), k and v (B, T, nkv, hd): RoPE on q and k with the angles
+    in row t of cos, sin (T, hd) (rows positions[b, t] when positions (B, T) is given), then QK-norm. The plain
+    ops; `rope_qk_norm` (appendix) is the same maths in one GPU kernel (same arguments, a test compares them)."""
+    B, T, _ = qkv.shape
+    hd = cos.shape[-1]
+    q, k, v = qkv.split([n_head * hd, n_kv_head * hd, n_kv_head * hd], dim=-1)
+    q, k, v = q.view(B, T, n_head, hd), k.view(B, T, n_kv_head, hd), v.view(B, T, n_kv_head, hd)
+    if positions is None:
+        cos, sin = cos[:, None, :], sin[:, None, :]                        # (T, 1, hd): same angles for all heads
+    else:
+        cos, sin = cos[positions][:, :, None, :], sin[positions][:, :, None, :]   # (B, T, 1, hd)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order). It has no weights, so
+    # qk_norm=False (section 8's experiment) keeps every checkpoint key; linnet always has it on.
+    if qk_norm:
+        q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
+        k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
+    return q, k, v
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: LLMConfig):
         super().__init__()
@@ -334,35 +355,19 @@ class CausalSelfAttention(nn.Module):
         """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd)."""
         history = None if cache is None else cache.shift
         x = token_shift(x, self.l_conv.weight, history)                    # (B, T, C)
-        q, k, v = self.rope_qk_norm(self.c_attn(x), offset=0 if cache is None else cache.length)
+        q, k, v = self.qkv_heads(self.c_attn(x), offset=0 if cache is None else cache.length)
         # Attention wants heads before time: transposed views, no copy (SDPA reads them as they are).
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
 
-    def rope_qk_norm(self, qkv, offset: int = 0, positions=None):
-        """Steps 3–4: split the fused projection qkv (B, T, C + 2·kv) into heads, RoPE q and k at each token's
-        position, then QK-norm them. Positions offset..offset+T-1, or `positions` (B, T) when given (06 packs
-        several sequences in a row). Returns q (B, T, nh, hd), k and v (B, T, nkv, hd).
-        On a GPU one kernel does it all (appendix "fused RoPE + QK-norm"); this is the plain version."""
-        B, T, _ = qkv.shape
-        nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
+    def qkv_heads(self, qkv, offset: int = 0, positions=None):
+        """Steps 3–4: the fused projection qkv (B, T, C + 2·kv) → q (B, T, nh, hd), k and v (B, T, nkv, hd), q and
+        k rotated (RoPE) at each token's position and QK-normed. Positions offset..offset+T-1, or `positions`
+        (B, T) when given (06 packs several sequences in a row). `rope_qk_norm_reference` is the plain version;
+        on a GPU `rope_qk_norm` (appendix) does the same in one kernel (set_rope_impl chooses)."""
         rotary = self.rotary_emb
-        cos, sin = rotary(T, offset) if positions is None else (rotary.cos_table, rotary.sin_table)
-        if fused_rope_ok(self.rope_impl, qkv, hd):                        # rows t of cos/sin, or rows positions
-            heads = fused_rope_qk_norm(qkv.view(B, T, nh + 2 * nkv, hd), cos, sin, positions, nh + nkv, self.qk_norm)
-            return heads.split([nh, nkv, nkv], dim=2)
-        q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
-        q, k, v = q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd)
-        if positions is None:
-            cos, sin = cos[:, None, :], sin[:, None, :]                    # (T, 1, hd): same angles for all heads
-        else:
-            cos, sin = cos[positions][:, :, None, :], sin[positions][:, :, None, :]   # (B, T, 1, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order). It has no weights, so
-        # qk_norm=False (section 8's experiment) keeps every checkpoint key; linnet always has it on.
-        if self.qk_norm:
-            q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
-            k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
-        return q, k, v
+        cos, sin = rotary(qkv.shape[1], offset) if positions is None else (rotary.cos_table, rotary.sin_table)
+        run = rope_qk_norm if fused_rope_ok(self.rope_impl, qkv, self.head_dim) else rope_qk_norm_reference
+        return run(qkv, cos, sin, self.n_head, self.n_kv_head, positions, self.qk_norm)
 
     def forward(self, x, cache: LayerCache | None = None):  # x (B, T, C)
         B, T, C = x.shape
@@ -1829,7 +1834,7 @@ def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
     return out.to(out_dtype)
 
 
-# --- Appendix: fused RoPE + QK-norm (one GPU kernel; section 4's `rope_qk_norm` is its plain version) ------
+# --- Appendix: fused RoPE + QK-norm (one GPU kernel: `rope_qk_norm`; section 4's `rope_qk_norm_reference`) --
 # Section 4 rotates q and k in fp32 and normalises them: in eager PyTorch that is ~10 kernels per tensor, each
 # a full pass over q or k in memory (upcast, two multiplies, the half swap, add, downcast, LayerNorm's upcast,
 # the norm, its downcast). Their arithmetic is tiny; the passes are the cost. The kernel below reads each
@@ -1843,7 +1848,7 @@ def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
 # process). LINNET_ROPE=reference (environment) makes "auto" use the plain ops everywhere. It takes and
 # gives dense tensors only: a kernel handed strided views must be told their strides, and torch.compile may
 # lay a view out anew after those numbers were read. `set_rope_impl(model, "reference")` switches a model back
-# to the plain ops; tests/test_rope_kernel.py checks the two agree (on a CPU through Triton's interpreter, on a
+# to the plain ops (`rope_qk_norm_reference`, section 4); tests/test_rope_kernel.py checks the two agree (on a CPU through Triton's interpreter, on a
 # GPU compiled, forward and backward). Measured: BENCHMARKS.md, "Throughput III". Triton ships with CUDA builds
 # of PyTorch; on a CPU-only install this section defines no kernel and section 4 runs the plain ops.
 
@@ -1871,8 +1876,8 @@ def set_rope_impl(model: nn.Module, impl: str) -> nn.Module:
 
 
 def fused_rope_ok(impl: str, x, head_dim: int) -> bool:
-    """Whether `rope_qk_norm` takes the fused kernel for x under `impl` (see set_rope_impl). The kernel holds
-    the two halves of a head row in registers: head_dim must be a power of two, at least 16 (linnet: 64).
+    """Whether `qkv_heads` takes the fused `rope_qk_norm` for x under `impl` (see set_rope_impl). The kernel
+    holds the two halves of a head row in registers: head_dim must be a power of two, at least 16 (linnet: 64).
     LINNET_ROPE=reference in the environment makes "auto" take the plain ops (for a GPU Triton cannot serve)."""
     shape_ok = head_dim >= 16 and head_dim & (head_dim - 1) == 0
     if impl == "fused":
@@ -1886,14 +1891,16 @@ def fused_rope_ok(impl: str, x, head_dim: int) -> bool:
     return impl == "auto" and triton is not None and x.is_cuda and shape_ok and not ROPE_PLAIN_FROM_ENV
 
 
-def fused_rope_qk_norm(qkv, cos, sin, positions, n_qk_heads: int, norm: bool = True, eps: float = 1e-5):
-    """qkv (B, T, heads, hd) → the same shape, dense, qkv's dtype: in each token's first `n_qk_heads` heads
-    (q's, then k's) RoPE by the angles in row t of cos, sin (row positions[b, t] when given (B, T)), then, with
-    `norm`, LayerNorm over hd without weights (eps); the other heads (v's) copied. Section 4's ops, in fp32.
+def rope_qk_norm(qkv, cos, sin, n_head: int, n_kv_head: int, positions=None, qk_norm: bool = True):
+    """`rope_qk_norm_reference` in one Triton kernel: same arguments, same results (in fp32; in bf16 it rounds
+    q and k once, after the norm). q, k, v come back as views of one dense (B, T, nh + 2·nkv, hd) tensor.
     Positions are not range-checked here (a kernel cannot raise IndexError): 06 builds them inside the window."""
+    B, T, _ = qkv.shape
+    hd = cos.shape[-1]
     pos = positions.contiguous() if positions is not None else None
-    return torch.ops.linnet.rope_qk_norm(qkv.contiguous(), cos.contiguous(), sin.contiguous(), pos, n_qk_heads,
-                                         norm, eps)
+    heads = torch.ops.linnet.rope_qk_norm(qkv.contiguous().view(B, T, n_head + 2 * n_kv_head, hd), cos.contiguous(),
+                                          sin.contiguous(), pos, n_head + n_kv_head, qk_norm, 1e-5)
+    return heads.split([n_head, n_kv_head, n_kv_head], dim=2)
 
 
 def launch(kernel):

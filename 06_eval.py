@@ -1243,7 +1243,7 @@ def packed_attention(attn, x, positions, before, mask):
     one, two = (padded.gather(1, (before[..., i] + 1)[..., None].expand(B, T, C)) for i in (0, 1))
     w = attn.l_conv.weight.to(x.dtype).view(C, 3)
     x = two * w[:, 0] + one * w[:, 1] + x * w[:, 2]                                  # 02's token_shift
-    q, k, v = attn.rope_qk_norm(attn.c_attn(x), positions=positions)                 # each at its own position
+    q, k, v = attn.qkv_heads(attn.c_attn(x), positions=positions)                    # each at its own position
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, hd)
     k, v = (t.repeat_interleave(nh // attn.n_kv_head, dim=1) for t in (k, v))       # GQA, for any kernel
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                      # (B, nh, T, hd)

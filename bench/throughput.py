@@ -261,7 +261,7 @@ def time_rope(args, device):
     width = (config.n_head + 2 * config.n_kv_head) * config.head_dim
     qkv = torch.randn(B, T, width, device=device, dtype=dtype, generator=gen).requires_grad_()
     moved = 5 * qkv.numel() * qkv.element_size()
-    plain = lambda x: attn.rope_qk_norm(x)                       # noqa: E731 -- the same call, compiled below
+    plain = lambda x: attn.qkv_heads(x)                          # noqa: E731 -- the same call, compiled below
     ways = {"fused kernel (02 appendix)": ("fused", plain), "plain ops, compiled": ("reference", torch.compile(plain)),
             "plain ops, eager": ("reference", plain)}
     results = {}

@@ -1,4 +1,5 @@
-"""02's fused RoPE + QK-norm kernel (appendix) agrees with section 4's plain ops, forward and backward.
+"""02's fused RoPE + QK-norm kernel (`rope_qk_norm`, appendix) agrees with section 4's plain
+`rope_qk_norm_reference`, forward and backward, as CausalSelfAttention.qkv_heads calls them.
 
 On a CPU: the choice of path (always), and the Triton kernel itself through Triton's interpreter when triton is
 installed (TRITON_INTERPRET=1 is read when a kernel is decorated, so that check runs in a fresh process).
@@ -33,10 +34,10 @@ def qkv_output(attn, B, T, dtype, device="cpu", seed=0):
 
 
 def outputs_and_grad(attn, impl, B, T, dtype, device="cpu", **where):
-    """rope_qk_norm's q, k, v and the gradient of a fixed random projection of them w.r.t. the qkv output."""
+    """qkv_heads' q, k, v and the gradient of a fixed random projection of them w.r.t. the qkv output."""
     m.set_rope_impl(attn, impl)
     qkv = qkv_output(attn, B, T, dtype, device)
-    heads = attn.rope_qk_norm(qkv, **where)
+    heads = attn.qkv_heads(qkv, **where)
     g = torch.Generator().manual_seed(1)
     loss = sum((t.float() * torch.randn(t.shape, generator=g).to(device)).sum() for t in heads)
     grad, = torch.autograd.grad(loss, qkv)
@@ -78,7 +79,7 @@ print(json.dumps(worst))
 
 
 @needs_triton
-def test_kernel_matches_the_plain_ops_through_the_interpreter():
+def test_rope_qk_norm_matches_reference_through_the_interpreter():
     """fp32 on a CPU: q, k, v and the qkv gradient agree to 1e-5 for positions t, offset + t and given positions,
     with and without QK-norm."""
     code = INTERPRETED_CHECK.format(repo=str(REPO_DIR), tests=str(REPO_DIR / "tests"))
@@ -91,7 +92,7 @@ def test_kernel_matches_the_plain_ops_through_the_interpreter():
 
 @needs_cuda
 @pytest.mark.parametrize("compiled", [False, True])
-def test_kernel_matches_the_plain_ops_on_the_gpu(compiled):
+def test_rope_qk_norm_matches_reference_on_the_gpu(compiled):
     """bf16 at linnet's head shapes: the kernel against the plain ops run in fp32 (its exact maths); the plain
     bf16 ops round q, k after RoPE, the kernel does not, so it must sit at least as close to fp32 as they do."""
     attn = m.CausalSelfAttention(m.LLMConfig(depth=12)).cuda()
