@@ -618,6 +618,7 @@ def save_new_tokenizer(tokenizer: Tokenizer, out_path: Path, overwrite: bool) ->
     print(f"saved {house.shown(out_path)} (sha256 {tokenizer_sha256(out_path)[:16]}…)")
 
 
+@house.speaks
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after training

@@ -89,6 +89,7 @@ def round_up(x: int, multiple: int) -> int:
 
 
 MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8")   # section 5 (5b: grouped_fp8)
+ROPE_IMPLS = ("auto", "reference", "fused")                    # section 4: the plain ops, or one GPU kernel
 
 
 @dataclass
@@ -120,6 +121,7 @@ class LLMConfig:
     ffn_dim: int | None = None
     rope_base: float = 50000.0
     moe_impl: str = "auto"
+    rope_impl: str = "auto"
     balance_coef: float = 0.01
     qk_norm: bool = True          # linnet: True. False only for the experiment of section 8 (no weights change)
     zero_init_out: bool = False   # linnet+: output projections start at 0 (each block starts as the identity)
@@ -145,6 +147,9 @@ class LLMConfig:
             raise ValueError(f"n_active_experts must be in 1..n_experts ({self.n_experts}), got {self.n_active_experts}")
         if self.moe_impl not in MOE_IMPLS:
             raise ValueError(f"moe_impl must be one of {', '.join(MOE_IMPLS)}, got {self.moe_impl!r}")
+        if self.rope_impl not in ROPE_IMPLS:
+            raise ValueError(f"rope_impl must be one of {', '.join(ROPE_IMPLS)}, got {self.rope_impl!r}")
+
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-able) with every field, derived ones included: what a checkpoint stores."""
@@ -349,7 +354,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * hd, bias=False)  # fused q | k | v
         self.c_proj = nn.Linear(C, C, bias=False)
         self.rotary_emb = RotaryEmbedding(hd, config.rope_base, config.block_size)
-        self.rope_impl = "auto"           # the same maths in one GPU kernel where it can (appendix, set_rope_impl)
+        self.rope_impl = config.rope_impl  # the same maths in one GPU kernel where it can (appendix)
 
     def project(self, x, cache: LayerCache | None = None):
         """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd)."""
@@ -1283,6 +1288,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@house.speaks
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.export is not None:
@@ -1701,7 +1707,7 @@ def published_config(config: LLMConfig) -> dict:
     pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+)."""
     linnet_keys = ("depth", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_dim", "block_size", "vocab_size",
                    "n_experts", "n_active_experts", "rope_base")
-    ours = {k: v for k, v in config.to_dict().items() if k not in linnet_keys and k != "moe_impl"}
+    ours = {k: v for k, v in config.to_dict().items() if k not in linnet_keys and k not in ("moe_impl", "rope_impl")}
     return {"model_type": "linnet", "architectures": ["LLM"], **{k: getattr(config, k) for k in linnet_keys},
             "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours}
 
@@ -1858,7 +1864,6 @@ try:
 except ImportError:                 # the CPU wheel of torch has no triton: section 4's plain path runs
     triton = None
 
-ROPE_IMPLS = ("auto", "reference", "fused")
 ROPE_PLAIN_FROM_ENV = os.environ.get("LINNET_ROPE") == "reference"   # read once: "auto" then takes the plain ops
 ROPE_ROWS_PER_PROGRAM = 64          # head rows (of head_dim values) one program handles
 

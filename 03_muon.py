@@ -692,6 +692,7 @@ def quick_preset(preset: dict) -> dict:
     return dict(preset, lrs=tuple(preset["lrs"][-2:]), steps=max(1, preset["steps"] // 2))
 
 
+@house.speaks
 def main(argv=None):
     """Run experiments 1–3 (printing what to notice), print the linnet table, then save the four plots."""
     args = parse_args(argv)

@@ -794,6 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@house.speaks
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.verify:

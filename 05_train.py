@@ -891,6 +891,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the model (default: on with CUDA, off on CPU)")
 
 
+@house.speaks
 def main(argv=None) -> None:
     try:
         args = parse_args(argv)

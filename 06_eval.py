@@ -818,6 +818,7 @@ def run_bpb(args, model, tokenizer, device) -> dict | None:
     return result
 
 
+@house.speaks
 def main(argv=None):
     args = build_parser().parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after the evaluation

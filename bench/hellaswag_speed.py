@@ -150,6 +150,7 @@ def compare_reference(model, tokenizer, examples, device, compiled, share_prefix
             "reference_seconds": plain["seconds"]}
 
 
+@house.speaks
 def main(argv=None):
     args = parse_args(argv)
     device = house.pick_device(args.device)

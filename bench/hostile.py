@@ -202,8 +202,8 @@ def flags_it_lacks(p: Proc, line: str) -> list[str]:
     if script is None or script.name == "pytest":
         return []
     source = script.read_text()
-    if "add_common_args" in source:                    # --preset and --out come from house.py
-        source += (REPO_DIR / "house.py").read_text()
+    if "add_common_args" in source:                    # --preset and --out come from house/cli.py
+        source += (REPO_DIR / "house" / "cli.py").read_text()
     own = re.split(r"python \S+\.py", line)[0]
     flags = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", own)
     known = lambda f: re.search(rf"[\"']{re.escape(f)}[\"'=]", source) or (

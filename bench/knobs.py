@@ -94,6 +94,7 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@house.speaks
 def main(argv=None) -> None:
     parser = house.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=house.HelpFormatter)
     parser.add_argument("--knobs", nargs="+", choices=list(KNOBS), default=list(KNOBS), help="which rows to run")

@@ -168,6 +168,7 @@ def combined_table(runs: list[dict], steps: int, fractions=FRACTIONS) -> tuple[s
     return "\n".join(rows), line
 
 
+@house.speaks
 def main(argv=None) -> None:
     parser = house.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=house.HelpFormatter)
     parser.add_argument("stage", choices=["prepare", "switches", "combined", "table"])

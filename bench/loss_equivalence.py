@@ -163,6 +163,7 @@ def plot(runs: dict, out_dir: Path, title: str):
     return house.save_plot(fig, out_dir, "loss_equivalence", caption)
 
 
+@house.speaks
 def main(argv=None):
     p = house.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None, help="04's shards (default: random tokens)")

@@ -848,6 +848,7 @@ def _stop(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@house.speaks
 def main(argv=None):
     args = parse_args(argv)
     if args.json is not None and not os.access(house.check_writable(args.json.parent), os.W_OK):

@@ -356,6 +356,7 @@ def kernel_summary(prof, accum):
     return "\n".join(lines)
 
 
+@house.speaks
 def main(argv=None):
     p = house.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--what", choices=["step", "fwdbwd", "optimizer", "attention", "rope"], default="step")

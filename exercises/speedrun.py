@@ -246,6 +246,7 @@ def print_fingerprint(tokenizer_path: Path, data_dir: Path) -> None:
           f"shards    {shards_fingerprint(data_lib.read_manifest(data_dir))}")
 
 
+@house.speaks
 def main(argv=None) -> str:
     """Score each run folder (one line each); for several, one more line: their mean ± sd. Returns the last line."""
     args = build_parser().parse_intermixed_args(argv)   # run folders before and after the options

@@ -1,4 +1,4 @@
-"""house.py: the conventions every lesson relies on."""
+"""house/: the conventions every lesson relies on."""
 import json
 import os
 
@@ -41,12 +41,12 @@ def test_iter_texts_reads_jsonl_txt_and_parquet(tmp_path):
 
 def test_bad_jsonl_line_names_the_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n')
-    with pytest.raises(SystemExit, match=r"bad.jsonl:2"):
+    with pytest.raises(house.UserError, match=r"bad.jsonl:2"):
         list(house.iter_texts([tmp_path / "bad.jsonl"]))
 
 
 def test_missing_path_is_one_clear_line(tmp_path):
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(house.UserError, match="does not exist"):
         house.list_text_files([tmp_path / "nope"])
 
 
@@ -56,10 +56,9 @@ EMBEDDED = ["python-docs.jsonl.zst", "shakespeare.jsonl.zst"]
 @pytest.mark.parametrize("online", [False, True])
 def test_tiny_data_is_the_embedded_corpus_online_or_not(monkeypatch, tmp_path, online):
     """Same text on every machine: no download, no ../shared, whatever the network says."""
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: online)
-    monkeypatch.setattr(house, "fetch_fineweb_sample", lambda *a, **k: pytest.fail("downloaded without --data hub"))
-    monkeypatch.setattr(house, "SHARED_CORPUS_DIR", tmp_path / "absent")
-    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "fineweb-edu-sample.jsonl")
+    monkeypatch.setattr(house.sources, "has_internet", lambda *a, **k: online)
+    monkeypatch.setattr(house.sources, "fetch_fineweb_sample", lambda *a, **k: pytest.fail("downloaded without --data hub"))
+    monkeypatch.setattr(house.sources, "FINEWEB_CACHE", tmp_path / "fineweb-edu-sample.jsonl")
     (tmp_path / "fineweb-edu-sample.jsonl").write_text('{"text": "cached"}\n')
     assert [p.name for p in house.find_tiny_data(None)] == EMBEDDED
 
@@ -92,15 +91,15 @@ def test_embedded_files_match_their_readme_and_stay_small():
 
 
 def test_tiny_data_without_the_embedded_corpus_says_what_to_pass(monkeypatch, tmp_path):
-    monkeypatch.setattr(house, "EMBEDDED_CORPUS_DIR", tmp_path / "absent")
-    with pytest.raises(SystemExit, match=r"error: the embedded corpus .* is missing: restore it .* --data PATH"):
+    monkeypatch.setattr(house.sources, "EMBEDDED_CORPUS_DIR", tmp_path / "absent")
+    with pytest.raises(house.UserError, match=r"the embedded corpus .* is missing: restore it .* --data PATH"):
         house.find_tiny_data(None)
 
 
 def test_a_damaged_zst_file_is_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl.zst"
     bad.write_bytes(b"\x28\xb5\x2f\xfd" + b"not zstd at all" * 10)
-    with pytest.raises(SystemExit, match=r"error: .*bad.jsonl.zst is not valid zstandard data"):
+    with pytest.raises(house.UserError, match=r".*bad.jsonl.zst is not valid zstandard data"):
         list(house.iter_texts([bad]))
 
 
@@ -113,7 +112,7 @@ def test_a_missing_zstandard_package_is_named(monkeypatch):
     monkeypatch.delitem(sys.modules, "zstandard", raising=False)
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name == "zstandard" else real_import(name, *a, **k))
-    with pytest.raises(SystemExit, match=r"needs the zstandard package, which is not installed: pip install zstandard"):
+    with pytest.raises(house.UserError, match=r"needs the zstandard package, which is not installed: pip install zstandard"):
         with house.open_text(house.REPO_DIR / "embedded" / "hellaswag" / "hellaswag_val.jsonl.zst"):
             pass
 
@@ -121,15 +120,15 @@ def test_a_missing_zstandard_package_is_named(monkeypatch):
 def test_data_hub_reads_the_cached_sample(monkeypatch, tmp_path):
     cached = tmp_path / "fineweb-edu-sample.jsonl"
     cached.write_text('{"text": "cached"}\n')
-    monkeypatch.setattr(house, "FINEWEB_CACHE", cached)
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: pytest.fail("asked the network with a cached sample"))
+    monkeypatch.setattr(house.sources, "FINEWEB_CACHE", cached)
+    monkeypatch.setattr(house.sources, "has_internet", lambda *a, **k: pytest.fail("asked the network with a cached sample"))
     assert house.find_tiny_data("hub") == [cached]
 
 
 def test_data_hub_offline_is_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
-    with pytest.raises(SystemExit, match="error: --data hub needs the Hugging Face Hub.*drop --data"):
+    monkeypatch.setattr(house.sources, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
+    monkeypatch.setattr(house.sources, "has_internet", lambda *a, **k: False)
+    with pytest.raises(house.UserError, match="--data hub needs the Hugging Face Hub.*drop --data"):
         house.find_tiny_data("hub")
 
 
@@ -224,10 +223,10 @@ def test_connection_error_on_data_hub_is_one_line_quickly(monkeypatch, tmp_path)
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(utils, "get_session", lambda: NoNetwork())
-    monkeypatch.setattr(house, "fetch_fineweb_sample", lambda *a, **k: pytest.fail("tried to download while offline"))
-    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
+    monkeypatch.setattr(house.sources, "fetch_fineweb_sample", lambda *a, **k: pytest.fail("tried to download while offline"))
+    monkeypatch.setattr(house.sources, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
     started = time.perf_counter()
-    with pytest.raises(SystemExit, match="cannot be reached"):
+    with pytest.raises(house.UserError, match="cannot be reached"):
         house.find_tiny_data("hub")
     assert time.perf_counter() - started < 5
 
@@ -238,10 +237,10 @@ def test_download_failing_after_the_probe_is_one_line(monkeypatch, tmp_path):
     def fails(*a, **k):
         raise httpx2.ProxyError("407 Proxy Authentication Required")
 
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: True)
-    monkeypatch.setattr(house, "fetch_fineweb_sample", fails)
-    monkeypatch.setattr(house, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
-    with pytest.raises(SystemExit, match="error: could not download the fineweb-edu sample .ProxyError: 407"):
+    monkeypatch.setattr(house.sources, "has_internet", lambda *a, **k: True)
+    monkeypatch.setattr(house.sources, "fetch_fineweb_sample", fails)
+    monkeypatch.setattr(house.sources, "FINEWEB_CACHE", tmp_path / "absent.jsonl")
+    with pytest.raises(house.UserError, match="could not download the fineweb-edu sample .ProxyError: 407"):
         house.find_tiny_data("hub")
 
 
@@ -261,7 +260,7 @@ def test_fineweb_sample_is_read_at_the_pinned_revision(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "HfFileSystem", FakeFS)
     out = house.fetch_fineweb_sample(cache_dir=tmp_path / "cache")
     assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == ["one", "two"]
-    assert opened == [(f"datasets/{house.FINEWEB_REPO}/{house.FINEWEB_SAMPLE_FILE}", house.HUB_REVISIONS[house.FINEWEB_REPO])]
+    assert opened == [(f"datasets/{house.sources.FINEWEB_REPO}/{house.sources.FINEWEB_SAMPLE_FILE}", house.HUB_REVISIONS[house.sources.FINEWEB_REPO])]
 
 
 def test_the_tests_never_use_the_repos_own_out_folder():

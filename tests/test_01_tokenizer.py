@@ -184,7 +184,7 @@ def test_empty_corpus():
 def test_unreadable_file_mid_training_stops_the_trainer(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "fine text " * 50}) + "\n")
     (tmp_path / "b.txt").write_bytes(b"caf\xe9 in latin-1, not UTF-8")
-    with pytest.raises(SystemExit, match=r"b.txt is not UTF-8"):
+    with pytest.raises(house.UserError, match=r"b.txt is not UTF-8"):
         tok.train_tokenizer(house.iter_texts([tmp_path]), 300, show_progress=False)
 
 

@@ -416,7 +416,7 @@ def exported_folder(tmp_path, record_config=False, **config_changes):
     model = m.LLM(config).eval()
     m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin",
                              config if record_config else None)
-    claims = {k: v for k, v in config.to_dict().items() if k != "moe_impl"}
+    claims = {k: v for k, v in config.to_dict().items() if k not in ("moe_impl", "rope_impl")}
     (tmp_path / "config.json").write_text(json.dumps({**claims, **config_changes}))
     return tmp_path, model
 

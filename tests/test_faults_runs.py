@@ -124,7 +124,7 @@ def test_folder_lock_refuses_a_live_owner_and_releases(tmp_path):
     with house.folder_lock(tmp_path) as lock:
         assert lock.read_text() == str(os.getpid())
         child = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(house.REPO_DIR)!r}); "
-                                f"import house\nwith house.folder_lock({str(tmp_path)!r}): pass"],
+                                f"import house\nhouse.speaks(lambda: house.folder_lock({str(tmp_path)!r}).__enter__())()"],
                                capture_output=True, text=True, timeout=60)
         assert child.returncode != 0 and f"pid {os.getpid()}" in child.stderr and "Traceback" not in child.stderr
     assert not lock.exists()
@@ -168,7 +168,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, error):
     numpy's is what 04 writing a shard onto a full 1.5 MB tmpfs gave (bench/hostile.py, case "full disk in 04")."""
     target = tmp_path / "latest.pt"
     target.write_bytes(b"the earlier, complete checkpoint")
-    with pytest.raises(SystemExit, match=r"the disk is full: .*latest.pt could not be written.*untouched"):
+    with pytest.raises(house.UserError, match=r"the disk is full: .*latest.pt could not be written.*untouched"):
         with house.atomic_path(target) as tmp:
             tmp.write_bytes(b"half a new one")
             raise error

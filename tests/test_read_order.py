@@ -1,12 +1,12 @@
 """The repo reads as a book: read order = import order, house names for earlier lessons, short functions,
 citations that resolve inside the repo, and no module patching. Static checks (ast and text), no imports.
 
-The rules (README.md, house.py):
+The rules (README.md, house/__init__.py):
   * a numbered lesson imports `house` and lessons with SMALLER numbers only; the one documented exception
     is 05_train → 06_eval (05 borrows 06's HellaSwag scorer and bits per byte; 06 never imports 05);
   * an earlier lesson is always bound to its house name: `tokenizer_lib = importlib.import_module("01_tokenizer")`,
     `model_lib` (02), `muon_lib` (03), `data_lib` (04), `train_lib` (05), `eval_lib` (06);
-  * house.py says on its first line that it is not a lesson;
+  * house/ says on its first line that it is not a lesson;
   * no function in a lesson is longer than 50 lines, from `def` to its last line, docstring included;
   * every repo document cited by a lesson, bench script, notebook or README exists in the repo; the linnet
     facts live in docs/, so `ARCHITECTURE.md` without `docs/` is a dangling citation;
@@ -112,9 +112,9 @@ def test_earlier_lessons_have_their_house_names(path):
 
 
 def test_house_says_it_is_not_a_lesson():
-    docstring = ast.get_docstring(parse(REPO_DIR / "house.py")) or ""
+    docstring = ast.get_docstring(parse(REPO_DIR / "house" / "__init__.py")) or ""
     first_line = docstring.splitlines()[0] if docstring else ""
-    assert "not a lesson" in first_line, f"house.py's first docstring line should say it is not a lesson: {first_line!r}"
+    assert "not a lesson" in first_line, f"house/__init__.py's first docstring line should say it is not a lesson: {first_line!r}"
 
 
 def function_lengths(tree: ast.Module):
@@ -140,7 +140,7 @@ def test_lesson_functions_are_at_most_50_lines(path):
 
 def citing_files() -> list[Path]:
     """Lessons, house.py, bench scripts, notebooks and the READMEs (and BENCHMARKS.md, which README sends readers to)."""
-    files = [*LESSON_FILES, REPO_DIR / "house.py", *sorted((REPO_DIR / "bench").glob("*.py")),
+    files = [*LESSON_FILES, *sorted((REPO_DIR / "house").glob("*.py")), *sorted((REPO_DIR / "fast").glob("*.py")), *sorted((REPO_DIR / "bench").glob("*.py")),
              *sorted((REPO_DIR / "bench").glob("*.sh")), *sorted((REPO_DIR / "notebooks").glob("*.ipynb")),
              REPO_DIR / "README.md", REPO_DIR / "exercises" / "README.md", REPO_DIR / "BENCHMARKS.md"]
     return [f for f in files if f.is_file()]

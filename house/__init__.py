@@ -1,0 +1,20 @@
+"""house — not a lesson: the plumbing every numbered file would otherwise repeat, kept out of the lessons' way.
+
+Nothing here teaches linnet; read it once, or never. Every lesson imports it as `import house` and uses the
+names below; `house` never imports a lesson (it takes paths, dicts, tensors and callables).
+
+  paths.py        REPO_DIR, OUT_DIR (LINNET_OUT moves it), the data folders, `shown` (a path, short)
+  cli.py          UserError / NotFound (library code raises them) and `speaks` (a script's main turns them
+                  into one line `error: …`); ArgumentParser, `--preset/--out`, number types, the device
+  files.py        atomic_path (temp + rename), write_json, save_plot, folder_lock (one writer per folder)
+  text.py         reading .jsonl / .jsonl.zst / .txt / .parquet, streamed
+  sources.py      the Hugging Face Hub, the tiny preset's text
+"""
+from house.cli import (DEVICES, ArgumentParser, HelpFormatter, NotFound, UserError, add_common_args, check_writable,
+                       default_device, is_first_process, non_negative_float, non_negative_int, pick_device,
+                       positive_float, positive_int, probability, seed, speaks)
+from house.files import LOCK_NAME, atomic_path, disk_is_full, folder_lock, pid_is_alive, save_plot, write_json
+from house.paths import (DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_DIR, EMBEDDED_HELLASWAG, OUT_DIR, RAW_DATA_DIR,
+                         REPO_DIR, SHARED_CORPUS_DIR, SHARED_DATA_DIR, shown)
+from house.sources import HUB_REVISIONS, fetch_fineweb_sample, find_tiny_data, has_internet, hub_errors
+from house.text import TEXT_SUFFIXES, iter_file_texts, iter_jsonl_texts, iter_texts, list_text_files, open_text

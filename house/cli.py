@@ -1,0 +1,152 @@
+"""The command line: errors a user can fix, how a script says them, the options every script has, numbers
+that make sense, the device, an --out we can write.
+
+Library code RAISES: a mistake the user can fix is a `UserError` (a missing path is a `NotFound`, which is
+also a FileNotFoundError), a bad argument from calling code a ValueError. Only a script SPEAKS: its `main`
+is decorated with `speaks`, which turns a UserError into one line `error: …` on stderr and exit status 1
+(never a traceback); anything else is a bug and keeps its traceback. A notebook or your own script calls
+the functions and catches the exceptions like any other."""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+from pathlib import Path
+
+from house.paths import OUT_DIR, shown
+
+
+class UserError(Exception):
+    """Something the user can fix (a path, a flag, a file that does not fit), said in one sentence that names
+    the fix. A script's main prints it as `error: <sentence>` (`speaks`)."""
+
+
+class NotFound(UserError, FileNotFoundError):
+    """A path the user named does not exist: a UserError, and a FileNotFoundError for calling code."""
+
+
+def speaks(main):
+    """Decorate a script's `main`: a UserError ends the program with one line `error: …` and exit status 1."""
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            raise SystemExit(f"error: {e}" if is_first_process() else 1) from None
+    return run
+
+
+def is_first_process() -> bool:
+    """True except in the processes torchrun starts with RANK 1, 2, …: they stay quiet about a user error
+    that rank 0 already reports in one line."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that a bad command line ends in ONE line, exit status 2:
+    `error: argument --micro-batch: must be a positive integer, got '0' (see 05_train.py --help)`."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n" if is_first_process() else None)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help, except where X is None (the preset decides) or the help
+    already names its default."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_common_args(parser: argparse.ArgumentParser, script: str, default_preset: str = "linnet",
+                    presets: tuple[str, ...] = ("tiny", "linnet")):
+    """Add the two options every lesson has: `--preset` and `--out` (default `out/<script>/`)."""
+    parser.add_argument("--preset", choices=list(presets), default=default_preset,
+                        help="tiny: seconds on a laptop CPU; linnet: the real job (default: %(default)s)"
+                             + ("; *-plus: the same with the linnet+ switches" if len(presets) > 2 else ""))
+    parser.add_argument("--out", type=Path, default=OUT_DIR / script,
+                        help="where plots and outputs go (default: out/%s/)" % script)
+    return parser
+
+
+def _number(text: str, kind, what: str, ok) -> int | float:
+    """`kind(text)` if it parses and `ok(value)` holds, else argparse's error naming `what` it must be."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not (ok(value) and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse `type=` for counts that must be at least 1 (steps, batch sizes, tokens, vocab)."""
+    return _number(text, int, "a positive integer", lambda v: v >= 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse `type=` for counts where 0 means "none" or "all" (seeds, limits that say so)."""
+    return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def seed(text: str) -> int:
+    """argparse `type=` for random seeds: 0 ≤ seed < 2**32 (numpy's limit)."""
+    return _number(text, int, "an integer from 0 to 4294967295", lambda v: 0 <= v < 2 ** 32)
+
+
+def positive_float(text: str) -> float:
+    """argparse `type=` for finite amounts above 0 (learning rates, megabytes, seconds)."""
+    return _number(text, float, "a number > 0", lambda v: v > 0)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse `type=` for finite amounts where 0 is meaningful (temperature 0 = greedy, weight decay)."""
+    return _number(text, float, "a number >= 0", lambda v: v >= 0)
+
+
+def probability(text: str) -> float:
+    """argparse `type=` for fractions between 0 and 1 inclusive (dropout, mixing weights)."""
+    return _number(text, float, "a number between 0 and 1", lambda v: 0 <= v <= 1)
+
+
+def check_writable(out_dir: str | os.PathLike, flag: str = "--out DIR") -> Path:
+    """Create `out_dir` if missing and write + remove a probe file in it, or raise a UserError naming `flag`.
+
+    Call it at the start of main, before the expensive work: a read-only --out then costs the user
+    a second, not the whole run (and never a half-written output)."""
+    out_dir = Path(out_dir)
+    probe = out_dir / f".write-probe-{os.getpid()}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to {shown(out_dir)} ({e.strerror or e}): pass {flag} somewhere writable") from None
+    return out_dir
+
+
+def default_device() -> str:
+    """"cuda" if a GPU is visible, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+DEVICES = ("cuda", "cpu", "mps")   # what --device accepts (argparse `choices=`)
+
+
+def pick_device(requested: str | None):
+    """The torch.device for `--device` (None: the best available); a UserError if it is not here."""
+    import torch
+
+    name = requested or default_device()
+    available = {"cuda": torch.cuda.is_available(), "cpu": True,
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if not available.get(name, False):
+        raise UserError(f"--device {name} but this machine has no {name.upper()} device: "
+                        "leave --device out to use the best one it has")
+    return torch.device(name)

@@ -1,0 +1,107 @@
+"""Reading text, streamed: .jsonl (a "text" field), .jsonl.zst, .txt (one document), .parquet (a "text" column)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from house.cli import NotFound, UserError
+from house.paths import EMBEDDED_CORPUS_DIR, shown
+
+TEXT_SUFFIXES = (".jsonl", ".jsonl.zst", ".txt", ".parquet")
+
+
+def list_text_files(paths: Iterable[str | os.PathLike], suffixes=TEXT_SUFFIXES) -> list[Path]:
+    """Expand files and directories into a sorted list of readable text files.
+
+    >>> [p.name for p in list_text_files([EMBEDDED_CORPUS_DIR])]
+    ['python-docs.jsonl.zst', 'shakespeare.jsonl.zst']"""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes))
+        elif p.is_file():
+            if not p.name.endswith(suffixes):
+                raise UserError(f"{p} is not a {'/'.join(suffixes)} file: pass text files or a directory of them")
+            files.append(p)
+        else:
+            raise NotFound(f"{p} does not exist: check the path you passed")
+    return files
+
+
+def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
+    """The non-empty "text" field of every JSON line (`path` only names the file in the error)."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{path}:{lineno} is not a JSON object with a \"text\" field: fix or remove that line")
+        if not isinstance(text, str):
+            raise UserError(f"{path}:{lineno} has a \"text\" field that is not a string "
+                            f"({type(text).__name__}): fix or remove that line")
+        if text:
+            yield text
+
+
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike):
+    """Open a UTF-8 text file for reading; a `.zst` file (zstandard, as in embedded/) is unpacked as a
+    stream, so `for line in f` works the same on `hellaswag_val.jsonl` and `hellaswag_val.jsonl.zst`."""
+    path = Path(path)
+    if not path.name.endswith(".zst"):
+        with open(path, encoding="utf-8") as f:
+            yield f
+        return
+    import io
+
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError(f"reading {shown(path)} needs the zstandard package, which is not installed: "
+                        f"pip install zstandard (it is in requirements.txt), or pass the unpacked .jsonl") from None
+    try:
+        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+            yield io.TextIOWrapper(reader, encoding="utf-8")
+    except zstandard.ZstdError as e:
+        raise UserError(f"{path} is not valid zstandard data ({e}): restore it (git checkout) or leave it out")
+
+
+def iter_file_texts(path: Path) -> Iterator[str]:
+    """Yield the documents of one file, one at a time (memory does not grow with the file).
+
+    .jsonl (or .jsonl.zst, zstandard-compressed): one JSON object per line, its "text" field; .txt: the
+    whole file is one document; .parquet: the "text" column, one row group at a time."""
+    try:
+        if path.name.endswith((".jsonl", ".jsonl.zst")):
+            with open_text(path) as f:
+                yield from iter_jsonl_texts(f, path)
+        elif path.name.endswith(".txt"):
+            text = path.read_text(encoding="utf-8")
+            if text:
+                yield text
+        elif path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            if "text" not in pf.schema_arrow.names:
+                raise UserError(f"{path} has no 'text' column (columns: {pf.schema_arrow.names})")
+            for g in range(pf.num_row_groups):
+                for text in pf.read_row_group(g, columns=["text"]).column("text").to_pylist():
+                    if text:
+                        yield text
+        else:
+            raise UserError(f"{path}: unknown file type; use .jsonl, .jsonl.zst, .txt or .parquet")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text: convert it or leave it out")
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror or e}): check it exists and is readable")
+
+
+def iter_texts(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Yield every document of every file under `paths`, in sorted file order."""
+    for f in list_text_files(paths):
+        yield from iter_file_texts(f)
