@@ -1,61 +1,25 @@
-"""02 — the linnet-497M model: a Mixture-of-Experts transformer, written to be read and to run fast.
+"""02 — the linnet-497M model: a Mixture-of-Experts transformer (8 experts, top-2), written to be read.
 
-What you will learn
-  * how one number, `depth`, fixes the whole architecture (12 → 768 wide, 12 heads, 4 KV heads, ffn 2048);
-  * the attention block linnet uses: a causal "token-shift" convolution, one fused qkv projection,
-    RoPE (base 50000), grouped-query attention, and QK-norm applied after RoPE;
-  * the MoE feed-forward: a softmax router picks 2 of 8 SwiGLU experts per token, and the balance loss
-    that keeps the router from collapsing onto one expert;
-  * the same MoE computed twice: a readable loop over experts, and the fast dropless path that sorts
-    token-slots by expert and runs two grouped GEMMs with no host synchronisation (a test proves they agree);
-  * where the 497,145,600 parameters live, why only 157,406,976 of them work on each token, and how
-    many FLOPs a trained token costs (1.058 GFLOP at depth 12, sequence 1024);
-  * how to load linnet's published `pytorch_model.bin` (per-expert keys) into stacked expert weights and back;
-  * (section 5b, optional) what changes when the expert GEMMs run in FP8: row-wise scales, 3 mantissa bits,
-    and why on linnet's shapes it trains alike but is not faster yet (BENCHMARKS.md, "FP8 experts").
-  * (appendix) why one GPU kernel for RoPE + QK-norm is 4.7× faster than the eager ops it replaces (1.47×
-    faster than torch.compile's kernels): it reads and writes each byte once instead of about ten times.
+Built in this order: 1 the config (everything follows from `depth`); 2 counting parameters and FLOPs; 3 the
+small parts (RMSNorm, token shift, RoPE); 4 attention (token shift → qkv → RoPE → QK-norm → causal grouped-query
+attention); 5 the MoE (a softmax router picks 2 of 8 SwiGLU experts; a readable loop and the dropless grouped-GEMM
+path, which a test proves equal; the balance loss); 6 the block and the model, with generation, and linnet+'s
+three switches as plain `if`s; 7 linnet's checkpoint layout (per-expert keys ↔ stacked experts); 8 looking
+inside (attention maps, the largest attention logit); 9 why each choice, measured on a tiny model trained for
+seconds; 10 plots; 11 main.
 
-How to run
-  python 02_model.py --preset tiny     # a depth-2 model on the CPU: table, plots, a forward pass (seconds)
-  python 02_model.py                   # linnet-497M built on the meta device (no memory): the real counts
-  python 02_model.py --checkpoint DIR_OR_FILE --tokenizer tokenizer.json --prompt "Hello!"
-                                       # load the published weights and sample from them
+    python 02_model.py --preset tiny       # a depth-2 model on a CPU: the table, a forward pass, plots (seconds)
+    python 02_model.py                     # linnet-497M built on the meta device (no memory): the real counts
+    python 02_model.py --checkpoint DIR --prompt "Hello!"        # load weights (an export, linnet's own) and sample
+    python 02_model.py --export out/05_train/latest.pt --out DIR  # a 05 checkpoint as linnet's published folder
 
-In code (what 05_train.py and 06_eval.py do):
-  model_lib = importlib.import_module("02_model")
-  net = model_lib.LLM(model_lib.LLMConfig(depth=12, vocab_size=32768))     # random init, linnet's recipe
-  logits, loss = net(idx, targets)                                  # (B, T, V), scalar
-  experts = model_lib.cast_expert_weights(net)            # 05 on a GPU: bf16 experts, once per step
-  logits, loss = net(idx, targets, expert_weights=experts)          # ... shared by every micro-step
-  net = model_lib.LLM.from_pretrained("path/to/pytorch_model.bin")      # the published weights
-  print(net.generate("Hello!", enc=tokenizer, max_new_tokens=50))
-
-What it writes (out/02_model/): param_budget.png, rope_frequencies.png, rope_bases.png, attention_map.png,
-  router_load.png, qk_norm_logits.png (the last three from a tiny model trained for seconds).
-
-Reference numbers (from linnet's model card and docs/ARCHITECTURE.md)
-  parameters 497,145,600 unique (tied embedding), 157,406,976 active per token;
-  FLOPs per trained token at T=1024: 6·157,406,976 + 12·12·1024·768 = 1,057,688,064;
-  tests/data/original_reference.pt (outputs of the original code): logits, eval loss and train loss to ~1e-5.
-  measured (BENCHMARKS.md: one H100, torch 2.11, bf16, depth 12, T 1024, random tokens), forward+backward
-  of a 16×1024 micro-batch: grouped MoE compiled 287k tokens/s (30.7 % MFU, 19 GB), grouped eager 138k,
-  the reference loop eager 57k; a full linnet training step (with Muon + AdamW, 03) 319.5k tokens/s
-  (34.2 % MFU; bench/loss_equivalence.py shows the fast and the readable path train alike).
-  The original code: 81.8k tokens/s for its full step (docs/PERFORMANCE.md).
-
-Errors (one convention): what a user hands in as a FILE (a checkpoint that does not fit) ends with
-`SystemExit("error: ...")` naming the mismatch; what calling code hands to the model (a bad config, a
-sequence longer than block_size, a token id >= vocab_size) raises `ValueError` with one sentence —
-a training loop should not be able to `sys.exit` from inside `forward`.
-Targets equal to -1 are ignored by the loss (nanoGPT's convention: mask padding with -1).
-
-Honest limits
-  * the token-id range check runs on CPU tensors only (it needs the values: on a GPU it would cost a host
-    sync per step); on CUDA an out-of-range id trips CUDA's own device-side assert instead;
-  * the grouped MoE path needs bf16 on CUDA (fp32 CUDA runs use the reference path under "auto");
-  * generation is a plain loop (one token per forward, KV cache grown by concatenation): correct and
-    simple, not a serving engine. Past block_size it starts a fresh cache over the last block_size tokens.
+Writes (out/02_model/): param_budget.png, rope_frequencies.png, rope_bases.png, attention_map.png, router_load.png,
+qk_norm_logits.png. tests/data/original_reference.pt holds the original code's outputs; the tests match them.
+The fast twins are in fast/ (RoPE + QK-norm in one kernel, FP8 experts), chosen by `LLMConfig.rope_impl` and
+`moe_impl`; reading and checking checkpoint files is in house/checkpoints.py.
+Not here: a serving engine (generation is a plain loop, its KV cache grown by concatenation); the token-id range
+check on a GPU (a host sync per step: CUDA's own assert fires instead); the grouped MoE in fp32 on CUDA ("auto"
+takes the loop there).
 """
 from __future__ import annotations
 
@@ -63,20 +27,18 @@ import argparse
 import importlib
 import json
 import math
-import os
-import re
-import sys
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import house
+from fast import fp8
+from fast import rope_qk_norm as fused_rope
+from house import checkpoints
 
 tokenizer_lib = importlib.import_module("01_tokenizer")   # load_tokenizer, for sampling from a checkpoint
 
@@ -88,8 +50,8 @@ def round_up(x: int, multiple: int) -> int:
     return (x + multiple - 1) // multiple * multiple
 
 
-MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8")   # section 5 (5b: grouped_fp8)
-ROPE_IMPLS = ("auto", "reference", "fused")                    # section 4: the plain ops, or one GPU kernel
+MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8")   # section 5 (grouped_fp8: fast/fp8.py)
+ROPE_IMPLS = ("auto", "reference", "fused")                    # section 4 (fused: fast/rope_qk_norm.py)
 
 
 @dataclass
@@ -102,12 +64,14 @@ class LLMConfig:
     (12, 12, 4, 768, 2048)
 
     Every derived field can be overridden (handy for tests). `vocab_size` is padded up to a multiple
-    of 64 (32768 already is). `moe_impl`: "reference" (loop over experts), "grouped" (sorted token-slots
-    + grouped GEMMs), "auto" (grouped, except fp32 on CUDA where grouped_mm does not run) or "grouped_fp8"
-    (the grouped GEMMs in FP8, section 5b: a training switch; loading a checkpoint sets "auto" again).
-    If you change `depth` on an existing config, build a new one: derived fields are filled only once.
-    `qk_norm=False` drops QK-norm (no weights change): only for section 8's experiment; linnet has it on.
-    The last three fields are linnet+ switches (appendix "linnet+", 05's --preset linnet-plus); all off = linnet."""
+    of 64 (32768 already is). How the model runs, not what it is: `moe_impl` "reference" (loop over experts),
+    "grouped" (sorted token-slots + grouped GEMMs), "auto" (grouped, except fp32 on CUDA where grouped_mm does
+    not run) or "grouped_fp8" (fast/fp8.py: a training switch; loading a checkpoint sets "auto" again);
+    `rope_impl` "reference" (section 4's plain ops), "fused" (fast/rope_qk_norm.py, one GPU kernel) or "auto"
+    (fused on a CUDA tensor when triton is installed). If you change `depth` on an existing config, build a new
+    one: derived fields are filled only once. `qk_norm=False` drops QK-norm (no weights change): only for
+    section 9's experiment. The last three fields are linnet+ switches (section 6; 05's --preset linnet-plus;
+    BENCHMARKS.md "linnet+" has what each buys); all off = linnet."""
     depth: int = 12
     block_size: int = 1024
     vocab_size: int = 32768
@@ -123,7 +87,7 @@ class LLMConfig:
     moe_impl: str = "auto"
     rope_impl: str = "auto"
     balance_coef: float = 0.01
-    qk_norm: bool = True          # linnet: True. False only for the experiment of section 8 (no weights change)
+    qk_norm: bool = True          # linnet: True. False only for the experiment of section 9 (no weights change)
     zero_init_out: bool = False   # linnet+: output projections start at 0 (each block starts as the identity)
     x0_mix: bool = False          # linnet+: each block reads a·x + b·x0 (x0 = the embedding), a, b learned
     logit_softcap: float = 0.0    # linnet+: logits = c·tanh(logits / c); 0 = off (linnet)
@@ -168,7 +132,7 @@ class LLMConfig:
 TINY_REFERENCE_SHAPE = dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2)
 # ... TINY_TRAINING_SHAPE — the model that 05's tiny preset trains and 06 scores as its random-weights control:
 # ~0.3M parameters at vocab 1,024 (64 wide, head_dim 32, 2 layers, 4 experts top-2) ... and TINY_LESSON_SHAPE
-# (section 8) — the same model reading bytes (vocab 256), for the experiments this lesson trains itself.
+# (section 9) — the same model reading bytes (vocab 256), for the experiments this lesson trains itself.
 TINY_TRAINING_SHAPE = dict(depth=2, n_experts=4, n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1,
                            head_dim=32, ffn_dim=128)
 
@@ -226,7 +190,7 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def token_shift(x, weight, history=None):
+def token_shift(x, weight, history=None, before=None):
     """Causal depthwise conv with kernel 3: out[t] = w0·x[t-2] + w1·x[t-1] + w2·x[t], per channel.
 
     Same numbers as `nn.Conv1d(C, C, 3, groups=C, bias=False)` on x left-padded with 2 zeros (the test
@@ -238,13 +202,19 @@ def token_shift(x, weight, history=None):
     >>> token_shift(x, torch.tensor([[[0.25, 0.5, 1.0]]]))[0, :, 0].tolist()  # out[3] = 2.5 + 50 + 1000
     [1.0, 10.5, 105.25, 1052.5]
 
-    So every token enters attention already mixed with the two before it (a cheap local n-gram feature)."""
+    So every token enters attention already mixed with the two before it (a cheap local n-gram feature).
+    `before` (B, T, 2): for rows that pack several sequences (06), the row index of the token one and two back
+    in a token's own sequence (-1: none), read instead of its row neighbours."""
     B, T, C = x.shape
+    w = weight.to(x.dtype).view(C, 3)                      # (C, 3)
+    if before is not None:
+        padded = torch.cat([x.new_zeros(B, 1, C), x], dim=1)                     # row 0: "no token"
+        one, two = (padded.gather(1, (before[..., i] + 1)[..., None].expand(B, T, C)) for i in (0, 1))
+        return two * w[:, 0] + one * w[:, 1] + x * w[:, 2]
     if history is None:
         padded = F.pad(x, (0, 0, 2, 0))                    # (B, T+2, C): two zero rows in front
     else:
         padded = torch.cat([history.to(x.dtype), x], dim=1)
-    w = weight.to(x.dtype).view(C, 3)                      # (C, 3)
     return padded[:, 0:T] * w[:, 0] + padded[:, 1:T + 1] * w[:, 1] + padded[:, 2:T + 2] * w[:, 2]
 
 
@@ -263,10 +233,8 @@ class RotaryEmbedding(nn.Module):
     [0.9093, 0.8415, 0.9093, 0.8415]
 
     Why tables (nanochat does the same): under torch.compile, cos/sin made inside the graph are fused into
-    every kernel that uses them and recomputed there, per element of q and k, forward and backward. That
-    slowed RoPE's backward enough that reading tables instead took a full H100 step from 304.4k to 309.4k tokens/s
-    (BENCHMARKS.md, rows 5 and 6);
-    reading a (1024, 64) table costs almost nothing."""
+    every kernel that uses them and recomputed there, per element of q and k, forward and backward; reading a
+    (1024, 64) table costs almost nothing (BENCHMARKS.md, rows 5 and 6, measured what it buys)."""
 
     def __init__(self, head_dim: int, base: float, max_len: int = 1024):
         super().__init__()
@@ -326,7 +294,7 @@ class LayerCache:
 def rope_qk_norm_reference(qkv, cos, sin, n_head: int, n_kv_head: int, positions=None, qk_norm: bool = True):
     """qkv (B, T, (nh + 2·nkv)·hd) → q (B, T, nh, hd), k and v (B, T, nkv, hd): RoPE on q and k with the angles
     in row t of cos, sin (T, hd) (rows positions[b, t] when positions (B, T) is given), then QK-norm. The plain
-    ops; `rope_qk_norm` (appendix) is the same maths in one GPU kernel (same arguments, a test compares them)."""
+    ops; fast/rope_qk_norm.py is the same maths in one GPU kernel (same arguments, a test compares them)."""
     B, T, _ = qkv.shape
     hd = cos.shape[-1]
     q, k, v = qkv.split([n_head * hd, n_kv_head * hd, n_kv_head * hd], dim=-1)
@@ -337,7 +305,7 @@ def rope_qk_norm_reference(qkv, cos, sin, n_head: int, n_kv_head: int, positions
         cos, sin = cos[positions][:, :, None, :], sin[positions][:, :, None, :]   # (B, T, 1, hd)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order). It has no weights, so
-    # qk_norm=False (section 8's experiment) keeps every checkpoint key; linnet always has it on.
+    # qk_norm=False (section 9's experiment) keeps every checkpoint key; linnet always has it on.
     if qk_norm:
         q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
         k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
@@ -354,13 +322,14 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * hd, bias=False)  # fused q | k | v
         self.c_proj = nn.Linear(C, C, bias=False)
         self.rotary_emb = RotaryEmbedding(hd, config.rope_base, config.block_size)
-        self.rope_impl = config.rope_impl  # the same maths in one GPU kernel where it can (appendix)
+        self.rope_impl = config.rope_impl  # "fused": the same maths in one GPU kernel (fast/rope_qk_norm.py)
 
-    def project(self, x, cache: LayerCache | None = None):
-        """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd)."""
+    def project(self, x, cache: LayerCache | None = None, packed=None):
+        """Steps 1–5 of the block: returns q (B, n_head, T, hd), k and v (B, n_kv_head, T, hd). `packed`: see forward."""
         history = None if cache is None else cache.shift
-        x = token_shift(x, self.l_conv.weight, history)                    # (B, T, C)
-        q, k, v = self.qkv_heads(self.c_attn(x), offset=0 if cache is None else cache.length)
+        positions, before = (None, None) if packed is None else packed[:2]
+        x = token_shift(x, self.l_conv.weight, history, before)           # (B, T, C)
+        q, k, v = self.qkv_heads(self.c_attn(x), offset=0 if cache is None else cache.length, positions=positions)
         # Attention wants heads before time: transposed views, no copy (SDPA reads them as they are).
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
 
@@ -368,16 +337,20 @@ class CausalSelfAttention(nn.Module):
         """Steps 3–4: the fused projection qkv (B, T, C + 2·kv) → q (B, T, nh, hd), k and v (B, T, nkv, hd), q and
         k rotated (RoPE) at each token's position and QK-normed. Positions offset..offset+T-1, or `positions`
         (B, T) when given (06 packs several sequences in a row). `rope_qk_norm_reference` is the plain version;
-        on a GPU `rope_qk_norm` (appendix) does the same in one kernel (set_rope_impl chooses)."""
+        fast/rope_qk_norm.py does the same in one GPU kernel (`LLMConfig.rope_impl` chooses)."""
         rotary = self.rotary_emb
         cos, sin = rotary(qkv.shape[1], offset) if positions is None else (rotary.cos_table, rotary.sin_table)
-        run = rope_qk_norm if fused_rope_ok(self.rope_impl, qkv, self.head_dim) else rope_qk_norm_reference
+        use_kernel = fused_rope.use_fused(self.rope_impl, qkv, self.head_dim)
+        run = fused_rope.rope_qk_norm if use_kernel else rope_qk_norm_reference
         return run(qkv, cos, sin, self.n_head, self.n_kv_head, positions, self.qk_norm)
 
-    def forward(self, x, cache: LayerCache | None = None):  # x (B, T, C)
+    def forward(self, x, cache: LayerCache | None = None, packed=None):  # x (B, T, C)
+        """`cache`: generation (keys and values of the tokens before). `packed`: (positions (B, T), before (B, T, 2),
+        mask (B, 1, T, T)) for rows that hold several sequences (06 scores a context once, its endings after it):
+        each token's RoPE position, the two tokens its token shift reads, the keys it may see."""
         B, T, C = x.shape
         past = 0 if cache is None else cache.length
-        q, k, v = self.project(x, cache)
+        q, k, v = self.project(x, cache, packed)
         if cache is not None:                                   # append this step, keep conv history
             cache.k = k if cache.k is None else torch.cat([cache.k, k], dim=2)
             cache.v = v if cache.v is None else torch.cat([cache.v, v], dim=2)
@@ -386,11 +359,14 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.k, cache.v
         # enable_gqa: query head h reads KV head h // (n_head / n_kv_head) — the same as
         # k.repeat_interleave(n_head // n_kv_head, dim=1), without materialising the copies.
-        if past == 0:
+        if past == 0 and packed is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        else:  # new tokens at positions past..past+T-1 see every key up to their own position
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        else:  # new tokens at positions past..past+T-1 see every key up to their own position (or as packed says)
+            mask = packed[2] if packed is not None else \
+                torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            repeat = self.n_head // self.n_kv_head                   # a mask and GQA: every SDPA kernel takes this
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(B, T, C)                 # (B, T, nh·hd)
         return self.c_proj(y)
 
@@ -457,7 +433,8 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     3. two grouped GEMMs (w_v, then c_proj) with SwiGLU between;
     4. un-permute with a gather by the inverse permutation, then weight and sum the k slots of each
        token (faster than index_add_, see docs/PERFORMANCE.md).
-    grouped_mm wants 16-byte aligned strides (C and F multiples of 8 in bf16) and, on CUDA, bf16."""
+    grouped_mm wants 16-byte aligned strides (C and F multiples of 8 in bf16) and, on CUDA, bf16.
+    moe_impl "grouped_fp8" runs these two GEMMs in 8-bit floats: fast/fp8.py (its header explains FP8)."""
     N, C = x.shape
     E, k = w_v.shape[0], top_e.shape[1]
     order, counts = sort_slots(top_e.reshape(-1), E)                    # (N·k,), (E,)
@@ -469,100 +446,6 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     inverse[order] = torch.arange(order.numel(), device=x.device)      # slot i sits at row inverse[i]
     y_slots = y_sorted[inverse].view(N, k, C)                           # (N, k, C)
     return (y_slots * top_w.unsqueeze(-1).to(x.dtype)).sum(dim=1)       # (N, C)
-
-
-# --- 5b. FP8 experts (optional: moe_impl="grouped_fp8", 05's --fp8): the same GEMMs in 8-bit floats ------
-# The expert GEMMs are two thirds of linnet's FLOPs. Hopper's tensor cores multiply float8 numbers at twice
-# the bf16 peak rate (here they reach ≈ 1.45× bf16's measured rate), so the experts can run in FP8 while
-# everything else (master weights, optimizer, router, attention, norms, loss) stays as it is. What changes
-# is rounding: float8_e4m3fn keeps 3 mantissa bits (bf16 keeps 7), so each input of the expert GEMMs is
-# rounded to 4 significant bits — an error of up to 1/16, about one decimal digit — before the multiply;
-# the products are summed at higher precision and the result comes back in bf16. The forward GEMMs and the
-# gradients flowing back to the tokens use FP8; the weight gradients stay bf16. A float8 number only reaches
-# ±448, so every row gets its own scale first (`quantize_rows`). The scale runs along the dimension the GEMM
-# sums over (K in x @ wᵀ), so it can be applied to the result afterwards: out = (xq @ wqᵀ) · x_scale · w_scale.
-# Measured on an H200 (BENCHMARKS.md, "FP8 experts"): over 200 steps FP8's loss stays within the bf16-vs-bf16
-# noise, and its GEMMs run at ~1,000 TFLOP/s against bf16's ~690, saving ~7 ms per 32×1024 micro-step — but
-# rounding the big activations to FP8 (find each row's largest value, scale, round) slows the kernels around
-# the GEMMs by about as much, so the whole step is no faster (343k vs 345k tokens/s). FP8 pays where the
-# GEMMs are large next to the activations they read (wider models), or where the rounding happens inside
-# kernels that write those activations anyway — hand-written kernels this repo does not have yet.
-
-FP8_MAX = 448.0   # the largest float8_e4m3fn value (4 exponent bits, 3 mantissa bits)
-
-
-def quantize_rows(x):  # (..., K) → q (..., K) float8_e4m3fn, scale (...,) fp32, with x ≈ q · scale
-    """Row-wise FP8: scale = amax(|row|) / 448, rounded UP to a power of two (so multiplying by it is exact
-    and no value can overflow), then q = row / scale rounded to the nearest float8.
-
-    >>> q, scale = quantize_rows(torch.tensor([[1.0, -0.3, 0.01], [100.0, 3.0, 0.5]]))
-    >>> scale.tolist()                                   # 1/448 → 2^-8;  100/448 → 2^-2
-    [0.00390625, 0.25]
-    >>> (q.float() * scale[:, None]).tolist()            # -0.3 → -0.3125 and 100 → 96: 3 mantissa bits
-    [[1.0, -0.3125, 0.009765625], [96.0, 3.0, 0.5]]
-
-    A zero row gets a tiny scale and stays zero."""
-    x = x.contiguous()
-    amax = x.abs().amax(dim=-1).float()                                  # (...,)
-    scale = power_of_two_scale(amax)                                     # (...,)
-    q = (x.float() / scale.unsqueeze(-1)).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-    return q, scale
-
-
-def power_of_two_scale(amax):
-    """The smallest power of two s with amax / s <= 448 (amax 0 → 2^-108: harmless, the row stays 0)."""
-    return torch.exp2(torch.ceil(torch.log2(amax.clamp_min(1e-30) / FP8_MAX)))
-
-
-def moe_grouped_fp8(x, w_v, c_proj, top_e, top_w):
-    """moe_grouped with both expert GEMMs in FP8: their forward and their input gradient (the weight
-    gradient stays bf16, see fp8_grouped_linear in the appendix for why).
-
-    Same steps as moe_grouped, with two differences:
-    1. each expert's rows are padded with zero rows to a multiple of 16 (`expert_rows_padded`), so every
-       group starts on a 16-row boundary, as FP8 grouped kernels want;
-    2. the GEMMs are `fp8_grouped_linear` (appendix): quantize_rows on the tokens and the weights, an FP8
-       grouped GEMM on Hopper (torch._scaled_grouped_mm), the plain `scaled_grouped_mm_reference`
-       (dequantise, multiply in fp32) anywhere else — so a CPU run shows the same rounding, not the speed.
-    x (N, C); w_v (E, 2F, C) and c_proj (E, C, F), tensors or FP8Weights; top_e, top_w (N, k) → (N, C)."""
-    N, C = x.shape
-    w_v, c_proj = as_fp8_weight(w_v, x.dtype), as_fp8_weight(c_proj, x.dtype)   # or made once per step
-    E, k = w_v.w.shape[0], top_e.shape[1]
-    row_slot, offsets, slot_row = expert_rows_padded(top_e.reshape(-1), E)   # (M,), (E,), (N·k,)
-    token = torch.where(row_slot < N * k, row_slot // k, N)             # (M,) token of each row; N = padding
-    x_rows = torch.cat([x, x.new_zeros(1, C)])[token]                    # (M, C), padding rows are zeros
-    h = fp8_grouped_linear(x_rows, offsets, w_v)                         # (M, 2F)
-    y_rows = fp8_grouped_linear(swiglu(h), offsets, c_proj)              # (M, C)
-    y_slots = y_rows[slot_row].view(N, k, C)                             # (N, k, C)
-    return (y_slots * top_w.unsqueeze(-1).to(y_slots.dtype)).sum(dim=1).to(x.dtype)   # (N, C)
-
-
-def expert_rows_padded(flat_e, E: int, align: int = 16):
-    """Where each token-slot goes when the rows are sorted by expert and each expert's group is padded to a
-    multiple of `align` rows. No host sync: the number of rows M = S + E·(align-1), rounded up to `align`,
-    is fixed in advance (S = N·k slots); the last expert's group takes the rows left over.
-
-    Returns row_slot (M,): the slot in each row (S for padding); offsets (E,) int32: where each group ends;
-    slot_row (S,): the row of each slot.
-
-    >>> row_slot, offsets, slot_row = expert_rows_padded(torch.tensor([1, 0, 1]), E=2, align=4)
-    >>> row_slot.tolist(), offsets.tolist(), slot_row.tolist()   # expert 0: slot 1; expert 1: slots 0, 2
-    ([1, 3, 3, 3, 0, 2, 3, 3, 3, 3, 3, 3], [4, 12], [4, 0, 5])"""
-    S = flat_e.numel()
-    M = (S + E * (align - 1) + align - 1) // align * align
-    order, counts = sort_slots(flat_e, E)                               # (S,), (E,)
-    padded = (counts + align - 1) // align * align                      # (E,) rows per group
-    group_start = torch.cumsum(padded, 0) - padded                      # (E,) first row of each group
-    sorted_start = torch.cumsum(counts, 0) - counts                     # (E,) first slot of each expert in `order`
-    e_sorted = flat_e[order]
-    rank = torch.arange(S, device=flat_e.device) - sorted_start[e_sorted]   # place of a slot within its expert
-    slot_row = torch.empty_like(order)
-    slot_row[order] = group_start[e_sorted] + rank                      # (S,)
-    row_slot = torch.full((M,), S, dtype=torch.int64, device=flat_e.device)
-    row_slot[slot_row] = torch.arange(S, device=flat_e.device)
-    offsets = torch.cumsum(padded, 0)
-    offsets[-1] = M                                                     # the last group takes the rest
-    return row_slot, offsets.to(torch.int32), slot_row
 
 
 def compute_dtype(x):
@@ -600,12 +483,12 @@ class MoE(nn.Module):
 
     def forward(self, x, expert_weights=None):  # x (B, T, C) → (B, T, C), plus the router's numbers
         """`expert_weights`: a (w_v, c_proj) pair to run the experts with instead of the fp32 parameters
-        (cast_expert_weights makes them once per training step); None: the parameters themselves."""
+        (fast/moe.py makes bf16 copies once per training step); None: the parameters themselves."""
         B, T, C = x.shape
         x_flat = x.reshape(B * T, C)                            # (N, C)
         probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
         xc = x_flat.to(compute_dtype(x))
-        run = {"grouped": moe_grouped, "reference": moe_reference, "grouped_fp8": moe_grouped_fp8}[self.choose_impl(x)]
+        run = {"grouped": moe_grouped, "reference": moe_reference, "grouped_fp8": fp8.moe_grouped_fp8}[self.choose_impl(x)]
         w_v, c_proj = (self.w_v, self.c_proj) if expert_weights is None else expert_weights
         y = run(xc, w_v, c_proj, top_e, top_w).view(B, T, C)
 
@@ -619,9 +502,24 @@ class MoE(nn.Module):
 
 
 # --- 6. The block and the model ----------------------------------------------------------------------
+# linnet is rebuilt exactly by this section with its three linnet+ switches off. They are later recipe changes
+# from public speed-runs (modded-nanogpt, nanochat), each an LLMConfig field, each a plain `if` below:
+# zero_init_out (init_weights), x0_mix (Block), logit_softcap (LLM.head). BENCHMARKS.md "linnet+" measures them.
+
+PLUS_SWITCHES = ("zero_init_out", "x0_mix", "logit_softcap")
+
+
+def plus_switches(config: LLMConfig) -> dict:
+    """The linnet+ switches that are on in `config`: {} for linnet."""
+    default = LLMConfig()
+    return {name: getattr(config, name) for name in PLUS_SWITCHES if getattr(config, name) != getattr(default, name)}
+
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x))."""
+    """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x)).
+
+    linnet+'s x0_mix: the block first reads a·x + b·x0, x0 the token embedding, (a, b) learned per layer and
+    starting at (1, 0) = linnet's block: a layer can pull back what the token itself was, however deep it is."""
 
     def __init__(self, config: LLMConfig):
         super().__init__()
@@ -629,9 +527,12 @@ class Block(nn.Module):
         self.ln2 = RMSNorm(config.n_embd)
         self.attn = CausalSelfAttention(config)
         self.moe = MoE(config)
+        self.x0_lambdas = nn.Parameter(torch.tensor([1.0, 0.0])) if config.x0_mix else None
 
-    def forward(self, x, cache: LayerCache | None = None, expert_weights=None):  # (B, T, C)
-        x = x + self.attn(self.ln1(x), cache)
+    def forward(self, x, cache: LayerCache | None = None, expert_weights=None, x0=None, packed=None):  # (B, T, C)
+        if self.x0_lambdas is not None:
+            x = self.x0_lambdas[0] * x + self.x0_lambdas[1] * x0
+        x = x + self.attn(self.ln1(x), cache, packed)
         moe_out, router = self.moe(self.ln2(x), expert_weights)
         return x + moe_out, router
 
@@ -644,13 +545,6 @@ class LLM(nn.Module):
     in training mode; cross-entropy alone in eval mode (linnet's semantics).
     After every forward, `self.router_stats` holds detached device tensors (no host sync):
     tokens_per_expert (n_layer, E), mean_prob (n_layer, E), entropy (n_layer,) in nats."""
-
-    def __new__(cls, config: LLMConfig | None = None, *args, **kwargs):
-        """LLM(config) builds an LLMPlus when a linnet+ switch is on (appendix "linnet+"), so every loader
-        works unchanged; with linnet's config it is this plain class."""
-        if cls is LLM and isinstance(config, LLMConfig) and plus_switches(config):
-            cls = LLMPlus
-        return super().__new__(cls)
 
     def __init__(self, config: LLMConfig):
         super().__init__()
@@ -669,7 +563,8 @@ class LLM(nn.Module):
     @torch.no_grad()
     def init_weights(self):
         """N(0, 0.02) for every Linear and the experts; 0.02/√(2·n_layer) for the two output projections
-        of each block (attn.c_proj, the experts' c_proj); conv keeps PyTorch's default; norms 1."""
+        of each block (attn.c_proj, the experts' c_proj); conv keeps PyTorch's default; norms 1.
+        linnet+'s zero_init_out: both output projections start at 0 (modded-nanogpt, nanochat)."""
         std, out_std = 0.02, 0.02 / math.sqrt(2 * self.config.n_layer)
         nn.init.normal_(self.lm_head.weight, 0.0, std)              # also the embedding (tied)
         for block in self.transformer.h:
@@ -678,6 +573,9 @@ class LLM(nn.Module):
             nn.init.normal_(block.moe.router.weight, 0.0, std)
             nn.init.normal_(block.moe.w_v, 0.0, std)
             nn.init.normal_(block.moe.c_proj, 0.0, out_std)
+            if self.config.zero_init_out:                            # linnet+: each block starts as the identity
+                block.attn.c_proj.weight.zero_()
+                block.moe.c_proj.zero_()
 
     def check_input(self, idx):
         if idx.dim() != 2:
@@ -695,7 +593,7 @@ class LLM(nn.Module):
 
     def forward(self, idx, targets=None, caches: list[LayerCache] | None = None, expert_weights=None):
         """idx (B, T) → (logits (B, T, V), loss or None). `caches`: one LayerCache per layer (generation);
-        `expert_weights`: one (w_v, c_proj) pair per layer from cast_expert_weights (None: the parameters)."""
+        `expert_weights`: one (w_v, c_proj) pair per layer (fast/moe.py; None: the parameters)."""
         self.check_input(idx)
         x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
         logits = self.head(x)                                        # (B, T, V)
@@ -710,17 +608,20 @@ class LLM(nn.Module):
         return logits, loss
 
     def head(self, x):  # (..., C) → (..., V)
-        """The tied lm_head (linnet+ with logit_softcap also squashes the logits: appendix "linnet+")."""
-        return self.lm_head(x)
+        """The tied lm_head; linnet+'s logit_softcap c squashes every logit into (−c, c): c·tanh(logits / c)."""
+        logits = self.lm_head(x)
+        cap = self.config.logit_softcap
+        return cap * torch.tanh(logits / cap) if cap else logits
 
-    def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None):
-        """Everything before the lm_head: embedding → blocks → final norm. idx (B, T) → x (B, T, C) and
-        the router numbers of each layer. 06 scores HellaSwag from here, applying the lm_head to few rows."""
-        x = self.transformer.wte(idx)                                # (B, T, C)
+    def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None, packed=None):
+        """Everything before the lm_head: embedding → blocks → final norm, the one walk over the blocks that
+        training, generation, the probes of section 8 and 06's scorer share. idx (B, T) → x (B, T, C) and the
+        router numbers of each layer. `packed`: rows holding several sequences (CausalSelfAttention.forward)."""
+        x0 = x = self.transformer.wte(idx)                           # (B, T, C)
         routers = []
         for i, block in enumerate(self.transformer.h):
             x, router = block(x, None if caches is None else caches[i],
-                              None if expert_weights is None else expert_weights[i])
+                              None if expert_weights is None else expert_weights[i], x0, packed)
             routers.append(router)
         return self.transformer.ln_f(x), routers
 
@@ -781,66 +682,177 @@ class LLM(nn.Module):
 
     # --- loading published weights ------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path, config: LLMConfig | None = None, device: str = "cpu",
-                        moe_impl: str = "auto") -> "LLM":
-        """Build and load a model from a pytorch_model.bin / .safetensors file, or a directory holding
-        one (plus an optional config.json, whose every claim the weights can show is checked against them).
-        Without config.json: the config an export keeps inside its pytorch_model.bin, else (linnet's own file)
-        depth, vocab, experts, widths read from the tensor shapes (block_size stays linnet's 1024, with a note)."""
-        weights, config_json = find_checkpoint(path)
-        sd = read_state_dict(weights)
-        saved = saved_config(sd)                                        # an export's own record, or None
-        if config is None and config_json is not None:
-            config = read_config_json(config_json, sd, moe_impl)        # checked against the weights
-        elif config is None and saved is not None:                     # an export whose config.json went missing
-            config = config_from_claims(saved, weights, sd, moe_impl)
-        elif config is None:
-            config = infer_config(sd, moe_impl, path=weights)
+    def from_pretrained(cls, path, config: LLMConfig | None = None, device: str = "cpu", moe_impl: str = "auto",
+                        rope_impl: str = "auto") -> "LLM":
+        """Build and load a model from a pytorch_model.bin / .safetensors file, or a directory holding one (plus
+        an optional config.json, whose every claim the weights can show is checked against them). Without
+        config.json: the config an export keeps inside its pytorch_model.bin, else (linnet's own file) depth,
+        vocab, experts, widths read from the tensor shapes (block_size stays linnet's 1024, with a note).
+        A missing path is a FileNotFoundError (house.NotFound); a file that does not fit, a house.UserError."""
+        weights, config_json = checkpoints.find_checkpoint(path)
+        obj = checkpoints.read_checkpoint_file(weights)                 # weights only: a file cannot run code
+        make = lambda fields: LLMConfig.from_dict({**fields, "moe_impl": moe_impl, "rope_impl": rope_impl})  # noqa: E731
+        if checkpoints.is_training_checkpoint(obj):                     # a 05 latest.pt carries its config
+            sd, config = obj["model"], config or make(obj["config"])
+        else:
+            sd = checkpoints.as_state_dict(obj, weights)
+        saved = checkpoints.saved_config(sd)                            # an export's own record, or None
+        if config is not None:
+            pass
+        elif config_json is not None:
+            config = checkpoints.read_config_json(config_json, sd, make)   # checked against the weights
+        elif saved is not None:                                         # an export whose config.json went missing
+            config = checkpoints.config_from_claims(saved, weights, sd, make)
+        else:
+            config = make(checkpoints.config_from_shapes(sd, path=weights))
         with torch.device(device):
             model = cls(config)
-        load_linnet_state_dict(model, sd)
-        return model
+        return load_linnet_state_dict(model, sd)
 
 
-def cast_expert_weights(model, dtype=torch.bfloat16) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One (w_v, c_proj) pair per layer, cast to `dtype` — made once per training step and handed to every
-    micro-step as `model(idx, targets, expert_weights=...)`, instead of casting the fp32 expert weights
-    again inside each micro-step (16 times per linnet step: 453M weights each time).
+# --- 7. linnet's checkpoint layout: per-expert keys ↔ stacked experts --------------------------------------
+# linnet's published pytorch_model.bin keeps every expert as a Linear of its own (`moe.experts.{e}.swiglu.w_v.weight`,
+# docs/checkpoint_keys.json); this model stacks them (`moe.w_v`, (E, 2F, C)) so that one grouped GEMM runs them all.
+# Loading stacks them, exporting splits them again: same numbers, another layout. The key juggling, and finding,
+# reading and checking the files, is plumbing (house/checkpoints.py).
 
-    Same maths: the copies are ordinary autograd nodes (w.to(bf16)), so each micro-step's backward flows
-    through them into the fp32 .grad exactly as before (the cast saves nothing for backward, so every
-    micro-step can backpropagate through it). 05's train_step does this on a GPU; the test checks that
-    the gradients are bit-identical with and without it.
-
-    With moe_impl "grouped_fp8" each weight also brings its two FP8 copies (section 5b, `fp8_weight`), so
-    they too are made once per step.
-
-    >>> [tuple(w.shape) for w in cast_expert_weights(LLM(LLMConfig(**TINY_REFERENCE_SHAPE)))[0]]
-    [(4, 768, 128), (4, 128, 384)]"""
-    pairs = [(block.moe.w_v.to(dtype), block.moe.c_proj.to(dtype)) for block in model.transformer.h]
-    if model.config.moe_impl == "grouped_fp8":
-        return [(fp8_weight(w_v), fp8_weight(c_proj)) for w_v, c_proj in pairs]
-    return pairs
+def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
+    """Load linnet's published layout (per-expert keys) — or our own stacked layout — into `model`: the experts
+    are stacked, the tied pair filled from either name, every key and shape checked (a house.UserError names a
+    mismatch: house/checkpoints.py), and RoPE's tables rebuilt from the loaded inv_freq."""
+    model.load_state_dict(checkpoints.stacked_state_dict(sd, model.state_dict(), model.config.rope_base), strict=True)
+    for block in model.transformer.h:
+        block.attn.rotary_emb.build_tables()
+    return model
 
 
-# --- 7. Looking inside: attention weights --------------------------------------------------------------
+def export_linnet_state_dict(model: LLM) -> dict:
+    """Our model → linnet's published layout, in the key order of docs/checkpoint_keys.json: every expert as
+    `moe.experts.{e}.swiglu.w_v.weight` (2F, C) and `.c_proj.weight` (C, F), both tied names on one tensor."""
+    return checkpoints.per_expert_state_dict(model.state_dict())
+
+
+def read_training_checkpoint(path: Path) -> tuple[LLM, str | None]:
+    """A 05 checkpoint (`latest.pt`: a dict with "model" and "config") as a CPU model built from its saved
+    config, and the sha256 of the tokenizer it was trained with (None when the file does not say)."""
+    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
+        raise house.UserError(f"{path} is not a 05_train checkpoint (no 'model' and 'config'): "
+                              f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
+    # the MoE path the run trained with (the loop, FP8) is not part of the model: load it on 02's default
+    model = LLM(LLMConfig.from_dict({**checkpoint["config"], "moe_impl": "auto"}))
+    load_linnet_state_dict(model, checkpoint["model"])
+    return model, checkpoint.get("tokenizer_sha256")
+
+
+def load_any_checkpoint(path) -> tuple[LLM, str | None]:
+    """(CPU model, sha256 of its training tokenizer or None) from any of: a 05 `latest.pt` (or the folder
+    holding one), an exported folder, linnet's `pytorch_model.bin` / `.safetensors`."""
+    path = Path(path)
+    if path.is_dir() and (path / "latest.pt").is_file():          # a 05 output folder
+        path = path / "latest.pt"
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        return read_training_checkpoint(path)
+    return LLM.from_pretrained(path), None
+
+
+def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
+    """A 05 checkpoint (`latest.pt`) → linnet's published folder: pytorch_model.bin (linnet's key layout),
+    config.json, tokenizer.json, tokenizer_config.json — what `LLM.from_pretrained(out_dir)` loads. `tokenizer`
+    defaults to 01's; it must be the one the run was trained with. A folder holding other model files is
+    refused before anything is written (house.checkpoints.check_export_folder)."""
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if not checkpoint.is_file():
+        raise house.NotFound(f"no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
+    checkpoints.check_export_folder(out_dir, overwrite)
+    tokenizer = Path(tokenizer) if tokenizer is not None else house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
+    tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
+    model, trained_with = read_training_checkpoint(checkpoint)
+    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
+        raise house.UserError(f"{checkpoint} was trained with another tokenizer than {tokenizer}: "
+                              f"pass the --tokenizer the run used")
+    checkpoints.check_finite(model, checkpoint)                      # every key, shape and value was checked
+    house.check_writable(out_dir)
+    config = model.config
+    return checkpoints.write_export_folder(out_dir, export_linnet_state_dict(model), config.to_dict(), tokenizer, {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.block_size, "unk_token": None,
+        "bos_token": None, "eos_token": tokenizer_lib.EOT, "pad_token": tokenizer_lib.PAD,
+        "add_prefix_space": False, "trim_offsets": True})
+
+
+def original_code_line(config: LLMConfig) -> str:
+    """Whether linnet's own code loads an export, and computes what this model computes. Its LLMConfig(depth,
+    block_size, vocab_size, n_experts, n_active_experts) derives every width from depth (head_dim 64, RoPE base
+    50,000) and knows no switch: x0_mix adds weights it lacks; logit_softcap and qk_norm=False keep linnet's keys
+    but change the logits, so its load_state_dict takes them without a word (zero_init_out changes the start only).
+
+    >>> original_code_line(LLMConfig(depth=12)).split(": ")[1]
+    'LLM(LLMConfig(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2)) + load_state_dict'"""
+    five = {k: getattr(config, k) for k in ("depth", "block_size", "vocab_size", "n_experts", "n_active_experts")}
+    derived = LLMConfig(**five)
+    if any(getattr(derived, k) != getattr(config, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd",
+                                                               "head_dim", "ffn_dim", "rope_base")):
+        return ("linnet's own code cannot build this shape (its LLMConfig derives every width from depth, head_dim "
+                "64): load it with this repo's LLM.from_pretrained")
+    if config.x0_mix:
+        return ("linnet's own code cannot load it: x0_mix adds weights (x0_lambdas) its model does not have; load it "
+                "with this repo's LLM.from_pretrained")
+    changed = ([f"logit_softcap {config.logit_softcap:g}"] if config.logit_softcap else []) + \
+        ([] if config.qk_norm else ["qk_norm off"])
+    if changed:
+        return (f"warning: linnet's own code loads these weights without a word but computes other logits "
+                f"({', '.join(changed)}: same keys, other outputs): load it with this repo's LLM.from_pretrained")
+    args = ", ".join(f"{k}={v}" for k, v in five.items())
+    return f"linnet's own code loads it too: LLM(LLMConfig({args})) + load_state_dict"
+
+
+# --- 8. Looking inside: what each attention layer computes -----------------------------------------------
+# The probes below do not walk the blocks themselves: they run the model's own forward (`LLM.hidden`, the one
+# walk) and listen to it. A forward pre-hook on each attention module records the input it is handed (after
+# ln1, and after linnet+'s x0 mix), from which q and k are recomputed exactly as the module does.
+
+@torch.no_grad()
+def attention_inputs(model: LLM, idx) -> list[torch.Tensor]:
+    """What every layer's attention reads on idx (B, T): one (B, T, C) tensor per layer, from one forward."""
+    inputs = []
+    hooks = [block.attn.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+             for block in model.transformer.h]
+    try:
+        model.hidden(idx)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs
+
+
+def attention_scores(attn: CausalSelfAttention, x):
+    """q·kᵀ/√head_dim (B, n_head, T, T) of one attention module on its input x (B, T, C), GQA's keys repeated."""
+    q, k, _ = attn.project(x)
+    k = k.repeat_interleave(attn.n_head // attn.n_kv_head, dim=1)      # (B, nh, T, hd)
+    return q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)          # (B, nh, T, T)
+
 
 @torch.no_grad()
 def attention_weights(model: LLM, idx, layer: int = 0):
     """Softmax attention probabilities (B, n_head, T, T) of block `layer` — what SDPA computes inside."""
-    x = model.transformer.wte(idx)
-    for block in model.transformer.h[:layer]:
-        x, _ = block(x)
-    attn = model.transformer.h[layer].attn
-    q, k, _ = attn.project(model.transformer.h[layer].ln1(x))
-    k = k.repeat_interleave(attn.n_head // attn.n_kv_head, dim=1)      # (B, nh, T, hd)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)       # (B, nh, T, T)
+    scores = attention_scores(model.transformer.h[layer].attn, attention_inputs(model, idx)[layer])
     T = idx.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
     return scores.masked_fill(~causal, float("-inf")).softmax(-1)
 
 
-# --- 8. Why each choice: measured -----------------------------------------------------------------------
+@torch.no_grad()
+def max_attention_logit(model: LLM, idx) -> float:
+    """The largest |q·k|/√head_dim any head of any layer computes on idx (causal positions only): the
+    number softmax sees. With QK-norm, q and k have norm √head_dim, so it can never pass √head_dim (8 for
+    linnet's head_dim 64); without it nothing bounds it, and a logit of 30 makes softmax one-hot."""
+    T = idx.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+    return max(float(attention_scores(block.attn, x).abs().masked_fill(~causal, 0).max())
+               for block, x in zip(model.transformer.h, attention_inputs(model, idx)))
+
+
+# --- 9. Why each choice: measured -----------------------------------------------------------------------
 # Each architecture choice of linnet, next to a number that shows what it buys. The first four need only the
 # config (token shift's worked example is in its docstring, section 3); the last ones train the tiny model
 # for a few seconds on real text (bytes as token ids) and compare.
@@ -919,24 +931,7 @@ def tiny_text_bytes(max_bytes: int = 300_000):
     return torch.tensor(list(text.encode("utf-8")[:max_bytes]), dtype=torch.long)   # (n_bytes,)
 
 
-@torch.no_grad()
-def max_attention_logit(model: LLM, idx) -> float:
-    """The largest |q·k|/√head_dim any head of any layer computes on idx (causal positions only): the
-    number softmax sees. With QK-norm, q and k have norm √head_dim, so it can never pass √head_dim (8 for
-    linnet's head_dim 64); without it nothing bounds it, and a logit of 30 makes softmax one-hot."""
-    x, largest = model.transformer.wte(idx), 0.0
-    T = idx.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-    for block in model.transformer.h:
-        q, k, _ = block.attn.project(block.ln1(x))
-        k = k.repeat_interleave(block.attn.n_head // block.attn.n_kv_head, dim=1)   # (B, nh, T, hd)
-        scores = (q @ k.transpose(-2, -1)).abs() / math.sqrt(block.attn.head_dim)    # (B, nh, T, T)
-        largest = max(largest, float(scores.masked_fill(~causal, 0).max()))
-        x, _ = block(x)
-    return largest
-
-
-# The model section 8 trains: 05's tiny training shape (64 wide, 2 layers, 4 experts top-2, head_dim 32),
+# The model section 9 trains: 05's tiny training shape (64 wide, 2 layers, 4 experts top-2, head_dim 32),
 # reading bytes (vocab 256) in 64-byte windows: ~0.1M parameters, a few seconds for 200 steps on one core.
 TINY_LESSON_SHAPE = dict(TINY_TRAINING_SHAPE, block_size=64, vocab_size=256)
 
@@ -989,7 +984,7 @@ def real_text_batch(model: LLM, n: int = 8, seed: int = 0):
     return torch.stack([data[s:s + T] for s in start.tolist()])
 
 
-# --- 9. Plots: each returns a figure; main saves it with house.save_plot ----------------------------------
+# --- 10. Plots: each returns a figure; main saves it with house.save_plot ---------------------------------
 
 def plot_param_budget(config: LLMConfig):
     """Two stacked bars: every stored parameter by part, and the ones a single token computes with."""
@@ -1139,7 +1134,7 @@ def plot_qk_norm_logits(histories: dict):
     return fig
 
 
-# --- 10. main ---------------------------------------------------------------------------------------------
+# --- 11. main ---------------------------------------------------------------------------------------------
 
 PRESETS = {
     "tiny": TINY_REFERENCE_SHAPE,                                     # the shape of tiny_reference.pt
@@ -1184,7 +1179,7 @@ def run_tiny_forward():
 
 
 def print_why_numbers(config: LLMConfig):
-    """Section 8's config-only numbers for the preset: GQA's cache, tied embeddings, MoE vs dense FLOPs."""
+    """Section 9's config-only numbers for the preset: GQA's cache, tied embeddings, MoE vs dense FLOPs."""
     mha = LLMConfig(**{**config.to_dict(), "n_kv_head": config.n_head})
     gqa_b, mha_b = kv_cache_bytes(config), kv_cache_bytes(mha)
     print(f"KV cache at T={config.block_size}, bf16: {gqa_b:,} bytes with {config.n_kv_head} KV heads, "
@@ -1196,7 +1191,7 @@ def print_why_numbers(config: LLMConfig):
 
 
 def train_for_plots(steps: int = 200):
-    """The tiny lesson model at random init, and trained `steps` steps with and without QK-norm (section 8)."""
+    """The tiny lesson model at random init, and trained `steps` steps with and without QK-norm (section 9)."""
     t0 = time.time()
     random_init, _ = train_tiny(steps=0)
     trained, with_norm = train_tiny(steps, track_logits=True)
@@ -1248,19 +1243,19 @@ def run_checkpoint(args):
     """--checkpoint: load a model (an exported folder, linnet's weights or a 05 latest.pt) and sample a
     continuation of --prompt. An exported folder's own tokenizer.json is used (pick_tokenizer)."""
     if not args.prompt:
-        raise SystemExit("error: --prompt is empty: give the model some text to continue")
-    tokenizer = pick_tokenizer(args.checkpoint, args.tokenizer, house.OUT_DIR / "01_tokenizer" / "tokenizer.json")
+        raise house.UserError("--prompt is empty: give the model some text to continue")
+    tokenizer = checkpoints.pick_tokenizer(args.checkpoint, args.tokenizer, house.OUT_DIR / "01_tokenizer" / "tokenizer.json")
     if not tokenizer.is_file():
-        raise SystemExit("error: --checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
+        raise house.UserError("--checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
     enc = tokenizer_lib.load_tokenizer(tokenizer)                # one clear line if it is missing or corrupt
     model, trained_with = load_any_checkpoint(args.checkpoint)
     if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
-        raise SystemExit(f"error: {args.checkpoint} was trained with another tokenizer than {tokenizer}: "
-                         f"pass the --tokenizer the run used")
+        raise house.UserError(f"{args.checkpoint} was trained with another tokenizer than {tokenizer}: "
+                              f"pass the --tokenizer the run used")
     if enc.get_vocab_size() > model.config.vocab_size:
-        raise SystemExit(f"error: {tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
-                         f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
-    model = check_finite(model, args.checkpoint).to(house.default_device()).eval()
+        raise house.UserError(f"{tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
+                              f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
+    model = checkpoints.check_finite(model, args.checkpoint).to(house.default_device()).eval()
     print(model.generate(args.prompt, enc=enc, max_new_tokens=args.max_new_tokens, seed=args.seed))
 
 
@@ -1293,7 +1288,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.export is not None:
         export_pretrained(args.export, args.out, args.tokenizer, args.overwrite)
-        print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: {', '.join(EXPORT_FILES)} "
+        print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: {', '.join(checkpoints.EXPORT_FILES)} "
               f"(load with LLM.from_pretrained)")
         written = LLMConfig.from_dict(json.loads((args.out / "config.json").read_text()))   # no second read of the weights
         return print(original_code_line(written))
@@ -1310,785 +1305,6 @@ def main(argv=None):
     save_plots(config, args.out)
     save_trained_plots(*train_for_plots(), args.out)   # the tiny model whatever the preset: seconds on a CPU
     print(f"done in {time.time() - t0:.1f} s")
-
-
-# --- Appendix: machinery ---------------------------------------------------------------------------------
-# linnet's checkpoint layout <-> ours: finding, reading and converting checkpoint files. A student may skip
-# this on first reading. 05 calls read_checkpoint_file, load_linnet_state_dict and export_linnet_state_dict;
-# 06 calls read_checkpoint_file and check_finite (and LLM.from_pretrained, which uses find_checkpoint and
-# infer_config); `--export` calls export_pretrained.
-
-EXPERT_KEY = re.compile(r"^transformer\.h\.(\d+)\.moe\.experts\.(\d+)\.(swiglu\.w_v|c_proj)\.weight$")
-LAYER_KEY = re.compile(r"^transformer\.h\.(\d+)\.")
-
-
-def find_checkpoint(path) -> tuple[Path, Path | None]:
-    """(weights file, config.json or None) for a file or a directory holding one."""
-    path = Path(path)
-    if not path.exists():
-        raise SystemExit(f"error: {path} does not exist: pass a pytorch_model.bin, a .safetensors file or their directory")
-    if path.is_file():
-        cfg = path.parent / "config.json"
-        return path, (cfg if cfg.is_file() else None)
-    for name in ("pytorch_model.bin", "model.safetensors"):
-        if (path / name).is_file():
-            cfg = path / "config.json"
-            return path / name, (cfg if cfg.is_file() else None)
-    candidates = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("*.pt"))
-    if not candidates:
-        raise SystemExit(f"error: no pytorch_model.bin or .safetensors file in {path}: download the weights first")
-    cfg = path / "config.json"
-    return candidates[0], (cfg if cfg.is_file() else None)
-
-
-def read_training_checkpoint(path: Path) -> tuple["LLM", str | None]:
-    """A 05 checkpoint (`latest.pt`: a dict with "model" and "config") as a CPU model built from its saved
-    config, and the sha256 of the tokenizer it was trained with (None when the file does not say)."""
-    checkpoint = read_checkpoint_file(path, weights_only=False)     # ours: optimizer and RNG states too
-    if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
-        raise SystemExit(f"error: {path} is not a 05_train checkpoint (no 'model' and 'config'): "
-                         f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
-    # the MoE path the run trained with (the loop, FP8) is not part of the model: load it on 02's default
-    model = LLM(LLMConfig(**{**checkpoint["config"], "moe_impl": "auto"}))
-    load_linnet_state_dict(model, checkpoint["model"])
-    return model, checkpoint.get("tokenizer_sha256")
-
-
-def load_any_checkpoint(path) -> tuple["LLM", str | None]:
-    """(CPU model, sha256 of its training tokenizer or None) from any of: a 05 `latest.pt` (or the folder
-    holding one), an exported folder, linnet's `pytorch_model.bin` / `.safetensors`."""
-    path = Path(path)
-    if path.is_dir() and (path / "latest.pt").is_file():          # a 05 output folder
-        path = path / "latest.pt"
-    if path.is_file() and path.suffix in (".pt", ".pth"):
-        return read_training_checkpoint(path)
-    return LLM.from_pretrained(path), None
-
-
-def exported_tokenizer(path) -> Path | None:
-    """The tokenizer.json an exported folder carries (`path` is the folder or a weights file in it)."""
-    path = Path(path)
-    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
-        own = (path if path.is_dir() else path.parent) / "tokenizer.json"
-        return own if own.is_file() else None
-    return None
-
-
-def pick_tokenizer(checkpoint, given: Path | None, default: Path) -> Path:
-    """The tokenizer to use with `checkpoint`: an exported folder's own tokenizer.json wins; a `given` one
-    that differs from it (by sha256) is refused in one line. Without a folder tokenizer: `given`, else
-    `default`."""
-    own = exported_tokenizer(checkpoint)
-    if own is None:
-        return Path(given) if given is not None else Path(default)
-    if given is not None and Path(given).resolve() != own.resolve():
-        if not Path(given).is_file() or tokenizer_lib.tokenizer_sha256(given) != tokenizer_lib.tokenizer_sha256(own):
-            raise SystemExit(f"error: {checkpoint} carries its own tokenizer.json, and --tokenizer {given} is another "
-                             f"one: drop --tokenizer (the folder's own is used)")
-    return own
-
-
-def read_checkpoint_file(path: Path, weights_only: bool = True):
-    """torch.load (or safetensors) a file onto the CPU, or stop with one line if it is not readable.
-
-    `weights_only=False` is for our own training checkpoints (05), which also hold optimizer states and RNG
-    states; a file from elsewhere should be read with the default `True` (it cannot run code on load)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        need_safetensors(f"reading {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as e:  # corrupt / truncated / not a checkpoint
-        first_line = (str(e).strip().splitlines() or [""])[0][:200]
-        raise SystemExit(f"error: cannot read {path} as a checkpoint ({type(e).__name__}: {first_line}): "
-                         f"it is damaged or not a checkpoint — re-download or re-create it")
-
-
-def read_state_dict(path: Path) -> dict:
-    """A plain {name: tensor} dict from .safetensors or a torch.save file (a {"model": sd} wrapper too)."""
-    obj = read_checkpoint_file(path)
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise SystemExit(f"error: {path} does not hold a state_dict (a dict of tensors)")
-    return obj
-
-
-def infer_config(sd: dict, moe_impl: str = "auto", path="the checkpoint") -> LLMConfig:
-    """Read depth, vocab, widths and expert count off the tensor shapes of a linnet state_dict.
-
-    head_dim is not a weight's shape: it comes from the RoPE buffer `inv_freq` (head_dim/2 entries)
-    when the file has it, else linnet's 64. Shapes that do not fit it stop with one line (`path` names
-    the file in it) instead of building a wrong model. block_size has no weight either: linnet's 1024 is
-    assumed, and a note on stderr says so (a model trained on shorter windows should come with config.json)."""
-    shapes = weight_shapes(sd)
-    C, qkv_rows, head_dim = shapes["n_embd"], shapes["qkv_rows"], shapes.get("head_dim", 64)
-    n_head, kv_rows = C // max(head_dim, 1), qkv_rows - C
-    n_kv_head = kv_rows // (2 * head_dim)
-    if head_dim < 2 or C % head_dim or kv_rows % (2 * head_dim) or n_kv_head < 1 or n_head % n_kv_head:
-        raise SystemExit(f"error: {path} has no config.json and its shapes don't fit head_dim {head_dim} "
-                         f"(width {C}, q|k|v rows {qkv_rows}): put linnet's config.json beside it")
-    print(f"note: {house.shown(path)} has no config.json: shapes read from the weights, block_size 1024 "
-          f"(linnet's) assumed", file=sys.stderr)
-    n_layer = shapes["n_layer"]
-    return LLMConfig(depth=n_layer, vocab_size=shapes["vocab_size"], n_experts=shapes["n_experts"], n_layer=n_layer,
-                     n_embd=C, n_head=n_head, n_kv_head=n_kv_head, head_dim=head_dim, ffn_dim=shapes["ffn_dim"],
-                     moe_impl=moe_impl)
-
-
-def weight_shapes(sd: dict) -> dict:
-    """What a linnet state_dict's tensors show of its config: n_layer, vocab_size, n_embd, n_experts, ffn_dim,
-    qkv_rows (= n_embd + 2·n_kv_head·head_dim), and head_dim when the RoPE buffer is there."""
-    sd = strip_prefixes(sd)
-    emb = sd.get("transformer.wte.weight", sd.get("lm_head.weight"))
-    if emb is None or "transformer.h.0.attn.c_attn.weight" not in sd:
-        raise SystemExit("error: checkpoint has no transformer.wte.weight / lm_head.weight / first attention layer: "
-                         "not a linnet checkpoint")
-    layers = {int(m.group(1)) for k in sd if (m := LAYER_KEY.match(k))}
-    if "transformer.h.0.moe.w_v" in sd:                               # our own stacked layout
-        E, two_f, _ = sd["transformer.h.0.moe.w_v"].shape
-    else:
-        experts = {int(m.group(2)) for k in sd if (m := EXPERT_KEY.match(k))}
-        E, two_f = len(experts), sd["transformer.h.0.moe.experts.0.swiglu.w_v.weight"].shape[0]
-    out = dict(n_layer=len(layers), vocab_size=emb.shape[0], n_embd=emb.shape[1], n_experts=E, ffn_dim=two_f // 2)
-    inv_freq = sd.get("transformer.h.0.attn.rotary_emb.inv_freq")
-    if inv_freq is not None:
-        out["head_dim"] = 2 * inv_freq.numel()
-    out["qkv_rows"] = sd["transformer.h.0.attn.c_attn.weight"].shape[0]
-    return out
-
-
-CONFIG_JSON_TYPES = {"depth": int, "block_size": int, "vocab_size": int, "n_experts": int, "n_active_experts": int,
-                     "n_layer": int, "n_head": int, "n_kv_head": int, "n_embd": int, "head_dim": int, "ffn_dim": int,
-                     "rope_base": (int, float), "balance_coef": (int, float), "qk_norm": bool,
-                     "zero_init_out": bool, "x0_mix": bool, "logit_softcap": (int, float)}
-
-
-# linnet's published config.json also describes the model in words for the Hub (model_type "linnet", the
-# architecture, the dtype, the pipeline tag): read, never used. Any other key a linnet config lacks is refused.
-CONFIG_CARD_KEYS = ("model_type", "architectures", "torch_dtype", "pipeline_tag", "transformers_version", "attention",
-                    "ffn", "normalization", "sequence_mixing", "sparsity", "optimizer")
-
-
-def read_config_json(path: Path, sd: dict, moe_impl: str = "auto") -> LLMConfig:
-    """config.json → LLMConfig, believed only where it can be checked (config_from_claims)."""
-    try:
-        claims = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SystemExit(f"error: cannot read {path} as JSON ({type(e).__name__}): re-export the folder "
-                         f"(python 02_model.py --export) or remove config.json to read the shapes off the weights")
-    return config_from_claims(claims, path, sd, moe_impl)
-
-
-def config_from_claims(claims, source, sd: dict, moe_impl: str = "auto") -> LLMConfig:
-    """A config dict (config.json, or the copy an export keeps inside pytorch_model.bin) → LLMConfig. Unknown
-    keys and wrong types stop with one line; every field the weights show (weight_shapes) must agree with them;
-    and when the weights file carries the config it was exported with (saved_config), every field must agree
-    with that too — the only check for block_size, n_active_experts, qk_norm and the linnet+ switches, which
-    have no weight of their own (linnet's own file carries none: they are range-checked by LLMConfig only)."""
-    if not isinstance(claims, dict):
-        raise SystemExit(f"error: {source} is not a JSON object of config fields: re-export the folder")
-    if claims.get("model_type", "linnet") != "linnet":
-        raise SystemExit(f"error: {source} is the config of a {claims['model_type']!r} model, not linnet: pass a linnet folder")
-    claims = {k: v for k, v in claims.items() if k not in CONFIG_CARD_KEYS}
-    unknown = sorted(set(claims) - set(CONFIG_JSON_TYPES))
-    wrong = [k for k, v in claims.items() if k in CONFIG_JSON_TYPES and not config_value_ok(v, CONFIG_JSON_TYPES[k])]
-    if unknown or wrong:
-        what = f"keys a linnet config does not have ({', '.join(unknown[:4])})" if unknown else \
-            f"a value of the wrong type ({wrong[0]} = {claims[wrong[0]]!r})"
-        raise SystemExit(f"error: {source} has {what}: fix it, or re-export the folder with python 02_model.py --export")
-    try:
-        config = LLMConfig(**{**claims, "moe_impl": moe_impl})
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"error: {source} does not describe a linnet model ({e}): fix it or re-export the folder")
-    shapes = weight_shapes(sd)
-    claimed = {name: getattr(config, name) for name in shapes if name != "qkv_rows"}
-    claimed["qkv_rows"] = config.n_embd + 2 * config.n_kv_head * config.head_dim
-    saved = saved_config(sd)
-    if saved is not None:                                          # the export's own record, inside the weights
-        exported = LLMConfig(**{**{k: v for k, v in saved.items() if k not in CONFIG_CARD_KEYS}, "moe_impl": moe_impl})
-        shapes.update({k: v for k, v in exported.to_dict().items() if k != "moe_impl"})
-        claimed.update({k: v for k, v in config.to_dict().items() if k != "moe_impl"})
-    for name, seen in shapes.items():
-        if claimed[name] != seen:
-            label = "q|k|v rows (n_embd + 2·n_kv_head·head_dim)" if name == "qkv_rows" else name
-            raise SystemExit(f"error: {source} says {label} = {claimed[name]} but the weights have {seen}: the config "
-                             f"belongs to another model: fix it or re-export the folder")
-    return config
-
-
-def saved_config(sd) -> dict | None:
-    """The config an export keeps inside pytorch_model.bin (the state_dict's `_metadata`, which torch.save keeps
-    and every `load_state_dict` ignores), or None (linnet's own file, a .safetensors, an older export)."""
-    record = getattr(sd, "_metadata", None) or {}
-    saved = record.get("", {}).get("linnet_config") if isinstance(record.get("", {}), dict) else None
-    return saved if isinstance(saved, dict) else None
-
-
-def config_value_ok(value, kind) -> bool:
-    """True if a JSON value has the type a config field needs (a bool is not an int here; None = derive it)."""
-    if value is None:
-        return kind is int                                            # derived fields may be left to depth
-    if isinstance(value, bool):
-        return kind is bool
-    return isinstance(value, kind)
-
-
-def strip_prefixes(sd: dict) -> dict:
-    """Drop wrappers' prefixes: `_orig_mod.` (torch.compile) and `module.` (DDP)."""
-    out = {}
-    for k, v in sd.items():
-        for prefix in ("_orig_mod.", "module."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        out[k] = v
-    return out
-
-
-def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
-    """Load linnet's published layout (per-expert Linear keys, see docs/checkpoint_keys.json) — or our own
-    stacked layout — into `model`. Tied weights may appear once or twice; `inv_freq` may be absent;
-    bf16 or fp32 tensors are cast to the model's dtype. A checkpoint that does not fit ends the run
-    with one line naming the mismatch (SystemExit)."""
-    cfg = model.config
-    sd = strip_prefixes(sd)
-    layers = sorted({int(m.group(1)) for k in sd if (m := LAYER_KEY.match(k))})
-    if len(layers) != cfg.n_layer:
-        raise SystemExit(f"error: the checkpoint has {len(layers)} layers (depth {len(layers)}) but the model has "
-                         f"n_layer={cfg.n_layer}: build the model with the checkpoint's depth (LLM.from_pretrained infers it)")
-    converted, experts = {}, {}
-    for k, v in sd.items():
-        m = EXPERT_KEY.match(k)
-        if m:
-            experts[(int(m.group(1)), m.group(3), int(m.group(2)))] = v
-        else:
-            converted[k] = v
-    for i in range(cfg.n_layer):                                       # per-expert → stacked (E, ...)
-        for name, ours in (("swiglu.w_v", "w_v"), ("c_proj", "c_proj")):
-            found = sorted(e for (layer, n, e) in experts if layer == i and n == name)
-            if not found:
-                continue
-            if found != list(range(cfg.n_experts)):
-                raise SystemExit(f"error: layer {i} of the checkpoint has experts {found} but the model has "
-                                 f"n_experts={cfg.n_experts}: build the model with the checkpoint's expert count")
-            converted[f"transformer.h.{i}.moe.{ours}"] = torch.stack([experts[(i, name, e)] for e in found])
-    if "transformer.wte.weight" not in converted and "lm_head.weight" in converted:
-        converted["transformer.wte.weight"] = converted["lm_head.weight"]
-    converted.setdefault("lm_head.weight", converted.get("transformer.wte.weight"))
-    expected = model.state_dict()
-    for k, v in expected.items():                                      # inv_freq is derived: fill if absent
-        if k.endswith("rotary_emb.inv_freq") and k not in converted:
-            converted[k] = v
-    missing = [k for k in expected if converted.get(k) is None]
-    unexpected = [k for k in converted if k not in expected]
-    if missing or unexpected:
-        raise SystemExit(f"error: checkpoint keys do not match the model: missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}: is this a linnet checkpoint?")
-    for k, v in expected.items():
-        if tuple(converted[k].shape) != tuple(v.shape):
-            raise SystemExit(f"error: checkpoint tensor {k} has shape {list(converted[k].shape)} but the model "
-                             f"expects {list(v.shape)}: build the model with the checkpoint's config")
-        if k.endswith("inv_freq") and v.device.type != "meta" and \
-                not torch.allclose(converted[k].float().cpu(), v.float().cpu(), rtol=1e-2):
-            raise SystemExit(f"error: checkpoint {k} differs from RoPE base {cfg.rope_base}: set rope_base to match")
-    model.load_state_dict({k: converted[k] for k in expected}, strict=True)
-    for block in model.transformer.h:                                  # RoPE's tables follow the loaded inv_freq
-        block.attn.rotary_emb.build_tables()
-    return model
-
-
-def export_linnet_state_dict(model: LLM) -> dict:
-    """Our model → linnet's published layout (key order and shapes of docs/checkpoint_keys.json):
-    per-expert `moe.experts.{e}.swiglu.w_v.weight` (2F, C) and `.c_proj.weight` (C, F), the RoPE buffer,
-    and both tied names (they share one tensor, as in the original state_dict)."""
-    out = {"transformer.wte.weight": model.transformer.wte.weight.detach()}
-    for i, block in enumerate(model.transformer.h):
-        p = f"transformer.h.{i}."
-        out[p + "ln1.weight"] = block.ln1.weight.detach()
-        out[p + "ln2.weight"] = block.ln2.weight.detach()
-        out[p + "attn.l_conv.weight"] = block.attn.l_conv.weight.detach()
-        out[p + "attn.c_attn.weight"] = block.attn.c_attn.weight.detach()
-        out[p + "attn.c_proj.weight"] = block.attn.c_proj.weight.detach()
-        out[p + "attn.rotary_emb.inv_freq"] = block.attn.rotary_emb.inv_freq.detach()
-        out[p + "moe.router.weight"] = block.moe.router.weight.detach()
-        for e in range(block.moe.n_experts):
-            out[p + f"moe.experts.{e}.swiglu.w_v.weight"] = block.moe.w_v[e].detach().clone()
-            out[p + f"moe.experts.{e}.c_proj.weight"] = block.moe.c_proj[e].detach().clone()
-    out["transformer.ln_f.weight"] = model.transformer.ln_f.weight.detach()
-    out["lm_head.weight"] = model.lm_head.weight.detach()
-    out.update(plus_state_dict(model))                          # linnet+ only (appendix); {} for linnet
-    return out
-
-
-def need_safetensors(what: str) -> None:
-    """Stop with one line naming the package when safetensors is not installed (not "a damaged file")."""
-    try:
-        import safetensors.torch  # noqa: F401
-    except ImportError:
-        raise SystemExit(f"error: {what} needs the safetensors package, which is not installed: "
-                         f"pip install safetensors (it is in requirements.txt)")
-
-
-def save_pytorch_model_bin(sd: dict, path: Path, config: LLMConfig | None = None) -> Path:
-    """Write {name: tensor} as linnet's published file: a plain torch state_dict (`torch.save`), atomically.
-    The tied pair keeps one storage under both names, as the original `model.state_dict()` does, so the file
-    loads with linnet's own `load_state_dict` and with ours. (linnet's published file is bf16; ours keeps the
-    precision the run trained in, fp32, so exporting and loading again gives the same numbers.) `config`, when
-    given, rides inside the file as the state_dict's `_metadata` (saved_config): loaders check config.json
-    against it, and a folder whose config.json went missing still loads with the right block_size."""
-    out = OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
-    if config is not None:                                             # kept for the loader's checks (saved_config)
-        out._metadata = OrderedDict({"": {"linnet_config": published_config(config)}})
-    with house.atomic_path(path) as tmp:
-        torch.save(out, tmp)
-        tmp.chmod(0o644)                                               # readable by whoever it is handed to
-    return path
-
-
-EXPORT_FILES = ("pytorch_model.bin", "config.json", "tokenizer.json", "tokenizer_config.json")   # what --export writes
-
-
-def check_export_folder(out_dir: Path, overwrite: bool = False) -> None:
-    """Refuse, before anything is written, a folder that holds model files: weights of another name would
-    stay beside ours and a loader could read them instead (find_checkpoint), and an earlier export
-    would be replaced. `overwrite` allows replacing an earlier export (the EXPORT_FILES) only."""
-    if not out_dir.is_dir():
-        return
-    weights = {p.name for p in out_dir.iterdir() if p.suffix in (".bin", ".safetensors", ".pt", ".pth")}
-    foreign = sorted(weights - {"pytorch_model.bin"})
-    if foreign:
-        raise SystemExit(f"error: {out_dir} already holds other weights ({', '.join(foreign)}) that loaders would "
-                         f"read instead of the export: pass a new --out, or remove them")
-    ours = [name for name in EXPORT_FILES if (out_dir / name).exists()]
-    if ours and not overwrite:
-        raise SystemExit(f"error: {out_dir} already holds an export ({', '.join(ours)}): pass a new --out, or "
-                         f"--overwrite to replace those files")
-
-
-def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
-    """A 05 checkpoint (`latest.pt`) → linnet's published folder: pytorch_model.bin (linnet's key layout,
-    docs/checkpoint_keys.json), config.json and tokenizer.json — what `LLM.from_pretrained(out_dir)` loads.
-    `tokenizer` defaults to 01's; it must be the one the run was trained with. Every file is atomic; a
-    folder holding other model files is refused first (check_export_folder)."""
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if not checkpoint.is_file():
-        raise SystemExit(f"error: no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
-    check_export_folder(out_dir, overwrite)
-    ckpt = read_checkpoint_file(checkpoint, weights_only=False)      # ours: optimizer and RNG states too
-    if not (isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt):
-        raise SystemExit(f"error: {checkpoint} is not a 05_train checkpoint (no 'model' and 'config'): "
-                         f"pass a latest.pt written by python 05_train.py")
-    tokenizer = Path(tokenizer) if tokenizer is not None else house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
-    tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
-    trained_with = ckpt.get("tokenizer_sha256")
-    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
-        raise SystemExit(f"error: {checkpoint} was trained with another tokenizer than {tokenizer}: "
-                         f"pass the --tokenizer the run used")
-    config = LLMConfig.from_dict({**ckpt["config"], "moe_impl": "auto"})
-    model = LLM(config)
-    check_finite(load_linnet_state_dict(model, ckpt["model"]), checkpoint)   # every key, shape, value
-    house.check_writable(out_dir)
-    save_pytorch_model_bin(export_linnet_state_dict(model), out_dir / "pytorch_model.bin", config)
-    house.write_json(out_dir / "config.json", published_config(config))
-    house.write_json(out_dir / "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.block_size, "unk_token": None,
-        "bos_token": None, "eos_token": tokenizer_lib.EOT, "pad_token": tokenizer_lib.PAD,
-        "add_prefix_space": False, "trim_offsets": True})
-    with house.atomic_path(out_dir / "tokenizer.json") as tmp:         # the same bytes: the same sha256
-        tmp.write_bytes(tokenizer.read_bytes())
-    return out_dir
-
-
-def published_config(config: LLMConfig) -> dict:
-    """config.json as linnet's published repo writes it (model_type, architectures, the derived widths, dtype,
-    pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+)."""
-    linnet_keys = ("depth", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_dim", "block_size", "vocab_size",
-                   "n_experts", "n_active_experts", "rope_base")
-    ours = {k: v for k, v in config.to_dict().items() if k not in linnet_keys and k not in ("moe_impl", "rope_impl")}
-    return {"model_type": "linnet", "architectures": ["LLM"], **{k: getattr(config, k) for k in linnet_keys},
-            "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours}
-
-
-def original_code_line(config: LLMConfig) -> str:
-    """Whether linnet's own code can load an export: its LLMConfig(depth, block_size, vocab_size, n_experts,
-    n_active_experts) derives every width from depth (head_dim 64, RoPE base 50,000, QK-norm on, no linnet+
-    switch), so it builds exactly the shapes those five numbers express.
-
-    >>> original_code_line(LLMConfig(depth=12)).split(": ")[1]
-    'LLM(LLMConfig(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2)) + load_state_dict'"""
-    five = {k: getattr(config, k) for k in ("depth", "block_size", "vocab_size", "n_experts", "n_active_experts")}
-    derived = LLMConfig(**five)
-    same = (all(getattr(derived, k) == getattr(config, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd",
-                                                                   "head_dim", "ffn_dim", "rope_base"))
-            and config.qk_norm and not plus_switches(config))
-    if same:
-        args = ", ".join(f"{k}={v}" for k, v in five.items())
-        return f"linnet's own code loads it too: LLM(LLMConfig({args})) + load_state_dict"
-    return ("linnet's own code cannot build this shape (its LLMConfig derives every width from depth, head_dim 64): "
-            "load it with this repo's LLM.from_pretrained")
-
-
-def check_finite(model: LLM, path) -> LLM:
-    """Stop with one line if any weight is NaN or inf (what a diverged run saves), else return `model`."""
-    if not all(torch.isfinite(p).all() for p in model.parameters()):
-        raise SystemExit(f"error: {path} holds non-finite weights (NaN/inf): it comes from a diverged run; "
-                         f"use an earlier checkpoint")
-    return model
-
-
-# --- Appendix: the FP8 GEMMs of section 5b ------------------------------------------------------------------
-# An operator whose forward and input-gradient GEMMs multiply in FP8, and the grouped GEMM it calls:
-# the Hopper kernel (torch._scaled_grouped_mm) where it exists, the plain dequantise-and-multiply reference
-# elsewhere; tests/test_fp8.py checks that the two agree (on a GPU) and that FP8 stays near bf16 (anywhere).
-
-class FP8Weight(NamedTuple):
-    """An expert weight w (E, N, K) with its two FP8 copies: rows over K (forward) and columns over N
-    (input gradient). Gradients flow to w; the copies are made without autograd."""
-    w: torch.Tensor
-    q: torch.Tensor            # (E, N, K) float8
-    scale: torch.Tensor        # (E, N)
-    q_t: torch.Tensor          # (E, K, N) float8: wᵀ, rows over N
-    scale_t: torch.Tensor      # (E, K)
-
-
-def fp8_weight(w) -> FP8Weight:
-    with torch.no_grad():
-        return FP8Weight(w, *quantize_rows(w), *quantize_rows(w.transpose(-2, -1)))
-
-
-def as_fp8_weight(w, dtype) -> FP8Weight:
-    """w as given by cast_expert_weights (already an FP8Weight), or a plain tensor to quantise now."""
-    return w if isinstance(w, FP8Weight) else fp8_weight(w.to(dtype))
-
-
-def fp8_grouped_linear(x, offsets, weight: FP8Weight):
-    """y = x_g @ w_eᵀ for the rows x_g of each expert's group e. x (M, K); offsets (E,) int32 ends of the
-    groups, each a multiple of 16 rows; weight: w (E, N, K) with its FP8 copies → (M, N).
-
-    forward   y      = x @ wᵀ    FP8: x rows scaled over K, w rows over K
-    backward  grad_x = g @ w     FP8: g rows over N, w columns over N       (`fp8_grouped_linear_backward`)
-              grad_w = gᵀ @ x    bf16, as in moe_grouped. In FP8 it needs both operands transposed and
-                                 scaled per expert and column: in a first version those transposing kernels
-                                 took ~21 ms per micro-step on an H200, where an FP8 grad_w GEMM could save
-                                 ~3 ms (BENCHMARKS.md, "FP8 experts").
-    x is quantised here, outside the op, so that torch.compile fuses it into the kernel that makes x."""
-    xq, x_scale = quantize_rows(x)                                        # (M, K) float8, (M,)
-    return fp8_grouped_linear_op(x, xq, x_scale, offsets, *weight)
-
-
-# A custom operator with its own backward, not a torch.autograd.Function: with torch 2.11, torch.compile
-# gave a Function whose output is computed from float8 tensors zero gradients (tests/test_fp8.py checks).
-@torch.library.custom_op("linnet::fp8_grouped_linear", mutates_args=())
-def fp8_grouped_linear_op(x: torch.Tensor, xq: torch.Tensor, x_scale: torch.Tensor, offsets: torch.Tensor,
-                          w: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, wtq: torch.Tensor,
-                          wt_scale: torch.Tensor) -> torch.Tensor:
-    return scaled_grouped_mm(xq, x_scale, wq, w_scale, offsets, x.dtype)
-
-
-@fp8_grouped_linear_op.register_fake
-def _(x, xq, x_scale, offsets, w, wq, w_scale, wtq, wt_scale):
-    return x.new_empty(x.shape[0], w.shape[1])
-
-
-def fp8_grouped_linear_setup(ctx, inputs, output):
-    x, _, _, offsets, w, _, _, wtq, wt_scale = inputs
-    ctx.save_for_backward(x, offsets, w, wtq, wt_scale)
-
-
-def fp8_grouped_linear_backward(ctx, grad):                              # grad (M, N)
-    x, offsets, w, wtq, wt_scale = ctx.saved_tensors
-    gq, g_scale = quantize_rows(grad)                                     # (M, N), (M,)
-    grad_x = scaled_grouped_mm(gq, g_scale, wtq, wt_scale, offsets, x.dtype)              # (M, K)
-    dtype = torch.bfloat16 if x.is_cuda else x.dtype                     # grouped_mm on CUDA: bf16 only
-    grad_w = F.grouped_mm(grad.to(dtype).t(), x.to(dtype), offs=offsets)                  # (E, N, K)
-    return grad_x, None, None, None, grad_w.to(w.dtype), None, None, None, None
-
-
-fp8_grouped_linear_op.register_autograd(fp8_grouped_linear_backward, setup_context=fp8_grouped_linear_setup)
-
-
-def fp8_kernel_available(t) -> bool:
-    """torch._scaled_grouped_mm (row-wise FP8) runs on Hopper (compute capability 9.0) only."""
-    return (t.is_cuda and hasattr(torch, "_scaled_grouped_mm")
-            and torch.cuda.get_device_capability(t.device) == (9, 0))
-
-
-def scaled_grouped_mm(a, a_scale, b, b_scale, offsets, out_dtype):
-    """FP8 grouped GEMM: row i of a, in group e, times b[e]ᵀ, multiplied as float8 and then scaled by
-    a_scale[i] · b_scale[e]. The Hopper kernel sums with fast accumulation (partial sums promoted to fp32
-    less often: faster, slightly less exact than the reference's fp32 sums).
-    a (M, K) float8, a_scale (M,); b (E, N, K) float8, b_scale (E, N); offsets (E,) → (M, N) out_dtype.
-    The Hopper kernel wants a's rows contiguous (row-major) and the second operand's columns contiguous
-    (column-major): it gets b.transpose(-2, -1), a view of b as stored, (E, N, K) with K contiguous."""
-    if not fp8_kernel_available(a):
-        return scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype)
-    out = torch._scaled_grouped_mm(a, b.transpose(-2, -1), a_scale, b_scale, offs=offsets,
-                                   out_dtype=torch.bfloat16, use_fast_accum=True)
-    return out.to(out_dtype)
-
-
-def scaled_grouped_mm_reference(a, a_scale, b, b_scale, offsets, out_dtype):
-    """The plain version of scaled_grouped_mm: dequantise to fp32, one matmul per group (a host sync per
-    group: for CPUs and tests)."""
-    ends = offsets.tolist()
-    a32 = a.float() * a_scale[:, None]                                   # (M, K)
-    b32 = b.float() * b_scale[..., None]                                 # (E, N, K)
-    out = torch.cat([a32[s:e] @ b32[g].T for g, (s, e) in enumerate(zip([0] + ends[:-1], ends))])
-    return out.to(out_dtype)
-
-
-# --- Appendix: fused RoPE + QK-norm (one GPU kernel: `rope_qk_norm`; section 4's `rope_qk_norm_reference`) --
-# Section 4 rotates q and k in fp32 and normalises them: in eager PyTorch that is ~10 kernels per tensor, each
-# a full pass over q or k in memory (upcast, two multiplies, the half swap, add, downcast, LayerNorm's upcast,
-# the norm, its downcast). Their arithmetic is tiny; the passes are the cost. The kernel below reads each
-# 64-wide head row of the qkv projection's output once in bf16, rotates and normalises the q and k rows in fp32
-# registers, and writes q | k | v once: for linnet's qkv in one micro-step (32 × 1024 tokens × 1,280 × 2
-# bytes = 84 MB) 168 MB of traffic, where the eager ops move ≈ 2.5 GB (q and k, 67 MB in bf16, twice that in
-# fp32, read and written about ten times). Its backward recomputes the rotation from qkv (nothing else is
-# kept) and applies LayerNorm's and the rotation's transposes in the same pass. Measured on an H200 (forward +
-# backward of one layer): 0.54 ms, against 0.80 ms for inductor's kernels and 2.57 ms eager; the training step
-# 1.4 GB lighter and +1.5 % (one same-start pair); 06's HellaSwag run 14.1 → 12.1 s (first version, same
-# process). LINNET_ROPE=reference (environment) makes "auto" use the plain ops everywhere. It takes and
-# gives dense tensors only: a kernel handed strided views must be told their strides, and torch.compile may
-# lay a view out anew after those numbers were read. `set_rope_impl(model, "reference")` switches a model back
-# to the plain ops (`rope_qk_norm_reference`, section 4); tests/test_rope_kernel.py checks the two agree (on a CPU through Triton's interpreter, on a
-# GPU compiled, forward and backward). Measured: BENCHMARKS.md, "Throughput III". Triton ships with CUDA builds
-# of PyTorch; on a CPU-only install this section defines no kernel and section 4 runs the plain ops.
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:                 # the CPU wheel of torch has no triton: section 4's plain path runs
-    triton = None
-
-ROPE_PLAIN_FROM_ENV = os.environ.get("LINNET_ROPE") == "reference"   # read once: "auto" then takes the plain ops
-ROPE_ROWS_PER_PROGRAM = 64          # head rows (of head_dim values) one program handles
-
-
-def set_rope_impl(model: nn.Module, impl: str) -> nn.Module:
-    """Choose how every attention layer of `model` runs RoPE + QK-norm: "fused" (the Triton kernel; CUDA with
-    triton, or Triton's CPU interpreter), "reference" (section 4's plain ops), or "auto" (fused on a CUDA
-    tensor when triton is installed, else plain — the default)."""
-    if impl not in ROPE_IMPLS:
-        raise ValueError(f"rope impl must be one of {', '.join(ROPE_IMPLS)}, got {impl!r}")
-    for module in model.modules():
-        if isinstance(module, CausalSelfAttention):
-            module.rope_impl = impl
-    return model
-
-
-def fused_rope_ok(impl: str, x, head_dim: int) -> bool:
-    """Whether `qkv_heads` takes the fused `rope_qk_norm` for x under `impl` (see set_rope_impl). The kernel
-    holds the two halves of a head row in registers: head_dim must be a power of two, at least 16 (linnet: 64).
-    LINNET_ROPE=reference in the environment makes "auto" take the plain ops (for a GPU Triton cannot serve)."""
-    shape_ok = head_dim >= 16 and head_dim & (head_dim - 1) == 0
-    if impl == "fused":
-        if triton is None:
-            raise ValueError("rope impl 'fused' needs triton (the CUDA builds of PyTorch bring it)")
-        if not shape_ok:
-            raise ValueError(f"rope impl 'fused' needs head_dim a power of two >= 16, got {head_dim}")
-        if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-            raise ValueError("rope impl 'fused' runs on CUDA tensors (or on a CPU under TRITON_INTERPRET=1)")
-        return True
-    return impl == "auto" and triton is not None and x.is_cuda and shape_ok and not ROPE_PLAIN_FROM_ENV
-
-
-def rope_qk_norm(qkv, cos, sin, n_head: int, n_kv_head: int, positions=None, qk_norm: bool = True):
-    """`rope_qk_norm_reference` in one Triton kernel: same arguments, same results (in fp32; in bf16 it rounds
-    q and k once, after the norm). q, k, v come back as views of one dense (B, T, nh + 2·nkv, hd) tensor.
-    Positions are not range-checked here (a kernel cannot raise IndexError): 06 builds them inside the window."""
-    B, T, _ = qkv.shape
-    hd = cos.shape[-1]
-    pos = positions.contiguous() if positions is not None else None
-    heads = torch.ops.linnet.rope_qk_norm(qkv.contiguous().view(B, T, n_head + 2 * n_kv_head, hd), cos.contiguous(),
-                                          sin.contiguous(), pos, n_head + n_kv_head, qk_norm, 1e-5)
-    return heads.split([n_head, n_kv_head, n_kv_head], dim=2)
-
-
-def launch(kernel):
-    """A Triton kernel as torch.compile can trace it (wrap_triton); as it is under Triton's CPU interpreter."""
-    return kernel if os.environ.get("TRITON_INTERPRET") == "1" else torch.library.wrap_triton(kernel)
-
-
-if triton is not None:
-    @triton.jit
-    def rope_norm_rows(X, COS, SIN, POS, row0, n_rows, T, HEADS, N_QK,
-                       HAS_POS: tl.constexpr, HALF: tl.constexpr, ROWS: tl.constexpr):
-        """For ROWS head rows of a dense (B, T, HEADS, 2·HALF) tensor: the offsets of their first halves
-        (ROWS, HALF), the row mask, which rows get RoPE (+ norm), and in fp32 the two halves of x, of cos and
-        of sin at each row's position. RoPE pairs column j with j + HALF (rotate_half), so halves are all it needs."""
-        rows = row0 + tl.arange(0, ROWS)                                    # (ROWS,)
-        live = rows < n_rows
-        rotate = (rows % HEADS) < N_QK                                      # q and k heads; v heads are copied
-        bt = rows // HEADS
-        cols = tl.arange(0, HALF)                                           # (HALF,)
-        m = live[:, None]
-        first = rows.to(tl.int64)[:, None] * (2 * HALF) + cols[None, :]    # (ROWS, HALF)
-        x1 = tl.load(X + first, mask=m, other=0.0).to(tl.float32)
-        x2 = tl.load(X + first + HALF, mask=m, other=0.0).to(tl.float32)
-        if HAS_POS:
-            p = tl.load(POS + bt, mask=live, other=0).to(tl.int64)
-        else:
-            p = (bt % T).to(tl.int64)
-        angle = p[:, None] * (2 * HALF) + cols[None, :]                     # (ROWS, HALF) into the tables
-        c1 = tl.load(COS + angle, mask=m, other=0.0).to(tl.float32)
-        c2 = tl.load(COS + angle + HALF, mask=m, other=0.0).to(tl.float32)
-        s1 = tl.load(SIN + angle, mask=m, other=0.0).to(tl.float32)
-        s2 = tl.load(SIN + angle + HALF, mask=m, other=0.0).to(tl.float32)
-        return first, m, rotate[:, None], x1, x2, c1, c2, s1, s2
-
-    @triton.jit
-    def rope_norm_forward_kernel(X, COS, SIN, POS, Y, n_rows, T, HEADS, N_QK, eps,
-                                 HAS_POS: tl.constexpr, NORM: tl.constexpr, HALF: tl.constexpr, ROWS: tl.constexpr):
-        first, m, rotate, x1, x2, c1, c2, s1, s2 = rope_norm_rows(
-            X, COS, SIN, POS, tl.program_id(0) * ROWS, n_rows, T, HEADS, N_QK, HAS_POS, HALF, ROWS)
-        r1 = x1 * c1 - x2 * s1                                              # RoPE: x·cos + rotate_half(x)·sin
-        r2 = x2 * c2 + x1 * s2
-        if NORM:                                                            # LayerNorm over both halves, no weights
-            mean = (tl.sum(r1, 1) + tl.sum(r2, 1)) / (2 * HALF)
-            r1 = r1 - mean[:, None]
-            r2 = r2 - mean[:, None]
-            rstd = 1.0 / tl.sqrt((tl.sum(r1 * r1, 1) + tl.sum(r2 * r2, 1)) / (2 * HALF) + eps)
-            r1 = r1 * rstd[:, None]
-            r2 = r2 * rstd[:, None]
-        tl.store(Y + first, tl.where(rotate, r1, x1).to(Y.dtype.element_ty), mask=m)
-        tl.store(Y + first + HALF, tl.where(rotate, r2, x2).to(Y.dtype.element_ty), mask=m)
-
-    @triton.jit
-    def rope_norm_backward_kernel(DY, X, COS, SIN, POS, DX, n_rows, T, HEADS, N_QK, eps,
-                                  HAS_POS: tl.constexpr, NORM: tl.constexpr, HALF: tl.constexpr, ROWS: tl.constexpr):
-        """dx from dy: LayerNorm's backward (the rotation recomputed from x), then the rotation's transpose:
-        r1 = x1·c1 − x2·s1, r2 = x2·c2 + x1·s2  ⇒  dx1 = dr1·c1 + dr2·s2, dx2 = dr2·c2 − dr1·s1."""
-        first, m, rotate, x1, x2, c1, c2, s1, s2 = rope_norm_rows(
-            X, COS, SIN, POS, tl.program_id(0) * ROWS, n_rows, T, HEADS, N_QK, HAS_POS, HALF, ROWS)
-        dr1 = tl.load(DY + first, mask=m, other=0.0).to(tl.float32)       # (ROWS, HALF)
-        dr2 = tl.load(DY + first + HALF, mask=m, other=0.0).to(tl.float32)
-        dy1 = dr1
-        dy2 = dr2
-        if NORM:
-            n1 = x1 * c1 - x2 * s1
-            n2 = x2 * c2 + x1 * s2
-            mean = (tl.sum(n1, 1) + tl.sum(n2, 1)) / (2 * HALF)
-            n1 = n1 - mean[:, None]
-            n2 = n2 - mean[:, None]
-            rstd = 1.0 / tl.sqrt((tl.sum(n1 * n1, 1) + tl.sum(n2 * n2, 1)) / (2 * HALF) + eps)
-            n1 = n1 * rstd[:, None]                                         # the normalised output
-            n2 = n2 * rstd[:, None]
-            mean_dy = (tl.sum(dy1, 1) + tl.sum(dy2, 1)) / (2 * HALF)
-            mean_dyn = (tl.sum(dy1 * n1, 1) + tl.sum(dy2 * n2, 1)) / (2 * HALF)
-            dr1 = (dy1 - mean_dy[:, None] - n1 * mean_dyn[:, None]) * rstd[:, None]
-            dr2 = (dy2 - mean_dy[:, None] - n2 * mean_dyn[:, None]) * rstd[:, None]
-        dx1 = dr1 * c1 + dr2 * s2
-        dx2 = dr2 * c2 - dr1 * s1
-        tl.store(DX + first, tl.where(rotate, dx1, dy1).to(DX.dtype.element_ty), mask=m)
-        tl.store(DX + first + HALF, tl.where(rotate, dx2, dy2).to(DX.dtype.element_ty), mask=m)
-
-    def rope_norm_launch(kernel, tensors, qkv, positions, n_qk_heads, norm, eps):
-        """Run one of the two kernels over every head row of the dense (B, T, heads, hd) qkv."""
-        B, T, heads, hd = qkv.shape
-        n_rows = B * T * heads
-        pos = positions if positions is not None else qkv        # a placeholder pointer, never read
-        launch(kernel)[(triton.cdiv(n_rows, ROPE_ROWS_PER_PROGRAM),)](
-            *tensors[:-1], pos, tensors[-1], n_rows, T, heads, n_qk_heads, eps,
-            HAS_POS=positions is not None, NORM=norm, HALF=hd // 2, ROWS=ROPE_ROWS_PER_PROGRAM)
-
-    @torch.library.triton_op("linnet::rope_qk_norm", mutates_args={})
-    def rope_qk_norm_op(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor | None,
-                        n_qk_heads: int, norm: bool, eps: float) -> torch.Tensor:
-        out = torch.empty_like(qkv, memory_format=torch.contiguous_format)           # (B, T, heads, hd)
-        rope_norm_launch(rope_norm_forward_kernel, (qkv, cos, sin, out), qkv, positions, n_qk_heads, norm, eps)
-        return out
-
-    @torch.library.triton_op("linnet::rope_qk_norm_backward", mutates_args={})
-    def rope_qk_norm_backward_op(dy: torch.Tensor, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                                 positions: torch.Tensor | None, n_qk_heads: int, norm: bool, eps: float) -> torch.Tensor:
-        dy = dy.contiguous()
-        dx = torch.empty_like(qkv, memory_format=torch.contiguous_format)            # (B, T, heads, hd)
-        rope_norm_launch(rope_norm_backward_kernel, (dy, qkv, cos, sin, dx), qkv, positions, n_qk_heads, norm, eps)
-        return dx
-
-    def rope_qk_norm_setup(ctx, inputs, output):
-        qkv, cos, sin, positions, n_qk_heads, norm, eps = inputs
-        ctx.save_for_backward(qkv, cos, sin, positions)
-        ctx.n_qk_heads, ctx.norm, ctx.eps = n_qk_heads, norm, eps
-
-    def rope_qk_norm_grad(ctx, dy):
-        qkv, cos, sin, positions = ctx.saved_tensors
-        dx = torch.ops.linnet.rope_qk_norm_backward(dy, qkv, cos, sin, positions, ctx.n_qk_heads, ctx.norm, ctx.eps)
-        return dx, None, None, None, None, None, None
-
-    rope_qk_norm_op.register_autograd(rope_qk_norm_grad, setup_context=rope_qk_norm_setup)
-
-
-# --- Appendix: linnet+ — measured upgrades, each a switch (05's --preset linnet-plus) -----------------------
-# linnet is rebuilt exactly above. These are later recipe changes from public speed-runs (modded-nanogpt,
-# nanochat), each an LLMConfig field that is off by default: LLM(config) builds an `LLMPlus` as soon as one is
-# on, so every loader, 05 and 06 work unchanged, and a linnet config still builds the plain LLM, byte for byte.
-# What each buys, measured on linnet's depth-12 model: BENCHMARKS.md, "linnet+".
-
-PLUS_SWITCHES = ("zero_init_out", "x0_mix", "logit_softcap")
-
-
-def plus_switches(config: LLMConfig) -> dict:
-    """The linnet+ switches that are on in `config`: {} for linnet."""
-    default = LLMConfig()
-    return {name: getattr(config, name) for name in PLUS_SWITCHES if getattr(config, name) != getattr(default, name)}
-
-
-class BlockPlus(Block):
-    """x0_mix: the block reads a·x + b·x0, where x0 is the token embedding and (a, b) are learned per layer
-    (start: 1, 0 = linnet's block). A layer can pull back what the token itself was, however deep it is."""
-
-    def __init__(self, config: LLMConfig):
-        super().__init__(config)
-        self.x0_lambdas = nn.Parameter(torch.tensor([1.0, 0.0])) if config.x0_mix else None
-
-    def forward(self, x, cache=None, expert_weights=None, x0=None):  # (B, T, C)
-        if self.x0_lambdas is not None:
-            x = self.x0_lambdas[0] * x + self.x0_lambdas[1] * x0
-        return super().forward(x, cache, expert_weights)
-
-
-class LLMPlus(LLM):
-    """linnet's model with the linnet+ switches of its config (see PLUS_SWITCHES)."""
-
-    def __init__(self, config: LLMConfig):
-        super().__init__(config)
-        self.transformer.h = nn.ModuleList([BlockPlus(config) for _ in range(config.n_layer)])
-        self.init_weights()
-
-    @torch.no_grad()
-    def init_weights(self):
-        """linnet's init; zero_init_out: both output projections start at 0 (modded-nanogpt, nanochat)."""
-        super().init_weights()
-        if self.config.zero_init_out:
-            for block in self.transformer.h:
-                block.attn.c_proj.weight.zero_()
-                block.moe.c_proj.zero_()
-
-    def head(self, x):
-        """logit_softcap c: c·tanh(logits / c) keeps every logit in (−c, c) (modded-nanogpt uses 15–30)."""
-        logits = self.lm_head(x)
-        cap = self.config.logit_softcap
-        return cap * torch.tanh(logits / cap) if cap else logits
-
-    def hidden(self, idx, caches=None, expert_weights=None):
-        x0 = x = self.transformer.wte(idx)                           # (B, T, C)
-        routers = []
-        for i, block in enumerate(self.transformer.h):
-            x, router = block(x, None if caches is None else caches[i],
-                              None if expert_weights is None else expert_weights[i], x0=x0)
-            routers.append(router)
-        return self.transformer.ln_f(x), routers
-
-
-def plus_state_dict(model: LLM) -> dict:
-    """The linnet+ parameters that linnet's layout has no key for (export_linnet_state_dict adds them)."""
-    return {f"transformer.h.{i}.x0_lambdas": block.x0_lambdas.detach()
-            for i, block in enumerate(model.transformer.h) if getattr(block, "x0_lambdas", None) is not None}
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ import torch
 import torch.distributed as dist
 
 import house
+from fast import fp8
+from fast import moe as moe_fast
+from house import checkpoints
 
 tokenizer_lib = importlib.import_module("01_tokenizer")  # load_tokenizer, tokenizer_sha256
 model_lib = importlib.import_module("02_model")   # LLMConfig, LLM, cast_expert_weights, export/load_linnet_state_dict
@@ -251,7 +254,7 @@ def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: tor
     # On a GPU (bf16), cast the expert weights once for all micro-steps (same maths, 02.cast_expert_weights).
     # Not under DDP: its gradient hooks are only tested with weights used directly in the forward.
     cast_once = cfg.cast_experts_once and device.type == "cuda" and not is_ddp
-    expert_weights = model_lib.cast_expert_weights(model) if cast_once else None   # one (w_v, c_proj) per layer
+    expert_weights = moe_fast.cast_expert_weights(model) if cast_once else None   # one (w_v, c_proj) per layer
     for i, (x, y) in enumerate(batches):                                             # x, y: (B, T)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         last = i == len(batches) - 1
@@ -514,7 +517,7 @@ def validation_summary(cfg: TrainConfig, run: RunConfig) -> str:
 
 
 def fp8_emulated(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.moe_impl == "grouped_fp8" and not model_lib.fp8_kernel_available(torch.empty(0, device=device))
+    return cfg.moe_impl == "grouped_fp8" and not fp8.fp8_kernel_available(torch.empty(0, device=device))
 
 
 def fp8_note(cfg: TrainConfig, device: torch.device) -> str:
@@ -580,7 +583,7 @@ def probe_loss(model, data_dir: Path, cfg: TrainConfig) -> float:
 def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise SystemExit(f"error: --resume found no checkpoint at {path}: start without --resume, or pass --out")
-    checkpoint = model_lib.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
     missing = [k for k in ("model", "train_config", "optimizers", "loader", "rng", "step")
                if not (isinstance(checkpoint, dict) and k in checkpoint)]
     if missing:

@@ -82,6 +82,7 @@ import torch
 import torch.nn.functional as F
 
 import house
+from house import checkpoints
 
 tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
@@ -977,7 +978,7 @@ def load_model(path: str | Path, device=None):
         raise SystemExit(f"error: no checkpoint at {path}: train one with python 05_train.py, "
                          f"or pass --checkpoint PATH (a 05 .pt, or linnet's pytorch_model.bin)")
     model, tokenizer_sha256 = model_lib.load_any_checkpoint(path)   # a 05 .pt: its saved config; else 02's loader
-    model_lib.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score
+    checkpoints.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score
     model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
     return model.to(device or house.default_device()).eval()
 
@@ -997,9 +998,9 @@ def tokenizer_for(path: Path, preset: str, checkpoint: Path | None = None):
     """The tokenizer at `path`; an exported folder given as `checkpoint` brings its own tokenizer.json, which
     wins (a --tokenizer other than the default that differs from it is refused: 02's pick_tokenizer); for the
     tiny preset, a vocab-1024 one trained in memory if it is missing."""
-    if checkpoint is not None and model_lib.exported_tokenizer(checkpoint) is not None:
+    if checkpoint is not None and checkpoints.exported_tokenizer(checkpoint) is not None:
         given = None if Path(path).resolve() == DEFAULT_TOKENIZER.resolve() else path
-        path = model_lib.pick_tokenizer(checkpoint, given, DEFAULT_TOKENIZER)
+        path = checkpoints.pick_tokenizer(checkpoint, given, DEFAULT_TOKENIZER)
         print(f"tokenizer: {house.shown(path)} (the exported folder's own)")
     if path.is_file():
         return tokenizer_lib.load_tokenizer(path)

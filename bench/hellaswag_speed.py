@@ -28,7 +28,7 @@ Needs only torch, tokenizers, numpy and this repo.
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import importlib
 import json
 import sys
@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
+from house import checkpoints  # noqa: E402
 
 model_lib = importlib.import_module("02_model")
 eval_lib = importlib.import_module("06_eval")
@@ -68,7 +69,7 @@ def parse_args(argv=None):
                         help="then time the same run as whole rows (--no-share-prefix) in this process: before and "
                              "after in one command, with how many decisions differ")
     parser.add_argument("--compare-plain-rope", action="store_true",
-                        help="then time the same run with 02's plain RoPE + QK-norm ops (set_rope_impl 'reference') "
+                        help="then time the same run with 02's plain RoPE + QK-norm ops (LLMConfig.rope_impl 'reference') "
                              "instead of its fused kernel, with how many decisions differ")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="06's compiled forward (06 --compile); the warm-up run compiles (its time is printed)")
@@ -86,6 +87,14 @@ def build_model(args, tokenizer, device):
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens, the model "
                          f"{model.config.vocab_size}: pass --vocab at least that big")
     return model.to(torch.bfloat16) if device.type == "cuda" else model    # as 06's get_model does
+
+
+def rope_twin(model, impl: str):
+    """The same weights, dtype and device in a model whose RoPE + QK-norm runs as `impl` (LLMConfig.rope_impl)."""
+    twin = model_lib.LLM(dataclasses.replace(model.config, rope_impl=impl))
+    twin.load_state_dict(model.state_dict())
+    parameter = next(model.parameters())
+    return twin.to(parameter.device, parameter.dtype).eval()
 
 
 def tokens_scored(tokenizer, examples, window, nanogpt: bool = False, batch_tokens: int = 65_536) -> dict:
@@ -129,7 +138,7 @@ def compare_reference(model, tokenizer, examples, device, compiled, share_prefix
     eager = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False)
     whole = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False,
                                         share_prefix=False)
-    exact = model_lib.set_rope_impl(copy.deepcopy(model).float(), "reference")   # the plain ops throughout
+    exact = rope_twin(model, "reference").float()                 # the plain ops throughout, in fp32
     plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in fast["records"]])
     b = np.array([r["logprob_sum"] for r in plain["records"]])
@@ -156,7 +165,7 @@ def main(argv=None):
     device = house.pick_device(args.device)
     if args.checkpoint is not None:      # an exported folder's own tokenizer.json wins, as in 06 (02's pick_tokenizer)
         given = None if args.tokenizer.resolve() == eval_lib.DEFAULT_TOKENIZER.resolve() else args.tokenizer
-        args.tokenizer = eval_lib.model_lib.pick_tokenizer(args.checkpoint, given, eval_lib.DEFAULT_TOKENIZER)
+        args.tokenizer = checkpoints.pick_tokenizer(args.checkpoint, given, eval_lib.DEFAULT_TOKENIZER)
     if not args.tokenizer.is_file():
         raise SystemExit(f"error: no tokenizer at {args.tokenizer}: pass --tokenizer PATH (any tokenizer.json)")
     tokenizer = eval_lib.tokenizer_lib.load_tokenizer(args.tokenizer)
@@ -189,9 +198,7 @@ def main(argv=None):
                      **{f"whole_rows_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], whole["records"]))
                         for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})
     if args.compare_plain_rope:
-        model_lib.set_rope_impl(model, "reference")
-        plain = timed_run(model, tokenizer, examples, device, args)
-        model_lib.set_rope_impl(model, "auto")
+        plain = timed_run(rope_twin(model, "reference"), tokenizer, examples, device, args)
         line.update({"plain_rope_seconds": round(plain["seconds"], 3), "plain_rope_acc": plain["acc"],
                      **{f"plain_rope_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], plain["records"]))
                         for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})

@@ -10,7 +10,7 @@ training step and 03's Muon + AdamW on 05's learning-rate schedule:
     reference       moe_reference, expert weights cast in every micro-step, eager   (the readable path)
     fast, eager     moe_grouped, expert weights cast once per step (02, 05), RoPE + QK-norm as plain ops, eager
     fast, compiled  the same under torch.compile    (not on a CPU, where grouped_mm compiles in bf16 only)
-    fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (02's appendix): GPU only;
+    fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (fast/rope_qk_norm.py): GPU only;
                     "fused, compiled" is what 05_train.py trains with on a GPU
 
 Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.moe_impl,
@@ -51,11 +51,11 @@ muon_lib = importlib.import_module("03_muon")
 data_lib = importlib.import_module("04_data")
 train_lib = importlib.import_module("05_train")
 
-PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once, 02's set_rope_impl)
+PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once, LLMConfig.rope_impl)
     "reference": ("reference", False, False, "reference"),
     "fast, eager": ("grouped", False, True, "reference"),
     "fast, compiled": ("grouped", True, True, "reference"),
-    "fused, eager": ("grouped", False, True, "fused"),        # + RoPE and QK-norm in one Triton kernel (02 appendix)
+    "fused, eager": ("grouped", False, True, "fused"),        # + RoPE and QK-norm in one Triton kernel (fast/)
     "fused, compiled": ("grouped", True, True, "fused"),      # what 05 trains with on a GPU since issue 25
     "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # 02 section 5b, 05 --fp8: not the same maths, how close?
 }
@@ -87,10 +87,10 @@ def train_path(name, args, vocab_size, device) -> dict:
     cfg = dataclasses.replace(train_lib.PRESETS["linnet"], depth=args.depth, seq_len=args.seq_len,
                               micro_batch=args.micro_batch, moe_impl=moe_impl,
                               total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
-                              planned_steps=args.steps, cast_experts_once=cast_experts_once)
+                              planned_steps=args.steps, cast_experts_once=cast_experts_once,
+                              model_overrides={"rope_impl": rope_impl})
     torch.manual_seed(args.seed)
     model, _ = train_lib.build_model(cfg, vocab_size, device)
-    model_lib.set_rope_impl(model, rope_impl)
     runner = torch.compile(model) if compiled else model
     optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                               muon_lr_multiplier=cfg.muon_lr_multiplier,

@@ -19,9 +19,9 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
 `--plain NAME` picks the plain side of a fast/plain pair through the argument the lessons use:
     moe            LLMConfig.moe_impl = "reference" (02: the loop over experts, not moe_grouped)
     cast_experts   TrainConfig.cast_experts_once = False (05: cast the expert weights in every micro-step,
-                   not once per step with 02's cast_expert_weights)
-    rope           02's set_rope_impl(model, "reference"): section 4's plain RoPE + QK-norm ops, not the fused
-                   Triton kernel of 02's appendix (what "auto" runs on a GPU)
+                   not once per step with fast/moe.py's cast_expert_weights)
+    rope           LLMConfig.rope_impl = "reference": 02's plain RoPE + QK-norm ops, not the fused Triton kernel
+                   of fast/rope_qk_norm.py (what "auto" runs on a GPU)
 RoPE reads cos/sin from tables on both sides; the table-vs-angles choice was measured in the second benchmark
 session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside the compiled graph 304.4k tokens/s,
 tables 309.4k).
@@ -31,6 +31,7 @@ MFU counts 6·N_active + 12·n_layer·T·n_embd FLOPs per token (docs/ARCHITECTU
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
+from fast import moe as moe_fast  # noqa: E402
 
 model_lib = importlib.import_module("02_model")
 muon_lib = importlib.import_module("03_muon")
@@ -61,10 +63,9 @@ def random_batches(n, micro_batch, seq_len, vocab, device, generator):
 
 def build(args, device):
     config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab,
-                                 moe_impl=args.moe)
+                                 moe_impl=args.moe, rope_impl="reference" if "rope" in getattr(args, "plain", ()) else "auto")
     torch.manual_seed(0)
     model = model_lib.LLM(config).to(device)
-    model_lib.set_rope_impl(model, "reference" if "rope" in getattr(args, "plain", ()) else "auto")
     if getattr(args, "residual", "fp32") == "bf16":     # an experiment (issue 25), not a lesson's choice yet
         model.transformer.wte.register_forward_hook(                 # only where autocast runs (a GPU)
             lambda module, inputs, out: out.to(torch.bfloat16) if torch.is_autocast_enabled(out.device.type) else out)
@@ -76,7 +77,7 @@ PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lesson
     "moe": "LLMConfig.moe_impl='reference' (the loop over experts)",
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
     "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
-    "rope": "02's set_rope_impl(model, 'reference') (the plain RoPE + QK-norm ops, not the fused kernel)",
+    "rope": "LLMConfig.rope_impl='reference' (02's plain RoPE + QK-norm ops, not fast/rope_qk_norm.py's kernel)",
 }
 
 
@@ -133,7 +134,7 @@ def phase_breakdown(model, runner, optimizers, cfg, args, device, gen):
     cast_once = cfg.cast_experts_once and device.type == "cuda"   # as in 05's train_step
     for _ in range(n):
         t = time.perf_counter()
-        expert_weights = model_lib.cast_expert_weights(model) if cast_once else None   # once per step
+        expert_weights = moe_fast.cast_expert_weights(model) if cast_once else None   # once per step
         synchronize(device); phases["forward"] += time.perf_counter() - t
         for _ in range(args.accum):
             t = time.perf_counter()
@@ -254,20 +255,19 @@ def time_rope(args, device):
     counts the least traffic a single pass can have: qkv read and written forward, dy and qkv read and dx
     written backward (5 × the bytes of qkv)."""
     config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab)
-    attn = model_lib.CausalSelfAttention(config).to(device)
     B, T = args.micro_batch, args.seq_len
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     gen = torch.Generator(device=device).manual_seed(0)
     width = (config.n_head + 2 * config.n_kv_head) * config.head_dim
     qkv = torch.randn(B, T, width, device=device, dtype=dtype, generator=gen).requires_grad_()
     moved = 5 * qkv.numel() * qkv.element_size()
-    plain = lambda x: attn.qkv_heads(x)                          # noqa: E731 -- the same call, compiled below
-    ways = {"fused kernel (02 appendix)": ("fused", plain), "plain ops, compiled": ("reference", torch.compile(plain)),
-            "plain ops, eager": ("reference", plain)}
+    ways = {"fused kernel (fast/rope_qk_norm.py)": ("fused", False), "plain ops, compiled": ("reference", True),
+            "plain ops, eager": ("reference", False)}
     results = {}
-    for name, (impl, fn) in ways.items():
+    for name, (impl, compiled) in ways.items():
         try:
-            model_lib.set_rope_impl(attn, impl)
+            attn = model_lib.CausalSelfAttention(dataclasses.replace(config, rope_impl=impl)).to(device)
+            fn = torch.compile(attn.qkv_heads) if compiled else attn.qkv_heads
             grads = None
             for i in range(args.warmup + args.steps):
                 if i == args.warmup:

@@ -1407,7 +1407,7 @@ def check_moe_forward(ex) -> None:
                              "tokens first, then square, sum over experts, times E")
 
 
-# --- 9b. fp8_quantize (02_model.py, section 5b: quantize_rows; appendix: scaled_grouped_mm_reference) ----
+# --- 9b. fp8_quantize (fast/fp8.py, 02's moe_impl "grouped_fp8": quantize_rows, scaled_grouped_mm_reference) --
 
 def fp8_cases() -> list[tuple[str, torch.Tensor]]:
     gen = torch.Generator().manual_seed(5)
@@ -1426,14 +1426,14 @@ def fp8_cases() -> list[tuple[str, torch.Tensor]]:
 
 
 def check_fp8_quantize(ex) -> None:
-    model_lib = importlib.import_module("02_model")
+    fp8 = importlib.import_module("fast.fp8")
     for case, x in fp8_cases():
         got = call(ex.quantize_rows, case, x.clone())
         check_returns(got, [("q", "a torch.float8_e4m3fn tensor", lambda t: isinstance(t, torch.Tensor)
                              and t.dtype == torch.float8_e4m3fn),
                             ("scale", "a float32 tensor", lambda t: isinstance(t, torch.Tensor)
                              and t.dtype == torch.float32)], case, "quantize_rows")
-        q_ref, scale_ref = model_lib.quantize_rows(x)
+        q_ref, scale_ref = fp8.quantize_rows(x)
         compare_tensors(got[1], scale_ref, case, "scale", atol=0, rtol=0,
                         hint="one scale per ROW: amax over the last dim / 448, rounded UP to a power of two "
                              "(2 ** ceil(log2(...))) — not amax / 448 itself, not rounded down, not one per tensor")
@@ -1446,10 +1446,10 @@ def check_fp8_quantize(ex) -> None:
         case = f"fp8_matmul(x {tuple(x.shape)}, w {tuple(w.shape)})"
         got = call(ex.fp8_matmul, case, x.clone(), w.clone())
         check_returns(got, [("out", "a float tensor (M, N)", is_float_tensor)], case, "fp8_matmul", single=True)
-        xq, xs = model_lib.quantize_rows(x)
-        wq, ws = model_lib.quantize_rows(w)
-        expected = model_lib.scaled_grouped_mm_reference(xq, xs, wq[None], ws[None],
-                                                         torch.tensor([M], dtype=torch.int32), torch.float32)
+        xq, xs = fp8.quantize_rows(x)
+        wq, ws = fp8.quantize_rows(w)
+        expected = fp8.scaled_grouped_mm_reference(xq, xs, wq[None], ws[None],
+                                                   torch.tensor([M], dtype=torch.int32), torch.float32)
         compare_tensors(got, expected, case, "out", atol=1e-6, rtol=1e-5,
                         hint="quantize BOTH x and w row by row, multiply the float8 values as float32 "
                              "(xq.float() @ wq.float().T), then multiply row i by x_scale[i] and column j by "

@@ -10,6 +10,10 @@ import torch.nn.functional as F
 
 from helpers import lesson, run_script
 
+import house
+from fast import moe
+from house import checkpoints
+
 m = lesson("02_model")
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -196,7 +200,7 @@ def test_casting_experts_once_per_step_gives_identical_gradients():
     grads = []
     for once in (False, True):
         model = tiny_model(seed=4, moe_impl="grouped").train()
-        expert_weights = m.cast_expert_weights(model) if once else None
+        expert_weights = moe.cast_expert_weights(model) if once else None
         if once:
             assert len(expert_weights) == model.config.n_layer
             assert all(w.dtype == torch.bfloat16 and w.requires_grad for pair in expert_weights for w in pair)
@@ -301,7 +305,7 @@ def test_compiles_as_one_graph_in_bf16():
     assert model.transformer.h[0].moe.w_v.grad is not None
     assert model.router_stats["tokens_per_expert"].sum().item() == 2 * 32 * 2 * 2
     with torch.autocast("cpu", dtype=torch.bfloat16):                   # 05's GPU step: experts cast once
-        _, cast_loss = compiled(idx, idx, expert_weights=m.cast_expert_weights(model))
+        _, cast_loss = compiled(idx, idx, expert_weights=moe.cast_expert_weights(model))
     assert abs(cast_loss.item() - eager_loss.item()) < 1e-3
 
 
@@ -345,22 +349,27 @@ def test_token_id_outside_vocab_is_a_clear_error():
 def test_wrong_shaped_checkpoint_names_the_tensor(reference):
     sd = dict(reference["state_dict"])
     sd["transformer.h.1.attn.c_proj.weight"] = torch.zeros(128, 64)
-    with pytest.raises(SystemExit, match=r"transformer.h.1.attn.c_proj.weight has shape \[128, 64\]"):
+    with pytest.raises(house.UserError, match=r"transformer.h.1.attn.c_proj.weight has shape \[128, 64\]"):
         m.load_linnet_state_dict(m.LLM(m.LLMConfig(**reference["config"])), sd)
 
 
 def test_checkpoint_with_other_depth_or_experts_says_so(reference):
-    with pytest.raises(SystemExit, match="2 layers .* n_layer=3"):
+    with pytest.raises(house.UserError, match="2 layers .* n_layer=3"):
         m.load_linnet_state_dict(tiny_model(depth=3), reference["state_dict"])
-    with pytest.raises(SystemExit, match=r"experts \[0, 1, 2, 3\] but the model has n_experts=8"):
+    with pytest.raises(house.UserError, match=r"experts \[0, 1, 2, 3\] but the model has n_experts=8"):
         m.load_linnet_state_dict(tiny_model(n_experts=8), reference["state_dict"])
 
 
 def test_missing_checkpoint_file_says_what_to_pass(tmp_path):
-    with pytest.raises(SystemExit, match="does not exist"):
+    """Library code raises what a caller can catch: a missing path is a FileNotFoundError (house.NotFound)."""
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         m.LLM.from_pretrained(tmp_path / "nope.bin")
-    with pytest.raises(SystemExit, match="no pytorch_model.bin"):
+    with pytest.raises(FileNotFoundError, match="no pytorch_model.bin"):
         m.LLM.from_pretrained(tmp_path)
+    try:
+        m.LLM.from_pretrained("/nonexistent")
+    except Exception as caught:                                          # not SystemExit: a notebook survives it
+        assert isinstance(caught, house.UserError)
 
 
 # --- the script, end to end ---------------------------------------------------------------------------------
@@ -394,7 +403,7 @@ def test_export_without_config_reads_head_dim_from_rope_buffer(tmp_path, capsys)
     on stderr that block_size is assumed."""
     torch.manual_seed(0)
     model = m.LLM(m.LLMConfig(block_size=64, vocab_size=320, **m.TINY_TRAINING_SHAPE)).eval()
-    path = m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin")
+    path = checkpoints.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin")
     sd = torch.load(path, weights_only=True)
     assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()
     loaded = m.LLM.from_pretrained(path).eval()
@@ -404,8 +413,8 @@ def test_export_without_config_reads_head_dim_from_rope_buffer(tmp_path, capsys)
     with torch.no_grad():
         assert torch.equal(loaded(idx)[0], model(idx)[0])
     no_rope = {k: v for k, v in sd.items() if not k.endswith("inv_freq")}
-    with pytest.raises(SystemExit, match="shapes don't fit head_dim 64 .*put linnet's config.json beside it"):
-        m.infer_config(no_rope, path="bare.bin")
+    with pytest.raises(house.UserError, match="shapes don't fit head_dim 64 .*put linnet's config.json beside it"):
+        checkpoints.config_from_shapes(no_rope, path="bare.bin")
 
 
 def exported_folder(tmp_path, record_config=False, **config_changes):
@@ -414,8 +423,8 @@ def exported_folder(tmp_path, record_config=False, **config_changes):
     torch.manual_seed(0)
     config = m.LLMConfig(block_size=64, vocab_size=320, **m.TINY_TRAINING_SHAPE)
     model = m.LLM(config).eval()
-    m.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin",
-                             config if record_config else None)
+    checkpoints.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin",
+                                       config.to_dict() if record_config else None)
     claims = {k: v for k, v in config.to_dict().items() if k not in ("moe_impl", "rope_impl")}
     (tmp_path / "config.json").write_text(json.dumps({**claims, **config_changes}))
     return tmp_path, model
@@ -436,7 +445,7 @@ def exported_folder(tmp_path, record_config=False, **config_changes):
 ])
 def test_config_json_claims_are_checked_against_the_weights(tmp_path, change, message):
     folder, _ = exported_folder(tmp_path, **change)
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(house.UserError, match=message):
         m.LLM.from_pretrained(folder)
 
 
@@ -456,10 +465,10 @@ def test_a_truthful_config_json_loads_and_says_whether_linnets_own_code_can(tmp_
 
 
 def test_infer_config_of_linnet_shapes_is_the_published_config():
-    """The meta-device linnet model's state_dict → infer_config gives back depth 12's config (head_dim 64)."""
+    """The meta-device linnet model's state_dict → config_from_shapes gives back depth 12's config (head_dim 64)."""
     with torch.device("meta"):
         model = m.LLM(m.LLMConfig(depth=12))
-    inferred = m.infer_config(m.export_linnet_state_dict(model))
+    inferred = m.LLMConfig(**checkpoints.config_from_shapes(m.export_linnet_state_dict(model)))
     assert inferred.to_dict() == m.LLMConfig(depth=12).to_dict()
 
 
@@ -550,10 +559,10 @@ def test_config_json_claims_without_a_weight_are_checked_against_the_exports_own
     """An export keeps its config inside pytorch_model.bin (saved_config): the fields no tensor shows are checked
     against it, and a folder that lost its config.json loads with the right block_size."""
     folder, model = exported_folder(tmp_path, record_config=True, **change)
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(house.UserError, match=message):
         m.LLM.from_pretrained(folder)
     (folder / "config.json").unlink()
     loaded = m.LLM.from_pretrained(folder).eval()
     assert loaded.config.block_size == 64 and loaded.config.to_dict() == {**model.config.to_dict(), "moe_impl": "auto"}
     record = torch.load(folder / "pytorch_model.bin", weights_only=True)
-    assert m.saved_config(record)["block_size"] == 64 and list(record) == list(m.export_linnet_state_dict(model))
+    assert checkpoints.saved_config(record)["block_size"] == 64 and list(record) == list(m.export_linnet_state_dict(model))

@@ -9,6 +9,9 @@ import torch
 
 from helpers import lesson, one_error_line, run_script
 
+import house
+from house import checkpoints
+
 model_lib = lesson("02_model")
 tokenizer_lib = lesson("01_tokenizer")
 eval_lib = lesson("06_eval")
@@ -63,7 +66,7 @@ def test_export_over_an_earlier_export_needs_overwrite(run, tmp_path):
     out = tmp_path / "again"
     model_lib.export_pretrained(run["checkpoint"], out, run["tok"])
     before = folder_bytes(out)
-    with pytest.raises(SystemExit, match=r"already holds an export \(pytorch_model.bin, config.json, tokenizer.json, tokenizer_config.json\).*--overwrite"):
+    with pytest.raises(house.UserError, match=r"already holds an export \(pytorch_model.bin, config.json, tokenizer.json, tokenizer_config.json\).*--overwrite"):
         model_lib.export_pretrained(run["checkpoint"], out, run["tok"])
     assert folder_bytes(out) == before
     model_lib.export_pretrained(run["checkpoint"], out, run["tok"], overwrite=True)   # asked for: replaced
@@ -82,8 +85,8 @@ def test_02_checkpoint_of_a_folder_uses_its_own_tokenizer(run):
     proc = run_script("02_model.py", "--checkpoint", str(run["export"]), "--prompt", "the quick",
                       "--max-new-tokens", "3", timeout=120)                     # no --tokenizer: the folder's own
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert model_lib.pick_tokenizer(run["export"], None, run["other"]) == run["export"] / "tokenizer.json"
-    assert model_lib.pick_tokenizer(run["export"], run["tok"], run["other"]) == run["export"] / "tokenizer.json"  # same sha
+    assert checkpoints.pick_tokenizer(run["export"], None, run["other"]) == run["export"] / "tokenizer.json"
+    assert checkpoints.pick_tokenizer(run["export"], run["tok"], run["other"]) == run["export"] / "tokenizer.json"  # same sha
 
 
 @pytest.mark.parametrize("script", ["02_model.py", "06_eval.py"])
@@ -131,7 +134,7 @@ def test_a_missing_safetensors_package_is_named_not_called_a_damaged_file(run, m
     published file) and does not."""
     from safetensors.torch import save_file
 
-    sd = model_lib.read_state_dict(run["export"] / "pytorch_model.bin")
+    sd = checkpoints.read_state_dict(run["export"] / "pytorch_model.bin")
     save_file({k: v.clone().contiguous() for k, v in sd.items()}, str(tmp_path / "model.safetensors"))
     real_import = builtins.__import__
 
@@ -141,7 +144,7 @@ def test_a_missing_safetensors_package_is_named_not_called_a_damaged_file(run, m
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_safetensors)
-    with pytest.raises(SystemExit, match="needs the safetensors package, which is not installed: pip install safetensors"):
+    with pytest.raises(house.UserError, match="needs the safetensors package, which is not installed: pip install safetensors"):
         model_lib.LLM.from_pretrained(tmp_path / "model.safetensors")
     model_lib.export_pretrained(run["checkpoint"], run["root"] / "x", run["tok"])     # no safetensors needed
-    assert sorted(p.name for p in (run["root"] / "x").iterdir()) == sorted(model_lib.EXPORT_FILES)
+    assert sorted(p.name for p in (run["root"] / "x").iterdir()) == sorted(checkpoints.EXPORT_FILES)

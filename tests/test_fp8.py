@@ -1,10 +1,12 @@
-"""02 section 5b: FP8 experts. Quantisation, the padded expert layout, FP8 vs bf16/fp32 within FP8's rounding,
+"""fast/fp8.py: FP8 experts (02's moe_impl "grouped_fp8"). Quantisation, the padded expert layout, FP8 vs bf16/fp32 within FP8's rounding,
 gradients (the weight gradient exact), 05 --fp8; on a Hopper GPU also the kernel against its plain reference and the compiled path.
 The GPU tests skip on a CPU machine (CI); they ran on the lent H200 (BENCHMARKS.md, "Throughput II")."""
 import pytest
 import torch
 
 from helpers import lesson, run_script
+
+from fast import fp8, moe
 
 m = lesson("02_model")
 ON_HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -18,11 +20,11 @@ def rel_err(a, b):
 def test_quantize_rows_scales_are_powers_of_two_and_nothing_overflows():
     x = torch.randn(64, 96) * torch.logspace(-4, 3, 64)[:, None]       # rows from 1e-4 to 1e3
     x[5] = 0.0
-    q, scale = m.quantize_rows(x)
+    q, scale = fp8.quantize_rows(x)
     assert q.dtype == torch.float8_e4m3fn and scale.shape == (64,)
     assert torch.equal(torch.log2(scale), torch.log2(scale).round())  # powers of two: dequantising is exact
-    assert q.float().abs().max() <= m.FP8_MAX
-    assert (q.float().abs().amax(1)[torch.arange(64) != 5] >= m.FP8_MAX / 2).all()  # each row uses the range
+    assert q.float().abs().max() <= fp8.FP8_MAX
+    assert (q.float().abs().amax(1)[torch.arange(64) != 5] >= fp8.FP8_MAX / 2).all()  # each row uses the range
     back = q.float() * scale[:, None]
     assert torch.equal(back[5], torch.zeros(96))
     rows = torch.arange(64) != 5
@@ -35,7 +37,7 @@ def test_expert_rows_padded_places_every_slot_once_in_aligned_groups():
     E, S, align = 5, 301, 16
     flat_e = torch.randint(0, E, (S,))
     flat_e[flat_e == 3] = 2                                          # expert 3 gets nothing: an empty group
-    row_slot, offsets, slot_row = m.expert_rows_padded(flat_e, E, align)
+    row_slot, offsets, slot_row = fp8.expert_rows_padded(flat_e, E, align)
     M = row_slot.numel()
     assert M % align == 0 and offsets[-1] == M and (offsets % align == 0).all()
     assert torch.equal(row_slot[slot_row], torch.arange(S))          # slot → row → the same slot
@@ -55,11 +57,11 @@ def test_moe_grouped_fp8_stays_within_fp8_rounding_of_the_exact_moe():
     _, top_w, top_e = m.route(torch.randn(N, E), k)
     upstream = torch.randn(N, C)
     results = []
-    for run in (m.moe_grouped, m.moe_grouped_fp8):
+    for run in (m.moe_grouped, fp8.moe_grouped_fp8):
         y = run(x, w_v, c_proj, top_e, top_w)
         results.append((y, *torch.autograd.grad((y * upstream).sum(), [x, w_v, c_proj])))
-    for exact, fp8 in zip(*results):
-        assert 0.02 < rel_err(fp8, exact) < 0.10
+    for exact, rounded in zip(*results):
+        assert 0.02 < rel_err(rounded, exact) < 0.10
 
 
 def test_fp8_grouped_linear_keeps_the_weight_gradient_exact():
@@ -70,7 +72,7 @@ def test_fp8_grouped_linear_keeps_the_weight_gradient_exact():
     x = torch.randn(M, K, requires_grad=True)
     w = torch.randn(E, N, K, requires_grad=True)
     grad = torch.randn(M, N)
-    m.fp8_grouped_linear(x, offsets, m.fp8_weight(w)).backward(grad)
+    fp8.fp8_grouped_linear(x, offsets, fp8.fp8_weight(w)).backward(grad)
     exact_w = torch.stack([grad[:32].T @ x[:32].detach(), grad[32:].T @ x[32:].detach()])
     exact_x = torch.cat([grad[:32] @ w[0].detach(), grad[32:] @ w[1].detach()])
     assert torch.allclose(w.grad, exact_w, rtol=1e-5, atol=1e-4)
@@ -84,12 +86,12 @@ def test_fp8_copies_made_once_per_step_give_the_same_gradients():
     model = m.LLM(m.LLMConfig(**m.TINY_REFERENCE_SHAPE, moe_impl="grouped_fp8"))
     idx = torch.randint(0, model.config.vocab_size, (2, 16))
     grads = []
-    for expert_weights in (None, m.cast_expert_weights(model, dtype=torch.float32)):
+    for expert_weights in (None, moe.cast_expert_weights(model, dtype=torch.float32)):
         model.zero_grad()
         _, loss = model(idx, idx, expert_weights=expert_weights)
         loss.backward()
         grads.append([p.grad.clone() for p in model.parameters()])
-    assert isinstance(m.cast_expert_weights(model)[0][0], m.FP8Weight)
+    assert isinstance(moe.cast_expert_weights(model)[0][0], fp8.FP8Weight)
     assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
@@ -132,10 +134,10 @@ def test_scaled_grouped_mm_matches_reference():
     counts = torch.tensor([16 * c for c in (40, 0, 30, 20, 50, 36, 40, 40)])   # one empty expert
     offsets = torch.cumsum(counts, 0).to(torch.int32).cuda()
     a, b = torch.randn(M, K, device="cuda"), torch.randn(E, N, K, device="cuda")
-    aq, a_scale = m.quantize_rows(a)
-    bq, b_scale = m.quantize_rows(b)
-    fast = m.scaled_grouped_mm(aq, a_scale, bq, b_scale, offsets, torch.bfloat16)
-    plain = m.scaled_grouped_mm_reference(aq, a_scale, bq, b_scale, offsets, torch.float32)
+    aq, a_scale = fp8.quantize_rows(a)
+    bq, b_scale = fp8.quantize_rows(b)
+    fast = fp8.scaled_grouped_mm(aq, a_scale, bq, b_scale, offsets, torch.bfloat16)
+    plain = fp8.scaled_grouped_mm_reference(aq, a_scale, bq, b_scale, offsets, torch.float32)
     assert rel_err(fast, plain) < 1e-2                          # same FP8 inputs: only accumulation/bf16 differ
     assert fast[offsets[0]:offsets[1]].numel() == 0             # the empty expert has no rows
 
@@ -151,8 +153,8 @@ def test_compiled_fp8_moe_matches_eager_emulation():
     upstream = torch.randn(N, C, device="cuda", dtype=torch.bfloat16)
     exact = m.moe_grouped(x, w_v, c_proj, top_e, top_w)
     exact_grads = torch.autograd.grad((exact * upstream).sum(), [x, w_v, c_proj])
-    fp8 = torch.compile(m.moe_grouped_fp8)(x, w_v, c_proj, top_e, top_w)
-    fp8_grads = torch.autograd.grad((fp8 * upstream).sum(), [x, w_v, c_proj])
+    in_fp8 = torch.compile(fp8.moe_grouped_fp8)(x, w_v, c_proj, top_e, top_w)
+    fp8_grads = torch.autograd.grad((in_fp8 * upstream).sum(), [x, w_v, c_proj])
     errors = {name: rel_err(a, b) for name, a, b in zip(("y", "grad x", "grad w_v", "grad c_proj"),
-                                                        (fp8, *fp8_grads), (exact, *exact_grads))}
+                                                        (in_fp8, *fp8_grads), (exact, *exact_grads))}
     assert all(0.005 < e < 0.10 for e in errors.values()), errors

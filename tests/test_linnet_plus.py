@@ -1,4 +1,4 @@
-"""linnet+ (02's appendix, 05's switches, bench/linnet_plus.py): every switch is off in linnet, each does what
+"""linnet+ (02's switches, plain `if`s in one model class; 05's switches, bench/linnet_plus.py): every switch is off in linnet, each does what
 it says, a linnet+ checkpoint round-trips, and BENCHMARKS.md's headline follows from the raw results."""
 import json
 import math
@@ -38,7 +38,7 @@ def test_x0_mix_starts_as_linnets_block_and_zero_init_zeroes_the_outputs():
     torch.manual_seed(0)
     plain = model_lib.LLM(model_lib.LLMConfig(**TINY))
     plus = model_lib.LLM(model_lib.LLMConfig(**TINY, x0_mix=True))
-    assert type(plus) is model_lib.LLMPlus
+    assert type(plus) is model_lib.LLM and plus.transformer.h[0].x0_lambdas is not None   # one class, a plain if
     plus.load_state_dict({**plain.state_dict(), **{k: v for k, v in plus.state_dict().items() if "x0_lambdas" in k}})
     idx = torch.randint(0, 512, (2, 16))
     assert torch.equal(plus(idx)[0], plain(idx)[0])            # a = 1, b = 0: the same function at the start
