@@ -284,7 +284,7 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     `encode_documents` into a `ShardPacker` (`tokenize_into`), then write the manifest — last, so a
     killed run never looks finished. Reruns resume: finished shards whose sha256 matches are kept, the
     rest is redone, byte-identical. Shards made with OTHER settings are replaced only with `overwrite`
-    (else one line, before anything is deleted). `on_shard_written(record)` is called after each shard (the
+    (else a UserError, before anything is deleted). `on_shard_written(record)` is called after each shard (the
     tests use it to simulate a crash)."""
     check_vocab_fits_uint16(tokenizer)
     eot = tokenizer_lib.eot_id(tokenizer)
@@ -395,7 +395,7 @@ def make_manifest(config: dict, records: list[dict], tokenizer, eot: int) -> dic
 # --- 5. Reading shards back ------------------------------------------------------------------------------
 
 def read_manifest(data_dir, needs: tuple[str, ...] = ()) -> dict:
-    """The manifest of a finished 04 run, or one line saying how to make one (or that it is corrupt).
+    """The manifest of a finished 04 run, or a UserError that says how to make one (or that it is corrupt).
 
     Every shard it lists is checked first, cheaply (exists, holds its recorded number of tokens, has the
     byte size that takes): a damaged shard stops 05 and 06 here, not at step 100. `python 04_data.py

@@ -132,7 +132,7 @@ def verified_shards(out_dir: Path, config: dict, overwrite: bool = False) -> tup
 
 def refuse_other_shards(out_dir: Path, saved: dict, config: dict, overwrite: bool) -> None:
     """Shards made with other settings are another data set (a checkpoint may need them): replaced only with
-    --overwrite; else one line naming what differs, before anything is deleted."""
+    --overwrite; else a UserError naming what differs, before anything is deleted."""
     differs = ", ".join(k for k in config if saved.get(k) != config[k]) or "format"
     if not overwrite:
         raise UserError(f"{shown(out_dir)} holds shards made with other settings ({differs} differ): "

@@ -221,6 +221,7 @@ class HFSource:
                             f"{shown(self.cache_dir)}, this one starts again from its beginning")
 
     def iter_documents(self) -> Iterator[str]:
+        """Every document of every data file, in order; a file is fetched only when the stream reaches it."""
         for filename in self.iter_files():
             yield from read_documents(self.fetch(filename))
 
@@ -234,7 +235,7 @@ def download_raw(source: HFSource, n_documents: int, raw_dir: Path = RAW_DATA_DI
             "documents": n_documents}
     if out.exists() and meta.exists() and json.loads(meta.read_text()) == want:
         return out
-    for stale in raw_dir.glob(f".{out.name}.tmp*"):    # a killed download's temp file (house.atomic_path)
+    for stale in raw_dir.glob(f".{out.name}.tmp*"):    # a killed download's temp file (atomic_path)
         stale.unlink()
     from tqdm import tqdm
 
