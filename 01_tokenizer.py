@@ -1,57 +1,26 @@
 """01 — the linnet tokenizer: byte-level BPE, built by hand and then with Hugging Face `tokenizers`.
 
-A language model reads integers, not text. linnet-497M turns text into integers with a byte-level
-BPE tokenizer of 32,768 tokens: start from the 256 possible bytes, then repeatedly glue the most
-frequent adjacent pair into a new token. This file first writes that algorithm by hand (about 60 lines
-of plain Python), proves it learns exactly the same merges as the Rust trainer in HF `tokenizers`,
-then trains the real thing with the library and measures it.
-
-What you will learn
-  * why "byte-level": every string is UTF-8 bytes, so nothing is ever out of vocabulary, and how
-    GPT-2 shows the 256 bytes as 256 printable characters (a space is `Ġ`, a newline is `Ċ`);
-  * pre-tokenization: the GPT-2 regex cuts text into words first, so merges never cross a word
-    boundary (`" the"` can become a token, `"e t"` never can);
-  * the BPE training loop — count pairs (weighted by word counts), merge the best, repeat — and the
-    one detail you only find by experiment: ties go to the pair of the OLDEST tokens (smallest ids);
-  * what a bigger vocabulary buys: bytes per token rise fast at first, then flatten;
-  * how to train, save (atomically), load, fingerprint and batch-encode a tokenizer with all cores.
+Builds, in order: 1 bytes as printable characters (GPT-2's table: a space is `Ġ`, a newline `Ċ`; nothing is ever
+out of vocabulary), 2 pre-tokenization (the GPT-2 regex cuts words first, so merges never cross a word boundary),
+3 BPE from scratch (count pairs, merge the most frequent, repeat; ties go to the pair of the OLDEST tokens),
+4 the real tokenizer with HF `tokenizers` (it learns the very same merges; train, save atomically, load,
+fingerprint), 5 measuring (bytes per token, encoding with every core), 6 plots, 7 the script.
 
 Run it
-  python 01_tokenizer.py --preset tiny      # vocab 1,024 on a few MB of text, seconds on a laptop CPU
-  python 01_tokenizer.py                    # the real job: vocab 32,768 on data/raw/ (python 04_data.py
-                                            # downloads fineweb-edu + dclm there), or pass --data PATH
-  python 01_tokenizer.py --tokenizer out/01_tokenizer/tokenizer.json --data some.jsonl
-                                            # no training: measure and plot an existing tokenizer
+  python 01_tokenizer.py --preset tiny      # vocab 1,024 on embedded/corpus (or --data PATH): seconds on a CPU
+  python 01_tokenizer.py                    # vocab 32,768 on data/raw/ (python 04_data.py downloads it there)
+  python 01_tokenizer.py --tokenizer out/01_tokenizer/tokenizer.json --data some.jsonl   # measure + plot only
 
-What it writes (into --out, default out/01_tokenizer/)
-  tokenizer.json         loads with `tokenizers.Tokenizer.from_file` and with
-                         `transformers.PreTrainedTokenizerFast(tokenizer_file=...)`; later lessons find
-                         it at `<out>/tokenizer.json` through `load_tokenizer`;
-  compression.png        bytes per token as the vocabulary grows from 258 to the full size;
-  token_lengths.png      how long the learned tokens are, in the vocabulary and in running text;
-  token_boundaries.png   one sentence cut into tokens at three vocabulary sizes.
+Writes (into --out, default out/01_tokenizer/): tokenizer.json (loads with `tokenizers.Tokenizer.from_file` and
+`transformers.PreTrainedTokenizerFast(tokenizer_file=...)`; later lessons find it through `load_tokenizer`),
+compression.png (bytes per token as the vocabulary grows), token_lengths.png, token_boundaries.png (one sentence
+cut at three vocabulary sizes). Ids: `<|endoftext|>` 0 (04 puts it before every document), `<|padding|>` 1, the
+256 byte-characters 2…257 by code point, then one id per merge in the order it was learned.
 
-Token ids: `<|endoftext|>` is id 0 and `<|padding|>` is id 1 (the trainer puts special tokens first,
-in the order given), then the 256 byte-characters sorted by code point (ids 2…257), then one id per
-merge in the order it was learned. `<|endoftext|>` is the token 04_data puts in front of every document.
-
-Reference numbers (linnet): vocab 32,768 = 2 specials + 256 bytes + 32,510 merges; min frequency 2;
-no prefix space. On the corpus that ships in embedded/corpus (Python docs + Shakespeare, 8.4 MB of text,
-NOT linnet's data) the tiny tokenizer gives about 2.3 bytes/token (python docs 2.5, Shakespeare 2.1); a 32k
-one trained on the full 16 MB course corpus these come from gives about 4.0 (4.2 and 3.6; BENCHMARKS.md,
-"linnet+"); linnet's number on fineweb-edu + dclm is what 04_data.py reports.
-
-The plumbing every lesson shares (paths, `--preset/--out`, saving plots, reading .jsonl/.txt/.parquet,
-finding the tiny preset's text) is in `house.py`, which is not a lesson: this file starts with bytes.
-
-Honest limits
-  * The hand-written trainer recounts every pair after every merge: fine for a few KB, hopeless for
-    a corpus (the Rust trainer updates counts incrementally with a priority queue).
-  * Streaming keeps the TEXT out of memory, but the trainer still holds one count per distinct word:
-    memory grows with the vocabulary of the corpus (millions of words: a few GB), not with its size.
-  * Text that literally contains `<|endoftext|>` is encoded as the special token (as in GPT-2 and
-    linnet); `decode` drops special tokens unless you pass `skip_special_tokens=False`.
-  * No normalisation (NFC/NFKC): two spellings of "é" are two different byte strings.
+Not handled: the hand-written trainer recounts every pair after every merge (fine for a few KB; the Rust
+trainer counts incrementally); the trainer holds one count per distinct word, so memory grows with the corpus's
+vocabulary (not its size); text containing `<|endoftext|>` encodes to the special token (as in GPT-2 and
+linnet), and `decode` drops it unless skip_special_tokens=False; no normalisation (NFC/NFKC).
 """
 from __future__ import annotations
 
@@ -81,8 +50,10 @@ PAD = "<|padding|>"       # id 1: fills batches to equal length; never trained o
 SPECIAL_TOKENS = [EOT, PAD]
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)   # 258: the bytes and the specials, before any merge
 MAX_VOCAB_SIZE = 65_536                      # 04_data stores token ids as uint16
+# linnet: 2 specials + 256 bytes + 32,510 merges, min frequency 2, no prefix space; trained on the 16 MB course
+# corpus (not linnet's data) it gives ≈ 4.0 bytes/token (python docs 4.2, Shakespeare 3.6; BENCHMARKS.md)
 LINNET_VOCAB_SIZE = 32_768
-TINY_VOCAB_SIZE = 1_024
+TINY_VOCAB_SIZE = 1_024      # ≈ 2.3 bytes/token on embedded/corpus (python docs 2.5, Shakespeare 2.1)
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -220,13 +191,13 @@ def encode_scratch(text: str, merges: list[tuple[str, str]], vocab: dict[str, in
 # `ByteLevelBPETokenizer()` assembles (a test checks it), written out so that you see each one.
 
 def check_vocab_size(vocab_size: int) -> None:
-    """Stop with one line if `vocab_size` cannot work (too small for the bytes, too big for uint16)."""
+    """Raise a UserError if `vocab_size` cannot work (too small for the bytes, too big for uint16)."""
     if vocab_size <= MIN_VOCAB_SIZE:
-        raise SystemExit(f"error: vocab size {vocab_size} is too small: use at least {MIN_VOCAB_SIZE + 1} "
-                         f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens + at least one merge), "
-                         f"e.g. --vocab-size {TINY_VOCAB_SIZE}")
+        raise house.UserError(f"vocab size {vocab_size} is too small: use at least {MIN_VOCAB_SIZE + 1} "
+                              f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens + at least one merge), "
+                              f"e.g. --vocab-size {TINY_VOCAB_SIZE}")
     if vocab_size > MAX_VOCAB_SIZE:
-        raise SystemExit(f"error: vocab size {vocab_size} is too big: 04_data stores ids as uint16, use at most {MAX_VOCAB_SIZE}")
+        raise house.UserError(f"vocab size {vocab_size} is too big: 04_data stores ids as uint16, use at most {MAX_VOCAB_SIZE}")
 
 
 def new_byte_level_bpe() -> Tokenizer:
@@ -248,8 +219,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     texts = iter(texts)
     first = next(texts, None)
     if first is None:
-        raise SystemExit("error: the training text is empty (no non-empty documents): pass --data with "
-                         ".jsonl (a \"text\" field), .txt or .parquet files that contain text")
+        raise house.UserError("the training text is empty (no non-empty documents): pass --data with "
+                              ".jsonl (a \"text\" field), .txt or .parquet files that contain text")
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=show_progress,
                                   special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer = new_byte_level_bpe()
@@ -277,28 +248,28 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizer.json, or stop with one line saying how to make one.
+    """Load a tokenizer.json, or raise a UserError (NotFound if it is missing) that says how to make one.
 
     >>> load_tokenizer("out/01_tokenizer/tokenizer.json").token_to_id(EOT)
     0"""
     path = Path(path)
     if path.is_dir():                        # a folder holding one (01's --out, an exported model folder)
         if not (path / "tokenizer.json").is_file():
-            raise SystemExit(f"error: {house.shown(path)} is a folder without a tokenizer.json: pass the file itself, "
-                             "or the folder 01_tokenizer.py wrote it to")
+            raise house.UserError(f"{house.shown(path)} is a folder without a tokenizer.json: pass the file itself, "
+                                  "or the folder 01_tokenizer.py wrote it to")
         path = path / "tokenizer.json"
     if not path.is_file():
-        raise SystemExit(f"error: {house.shown(path)} is missing: run python 01_tokenizer.py --preset tiny "
-                         "(or python 01_tokenizer.py for the real one) to train it")
+        raise house.NotFound(f"{house.shown(path)} is missing: run python 01_tokenizer.py --preset tiny "
+                             "(or python 01_tokenizer.py for the real one) to train it")
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as e:  # the Rust parser's message, e.g. "EOF while parsing a value at line 1"
         reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise SystemExit(f"error: {house.shown(path)} is not a valid tokenizer.json ({reason}): delete it and "
-                         "retrain with python 01_tokenizer.py --preset tiny")
+        raise house.UserError(f"{house.shown(path)} is not a valid tokenizer.json ({reason}): delete it and "
+                              "retrain with python 01_tokenizer.py --preset tiny")
     if tokenizer.token_to_id(EOT) is None:
-        raise SystemExit(f"error: {house.shown(path)} has no {EOT} token: it is not a linnet tokenizer; "
-                         "retrain with python 01_tokenizer.py --preset tiny")
+        raise house.UserError(f"{house.shown(path)} has no {EOT} token: it is not a linnet tokenizer; "
+                              "retrain with python 01_tokenizer.py --preset tiny")
     return tokenizer
 
 
@@ -306,7 +277,7 @@ def eot_id(tokenizer: Tokenizer) -> int:
     """The id of `<|endoftext|>`: 0 for every tokenizer this file trains."""
     token_id = tokenizer.token_to_id(EOT)
     if token_id is None:
-        raise SystemExit(f"error: this tokenizer has no {EOT} token: retrain it with python 01_tokenizer.py")
+        raise house.UserError(f"this tokenizer has no {EOT} token: retrain it with python 01_tokenizer.py")
     return token_id
 
 
@@ -521,7 +492,7 @@ def run_scratch_lesson(files: list[Path]) -> None:
     """Train the hand-written BPE on a few KB and check that HF learns the very same merges."""
     text = "".join(itertools.islice(house.iter_texts(files), 20))[:LESSON_BYTES]
     if not text:
-        raise SystemExit(f"error: no text in {', '.join(house.shown(f) for f in files)}: pass --data with files that contain text")
+        raise house.UserError(f"no text in {', '.join(house.shown(f) for f in files)}: pass --data with files that contain text")
     start = time.perf_counter()
     merges, _vocab = train_bpe_scratch([text], MIN_VOCAB_SIZE + LESSON_MERGES)
     seconds = time.perf_counter() - start
@@ -565,10 +536,10 @@ def data_files(args) -> list[Path]:
     elif house.RAW_DATA_DIR.is_dir():
         files = house.list_text_files([house.RAW_DATA_DIR])
     else:
-        raise SystemExit(f"error: {house.shown(house.RAW_DATA_DIR)}/ is missing: run python 04_data.py first (it downloads "
-                         "fineweb-edu + dclm there), or pass --data PATH, or try --preset tiny")
+        raise house.NotFound(f"{house.shown(house.RAW_DATA_DIR)}/ is missing: run python 04_data.py first (it downloads "
+                             "fineweb-edu + dclm there), or pass --data PATH, or try --preset tiny")
     if not files:
-        raise SystemExit(f"error: no .jsonl/.txt/.parquet files in {house.shown(args.data or house.RAW_DATA_DIR)}: pass --data with text files")
+        raise house.UserError(f"no .jsonl/.txt/.parquet files in {house.shown(args.data or house.RAW_DATA_DIR)}: pass --data with text files")
     return files
 
 
@@ -612,8 +583,8 @@ def save_new_tokenizer(tokenizer: Tokenizer, out_path: Path, overwrite: bool) ->
     """Save, unless `out_path` holds ANOTHER tokenizer: shards (04) and checkpoints (05) made with that one
     would no longer match it, so it is replaced only with --overwrite (the same tokenizer again is fine)."""
     if out_path.exists() and not overwrite and tokenizer_sha256(out_path) != tokenizer_sha256(tokenizer):
-        raise SystemExit(f"error: {house.shown(out_path)} already holds another tokenizer (shards and checkpoints "
-                         f"made with it need it): pass another --out, or --overwrite to replace it")
+        raise house.UserError(f"{house.shown(out_path)} already holds another tokenizer (shards and checkpoints "
+                              f"made with it need it): pass another --out, or --overwrite to replace it")
     save_tokenizer(tokenizer, out_path)
     print(f"saved {house.shown(out_path)} (sha256 {tokenizer_sha256(out_path)[:16]}…)")
 

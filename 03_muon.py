@@ -1,49 +1,26 @@
 """03 — Muon: orthogonalised momentum for the hidden matrices, AdamW for everything else.
 
-What you will learn
-  * what Newton–Schulz orthogonalisation computes (the U·Vᵀ of a gradient G = U·S·Vᵀ) and why a
-    *quintic* with coefficients (3.4445, −4.7750, 2.0315) gets there in 5 bf16 steps;
-  * the Muon update: Nesterov momentum → orthogonalise → shape-dependent lr → decoupled weight decay,
-    written so that it matches `torch.optim.Muon` to the last bit (the tests check it);
-  * stacks of matrices: linnet's 8 experts are one [8, A, B] tensor here, orthogonalised as 8
-    separate matrices in ONE batched call (`stacked=True`);
-  * linnet's split: Muon (lr 1e-2) for every 2-D hidden weight and the expert stacks, AdamW
-    (lr 1e-3, weight decay 0.1) for the embedding, norm weights and conv filters;
-  * on a real small task (next-byte prediction on Shakespeare) whether Muon+AdamW beats AdamW alone.
+Builds, in order: 1 Newton–Schulz (the U·Vᵀ of a gradient G = U·S·Vᵀ with matmuls only: Keller Jordan's
+quintic, 5 bf16 steps), 2 the Muon optimizer (Nesterov momentum → orthogonalise → shape-scaled lr → decoupled
+weight decay, bit for bit `torch.optim.Muon`, plus `stacked=True` groups for linnet's [E, A, B] expert
+stacks), 3 linnet's split (Muon at 1e-2 for the hidden matrices, AdamW at 1e-3 for the embedding, norm weights
+and conv filters), 4 three experiments (a gradient's spectrum, the polynomial, Muon+AdamW vs AdamW alone on
+next-byte prediction), 5 their plots, 6 the script. The step's fast twin, one Newton–Schulz call per shape
+(`Muon(batched=True)`, the default), is fast/muon.py; what it gains is in BENCHMARKS.md.
 
-How to run
-  python 03_muon.py --preset tiny     # ≈ 25 s on a CPU: depth 2, 8×64 bytes per step, 60 steps, 3 lrs
-  python 03_muon.py                   # linnet preset: depth 4, 8 experts, 200 steps, 4 lrs (≈2 min on an H100)
+Run it
+  python 03_muon.py --preset tiny           # ≈ 25 s on a CPU: depth 2, 8×64 bytes per step, 60 steps, 3 lrs
   python 03_muon.py --preset tiny --quick   # 2 lrs × 30 steps, ≈ 1/3 of the work (the notebook's run)
-  python 03_muon.py --data my.txt     # train the comparison on your own text instead
+  python 03_muon.py                         # depth 4, 8 experts, 200 steps, 4 lrs (≈ 2 min on an H100)
+  python 03_muon.py --data my.txt           # the race on your own text
 
-What it writes (out/03_muon/)
-  ns_singular_values.png, ns_polynomial.png, muon_vs_adamw_curves.png, muon_vs_adamw_lr.png,
-  and prints the optimizer table of the depth-12 model: which parameter goes to which optimizer.
+Writes (out/03_muon/): ns_singular_values.png, ns_polynomial.png, muon_vs_adamw_curves.png,
+muon_vs_adamw_lr.png; prints the depth-12 model's optimizer table (which parameter goes to which optimizer).
 
-linnet's numbers this reproduces
-  * 497,145,600 parameters: 60 tensors / 471,932,928 elements on Muon (12 layers × c_attn, c_proj,
-    router, the two expert stacks), 38 tensors / 25,212,672 elements on AdamW (embedding, 25 norm
-    weights, 12 conv filters).
-  * Muon momentum 0.95, Nesterov, 5 Newton–Schulz steps, lr adjustment "original"
-    (lr · sqrt(max(1, A/B))), weight decay 0.1 (PyTorch's defaults); AdamW betas (0.9, 0.999),
-    weight decay 0.1; Muon at 10× the AdamW lr.
-
-What you should see (experiment 3, held-out nats/byte; uniform guessing is ln 256 = 5.55)
-  tiny  (CPU):  lr 1e-3 / 3e-3 / 1e-2 → AdamW only ≈ 2.50 / 2.47 / 3.1–3.2, Muon+AdamW ≈ 2.39 / 2.32 / 2.37
-  linnet (H100): lr 3e-4 / 1e-3 / 3e-3 / 1e-2 → AdamW only 1.88 / 1.87 / 2.18 / 2.85,
-                 Muon+AdamW 1.78 / 1.78 / 1.82 / 1.91
-  Muon+AdamW is lower at every lr and barely cares about the lr; AdamW alone falls apart at 1e-2.
-
-Honest limits
-  * Same-shaped parameters share one Newton–Schulz call (12 c_attn → one (12, 1280, 768) call; the 12
-    layers' w_v stacks → one (12, 8, 4096, 768) call: 5 calls for linnet's 60 Muon tensors, see the
-    Appendix), but the work is not sharded across GPUs like distributed Muon implementations do:
-    under DDP every rank repeats the same orthogonalisation (see `Muon`).
-  * The result of 5 quintic steps is not exactly U·Vᵀ: singular values end in [0.68, 1.20], not at 1
-    (by design, see `newton_schulz`); directions weaker than ~0.0015 of ‖G‖_F stay small.
-  * The comparison runs at a constant lr (no warmup, no decay) for 30–200 steps on bytes: it shows
-    the trend, it is not a tuned benchmark (warmup would rescue some of AdamW's high-lr runs).
+Not handled: under DDP every rank repeats the whole orthogonalisation (distributed Muon splits it across
+ranks); 5 quintic steps leave the singular values in [0.68, 1.20], not at 1 (by design, see `newton_schulz`),
+and directions weaker than ~0.0015 of ‖G‖_F stay small; the race runs at a constant lr (no warmup, no decay)
+for 30–200 steps on bytes: it shows the trend, it is not a tuned benchmark.
 """
 from __future__ import annotations
 
@@ -59,6 +36,7 @@ from pathlib import Path
 import torch
 
 import house
+from fast.muon import muon_update_batched_
 
 model_lib = importlib.import_module("02_model")
 
@@ -173,7 +151,7 @@ def adjust_lr(lr: float, shape, adjust_lr_fn: str | None = None) -> float:
 def muon_update_(p: torch.Tensor, grad: torch.Tensor, buf: torch.Tensor, group: dict) -> None:
     """Apply one Muon update to `p` in place (momentum buffer `buf` updated in place too)."""
     update = momentum_direction_(grad, buf, group)                   # buf ← μ·buf + (1−μ)·g; Nesterov
-    update = newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"])
+    update = orthogonalize(update, group)                            # newton_schulz: singular values ≈ 1
     orthogonal_step_(p, update, group)                               # decay, then the shape-scaled step
 
 
@@ -182,6 +160,11 @@ def momentum_direction_(grad: torch.Tensor, buf: torch.Tensor, group: dict) -> t
     momentum = group["momentum"]
     buf.lerp_(grad, 1 - momentum)                                    # buf = μ·buf + (1−μ)·g
     return grad.lerp(buf, momentum) if group["nesterov"] else buf    # Nesterov: (1−μ)·g + μ·buf
+
+
+def orthogonalize(update: torch.Tensor, group: dict) -> torch.Tensor:
+    """`newton_schulz` with the group's settings (steps, coefficients, eps)."""
+    return newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"])
 
 
 def orthogonal_step_(p: torch.Tensor, O: torch.Tensor, group: dict) -> None:
@@ -201,7 +184,7 @@ class Muon(torch.optim.Optimizer):
     linnet did with its 8 separate per-expert matrices.
 
     batched=True (the default) goes one step further: all same-shaped parameters of a group share one
-    `newton_schulz` call (`muon_update_batched_`, Appendix); batched=False is the plain reference, one
+    `newton_schulz` call (`muon_update_batched_`, fast/muon.py); batched=False is the plain reference, one
     `muon_update_` per parameter. Same maths, same state_dict; only the launches differ.
 
         Muon([{"params": matrices}, {"params": expert_stacks, "stacked": True}], lr=1e-2)
@@ -250,8 +233,9 @@ class Muon(torch.optim.Optimizer):
                 if "momentum_buffer" not in self.state[p]:
                     self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
             bufs = [self.state[p]["momentum_buffer"] for p in params]
-            if self.batched:       # the fast path: one newton_schulz call per shape (Appendix)
-                muon_update_batched_(params, bufs, group)
+            if self.batched:       # the fast twin: one newton_schulz call per shape (fast/muon.py)
+                muon_update_batched_(params, bufs, group, direction_=momentum_direction_,
+                                     orthogonalize=orthogonalize, step_=orthogonal_step_)
             else:                  # the plain reference: one call per parameter
                 for p, buf in zip(params, bufs):
                     muon_update_(p, p.grad, buf, group)
@@ -303,9 +287,10 @@ def build_optimizers(model: torch.nn.Module, lr: float = 1e-3, weight_decay: flo
                      fused: bool | None = None, adamw_betas=(0.9, 0.999), batched: bool = True):
     """linnet's optimizers for a 02_model.LLM: returns (optimizers, table).
 
-    optimizers = [Muon, AdamW]: Muon at lr·muon_lr_multiplier (linnet: 1e-2) for every 2-D weight
-    except the tied embedding/lm_head — the router included — in one group, and the stacked expert
-    tensors `moe.w_v` [E, 2·ffn, C] and `moe.c_proj` [E, C, ffn] in a `stacked=True` group;
+    optimizers = [Muon, AdamW]: Muon at lr·muon_lr_multiplier (linnet: 1e-2; momentum 0.95, Nesterov, 5 steps,
+    lr adjustment "original", weight decay 0.1: torch's defaults) for every 2-D weight except the tied
+    embedding/lm_head — the router included — in one group, and the stacked expert tensors `moe.w_v`
+    [E, 2·ffn, C] and `moe.c_proj` [E, C, ffn] in a `stacked=True` group;
     AdamW at lr (1e-3), weight decay 0.1, betas (0.9, 0.999), for everything else.
     `fused=None` uses fused AdamW when the parameters are on CUDA; `batched=False` gives Muon's plain
     one-Newton–Schulz-call-per-parameter loop instead of one call per shape (same weights, slower).
@@ -417,7 +402,7 @@ def load_bytes(files, max_bytes: int) -> torch.Tensor:
             break
     data = b"\n".join(chunks)[:max_bytes]
     if len(data) < 10_000:
-        raise SystemExit(f"error: only {len(data)} bytes of text found: pass --data with at least 10 kB of text")
+        raise house.UserError(f"only {len(data)} bytes of text found: pass --data with at least 10 kB of text")
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
@@ -608,7 +593,11 @@ def run_polynomial_experiment() -> None:
 
 
 def print_linnet_table():
-    """Build linnet's optimizers for the depth-12 model on the meta device (no memory) and print them."""
+    """Build linnet's optimizers for the depth-12 model on the meta device (no memory) and print them.
+
+    linnet's 497,145,600 parameters: 60 tensors / 471,932,928 elements on Muon (12 layers × c_attn, c_proj,
+    router and the two expert stacks), 38 tensors / 25,212,672 elements on AdamW (the embedding, 25 norm
+    weights, 12 conv filters)."""
     with torch.device("meta"):
         model = model_lib.LLM(model_lib.LLMConfig(depth=12))
     _, table = build_optimizers(model)
@@ -617,7 +606,13 @@ def print_linnet_table():
 
 
 def run_lr_sweep(preset, data_path, device) -> list[dict]:
-    """Experiment 3: AdamW only vs Muon+AdamW at each of the preset's lrs, on the same bytes; one run per line."""
+    """Experiment 3: AdamW only vs Muon+AdamW at each of the preset's lrs, on the same bytes; one run per line.
+
+    What you should see (held-out nats/byte; uniform guessing is ln 256 = 5.55):
+      tiny (CPU):    lr 1e-3 / 3e-3 / 1e-2 → AdamW only ≈ 2.50 / 2.47 / 3.1–3.2, Muon+AdamW ≈ 2.39 / 2.32 / 2.37
+      linnet (H100): lr 3e-4 / 1e-3 / 3e-3 / 1e-2 → AdamW only 1.88 / 1.87 / 2.18 / 2.85,
+                     Muon+AdamW 1.78 / 1.78 / 1.82 / 1.91
+    Muon+AdamW is lower at every lr and barely cares about the lr; AdamW alone falls apart at 1e-2."""
     shape = preset["model"]
     print(f"\n== 3. AdamW only vs Muon+AdamW: depth-{shape['depth']} MoE ({shape['n_experts']} experts), "
           f"next-byte prediction, {preset['steps']} steps ==")
@@ -716,47 +711,6 @@ def main(argv=None):
     print()
     save_plots(spectra, runs, args.out)
     print(f"\ndone in {time.time() - t0:.1f} s")
-
-
-# --- Appendix: machinery ---------------------------------------------------------------------------------
-# Muon's fast path: the same per-parameter maths as `muon_update_` (momentum_direction_, then
-# orthogonal_step_), but every group of same-shaped parameters shares ONE newton_schulz call on a stacked
-# (n, A, B) — or (n, E, A, B) — bf16 tensor. A small matrix's Newton–Schulz is 15 tiny matmuls whose
-# launches cost more than their arithmetic on a GPU; linnet has 12 same-shaped c_attn, c_proj and router
-# matrices and 12 same-shaped stacks of each expert tensor, so 60 calls become 5. `Muon(batched=False)`
-# runs the plain loop; tests/test_03_muon.py checks that both give the same weights. Skip on first reading.
-# Measured (2026-11-29, depth-12 linnet, Muon step alone, median of 10): one H200: plain 41–50 ms, batched
-# 28–30 ms (two runs; 31 ms when only the 2-D matrices are batched and the experts stay one call per layer),
-# weights after 10 steps bit-identical; peak memory +1.8 GB. On a 2-core CPU it does not pay for the big
-# stacks (depth-4 model: plain 154 ms, batched 180 ms — 4 layers of experts no longer fit in the cache);
-# the tiny race's model gains a little (13.1 → 12.0 ms).
-
-def group_by_shape(params: list) -> list[list[int]]:
-    """Indices of `params` grouped by (shape, dtype, device), in first-seen order.
-
-    >>> group_by_shape([torch.empty(4, 2), torch.empty(2, 4), torch.empty(4, 2)])
-    [[0, 2], [1]]"""
-    groups = {}
-    for i, p in enumerate(params):
-        groups.setdefault((tuple(p.shape), p.dtype, p.device), []).append(i)
-    return list(groups.values())
-
-
-def muon_update_batched_(params: list, bufs: list, group: dict) -> None:
-    """`muon_update_(p, p.grad, buf, group)` for every p, with one newton_schulz call per shape.
-
-    Each direction is written straight into its slot of a bf16 stack — the same rounding as the
-    `G.bfloat16()` that newton_schulz starts with — so the stack costs 2 bytes per element and no fp32
-    copy of all the directions is ever held. (Peak extra memory: newton_schulz's few bf16 copies of the
-    largest shape group, 12 × linnet's w_v: ≈ 0.6 GB each, +1.8 GB measured on an H200.)"""
-    for same_shape in group_by_shape(params):
-        first = params[same_shape[0]]
-        X = torch.empty(len(same_shape), *first.shape, dtype=torch.bfloat16, device=first.device)  # (n, [E,] A, B)
-        for slot, i in enumerate(same_shape):
-            X[slot].copy_(momentum_direction_(params[i].grad, bufs[i], group))
-        O = newton_schulz(X, group["ns_steps"], group["ns_coefficients"], group["eps"])   # (n, [E,] A, B)
-        for slot, i in enumerate(same_shape):
-            orthogonal_step_(params[i], O[slot], group)
 
 
 if __name__ == "__main__":

@@ -1311,7 +1311,7 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
         raise SystemExit(f"error: no tokenizer at {run.tokenizer}: run python 01_tokenizer.py first (or pass --tokenizer)")
     manifest = data_lib.read_manifest(run.data_dir, needs=("tokenizer_sha256", "vocab_size"))
     if is_main:   # a shard changed in place at the same size would train unnoticed: sha256 once per run (linnet: ≈ 5 s)
-        data_lib.check_shards(run.data_dir, manifest["shards"], sha256=True)
+        house.shards.check_shards(run.data_dir, manifest["shards"], sha256=True)
     tokenizer = tokenizer_lib.load_tokenizer(run.tokenizer)
     if manifest["tokenizer_sha256"] != tokenizer_lib.tokenizer_sha256(run.tokenizer):
         fix = ("pass the --tokenizer the run was started with (its shards need it)" if run.resume else

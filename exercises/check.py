@@ -2032,7 +2032,7 @@ def write_shard_folder(data_dir: Path, sizes: list[int], seed: int) -> list[np.n
         path = data_dir / data_lib.shard_name(index)
         np.save(path, tokens)
         records.append({"index": index, "file": path.name, "split": "val" if index == 0 else "train",
-                        "tokens": n, "sha256": data_lib.sha256_file(path)})
+                        "tokens": n, "sha256": importlib.import_module("house.shards").sha256_file(path)})
         arrays.append(tokens)
     (data_dir / "manifest.json").write_text(json.dumps({"shards": records}), encoding="utf-8")
     return arrays[1:]

@@ -8,7 +8,8 @@ names below; `house` never imports a lesson (it takes paths, dicts, tensors and 
                   into one line `error: …`); ArgumentParser, `--preset/--out`, number types, the device
   files.py        atomic_path (temp + rename), write_json, save_plot, folder_lock (one writer per folder)
   text.py         reading .jsonl / .jsonl.zst / .txt / .parquet, streamed
-  sources.py      the Hugging Face Hub, the tiny preset's text
+  sources.py      the Hugging Face Hub (linnet's two datasets, listed and downloaded), the tiny preset's text
+  shards.py       a folder of shards: manifest checks, sha256, is a shard whole, resuming a killed 04 run
 """
 from house.cli import (DEVICES, ArgumentParser, HelpFormatter, NotFound, UserError, add_common_args, check_writable,
                        default_device, is_first_process, non_negative_float, non_negative_int, pick_device,
@@ -18,3 +19,4 @@ from house.paths import (DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_DIR, EMBE
                          REPO_DIR, SHARED_CORPUS_DIR, SHARED_DATA_DIR, shown)
 from house.sources import HUB_REVISIONS, fetch_fineweb_sample, find_tiny_data, has_internet, hub_errors
 from house.text import TEXT_SUFFIXES, iter_file_texts, iter_jsonl_texts, iter_texts, list_text_files, open_text
+from house import shards  # noqa: E402,F401  (house.shards.NAME, as 05 and 06 read 04's folders)

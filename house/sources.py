@@ -1,15 +1,17 @@
-"""Where data comes from: the Hugging Face Hub (pinned revisions, is it reachable), the tiny preset's text."""
+"""Where data comes from: the Hugging Face Hub (pinned revisions, is it reachable; linnet's two datasets,
+listed and downloaded file by file into data/raw/), the tiny preset's text."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
-from house.cli import UserError
-from house.files import atomic_path
-from house.paths import DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, shown
-from house.text import list_text_files
+from house.cli import NotFound, UserError
+from house.files import atomic_path, write_json
+from house.paths import DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, RAW_DATA_DIR, shown
+from house.text import list_text_files, read_documents
 
 # Pinned revisions of the Hub datasets, the ONE place they are set (04's HF_DATASETS and
 # fetch_fineweb_sample read them; listing and download both pass them as `revision=`). A repo can rename its
@@ -130,3 +132,142 @@ def fineweb_sample() -> Path:
     except (*hub_errors(), ValueError) as e:  # Hub down, proxy refuses, not Parquet (ValueError)
         raise UserError(f"could not download the fineweb-edu sample ({type(e).__name__}: {e}): "
                         f"drop --data to train on the embedded corpus, or pass --data PATH")
+
+
+# linnet's two datasets on the Hub (docs/DATA.md), read by 04_data.py's linnet preset: files are listed on the
+# Hub, kept when they start with `prefix` and end with `suffix`, and read in sorted order. Every call names the
+# pinned `revision` (HUB_REVISIONS), so a repo that renames its files later does not change what is read.
+# Listing walks only the folders the prefix leads to, one at a time, as far as the stream reads: dclm has
+# ~28k files, and 250k documents need a few of the first folder's.
+
+HF_CACHE_DIR = DATA_CACHE_DIR / "hf"   # hf_hub_download's cache (resumable downloads)
+HF_DATASETS = {
+    "fineweb-edu": {"repo": "HuggingFaceFW/fineweb-edu", "prefix": "sample/10BT/", "suffix": ".parquet",
+                    "license": "ODC-By 1.0", "revision": HUB_REVISIONS["HuggingFaceFW/fineweb-edu"]},   # sample/10BT/000_00000.parquet, 001_00000.parquet, ... (text column)
+    "dclm": {"repo": "mlfoundations/dclm-baseline-1.0", "prefix": "global-shard_", "suffix": ".jsonl.zst",
+             "license": "CC-BY-4.0", "revision": HUB_REVISIONS["mlfoundations/dclm-baseline-1.0"]},           # global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst
+}
+
+
+class HFSource:
+    """Documents of a dataset on the Hugging Face Hub, file by file: list, download (cached, resumable), read.
+
+    `HFSource("dclm", **HF_DATASETS["dclm"])` reads the real repo; `local_dir=` reads a directory laid out
+    like it (the tests use this, and so can you with a mirror made by `huggingface-cli download`).
+    Only the files the stream reaches are downloaded: 250k dclm documents need a few of its shards."""
+    kind = "huggingface"
+
+    def __init__(self, name: str, repo: str, prefix: str, suffix: str, license: str = "", revision: str = "main",
+                 cache_dir: Path = HF_CACHE_DIR, local_dir: str | os.PathLike | None = None):
+        self.name, self.repo, self.prefix, self.suffix, self.license = name, repo, prefix, suffix, license
+        self.revision, self.cache_dir = revision, Path(cache_dir)
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.location = (f"hf://datasets/{repo}@{revision}/{prefix}*{suffix}"
+                         + (f" (mirror: {self.local_dir})" if self.local_dir else ""))
+
+    def iter_files(self) -> Iterator[str]:
+        """Repo-relative paths of the data files in sorted order, listing one folder at a time, lazily.
+
+        Starts in the prefix's folder and goes only into sub-folders the prefix allows; sorting a folder
+        as `path + "/"` makes this depth-first walk give exactly the order of the sorted full paths."""
+        found, stack = False, [(self.prefix.rpartition("/")[0], True)]   # "sample/10BT"; "" (the root) for dclm
+        while stack:
+            path, is_dir = stack.pop()
+            if not is_dir:
+                found = True
+                yield path
+                continue
+            entries = sorted(self.list_folder(path), key=lambda e: e[0] + "/" if e[1] else e[0])
+            for entry, entry_is_dir in reversed(entries):      # a stack: pushed last first, popped in order
+                if (entry.startswith(self.prefix) or self.prefix.startswith(entry + "/")) if entry_is_dir \
+                        else (entry.startswith(self.prefix) and entry.endswith(self.suffix)):
+                    stack.append((entry, entry_is_dir))
+        if not found:
+            raise UserError(f"no {self.prefix}*{self.suffix} files in {self.local_dir or self.repo}@{self.revision}")
+
+    def list_folder(self, folder: str) -> list[tuple[str, bool]]:
+        """(repo-relative path, is a folder) of one folder's entries: the mirror's, or the Hub's at `revision`."""
+        if self.local_dir is not None:
+            if not self.local_dir.is_dir():
+                raise NotFound(f"{self.local_dir} does not exist: pass a directory laid out like {self.repo}")
+            here = self.local_dir / folder
+            return [(p.relative_to(self.local_dir).as_posix(), p.is_dir()) for p in here.iterdir()] if here.is_dir() else []
+        import huggingface_hub
+
+        try:
+            return [(e.path, isinstance(e, huggingface_hub.hf_api.RepoFolder)) for e in huggingface_hub.HfApi().list_repo_tree(
+                self.repo, path_in_repo=folder or None, repo_type="dataset", revision=self.revision)]
+        except hub_errors() as e:
+            raise UserError(f"cannot list {self.repo}/{folder} at revision {self.revision} on the Hugging Face Hub "
+                            f"({type(e).__name__}): check your connection, or pass local files with --source NAME=PATH")
+
+    def list_files(self) -> list[str]:
+        """All data files, sorted: ['sample/10BT/000_00000.parquet', ...] (the stream uses `iter_files`)."""
+        return list(self.iter_files())
+
+    def fetch(self, filename: str) -> Path:
+        """A local path for one repo file: the mirror's, or hf_hub_download's cached copy of it at `revision`."""
+        if self.local_dir is not None:
+            return self.local_dir / filename
+        import huggingface_hub
+
+        try:
+            return Path(huggingface_hub.hf_hub_download(self.repo, filename, repo_type="dataset", revision=self.revision,
+                                                        cache_dir=self.cache_dir))
+        except hub_errors() as e:
+            # huggingface_hub (2.x) retries a cut-off transfer itself, then deletes the partial file if it fails.
+            raise UserError(f"download of {self.repo}/{filename} failed ({type(e).__name__}): check your connection "
+                            f"(HF_ENDPOINT, HTTPS_PROXY) and rerun; the files already downloaded stay in "
+                            f"{shown(self.cache_dir)}, this one starts again from its beginning")
+
+    def iter_documents(self) -> Iterator[str]:
+        """Every document of every data file, in order; a file is fetched only when the stream reaches it."""
+        for filename in self.iter_files():
+            yield from read_documents(self.fetch(filename))
+
+
+def download_raw(source: HFSource, n_documents: int, raw_dir: Path = RAW_DATA_DIR) -> Path:
+    """Stream the first `n_documents` of an HF source into raw_dir/<name>.jsonl (as linnet did); kept if done.
+
+    A sidecar <name>.meta.json records the count, so asking for a different count downloads again."""
+    out, meta = raw_dir / f"{source.name}.jsonl", raw_dir / f"{source.name}.meta.json"
+    want = {"repo": source.repo, "revision": source.revision, "files": f"{source.prefix}*{source.suffix}",
+            "documents": n_documents}
+    if out.exists() and meta.exists() and json.loads(meta.read_text()) == want:
+        return out
+    for stale in raw_dir.glob(f".{out.name}.tmp*"):    # a killed download's temp file (atomic_path)
+        stale.unlink()
+    from tqdm import tqdm
+
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        documents = source.iter_documents()
+        for i in tqdm(range(n_documents), desc=f"downloading {source.name}", unit="doc"):
+            text = next(documents, None)
+            if text is None:
+                raise UserError(f"{source.repo} has only {i:,} documents: lower --mix {source.name}")
+            f.write(json.dumps({"text": text, "id": f"{source.name}-{i}"}) + "\n")
+    write_json(meta, want)
+    return out
+
+
+def hub_sources(counts: dict[str, int], cache_dir: Path, raw_dir: Path = RAW_DATA_DIR) -> list[tuple[str, Path, str]]:
+    """linnet's sources: the first counts[name] documents of each Hub dataset, downloaded once into
+    raw_dir/<name>.jsonl (kept while its .meta.json matches). Returns (name, that file, where it came from)
+    for each, which 04 reads back as LocalSources."""
+    sources = []
+    for name in counts:
+        if name not in HF_DATASETS:
+            raise UserError(f"--mix names {name!r}, but the Hub sources are {sorted(HF_DATASETS)}; "
+                            "pass your own files with --source NAME=PATH")
+        raw = raw_dir / f"{name}.jsonl"
+        meta = raw_dir / f"{name}.meta.json"
+        hf = HFSource(name, cache_dir=cache_dir, **HF_DATASETS[name])
+        saved = json.loads(meta.read_text()) if meta.exists() else {}
+        if not (raw.exists() and saved.get("documents") == counts[name] and saved.get("revision") == hf.revision):
+            if not has_internet():
+                raise UserError("no internet to download fineweb-edu and dclm from the Hugging Face Hub: "
+                                "pass local text instead, e.g. --source python-docs=embedded/corpus/python-docs.jsonl.zst "
+                                "(NAME=PATH, repeatable), or run --preset tiny")
+            raw = download_raw(hf, counts[name], raw_dir=raw_dir)
+        sources.append((name, raw, f"{hf.location}, first {counts[name]:,} documents"))
+    return sources

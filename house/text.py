@@ -48,9 +48,10 @@ def iter_jsonl_texts(lines: Iterable[str], path: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def open_text(path: str | os.PathLike):
+def open_text(path: str | os.PathLike, fix: str = "restore it (git checkout) or leave it out"):
     """Open a UTF-8 text file for reading; a `.zst` file (zstandard, as in embedded/) is unpacked as a
-    stream, so `for line in f` works the same on `hellaswag_val.jsonl` and `hellaswag_val.jsonl.zst`."""
+    stream, so `for line in f` works the same on `hellaswag_val.jsonl` and `hellaswag_val.jsonl.zst`.
+    `fix`: what the error for damaged zstandard data tells the user to do."""
     path = Path(path)
     if not path.name.endswith(".zst"):
         with open(path, encoding="utf-8") as f:
@@ -67,7 +68,7 @@ def open_text(path: str | os.PathLike):
         with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
             yield io.TextIOWrapper(reader, encoding="utf-8")
     except zstandard.ZstdError as e:
-        raise UserError(f"{path} is not valid zstandard data ({e}): restore it (git checkout) or leave it out")
+        raise UserError(f"{path} is not valid zstandard data ({e}): {fix}")
 
 
 def iter_file_texts(path: Path) -> Iterator[str]:
@@ -105,3 +106,23 @@ def iter_texts(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
     """Yield every document of every file under `paths`, in sorted file order."""
     for f in list_text_files(paths):
         yield from iter_file_texts(f)
+
+
+def iter_jsonl_zst(path: Path) -> Iterator[str]:
+    """The "text" of every line of a zstandard-compressed JSON-lines file, decompressed as a stream.
+
+    (dclm-baseline ships as these; the first bytes are the zstd magic 28 b5 2f fd.) A damaged one is named
+    as a download to delete: 04 fetches it again."""
+    try:
+        with open_text(path, fix="delete it (it is downloaded again) or leave it out") as f:
+            yield from iter_jsonl_texts(f, path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} does not decompress to UTF-8 text: delete it or leave it out")
+
+
+def read_documents(path: Path) -> Iterator[str]:
+    """Documents of one file as 04's sources read them: .jsonl.zst with `iter_jsonl_zst`, .jsonl/.txt/.parquet
+    with `iter_file_texts` (row group by row group)."""
+    if Path(path).name.endswith(".jsonl.zst"):
+        return iter_jsonl_zst(path)
+    return iter_file_texts(path)

@@ -172,12 +172,12 @@ def test_bytes_per_token_and_measure_file(small_tokenizer, tmp_path):
 
 @pytest.mark.parametrize("vocab_size, message", [(258, "too small: use at least 259"), (70_000, "uint16")])
 def test_bad_vocab_size(vocab_size, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(house.UserError, match=message):
         tok.train_tokenizer(["some text"], vocab_size)
 
 
 def test_empty_corpus():
-    with pytest.raises(SystemExit, match="training text is empty"):
+    with pytest.raises(house.UserError, match="training text is empty"):
         tok.train_tokenizer(iter([]), 300)
 
 
@@ -197,21 +197,21 @@ def test_load_tokenizer_missing_or_corrupt(tmp_path, content, message):
     path = tmp_path / "tokenizer.json"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(SystemExit, match=message) as err:
+    with pytest.raises(house.UserError, match=message) as err:
         tok.load_tokenizer(path)
-    assert "\n" not in str(err.value.code)
+    assert "\n" not in str(err.value)
 
 
 def test_load_tokenizer_without_eot(tmp_path):
     no_eot = tok.new_byte_level_bpe()
     (tmp_path / "t.json").write_text(no_eot.to_str())
-    with pytest.raises(SystemExit, match="has no <\\|endoftext\\|> token"):
+    with pytest.raises(house.UserError, match="has no <\\|endoftext\\|> token"):
         tok.load_tokenizer(tmp_path / "t.json")
 
 
 def test_real_job_without_download_says_run_04_data(monkeypatch, tmp_path):
     monkeypatch.setattr(house, "RAW_DATA_DIR", tmp_path / "raw")
-    with pytest.raises(SystemExit, match="run python 04_data.py first"):
+    with pytest.raises(house.NotFound, match="run python 04_data.py first"):
         tok.data_files(tok.build_parser().parse_args([]))
 
 

@@ -10,6 +10,7 @@ from helpers import lesson, run_script
 
 muon = lesson("03_muon")
 model_lib = lesson("02_model")
+fast_muon = lesson("fast.muon")      # the batched twin of 03's per-parameter loop
 
 torch_muon = getattr(torch.optim, "Muon", None)
 needs_torch_muon = pytest.mark.skipif(torch_muon is None, reason="this torch has no torch.optim.Muon (added in 2.9)")
@@ -295,9 +296,10 @@ def test_docstring_examples():
     import doctest
 
     assert doctest.testmod(muon, optionflags=doctest.ELLIPSIS).failed == 0
+    assert doctest.testmod(fast_muon, optionflags=doctest.ELLIPSIS).failed == 0
 
 
-# --- the batched fast path (one newton_schulz call per shape) against the plain per-parameter loop -----
+# --- the batched fast twin (fast/muon.py: one newton_schulz call per shape) against the plain loop -----
 
 def linnet_like_training(batched, steps=10, dtype=torch.float32):
     """`steps` Muon steps (build_optimizers' groups) on a depth-3 MoE: 3 same-shaped c_attn, c_proj, routers
@@ -321,7 +323,7 @@ def test_batched_muon_matches_reference():
     _, ref_opt, plain = linnet_like_training(batched=False)
     shapes = [tuple(p.shape) for p in fast]
     assert len(shapes) == 15 and len(set(shapes)) == 5              # 5 shapes × 3 layers: really batched
-    assert [len(s) for s in muon.group_by_shape(fast)] == [3] * 5
+    assert [len(s) for s in fast_muon.group_by_shape(fast)] == [3] * 5
     moved = max((p - q).abs().max().item() for p, q in
                 zip(fast, linnet_like_training(batched=True, steps=0)[2]))
     assert moved > 0.05                                              # the weights really moved
@@ -343,7 +345,7 @@ def test_batched_muon_matches_reference_in_bf16():
 
 def test_group_by_shape_splits_dtype_and_keeps_order():
     ps = [torch.empty(4, 2), torch.empty(4, 2, dtype=torch.bfloat16), torch.empty(3, 4, 2), torch.empty(4, 2)]
-    assert muon.group_by_shape(ps) == [[0, 3], [1], [2]]
+    assert fast_muon.group_by_shape(ps) == [[0, 3], [1], [2]]
 
 
 def test_a_checkpoint_of_the_plain_path_resumes_on_the_batched_one():

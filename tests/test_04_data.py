@@ -105,7 +105,7 @@ def test_linnet_order_is_all_dclm_then_fineweb():
 
 
 def test_source_running_dry_says_how_to_fix(sources_dir):
-    with pytest.raises(SystemExit, match="--mix shakespeare:30"):
+    with pytest.raises(house.UserError, match="--mix shakespeare:30"):
         list(data.iter_mixed_documents(make_sources(sources_dir), {"python-docs": 1, "shakespeare": 31}))
 
 
@@ -170,7 +170,7 @@ def test_manifest_counts_equal_what_is_on_disk(built, corpus_docs, tokenizer):
     for r in records:
         shard = np.load(out / r["file"])
         assert len(shard) == r["tokens"] == sum(r["source_tokens"].values())
-        assert data.sha256_file(out / r["file"]) == r["sha256"]
+        assert house.shards.sha256_file(out / r["file"]) == r["sha256"]
     tokens = all_tokens(out, manifest)
     assert manifest["tokens"] == len(tokens)
     assert manifest["documents"] == (tokens == manifest["eot_id"]).sum() == sum(COUNTS.values())
@@ -236,7 +236,7 @@ def test_rerun_of_finished_run_keeps_everything_and_other_settings_need_overwrit
     written = []
     again = build(tmp_path, sources_dir, tokenizer, tokenizer_path, on_shard_written=written.append)
     assert written == [] and again["shards"] == first["shards"]
-    with pytest.raises(SystemExit, match="other settings"):
+    with pytest.raises(house.UserError, match="other settings"):
         build(tmp_path, sources_dir, tokenizer, tokenizer_path, seed=4)
     assert data.read_manifest(tmp_path)["shards"] == first["shards"]
     other = build(tmp_path, sources_dir, tokenizer, tokenizer_path, seed=4, overwrite=True, on_shard_written=written.append)
@@ -249,7 +249,7 @@ def test_vocab_over_uint16_is_refused(tmp_path, sources_dir):
     from tokenizers import Tokenizer, models
 
     big = Tokenizer(models.BPE(vocab={f"t{i}": i for i in range(70_000)}, merges=[]))
-    with pytest.raises(SystemExit, match="uint16"):
+    with pytest.raises(house.UserError, match="uint16"):
         data.build_shards(make_sources(sources_dir), dict(COUNTS), big, tmp_path, tokenizer_sha256="x")
     assert not list(tmp_path.iterdir())
 
@@ -261,7 +261,7 @@ def test_empty_source_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_bad_source_argument_and_missing_tokenizer(tmp_path, sources_dir):
-    with pytest.raises(SystemExit, match="NAME=PATH"):
+    with pytest.raises(house.UserError, match="NAME=PATH"):
         data.parse_source_arg("just/a/path.jsonl")
     with pytest.raises(SystemExit, match="01_tokenizer.py --preset tiny"):
         data.main(["--preset", "tiny", "--source", f"a={sources_dir / 'shakespeare.jsonl'}",
@@ -270,19 +270,19 @@ def test_bad_source_argument_and_missing_tokenizer(tmp_path, sources_dir):
 
 def test_corrupt_zstd_file_is_a_clear_error(tmp_path):
     (tmp_path / "bad.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 10)
-    with pytest.raises(SystemExit, match="bad.jsonl.zst is not valid zstandard"):
+    with pytest.raises(house.UserError, match="bad.jsonl.zst is not valid zstandard"):
         list(data.LocalSource("bad", [tmp_path]).iter_documents())
 
 
 def test_no_internet_linnet_preset_says_pass_local_sources(tmp_path, monkeypatch):
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
+    monkeypatch.setattr(house.sources, "has_internet", lambda *a, **k: False)
     monkeypatch.setattr(house, "RAW_DATA_DIR", tmp_path / "raw")
     with pytest.raises(SystemExit) as e:
         data.main(["--out", str(tmp_path / "o")])
     assert "--source" in str(e.value) and "\n" not in str(e.value)
 
 
-# --- Hugging Face sources, offline: a directory laid out like the real repos ---------------------------
+# --- Hugging Face sources (house/sources.py), offline: a directory laid out like the real repos ---------
 
 def write_zst_jsonl(path, texts):
     import zstandard
@@ -314,8 +314,8 @@ def fake_hub(root):
 
 def test_hf_sources_read_a_local_mirror_of_the_real_layout(tmp_path):
     root = fake_hub(tmp_path)
-    fw = data.HFSource("fineweb-edu", local_dir=root / "HuggingFaceFW/fineweb-edu", **data.HF_DATASETS["fineweb-edu"])
-    dclm = data.HFSource("dclm", local_dir=root / "mlfoundations/dclm-baseline-1.0", **data.HF_DATASETS["dclm"])
+    fw = house.sources.HFSource("fineweb-edu", local_dir=root / "HuggingFaceFW/fineweb-edu", **house.sources.HF_DATASETS["fineweb-edu"])
+    dclm = house.sources.HFSource("dclm", local_dir=root / "mlfoundations/dclm-baseline-1.0", **house.sources.HF_DATASETS["dclm"])
     assert fw.list_files() == ["sample/10BT/000_00000.parquet", "sample/10BT/001_00000.parquet"]
     assert list(fw.iter_documents()) == ["fw0", "fw1", "fw2", "fw3", "fw4"]      # empty text skipped
     assert list(dclm.iter_documents()) == ["d0", "d1", "d2"]
@@ -346,13 +346,21 @@ def test_hf_source_download_path_lists_and_fetches_through_huggingface_hub(tmp_p
 
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", list_repo_tree)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
-    dclm = data.HFSource("dclm", cache_dir=tmp_path / "cache", **data.HF_DATASETS["dclm"])
-    raw = data.download_raw(dclm, 2, raw_dir=tmp_path / "raw")
+    dclm = house.sources.HFSource("dclm", cache_dir=tmp_path / "cache", **house.sources.HF_DATASETS["dclm"])
+    raw = house.sources.download_raw(dclm, 2, raw_dir=tmp_path / "raw")
     assert [json.loads(line)["text"] for line in raw.read_text().splitlines()] == ["d0", "d1"]
     pin = house.HUB_REVISIONS["mlfoundations/dclm-baseline-1.0"]
     assert calls == [("global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zst", pin)]  # only what was needed
     # only the folders on the way to the first file: the root, then one global and one local shard folder
     assert listed == [(None, pin), ("global-shard_01_of_10", pin), ("global-shard_01_of_10/local-shard_0_of_10", pin)]
+
+
+def test_docstring_examples_of_the_shard_bookkeeping():
+    """house/shards.py's worked examples (04's until they moved there; tests/test_docstrings.py runs 04's own)."""
+    import doctest
+
+    results = doctest.testmod(house.shards)
+    assert results.attempted > 0 and results.failed == 0
 
 
 # --- the loader ---------------------------------------------------------------------------------------------
@@ -386,7 +394,7 @@ def test_loader_resumes_on_the_exact_next_batch(built):
     for k in range(2):
         x, y = next(got)
         assert torch.equal(x, expected[n + k][0]) and torch.equal(y, expected[n + k][1])
-    with pytest.raises(SystemExit, match="B=2"):
+    with pytest.raises(house.UserError, match="B=2"):
         data.ShardLoader(out, "train", B=3, T=32, seed=7).load_state_dict(state)
 
 
@@ -427,10 +435,10 @@ def test_val_batches_read_shard_0_in_order_once(built):
 
 
 def test_loader_errors_are_one_line(tmp_path, built):
-    with pytest.raises(SystemExit, match=r"run python 04_data.py \(--preset tiny for the small one\) first"):
+    with pytest.raises(house.NotFound, match=r"run python 04_data.py \(--preset tiny for the small one\) first"):
         data.read_manifest(tmp_path)
     out, _ = built
-    with pytest.raises(SystemExit, match="fewer than one batch"):
+    with pytest.raises(house.UserError, match="fewer than one batch"):
         data.ShardLoader(out, "val", B=1000, T=1024)
 
 

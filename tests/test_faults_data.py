@@ -54,7 +54,7 @@ def truncate(path, n_bytes=100):
 
 def test_truncated_training_shard_not_yet_visited_stops_the_loader_at_once(shards):
     truncate(shards / "shard_00007.npy")
-    with pytest.raises(SystemExit, match=r"shard_00007.npy is truncated .*python 04_data.py") as e:
+    with pytest.raises(house.UserError, match=r"shard_00007.npy is truncated .*python 04_data.py") as e:
         data.ShardLoader(shards, "train", B=2, T=32)
     assert "\n" not in str(e.value)
 
@@ -63,27 +63,27 @@ def test_truncated_validation_shard_stops_before_training(shards):
     truncate(shards / "shard_00000.npy")
     for open_it in (lambda: data.ShardLoader(shards, "train", B=2, T=32),   # what 05 opens first
                     lambda: data.val_batches(shards, 2, 32), lambda: data.read_manifest(shards)):
-        with pytest.raises(SystemExit, match=r"shard_00000.npy is truncated"):
+        with pytest.raises(house.UserError, match=r"shard_00000.npy is truncated"):
             open_it()
 
 
 def test_missing_shard_is_named(shards):
     (shards / "shard_00003.npy").unlink()
-    with pytest.raises(SystemExit, match=r"shard_00003.npy is missing: rerun the python 04_data.py command"):
+    with pytest.raises(house.UserError, match=r"shard_00003.npy is missing: rerun the python 04_data.py command"):
         data.read_manifest(shards)
 
 
 def test_shard_with_a_damaged_header_is_named(shards):
     path = shards / "shard_00002.npy"
     path.write_bytes(b"\x00" * path.stat().st_size)
-    with pytest.raises(SystemExit, match=r"shard_00002.npy is damaged"):
+    with pytest.raises(house.UserError, match=r"shard_00002.npy is damaged"):
         data.read_manifest(shards)
 
 
 def test_shard_cut_after_the_loader_opened_is_one_line_not_a_mmap_error(shards):
     loader = data.ShardLoader(shards, "train", B=2, T=32)
     truncate(shards / "shard_00001.npy", 1_000)
-    with pytest.raises(SystemExit, match="truncated"):
+    with pytest.raises(house.UserError, match="truncated"):
         for _ in loader.iter_once():
             pass
 
@@ -126,13 +126,13 @@ def manifest_is_trustworthy(out):
     if not (out / "manifest.json").exists():
         return True
     manifest = json.loads((out / "manifest.json").read_text())
-    return all((out / r["file"]).exists() and data.sha256_file(out / r["file"]) == r["sha256"] for r in manifest["shards"])
+    return all((out / r["file"]).exists() and house.shards.sha256_file(out / r["file"]) == r["sha256"] for r in manifest["shards"])
 
 
 def test_rerun_with_other_settings_is_refused_and_keeps_every_shard(shards, inputs):
     """Shards of other settings are another data set (a checkpoint may need them): one line, nothing deleted."""
     before = {p.name: p.read_bytes() for p in sorted(shards.iterdir()) if p.is_file()}
-    with pytest.raises(SystemExit, match=r"other settings \(seed differ\).*--overwrite"):
+    with pytest.raises(house.UserError, match=r"other settings \(seed differ\).*--overwrite"):
         build(shards, inputs, seed=1)
     assert {p.name: p.read_bytes() for p in sorted(shards.iterdir()) if p.is_file()} == before
 
@@ -150,7 +150,7 @@ def test_rerun_crashing_while_it_deletes_shards_leaves_no_manifest_beside_missin
         build(shards, inputs, seed=1, overwrite=True)   # other settings, --overwrite: everything is rebuilt
     monkeypatch.undo()
     assert not (shards / "manifest.json").exists() and manifest_is_trustworthy(shards)
-    with pytest.raises(SystemExit, match="no shards"):
+    with pytest.raises(house.UserError, match="no shards"):
         data.ShardLoader(shards, "train", B=2, T=32)
 
 
@@ -192,8 +192,8 @@ def test_stale_download_temp_file_is_cleaned(tmp_path, monkeypatch):
     (hub / "global-shard_01_of_10").mkdir(parents=True)
     (hub / "global-shard_01_of_10" / "a.jsonl.zst").write_bytes(
         __import__("zstandard").ZstdCompressor().compress(b'{"text": "d0"}\n'))
-    source = data.HFSource("dclm", local_dir=hub, **data.HF_DATASETS["dclm"])
-    data.download_raw(source, 1, raw_dir=raw)
+    source = house.sources.HFSource("dclm", local_dir=hub, **house.sources.HF_DATASETS["dclm"])
+    house.sources.download_raw(source, 1, raw_dir=raw)
     assert sorted(p.name for p in raw.iterdir()) == ["dclm.jsonl", "dclm.meta.json"]
 
 

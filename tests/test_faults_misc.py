@@ -152,9 +152,9 @@ KINDS = {"empty": "empty, or not valid JSON", "cut": "empty, or not valid JSON",
 @pytest.mark.parametrize("how", list(KINDS))
 def test_read_manifest_of_a_corrupt_manifest_is_one_line(inputs, tmp_path, how):
     folder = damaged_copy(inputs, tmp_path, how)
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(house.UserError) as e:
         data.read_manifest(folder)
-    assert str(e.value).startswith(f"error: {folder / 'manifest.json'} is corrupt ({KINDS[how]}")
+    assert str(e.value).startswith(f"{folder / 'manifest.json'} is corrupt ({KINDS[how]}")
     assert "rerun the python 04_data.py command" in str(e.value) and "\n" not in str(e.value)
 
 
