@@ -1353,10 +1353,10 @@ def check_data_flag(cfg: TrainConfig, run: RunConfig) -> None:
 def hellaswag_file_or_stop() -> Path:
     """06's HellaSwag file (cached, the course copy, or downloaded); without one, one line that says what to do."""
     try:
-        return eval_lib.find_hellaswag_file()
-    except SystemExit:
-        raise SystemExit(f"error: no HellaSwag file and no internet: download {eval_lib.HELLASWAG_URL} to "
-                         f"{house.shown(eval_lib.HELLASWAG_CACHE)}, or train without it: --no-hellaswag")
+        return house.sources.find_hellaswag_file()
+    except house.NotFound:
+        raise SystemExit(f"error: no HellaSwag file and no internet: download {house.sources.HELLASWAG_URL} to "
+                         f"{house.shown(house.sources.HELLASWAG_CACHE)}, or train without it: --no-hellaswag")
 
 
 def check_preset_fits(cfg: TrainConfig, tokenizer, tokenizer_path: Path, is_main: bool) -> None:

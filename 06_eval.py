@@ -1,79 +1,35 @@
 """06 — evaluating linnet: HellaSwag exactly as lm-evaluation-harness scores it, bits per byte, sampling.
 
-What you will learn
-- How a language model "answers" a multiple-choice question without generating anything: it scores
-  each ending by the log-probability it gives to the ending's tokens, and picks the highest.
-- Why one model has three HellaSwag numbers — `acc` (summed log-prob), `acc_norm` (summed log-prob per
-  character: the figure usually quoted) and the nanoGPT/llm.c variant (mean log-prob per token, raw
-  text) — and which one linnet's "≈ 38 %" is: plain `acc` on the first 3,000 examples, with context
-  and ending tokenised separately (see section 2 and `docs/HELLASWAG.md`).
-- How to score 40,000 (context, ending) pairs fast: many endings per forward pass, padded on the right
-  (a causal model never looks right, so the padding cannot change the scores), sorted by length so
-  little is padding, bf16 on a GPU; then each context only once, its 4 endings packed after it behind a
-  mask — and the plain one-at-a-time `score_requests_reference` next to it, which a test says agrees.
-- What "random weights" scores (≈ 25 %, the 1-in-4 guess) and how far from 25 % counts as signal
-  (binomial sd on 10,042 examples ≈ 0.43 points; on 200 examples ≈ 3.1 points).
-- Bits per byte on the validation shard: the tokenizer-independent way to report a loss.
+A model answers a multiple-choice question without generating anything: it scores each ending by the log-probability
+it gives the ending's tokens, and picks the best. Built in this order: 1 the data (HellaSwag validation, cleaned as
+lm-eval does); 2 requests, three tokenisations; 3 scoring them — a plain one-at-a-time reference, then the batched
+path (many endings per forward pass, sorted by length, padded on the right: a causal model never looks right);
+4 the three accuracies (acc = summed log-prob, acc_norm = per character, the nanoGPT rule = mean per token) and
+which one is linnet's "≈ 38 %" (acc, first 3,000 examples, separate tokenisation: docs/HELLASWAG.md); 5 where a
+model beats guessing (binomial sd: 0.43 points on 10,042 examples, 3.1 on 200); 6 bits per byte, the
+tokenizer-independent loss; 7 plots; 8 main. What makes scoring faster still (each context once, tokenising ahead)
+is fast/hellaswag.py; how fast, BENCHMARKS.md "HellaSwag timing".
 
-Read sections 1–7 in order; the appendices at the end (where the HellaSwag file comes from, loading a
-checkpoint or a tokenizer; how a context and its endings are packed into one row) can wait.
-
-How to run
-    python 06_eval.py --preset tiny        # CPU, < 1 min: trained tiny checkpoint if 05 made one,
-                                           # else a random-weights tiny model (expect ~25 %), 200 examples
-    python 06_eval.py                      # the real job: out/05_train/latest.pt on all 10,042 examples
-    python 06_eval.py --checkpoint linnet/pytorch_model.bin --tokenizer linnet/tokenizer.json --linnet-compat
+    python 06_eval.py --preset tiny       # a CPU, < 1 min: 05's tiny checkpoint, else random weights (≈ 25 %)
+    python 06_eval.py                     # out/05_train/latest.pt on all 10,042 examples
+    python 06_eval.py --checkpoint linnet/ --linnet-compat   # linnet's published weights and its own protocol
     python 06_eval.py --sample "The capital of France is"
-    python 06_eval.py --compile            # torch.compile the forward: pays only when scoring many times
 
-What it writes (out/06_eval/): `results.json` (every number and per-example scores), and plots:
-`hellaswag_methods.png` (the three scorings side by side with reference models),
-`hellaswag_breakdown.png` (accuracy by source, split type and context length, with the ±2 sd band of
-guessing), `hellaswag_examples.png` (a few examples: the model's score for every ending, the right one
-marked).
-
-Reference numbers (0-shot, validation, docs/HELLASWAG.md): random 25.0; GPT-2 124M acc_norm ≈ 31.1
-(nanoGPT-style ≈ 29.6); GPT-2 XL acc_norm ≈ 50.9; linnet-497M ≈ 38 = lm-eval `acc` on the first 3,000
-examples with separate tokenisation (`--linnet-compat` reproduces that exact protocol). Note that the
-validation file lists all 3,243 ActivityNet examples before the 6,799 WikiHow ones, so linnet's "first
-3,000" are ActivityNet only (short contexts, no [title]/[step] markup) — not a sample of the whole set.
-linnet's validation loss ≈ 1.21 bits per byte — measured on dclm text only (its validation shard was all
-dclm, see docs/DATA.md), so a bpb on our mixed validation shard is not the same number.
-
-Speed (all 10,042 examples, linnet-497M shape with random weights in bf16, one H200,
-`python bench/hellaswag_speed.py`, BENCHMARKS.md "HellaSwag timing"): acc + acc_norm in 6.5 s eager (10.0 s
-as whole rows, 17.9 s before the token-budget batching of section 3). Each context is read once, its 4
-endings packed after it (section 3, step 5: 3.5M → 1.8M input tokens), and SDPA's cuDNN backend is off
-while scoring (it plans every new batch shape on the CPU; appendix `attention_for_many_shapes`). 06's own
-run adds the nanoGPT-style requests, a second set as large: 9.0 s eager (21.7 s as whole rows, 13.5 s before
-02's fused RoPE + QK-norm kernel and the tokenising of the next quarter of the examples while the GPU scores
-this one: `tokenized_ahead`). `--compile`
-(whole rows) gives 6.2–7.2 s for acc + acc_norm after ≈ 70 s of compiling: it pays only when one process
-scores many times, so eager is the default.
-
-Honest limits
-- Zero-shot only, validation split only (the test split's labels are not public).
-- `acc` and `acc_norm` here follow lm-eval's HellaSwag task and its HF-model request encoding; lm-eval
-  also batches and caches in its own way, so expect agreement to ~1e-3 in the log-probs in bf16, not
-  bit-identity.
-- Bits per byte divides by the bytes of exactly the tokens scored; linnet divided by bytes per token
-  over all its text — a small difference, stated in docs/DATA.md.
+Writes (out/06_eval/): results.json (every number, per-example scores), hellaswag_methods.png (three scorings
+against reference models), hellaswag_breakdown.png (by source, split, context length, with the ±2 sd band of
+guessing), hellaswag_examples.png (a few examples, the score of every ending).
+Not here: few-shot, the test split (its labels are not public); bit-identity with lm-eval (it batches in its own
+way: expect ~1e-3 in bf16 log-probs). Bits per byte divides by the bytes of exactly the tokens scored; linnet
+divided by bytes per token over all its text (docs/DATA.md).
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import contextlib
-import functools
-import gc
 import importlib
-import itertools
 import json
 import math
 import re
-import sys
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -82,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 import house
+from fast import hellaswag as hellaswag_fast
 from house import checkpoints
 
 tokenizer_lib = importlib.import_module("01_tokenizer")
@@ -170,10 +127,10 @@ def hellaswag_row_problem(row) -> str | None:
 def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> list[dict]:
     """Read the HellaSwag jsonl (the rowanz/hellaswag schema), first `limit` examples if given.
 
-    `path=None` finds the file with `find_hellaswag_file` (appendix: cache, ../shared/data, the embedded copy).
+    `path=None` finds the file with house/sources.py's `find_hellaswag_file` (cache, ../shared/data, embedded/).
     The full validation file gives 10,042 examples with labels 0/1/2/3 = 2515/2485/2584/2458.
     A line that is not a complete example stops the run naming the file and line number."""
-    path = find_hellaswag_file(path)
+    path = house.sources.find_hellaswag_file(path)
     examples = []
     with house.open_text(path) as f:                   # .jsonl, or the embedded .jsonl.zst
         for lineno, line in enumerate(f, 1):
@@ -188,10 +145,10 @@ def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> 
                     raise ValueError(problem)
                 examples.append(prepare_example(row))
             except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError is a ValueError
-                raise SystemExit(f"error: {path}:{lineno} is not a HellaSwag example ({e}): "
-                                 f"fix that line or re-download the file")
+                raise house.UserError(f"{path}:{lineno} is not a HellaSwag example ({e}): "
+                                      f"fix that line or re-download the file")
     if not examples:
-        raise SystemExit(f"error: {path} has no examples: pass the HellaSwag validation jsonl")
+        raise house.UserError(f"{path} has no examples: pass the HellaSwag validation jsonl")
     return examples
 
 
@@ -264,6 +221,13 @@ def model_logits(model, idx: torch.Tensor) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+def unwrap(model):
+    """The 02 model inside a DDP wrapper (`.module`) or a torch.compile wrapper (`._orig_mod`)."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
 def window_of(model) -> int:
     """How many tokens the model reads at once (its block_size: 1024 for linnet).
 
@@ -289,6 +253,18 @@ def cut_to_window(context_ids: list[int], continuation_ids: list[int], window: i
     ([5, 6, 7, 8], 3)"""
     full = (context_ids + continuation_ids)[-(window + 1):]
     return full, min(len(continuation_ids), window)
+
+
+def fit_to_window(context_ids: list[int], continuation_ids: list[int], window: int) -> tuple[list[int], list[int]]:
+    """A request as the model reads it, still as (context, continuation): the same lists if it fits in
+    window + 1 tokens, else `cut_to_window`'s tokens split again.
+
+    >>> fit_to_window([1, 2, 3, 4], [5, 6], window=3)
+    ([3, 4], [5, 6])"""
+    if len(context_ids) + len(continuation_ids) <= window + 1:
+        return context_ids, continuation_ids
+    full, n = cut_to_window(context_ids, continuation_ids, window)
+    return full[:-n], full[-n:]
 
 
 @torch.no_grad()
@@ -360,13 +336,13 @@ def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor, compi
     02's model runs as usual up to its final norm (`LLM.hidden`); the lm_head (C → V = 32,768, the one
     matmul whose output is T·V) then runs only on the N rows we score — HellaSwag's endings are about a
     third of its tokens — so the (B, T, V) logits are never made. `compiled`: run `hidden` through
-    torch.compile (`compiled_hidden`). Any other model (a test's bigram table) gives its full logits,
+    torch.compile (fast/hellaswag.py's `compiled_hidden`). Any other model (a test's bigram table) gives its full logits,
     and we keep the same rows."""
     core = unwrap(model)
     if not (hasattr(core, "hidden") and hasattr(core, "head")):
         return model_logits(model, idx).flatten(0, 1)[positions]
     core.check_input(idx)
-    hidden = compiled_hidden(core) if compiled else core.hidden
+    hidden = hellaswag_fast.compiled_hidden(core) if compiled else core.hidden
     x, _ = hidden(idx)                                             # (B, T, C)
     return core.head(x.flatten(0, 1)[positions])                   # (N, V): the lm_head (02's LLM.head)
 
@@ -389,20 +365,22 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
        once with dynamic shapes (`compiled_hidden`), so that inductor fuses the many small element-wise
        kernels of each layer: acc + acc_norm in ≈ 6–7 s instead of ≈ 10 s on an H200, after ≈ 70 s of
        compiling — worth it only when the same process scores again and again (BENCHMARKS.md).
-    5. `share_prefix` (02's linnet model, eager): an example's 4 endings share their context, so one row
-       holds the context once and the 4 endings after it, with a mask so that each ending sees only the
-       context and itself (appendix `score_packed`): about half the tokens of 4 whole rows. Same numbers
-       up to float rounding (fp32: ~1e-6 nats; bf16: bf16 noise). Otherwise, or when packing would save
-       little (a window that cuts contexts apart): steps 1–4, whole rows."""
+    5. `share_prefix` (02's model, eager): an example's 4 endings share their context, so one row holds the
+       context once and the 4 endings after it, with a mask so that each ending sees only the context and
+       itself (fast/hellaswag.py, `score_packed`): about half the tokens of 4 whole rows. Same numbers up to
+       float rounding (fp32: ~1e-6 nats; bf16: bf16 noise). Otherwise, or when packing would save little (a
+       window that cuts contexts apart): steps 1–4, whole rows."""
     if not requests:
         return []
     window = window or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     batch_tokens = batch_tokens or (65_536 if device.type == "cuda" else 8_192)
     core = unwrap(model)
-    if share_prefix and not compiled and type(core) is model_lib.LLM:   # linnet+ variants: whole rows
+    if share_prefix and not compiled and isinstance(core, model_lib.LLM):
         fitted = [fit_to_window(c, k, window) for c, k in requests]
-        return score_packed(core, fitted, device, batch_tokens, batch_size)
+        scores = hellaswag_fast.score_packed(core, fitted, device, plan_batches, batch_tokens, batch_size)
+        if scores is not None:
+            return scores
     inputs = [cut_to_window(c, k, window) for c, k in requests]
     return score_whole_rows(model, inputs, device, batch_tokens, batch_size, compiled)
 
@@ -415,13 +393,13 @@ def score_whole_rows(model, rows: list[tuple[list[int], int]], device, batch_tok
         return []
     batches = plan_batches([len(full) - 1 for full, _ in rows], batch_tokens, batch_size)
     padded = [pad_batch([rows[i] for i in batch]) for batch in batches]       # (B, T) arrays each
-    all_idx, all_positions, all_targets = upload([np.concatenate([idx.ravel() for idx, _, _ in padded]),
+    all_idx, all_positions, all_targets = hellaswag_fast.upload([np.concatenate([idx.ravel() for idx, _, _ in padded]),
                                                   np.concatenate([np.flatnonzero(scored) for _, _, scored in padded]),
                                                   np.concatenate([targets[scored] for _, targets, scored in padded])],
                                                  device)                     # flat, batch after batch
     token_logprobs = torch.empty(len(all_targets), dtype=torch.float32, device=device)
     tok, pos = 0, 0
-    for idx, _, scored in attention_for_many_shapes(padded):
+    for idx, _, scored in hellaswag_fast.attention_for_many_shapes(padded):
         (B, T), n = idx.shape, int(scored.sum())
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = continuation_logits(model, all_idx[tok:tok + B * T].view(B, T), all_positions[pos:pos + n],
@@ -508,7 +486,7 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     batch_tokens / batch_size: the fast scorer's budget of padded tokens per forward pass and optional
     cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap);
     compiled: torch.compile the fast scorer's forward (the first call compiles: ~1 minute on an H200).
-    Every distinct token sequence is scored once (`distinct_requests`), and with `share_prefix` (the fast
+    Every distinct token sequence is scored once (fast/hellaswag.py), and with `share_prefix` (the fast
     scorer, eager) every distinct context once (`score_requests` step 5); False: whole rows, as before.
     The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
@@ -521,10 +499,12 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     model.eval()
     records, counts = [], np.zeros(2, dtype=int)
     try:
-        with gc_paused():                                    # ~500k small lists and tuples: see gc_paused
-            on_gpu = next(model.parameters()).is_cuda
-            for part, requests in tokenized_ahead(tokenizer, examples, mode, nanogpt, split=on_gpu):   # (next part tokenised meanwhile)
-                distinct, owner = distinct_requests(requests, window)   # each token sequence once, for all 3 scorings
+        with hellaswag_fast.gc_paused():                     # ~500k small lists and tuples (fast/hellaswag.py)
+            requests_of = lambda part: hellaswag_requests(tokenizer, part, mode, nanogpt)   # noqa: E731
+            parts = hellaswag_fast.tokenized_ahead(requests_of, examples, split=next(model.parameters()).is_cuda)
+            for part, requests in parts:                     # the next part is tokenised meanwhile
+                fitted = [fit_to_window(c, k, window) for c, k in requests]
+                distinct, owner = hellaswag_fast.distinct_requests(fitted)   # each sequence once, for all 3 scorings
                 distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens, **options)
                 scores = [distinct_scores[j] for j in owner]
                 n = len(part)
@@ -609,8 +589,8 @@ def bits_per_byte(model, data_dir: str | Path, tokenizer, batch_size: int = 8, s
     try:
         for x, y in data_lib.val_batches(data_dir, batch_size, seq_len, max_batches):   # (B, T), (B, T)
             if int(y.max()) >= len(byte_counts):
-                raise SystemExit(f"error: the shards in {house.shown(Path(data_dir))} hold token id {int(y.max())}, "
-                                 f"beyond this tokenizer's {len(byte_counts):,} tokens: pass the tokenizer they were made with")
+                raise house.UserError(f"the shards in {house.shown(Path(data_dir))} hold token id {int(y.max())}, "
+                                      f"beyond this tokenizer's {len(byte_counts):,} tokens: pass the tokenizer they were made with")
             total_bytes += int(byte_counts[y].sum())
             x, y = x.to(device), y.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -714,6 +694,72 @@ def plot_examples(records: list[dict], label: str, k: int = 4):
 
 # --- 8. main -----------------------------------------------------------------------------------------
 
+DEFAULT_CHECKPOINT = house.OUT_DIR / "05_train" / "latest.pt"
+DEFAULT_TOKENIZER = house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
+DEFAULT_DATA_DIR = house.OUT_DIR / "04_data"
+
+
+def load_model(path: str | Path, device=None):
+    """A model from any of: a 05 checkpoint `.pt` (a dict with "model" and "config"), linnet's
+    `pytorch_model.bin` / `.safetensors`, or a directory holding one (02's `LLM.from_pretrained`)."""
+    path = Path(path)
+    if not path.exists():
+        raise house.NotFound(f"no checkpoint at {path}: train one with python 05_train.py, "
+                              f"or pass --checkpoint PATH (a 05 .pt, or linnet's pytorch_model.bin)")
+    model, tokenizer_sha256 = model_lib.load_any_checkpoint(path)   # a 05 .pt: its saved config; else 02's loader
+    checkpoints.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score
+    model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
+    return model.to(device or house.default_device()).eval()
+
+
+def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 64, moe_impl: str = "auto"):
+    """A random-weights 02 model of the shape 05's tiny preset trains (02's TINY_TRAINING_SHAPE: depth 2,
+    64 wide, 4 experts top-2) AND its 64-token window: what `--preset tiny` scores when 05 has not made a
+    checkpoint, and the control beside a trained one (pass the trained model's `config.block_size`), so a long
+    HellaSwag context is cut the same way for both."""
+    torch.manual_seed(seed)
+    config = model_lib.LLMConfig(block_size=block_size, vocab_size=vocab_size, moe_impl=moe_impl,
+                                 **model_lib.TINY_TRAINING_SHAPE)
+    return model_lib.LLM(config).to(device or "cpu").eval()
+
+
+def tokenizer_for(path: Path, preset: str, checkpoint: Path | None = None):
+    """The tokenizer at `path`; an exported folder given as `checkpoint` brings its own tokenizer.json, which
+    wins (a --tokenizer other than the default that differs from it is refused: 02's pick_tokenizer); for the
+    tiny preset, a vocab-1024 one trained in memory if it is missing."""
+    if checkpoint is not None and checkpoints.exported_tokenizer(checkpoint) is not None:
+        given = None if Path(path).resolve() == DEFAULT_TOKENIZER.resolve() else path
+        path = checkpoints.pick_tokenizer(checkpoint, given, DEFAULT_TOKENIZER)
+        print(f"tokenizer: {house.shown(path)} (the exported folder's own)")
+    if path.is_file():
+        return tokenizer_lib.load_tokenizer(path)
+    if preset != "tiny" or Path(path).resolve() != DEFAULT_TOKENIZER.resolve():   # a --tokenizer you named must exist
+        raise house.NotFound(f"no tokenizer at {path}: run python 01_tokenizer.py first, or pass --tokenizer PATH")
+    print(f"no tokenizer at {path}: training a vocab-1024 one in memory (run python 01_tokenizer.py --preset tiny to keep one)")
+    texts = house.iter_texts(house.find_tiny_data())
+    return tokenizer_lib.train_tokenizer(texts, tokenizer_lib.TINY_VOCAB_SIZE, show_progress=False)
+
+
+def get_model(args, tokenizer, device):
+    """The checkpoint if there is one; for the tiny preset without one, a random-weights tiny model."""
+    path = args.checkpoint or DEFAULT_CHECKPOINT
+    if args.checkpoint is None and args.preset == "tiny" and not path.exists():
+        print("=" * 78 + "\nRANDOM WEIGHTS: no checkpoint at out/05_train/latest.pt, so this scores an untrained tiny "
+              "model.\nExpect ~25% (guessing). Run python 05_train.py --preset tiny for a trained one.\n" + "=" * 78)
+        return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
+    model = load_model(path, device)
+    if torch.device(device).type == "cuda":
+        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights, as bench/hellaswag_speed.py measures
+    trained_with = getattr(model, "tokenizer_sha256", None)
+    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
+        raise house.UserError(f"{path} was trained with another tokenizer than {args.tokenizer}: "
+                              f"pass the --tokenizer it was trained with (05 used the one from 01)")
+    if tokenizer.get_vocab_size() > model.config.vocab_size:
+        raise house.UserError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
+                              f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
+    return model, house.shown(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = house.ArgumentParser(
         description="Evaluate a linnet model: HellaSwag 0-shot (lm-eval's acc and acc_norm, plus the nanoGPT-style "
@@ -763,7 +809,7 @@ def read_hellaswag(args) -> tuple[Path, list[dict], list[dict] | None]:
     """The HellaSwag file, its first --limit examples and (--linnet-compat) its first 3,000: read and checked
     row by row before the model loads, so a bad file costs seconds, not a big checkpoint's load."""
     limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
-    path = find_hellaswag_file(args.hellaswag_file)
+    path = house.sources.find_hellaswag_file(args.hellaswag_file)
     examples = load_hellaswag(path, limit)
     compat = None
     if args.linnet_compat:
@@ -845,411 +891,6 @@ def main(argv=None):
         summary["sample"] = text
     house.write_json(args.out / "results.json", summary)
     print(f"wrote {args.out / 'results.json'} in {time.time() - started:.1f} s total")
-
-
-# --- Appendix: machinery ------------------------------------------------------------------------------
-# Safe to skip on a first reading: where the HellaSwag file comes from, and how a model and a tokenizer
-# are loaded (a 05 checkpoint, linnet's weights, or a random-weights tiny model as the control).
-
-HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
-HELLASWAG_CACHE = house.DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
-HELLASWAG_SHARED = house.SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
-DEFAULT_CHECKPOINT = house.OUT_DIR / "05_train" / "latest.pt"
-DEFAULT_TOKENIZER = house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
-DEFAULT_DATA_DIR = house.OUT_DIR / "04_data"
-
-
-def unwrap(model):
-    """The 02 model inside a DDP wrapper (`.module`) or a torch.compile wrapper (`._orig_mod`)."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
-
-
-def hidden_of(core, idx):
-    """core.hidden(idx) as a plain function: one torch.compile then serves every model, and holds none."""
-    return core.hidden(idx)
-
-
-@functools.cache
-def compiled_hidden_of():
-    """torch.compile(hidden_of) with dynamic shapes (each HellaSwag batch has its own B and T): made once
-    per process, on first use."""
-    return torch.compile(hidden_of, dynamic=True)
-
-
-def compiled_hidden(core):
-    """core.hidden, compiled: what continuation_logits calls with compiled=True."""
-    return functools.partial(compiled_hidden_of(), core)
-
-
-TOKENIZE_AHEAD_PARTS = 4        # HellaSwag scored in up to 4 parts: part i + 1 is tokenised while part i is scored
-TOKENIZE_AHEAD_MIN_EXAMPLES = 1000   # ... of at least this many examples each (a small run stays one part)
-TOKENIZE_AHEAD_ON_CPU = False   # on a CPU tokenising competes with the model for the same cores: one part
-
-
-def part_bounds(n: int) -> list[int]:
-    """Where `tokenized_ahead` cuts n examples: up to TOKENIZE_AHEAD_PARTS parts of at least
-    TOKENIZE_AHEAD_MIN_EXAMPLES each.
-
-    >>> part_bounds(10042), part_bounds(2500), part_bounds(300)
-    ([0, 2510, 5021, 7531, 10042], [0, 1250, 2500], [0, 300])"""
-    k = max(1, min(TOKENIZE_AHEAD_PARTS, n // TOKENIZE_AHEAD_MIN_EXAMPLES))
-    return np.linspace(0, n, k + 1).astype(int).tolist()
-
-
-def tokenized_ahead(tokenizer, examples: list[dict], mode: str, nanogpt: bool, split: bool = True):
-    """Yield (part of `examples`, its `hellaswag_requests`) in order. A worker thread tokenises the next part
-    while the caller scores this one: tokenising all 10,042 examples' requests took 3.1 s of 06's 13.5 s on an
-    H200's host (BENCHMARKS.md, "HellaSwag timing"), time the GPU sat idle. `encode_batch`'s Rust part runs
-    with the GIL released, so the scoring thread keeps launching kernels meanwhile. Parts are independent (each
-    request belongs to one example), so the scores are those of one part; only the batches are cut at part ends
-    (identical requests in two parts are scored twice). split=False (a CPU, unless TOKENIZE_AHEAD_ON_CPU): one part.
-    An error in the worker reaches the caller when its part is due; Ctrl-C waits for the part being tokenised."""
-    bounds = part_bounds(len(examples)) if split or TOKENIZE_AHEAD_ON_CPU else [0, len(examples)]
-    parts = [examples[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        futures = [pool.submit(hellaswag_requests, tokenizer, part, mode, nanogpt) for part in parts]
-        for part, future in zip(parts, futures):
-            yield part, future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """Python's garbage collector paused for the block. Tokenising and packing 80,000 requests makes
-    hundreds of thousands of small lists and tuples, and every few hundred new ones the collector walks
-    all of them again (on a CPU, pack_requests took 1.6–2.0 s with it on, 0.6 s with it paused). Nothing
-    made here is a reference cycle, and the collector runs again afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def upload(arrays: list[np.ndarray], device) -> list[torch.Tensor]:
-    """Many int64 arrays → device tensors of the same shapes, in ONE host → device copy: a copy per batch
-    would wait each time for the GPU to finish its queued work."""
-    if not arrays:
-        return []
-    flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]).astype(np.int64)).to(device)
-    return [t.view(a.shape) for t, a in zip(flat.split([a.size for a in arrays]), arrays)]
-
-
-def find_hellaswag_file(path: str | Path | None = None) -> Path:
-    """Where the validation jsonl comes from, in this order: `--hellaswag-file PATH`; the cache
-    data/hellaswag/ (an earlier download); ../shared/data/hellaswag/ (the course machines); the copy that
-    ships in embedded/hellaswag/ (all 10,042 examples, zstandard-compressed: embedded/README.md); only when
-    that copy was removed, a download from rowanz/hellaswag on GitHub (cached, written atomically).
-    All of them hold the same 10,042 examples, so the score does not depend on which one was found."""
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise SystemExit(f"error: --hellaswag-file {path} does not exist: pass the path of hellaswag_val.jsonl")
-        return path
-    if HELLASWAG_CACHE.is_file():
-        return HELLASWAG_CACHE
-    if HELLASWAG_SHARED.is_file():
-        return HELLASWAG_SHARED
-    if house.EMBEDDED_HELLASWAG.is_file():
-        return house.EMBEDDED_HELLASWAG
-    if house.has_internet("raw.githubusercontent.com"):
-        try:
-            with house.atomic_path(HELLASWAG_CACHE) as tmp:
-                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
-            print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
-            return HELLASWAG_CACHE
-        except OSError as e:
-            print(f"note: could not download HellaSwag ({e})", file=sys.stderr)
-    raise SystemExit(f"error: no HellaSwag file and no internet: download {HELLASWAG_URL} "
-                     f"and pass --hellaswag-file PATH")
-
-
-def load_model(path: str | Path, device=None):
-    """A model from any of: a 05 checkpoint `.pt` (a dict with "model" and "config"), linnet's
-    `pytorch_model.bin` / `.safetensors`, or a directory holding one (02's `LLM.from_pretrained`)."""
-    path = Path(path)
-    if not path.exists():
-        raise SystemExit(f"error: no checkpoint at {path}: train one with python 05_train.py, "
-                         f"or pass --checkpoint PATH (a 05 .pt, or linnet's pytorch_model.bin)")
-    model, tokenizer_sha256 = model_lib.load_any_checkpoint(path)   # a 05 .pt: its saved config; else 02's loader
-    checkpoints.check_finite(model, path)           # a diverged run's NaN weights: one line, not a 25% score
-    model.tokenizer_sha256 = tokenizer_sha256     # which tokenizer it was trained with, when the file says
-    return model.to(device or house.default_device()).eval()
-
-
-def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 64, moe_impl: str = "auto"):
-    """A random-weights 02 model of the shape 05's tiny preset trains (02's TINY_TRAINING_SHAPE: depth 2,
-    64 wide, 4 experts top-2) AND its 64-token window: what `--preset tiny` scores when 05 has not made a
-    checkpoint, and the control beside a trained one (pass the trained model's `config.block_size`), so a long
-    HellaSwag context is cut the same way for both."""
-    torch.manual_seed(seed)
-    config = model_lib.LLMConfig(block_size=block_size, vocab_size=vocab_size, moe_impl=moe_impl,
-                                 **model_lib.TINY_TRAINING_SHAPE)
-    return model_lib.LLM(config).to(device or "cpu").eval()
-
-
-def tokenizer_for(path: Path, preset: str, checkpoint: Path | None = None):
-    """The tokenizer at `path`; an exported folder given as `checkpoint` brings its own tokenizer.json, which
-    wins (a --tokenizer other than the default that differs from it is refused: 02's pick_tokenizer); for the
-    tiny preset, a vocab-1024 one trained in memory if it is missing."""
-    if checkpoint is not None and checkpoints.exported_tokenizer(checkpoint) is not None:
-        given = None if Path(path).resolve() == DEFAULT_TOKENIZER.resolve() else path
-        path = checkpoints.pick_tokenizer(checkpoint, given, DEFAULT_TOKENIZER)
-        print(f"tokenizer: {house.shown(path)} (the exported folder's own)")
-    if path.is_file():
-        return tokenizer_lib.load_tokenizer(path)
-    if preset != "tiny" or Path(path).resolve() != DEFAULT_TOKENIZER.resolve():   # a --tokenizer you named must exist
-        raise SystemExit(f"error: no tokenizer at {path}: run python 01_tokenizer.py first, or pass --tokenizer PATH")
-    print(f"no tokenizer at {path}: training a vocab-1024 one in memory (run python 01_tokenizer.py --preset tiny to keep one)")
-    texts = house.iter_texts(house.find_tiny_data())
-    return tokenizer_lib.train_tokenizer(texts, tokenizer_lib.TINY_VOCAB_SIZE, show_progress=False)
-
-
-def get_model(args, tokenizer, device):
-    """The checkpoint if there is one; for the tiny preset without one, a random-weights tiny model."""
-    path = args.checkpoint or DEFAULT_CHECKPOINT
-    if args.checkpoint is None and args.preset == "tiny" and not path.exists():
-        print("=" * 78 + "\nRANDOM WEIGHTS: no checkpoint at out/05_train/latest.pt, so this scores an untrained tiny "
-              "model.\nExpect ~25% (guessing). Run python 05_train.py --preset tiny for a trained one.\n" + "=" * 78)
-        return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
-    model = load_model(path, device)
-    if torch.device(device).type == "cuda":
-        model = model.to(torch.bfloat16)  # evaluation only: bf16 weights, as bench/hellaswag_speed.py measures
-    trained_with = getattr(model, "tokenizer_sha256", None)
-    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
-        raise SystemExit(f"error: {path} was trained with another tokenizer than {args.tokenizer}: "
-                         f"pass the --tokenizer it was trained with (05 used the one from 01)")
-    if tokenizer.get_vocab_size() > model.config.vocab_size:
-        raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model only "
-                         f"{model.config.vocab_size}: pass the --tokenizer the model was trained with")
-    return model, house.shown(path)
-
-
-
-# --- Appendix: each context once (score_requests' step 5) ----------------------------------------------
-# Whole rows read an example's context once per ending: 4 times. Packed, one row holds the context once
-# and then each ending after it, and three things say where each token looks: its RoPE position (an
-# ending's tokens count on from the context's end, as in its whole row), the two tokens its token shift
-# reads, and an attention mask (an ending sees the context and itself, not the other endings):
-#
-#   row        The cat sat | on a mat | in a hat | ...       context, ending 1, ending 2, …
-#   position   0   1   2   | 3  4  5  | 3  4  5  | ...
-#
-# Every token then computes what it computes in its whole row (up to float rounding), in about half the
-# tokens. `packed_hidden` is 02's `hidden` for such rows: the same modules and weights, token by token.
-
-def ranges(counts) -> np.ndarray:
-    """np.concatenate([np.arange(c) for c in counts]) without a Python loop.
-
-    >>> ranges([2, 0, 3]).tolist()
-    [0, 1, 0, 1, 2]"""
-    counts = np.asarray(counts, dtype=np.int64)
-    ends = np.cumsum(counts)
-    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - counts, counts)
-
-
-def fit_to_window(context_ids: list[int], continuation_ids: list[int], window: int) -> tuple[list[int], list[int]]:
-    """A request as the model reads it, still as (context, continuation): the same lists if it fits in
-    window + 1 tokens, else `cut_to_window`'s tokens split again.
-
-    >>> fit_to_window([1, 2, 3, 4], [5, 6], window=3)
-    ([3, 4], [5, 6])"""
-    if len(context_ids) + len(continuation_ids) <= window + 1:
-        return context_ids, continuation_ids
-    full, n = cut_to_window(context_ids, continuation_ids, window)
-    return full[:-n], full[-n:]
-
-
-def distinct_requests(requests, window: int) -> tuple[list, list[int]]:
-    """The distinct token sequences among `requests` as the model reads them (`fit_to_window`), and for
-    each request the index of its distinct one: score those, then share the results.
-
-    Identical requests give identical log-probs, so scoring one of them loses nothing. With the tiny 64-token
-    window, cutting a context from the left often removes lm-eval's "Label: " prefix, and then the
-    nanoGPT-style request is the same token sequence as lm-eval's (11,552 of 40,168 on the full set); with
-    linnet's 1,024-token window almost none coincide.
-
-    >>> distinct_requests([([1, 2], [3]), ([9, 1, 2], [3]), ([1], [2, 3])], window=2)   # 1st and 2nd: [1, 2, 3]
-    ([([1, 2], [3]), ([1], [2, 3])], [0, 0, 1])"""
-    fitted = [fit_to_window(c, k, window) for c, k in requests]
-    index: dict = {}
-    owner = [index.setdefault((key, tuple(k)), i)
-             for i, (key, (_, k)) in enumerate(zip(context_keys([c for c, _ in fitted]), fitted))]
-    firsts = sorted(set(owner))
-    position = {i: j for j, i in enumerate(firsts)}
-    return [fitted[i] for i in firsts], [position[i] for i in owner]
-
-
-def context_keys(contexts: list[list[int]]) -> list[tuple]:
-    """tuple(c) of each context list, made once per list: an example's 4 requests share one list
-    (`encode_requests`), so this is a quarter of the work of tuple() on each.
-
-    >>> shared = [1, 2]
-    >>> context_keys([shared, shared, [3]])
-    [(1, 2), (1, 2), (3,)]"""
-    made: dict = {}
-    keys = []
-    for c in contexts:
-        entry = made.get(id(c))
-        if entry is None:
-            entry = made[id(c)] = (c, tuple(c))          # holding c keeps its id from being reused
-        keys.append(entry[1])
-    return keys
-
-
-def pack_requests(requests: list[tuple[list[int], list[int]]], max_tokens: int) -> dict:
-    """(context, continuation) requests that fit the window → packed rows, one per distinct context (a new
-    one when a request would pass `max_tokens`): the requests that share it in order, each adding its
-    continuation's tokens but the last after the context. Flat arrays over all packed rows, packed row p
-    at start[p]:start[p] + size[p]: `tokens`, `positions`, `segment` (0 the context, k its k-th ending);
-    and per continuation token, grouped by packed row (`scored_start`): `query` (the flat index that
-    predicts it), `target`, `slot` (request r's j-th token is output slot offsets[r] + j, offsets the
-    running sum of the continuation lengths).
-
-    >>> p = pack_requests([([5, 6], [7, 8]), ([5, 6], [9])], max_tokens=100)   # one context, two endings
-    >>> p["tokens"].tolist(), p["positions"].tolist(), p["segment"].tolist()   # 9 is only a target
-    ([5, 6, 7], [0, 1, 2], [0, 0, 1])
-    >>> p["query"].tolist(), p["target"].tolist()       # 6 → 7, 7 → 8, 6 → 9
-    ([1, 2, 1], [7, 8, 9])"""
-    rows: dict = {}                      # context → the packed row being filled: [index, size, pieces, members]
-    packed = []
-    for r, (key, (context, k)) in enumerate(zip(context_keys([c for c, _ in requests]), requests)):
-        row = rows.get(key)
-        if row is None or row[1] + len(k) - 1 > max_tokens:
-            row = rows[key] = [len(packed), len(context), [context], []]
-            packed.append(row)
-        row[2].append(k[:-1])                                  # its inputs after the context
-        row[3].append((r, row[1]))                             # request r's inputs start at row[1]
-        row[1] += len(k) - 1
-    size = np.array([row[1] for row in packed], dtype=np.int64)
-    start = np.cumsum(size) - size
-    pieces = [piece for row in packed for piece in row[2]]     # context, ending 1, ending 2, … of each row
-    piece_len = np.array([len(piece) for piece in pieces], dtype=np.int64)
-    tokens = np.fromiter(itertools.chain.from_iterable(pieces), np.int64, int(size.sum()))
-    L = np.array([len(row[2][0]) for row in packed], dtype=np.int64)
-    member = np.array([k for row in packed for k in range(len(row[2]))], dtype=np.int64)
-    piece_row = np.repeat(np.arange(len(packed)), [len(row[2]) for row in packed])
-    piece_start = np.cumsum(piece_len) - piece_len - start[piece_row]  # in its packed row
-    # a context's tokens sit at positions 0..L-1; an ending's count on from L, as in its whole row
-    shift = np.where(member > 0, piece_start - L[piece_row], 0)
-    positions = ranges(size) - np.repeat(shift, piece_len)
-    segment = np.repeat(member, piece_len)
-    # every continuation token is predicted at its sequence's previous position: the context's last
-    # token for the first, the ending's own tokens after that
-    order = [(p, r, s) for p, row in enumerate(packed) for r, s in row[3]]          # grouped by packed row
-    p, r, s = (np.array(x, dtype=np.int64) for x in zip(*order))
-    n = np.array([len(requests[i][1]) for i in r], dtype=np.int64)
-    offsets = np.cumsum([0] + [len(k) for _, k in requests])[:-1]
-    conts = np.fromiter(itertools.chain.from_iterable(requests[i][1] for i in r), np.int64, int(n.sum()))
-    j, p, r, s = ranges(n), np.repeat(p, n), np.repeat(r, n), np.repeat(s, n)
-    return {"start": start, "size": size, "tokens": tokens, "positions": positions, "segment": segment,
-            "query": start[p] + np.where(j == 0, L[p] - 1, s + j - 1), "target": conts,
-            "slot": offsets[r] + j, "scored_start": np.searchsorted(p, np.arange(len(packed) + 1))}
-
-
-def packed_batch_arrays(packed: dict, batch: list[int]) -> list[np.ndarray]:
-    """The packed rows `batch` as (B, T) tokens, positions and segments (padding: token 0, position 0,
-    segment -1, which only other padding sees), and (M,) the flat positions in (B·T) to score, their
-    targets and output slots."""
-    batch = np.asarray(batch)
-    sizes, starts = packed["size"][batch], packed["start"][batch]
-    B, T = len(batch), int(sizes.max())
-    b, j = np.repeat(np.arange(B), sizes), ranges(sizes)
-    src, dst = starts[b] + j, b * T + j
-    tokens, positions = np.zeros(B * T, np.int64), np.zeros(B * T, np.int64)
-    segment = np.full(B * T, -1, np.int64)
-    tokens[dst], positions[dst], segment[dst] = packed["tokens"][src], packed["positions"][src], packed["segment"][src]
-    counts = packed["scored_start"][batch + 1] - packed["scored_start"][batch]
-    b = np.repeat(np.arange(B), counts)
-    s = np.repeat(packed["scored_start"][batch], counts) + ranges(counts)
-    flat = b * T + packed["query"][s] - starts[b]
-    return [tokens.reshape(B, T), positions.reshape(B, T), segment.reshape(B, T), flat, packed["target"][s],
-            packed["slot"][s]]
-
-
-PACKED_ROW_WINDOWS = 4   # a packed row holds at most 4 windows of tokens (one context and its 4 endings fit)
-PACKING_PAYS = 2 / 3   # pack only if that leaves at most 2/3 of the whole rows' tokens: a packed row needs a
-                       # T × T mask and gathers, so its tokens cost more. On a CPU: a layer of linnet's width at
-                       # its window (48 % fewer tokens) took 0.45× the time packed; 05's tiny model with its
-                       # 64-token window (contexts cut apart: 20 % fewer) took 1.6–2.3×.
-
-
-@torch.no_grad()
-def score_packed(core, requests, device, batch_tokens: int, batch_size: int | None = None) -> list[np.ndarray]:
-    """score_requests(share_prefix=True): requests that fit the window (`fit_to_window`) → each one's
-    continuation log-probs, as `score_whole_rows` computes them, with each distinct context read once
-    (`pack_requests`). Packed rows are batched by the token budget (`plan_batches`), uploaded once, and
-    run through `packed_hidden`; whole rows instead when packing saves too little (PACKING_PAYS)."""
-    window = window_of(core)
-    packed = pack_requests(requests, max_tokens=PACKED_ROW_WINDOWS * window)   # a packed row's mask is T × T
-    if packed["size"].sum() > PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in requests):
-        return score_whole_rows(core, [cut_to_window(c, k, window) for c, k in requests], device, batch_tokens,
-                                batch_size)
-    batches = plan_batches(packed["size"].tolist(), batch_tokens, batch_size)
-    arrays = iter(upload([a for batch in batches for a in packed_batch_arrays(packed, batch)], device))
-    offsets = np.cumsum([0] + [len(k) for _, k in requests])
-    out = torch.empty(int(offsets[-1]), dtype=torch.float32, device=device)
-    for _ in attention_for_many_shapes(batches):
-        tokens, positions, segment, flat, targets, slots = (next(arrays) for _ in range(6))
-        visible = (positions[:, None, :] <= positions[:, :, None]) & (
-            (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None]))   # (B, T query, T key)
-        # the token d back in a token's own sequence: position p - d, in the context (row index p - d, as a
-        # context starts its row) or else in its own ending (row index t - d); -1: none
-        t, L = torch.arange(tokens.shape[1], device=device), (segment == 0).sum(1, keepdim=True)   # (T,), (B, 1)
-        before = torch.stack([torch.where(positions - d < L, positions - d, t - d).clamp_min(-1)
-                              for d in (1, 2)], -1)                                 # (B, T, 2)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            x = packed_hidden(core, tokens, positions, before, visible[:, None])     # (B, T, C)
-            logits = core.head(x.flatten(0, 1)[flat])                                # (M, V)
-        out[slots] = logits.float().log_softmax(-1).gather(1, targets[:, None])[:, 0]
-    result = out.double().cpu().numpy()                                           # the one host sync
-    return [result[offsets[r]:offsets[r + 1]] for r in range(len(requests))]
-
-
-def attention_for_many_shapes(batches):
-    """Iterate over `batches` with SDPA's cuDNN backend switched off. cuDNN builds an execution plan for every
-    new (batch, length) shape, on the CPU: 7–21 ms a call on an H200, which made HellaSwag's scoring CPU-bound
-    (BENCHMARKS.md, "HellaSwag timing") since nearly every batch here has a new shape. Flash and memory-efficient
-    attention need no plan. Training keeps the default: its one shape is planned once."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-        yield from batches
-
-
-def packed_hidden(core, idx, positions, before, mask):
-    """02's `LLM.hidden` (embedding → blocks → final norm) for packed rows: idx, positions (B, T); before
-    (B, T, 2) the row index of the token one and two back (-1: none); mask (B, 1, T, T) True where a
-    query may read a key. With positions 0…T-1, before t-1 and t-2 and a causal mask it is 02's hidden
-    (a test checks it)."""
-    x = core.transformer.wte(idx)                                                    # (B, T, C)
-    for block in core.transformer.h:
-        x = x + packed_attention(block.attn, block.ln1(x), positions, before, mask)
-        moe_out, _ = block.moe(block.ln2(x))
-        x = x + moe_out
-    return core.transformer.ln_f(x)
-
-
-def packed_attention(attn, x, positions, before, mask):
-    """02's CausalSelfAttention (token shift → qkv → RoPE → QK-norm → attention → c_proj), each token
-    reading its own sequence's previous tokens, position and keys instead of its row neighbours'."""
-    B, T, C = x.shape
-    nh = attn.n_head
-    padded = torch.cat([x.new_zeros(B, 1, C), x], dim=1)                             # index 0: "no token"
-    one, two = (padded.gather(1, (before[..., i] + 1)[..., None].expand(B, T, C)) for i in (0, 1))
-    w = attn.l_conv.weight.to(x.dtype).view(C, 3)
-    x = two * w[:, 0] + one * w[:, 1] + x * w[:, 2]                                  # 02's token_shift
-    q, k, v = attn.qkv_heads(attn.c_attn(x), positions=positions)                    # each at its own position
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)               # (B, heads, T, hd)
-    k, v = (t.repeat_interleave(nh // attn.n_kv_head, dim=1) for t in (k, v))       # GQA, for any kernel
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                      # (B, nh, T, hd)
-    return attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 if __name__ == "__main__":

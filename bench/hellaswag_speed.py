@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
+from fast import hellaswag as hellaswag_fast  # noqa: E402
 from house import checkpoints  # noqa: E402
 
 model_lib = importlib.import_module("02_model")
@@ -105,15 +106,15 @@ def tokens_scored(tokenizer, examples, window, nanogpt: bool = False, batch_toke
     cut = [eval_lib.cut_to_window(c, k, window) for c, k in requests]
     whole = [len(full) - 1 for full, _ in cut]
     batches = eval_lib.plan_batches(whole, batch_tokens)
-    distinct, _ = eval_lib.distinct_requests(requests, window)
-    sizes = eval_lib.pack_requests(distinct, eval_lib.PACKED_ROW_WINDOWS * window)["size"].tolist()
+    distinct, _ = hellaswag_fast.distinct_requests([eval_lib.fit_to_window(c, k, window) for c, k in requests])
+    sizes = hellaswag_fast.pack_requests(distinct, hellaswag_fast.PACKED_ROW_WINDOWS * window)["size"].tolist()
     packed = eval_lib.plan_batches(sizes, batch_tokens)
     return {"tokens_scored": sum(whole), "continuation_tokens": sum(n for _, n in cut),
             "whole_rows": len(whole), "whole_tokens": sum(whole),
             "whole_padded_tokens": sum(len(b) * whole[b[0]] for b in batches), "whole_passes": len(batches),
             "distinct_requests": len(distinct), "packed_rows": len(sizes), "packed_tokens": sum(sizes),
             "packed_padded_tokens": sum(len(b) * sizes[b[0]] for b in packed), "packed_passes": len(packed),
-            "packing_pays": sum(sizes) <= eval_lib.PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in distinct)}
+            "packing_pays": sum(sizes) <= hellaswag_fast.PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in distinct)}
 
 
 def timed_run(model, tokenizer, examples, device, args, share_prefix: bool | None = None) -> dict:
@@ -169,7 +170,7 @@ def main(argv=None):
     if not args.tokenizer.is_file():
         raise SystemExit(f"error: no tokenizer at {args.tokenizer}: pass --tokenizer PATH (any tokenizer.json)")
     tokenizer = eval_lib.tokenizer_lib.load_tokenizer(args.tokenizer)
-    examples = eval_lib.load_hellaswag(eval_lib.find_hellaswag_file(args.hellaswag), args.limit)
+    examples = eval_lib.load_hellaswag(house.sources.find_hellaswag_file(args.hellaswag), args.limit)
     model = build_model(args, tokenizer, device)
     started = time.time()
     timed_run(model, tokenizer, examples[:args.warmup], device, args)        # warm-up: CUDA init, kernels, compiling

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
 from house.cli import NotFound, UserError
 from house.files import atomic_path, write_json
-from house.paths import DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, RAW_DATA_DIR, shown
+from house.paths import DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_HELLASWAG, RAW_DATA_DIR, SHARED_DATA_DIR, shown
 from house.text import list_text_files, read_documents
 
 # Pinned revisions of the Hub datasets, the ONE place they are set (04's HF_DATASETS and
@@ -271,3 +272,37 @@ def hub_sources(counts: dict[str, int], cache_dir: Path, raw_dir: Path = RAW_DAT
             raw = download_raw(hf, counts[name], raw_dir=raw_dir)
         sources.append((name, raw, f"{hf.location}, first {counts[name]:,} documents"))
     return sources
+
+
+# HellaSwag's validation file (06 scores it; 05 scores it during training).
+
+HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
+HELLASWAG_CACHE = DATA_CACHE_DIR / "hellaswag" / "hellaswag_val.jsonl"
+HELLASWAG_SHARED = SHARED_DATA_DIR / "hellaswag" / "hellaswag_val.jsonl"
+
+
+def find_hellaswag_file(path: str | os.PathLike | None = None) -> Path:
+    """Where the validation jsonl comes from, in this order: `--hellaswag-file PATH`; the cache
+    data/hellaswag/ (an earlier download); ../shared/data/hellaswag/ (the course machines); the copy that
+    ships in embedded/hellaswag/ (all 10,042 examples, zstandard-compressed: embedded/README.md); only when
+    that copy was removed, a download from rowanz/hellaswag on GitHub (cached, written atomically).
+    All of them hold the same 10,042 examples, so the score does not depend on which one was found."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise NotFound(f"--hellaswag-file {path} does not exist: pass the path of hellaswag_val.jsonl")
+        return path
+    for found in (HELLASWAG_CACHE, HELLASWAG_SHARED, EMBEDDED_HELLASWAG):
+        if found.is_file():
+            return found
+    if has_internet("raw.githubusercontent.com"):
+        import urllib.request
+
+        try:
+            with atomic_path(HELLASWAG_CACHE) as tmp:
+                urllib.request.urlretrieve(HELLASWAG_URL, tmp)
+            print(f"downloaded HellaSwag validation to {HELLASWAG_CACHE}")
+            return HELLASWAG_CACHE
+        except OSError as e:
+            print(f"note: could not download HellaSwag ({e})", file=sys.stderr)
+    raise NotFound(f"no HellaSwag file and no internet: download {HELLASWAG_URL} and pass --hellaswag-file PATH")

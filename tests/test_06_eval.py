@@ -10,6 +10,8 @@ from tokenizers import Tokenizer, models
 
 from helpers import HELLASWAG, corpus_file, hellaswag_lines, lesson, run_script
 
+from fast import hellaswag as hellaswag_fast
+
 ev = lesson("06_eval")
 house = lesson("house")
 tok_lib = lesson("01_tokenizer")
@@ -147,26 +149,27 @@ def test_full_validation_file_parses():
 
 def test_hellaswag_file_is_the_embedded_copy_on_a_bare_clone(monkeypatch, tmp_path):
     """No cache, no ../shared, no network needed: the copy in embedded/; without it and offline, one line."""
-    monkeypatch.setattr(ev, "HELLASWAG_CACHE", tmp_path / "cache" / "hellaswag_val.jsonl")
-    monkeypatch.setattr(ev, "HELLASWAG_SHARED", tmp_path / "shared" / "hellaswag_val.jsonl")
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: pytest.fail("asked the network"))
-    assert ev.find_hellaswag_file() == house.EMBEDDED_HELLASWAG
-    monkeypatch.setattr(house, "EMBEDDED_HELLASWAG", tmp_path / "gone.jsonl.zst")
-    monkeypatch.setattr(house, "has_internet", lambda *a, **k: False)
-    with pytest.raises(SystemExit, match="error: no HellaSwag file and no internet"):
-        ev.find_hellaswag_file()
+    sources = house.sources
+    monkeypatch.setattr(sources, "HELLASWAG_CACHE", tmp_path / "cache" / "hellaswag_val.jsonl")
+    monkeypatch.setattr(sources, "HELLASWAG_SHARED", tmp_path / "shared" / "hellaswag_val.jsonl")
+    monkeypatch.setattr(sources, "has_internet", lambda *a, **k: pytest.fail("asked the network"))
+    assert sources.find_hellaswag_file() == house.EMBEDDED_HELLASWAG
+    monkeypatch.setattr(sources, "EMBEDDED_HELLASWAG", tmp_path / "gone.jsonl.zst")
+    monkeypatch.setattr(sources, "has_internet", lambda *a, **k: False)
+    with pytest.raises(FileNotFoundError, match="no HellaSwag file and no internet"):
+        sources.find_hellaswag_file()
 
 
 def test_malformed_line_names_the_line(tmp_path):
     good = hellaswag_lines(2)
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(good + ['{"ind": 3, "ctx": "no endings"}']) + "\n")
-    with pytest.raises(SystemExit, match=r"bad.jsonl:3 .*missing field"):
+    with pytest.raises(house.UserError, match=r"bad.jsonl:3 .*missing field"):
         ev.load_hellaswag(bad)
     bad.write_text("\n".join(good + ["not json"]) + "\n")
-    with pytest.raises(SystemExit, match=r"bad.jsonl:3 "):
+    with pytest.raises(house.UserError, match=r"bad.jsonl:3 "):
         ev.load_hellaswag(bad)
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         ev.load_hellaswag(tmp_path / "absent.jsonl")
 
 
@@ -245,11 +248,11 @@ def test_scoring_in_parts_tokenised_ahead_gives_the_same_records(tiny_tokenizer,
     """`tokenized_ahead` cuts the examples into parts (the next one tokenised by a worker thread while this one
     is scored): the records, in order, and every score equal those of one part; the request counts add up."""
     model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64)
-    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_ON_CPU", True)           # parts pay on a GPU; here: the same scores?
-    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_MIN_EXAMPLES", 1000)
+    monkeypatch.setattr(hellaswag_fast, "TOKENIZE_AHEAD_ON_CPU", True)           # parts pay on a GPU; here: the same scores?
+    monkeypatch.setattr(hellaswag_fast, "TOKENIZE_AHEAD_MIN_EXAMPLES", 1000)
     whole = ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:30], device="cpu")
-    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_MIN_EXAMPLES", 7)
-    assert ev.part_bounds(30) == [0, 7, 15, 22, 30]
+    monkeypatch.setattr(hellaswag_fast, "TOKENIZE_AHEAD_MIN_EXAMPLES", 7)
+    assert hellaswag_fast.part_bounds(30) == [0, 7, 15, 22, 30]
     parts = ev.evaluate_hellaswag(model, tiny_tokenizer, hellaswag[:30], device="cpu")
     assert [r["ind"] for r in parts["records"]] == [r["ind"] for r in whole["records"]]
     for a, b in zip(parts["records"], whole["records"]):
@@ -260,8 +263,8 @@ def test_scoring_in_parts_tokenised_ahead_gives_the_same_records(tiny_tokenizer,
 
 def test_a_failing_part_stops_the_worker_and_raises(tiny_tokenizer, hellaswag, monkeypatch):
     """An error while tokenising a part reaches the caller (no hang, no half result)."""
-    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_ON_CPU", True)
-    monkeypatch.setattr(ev, "TOKENIZE_AHEAD_MIN_EXAMPLES", 5)
+    monkeypatch.setattr(hellaswag_fast, "TOKENIZE_AHEAD_ON_CPU", True)
+    monkeypatch.setattr(hellaswag_fast, "TOKENIZE_AHEAD_MIN_EXAMPLES", 5)
     real = ev.hellaswag_requests
     calls = []
 
@@ -303,9 +306,9 @@ def test_checkpoint_roundtrip_through_load_model(tmp_path, tiny_tokenizer, hella
     b = ev.evaluate_hellaswag(loaded, tiny_tokenizer, hellaswag[:5], device="cpu", nanogpt=False)
     assert np.allclose([r["logprob_sum"] for r in a["records"]], [r["logprob_sum"] for r in b["records"]], atol=1e-5)
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(SystemExit, match="not a 05_train checkpoint"):
+    with pytest.raises(house.UserError, match="not a 05_train checkpoint"):
         ev.load_model(tmp_path / "other.pt")
-    with pytest.raises(SystemExit, match="python 05_train.py"):
+    with pytest.raises(FileNotFoundError, match="python 05_train.py"):
         ev.load_model(tmp_path / "missing.pt")
 
 
@@ -442,16 +445,16 @@ def test_identical_requests_are_scored_once_and_give_exactly_the_separate_scores
         assert record["nanogpt_mean"] == ev.choose_endings(nano[4 * i:4 * i + 4], ex["raw_endings"])["logprob_mean"]
 
 
-def test_packed_hidden_is_02s_hidden_on_ordinary_rows(tiny_tokenizer):
-    """packed_hidden re-runs 02's blocks with positions, look-back and mask given: with positions 0..T-1,
-    the two previous tokens and a causal mask it must be 02's own `hidden` (this fails if 02 changes)."""
+def test_packed_rows_through_02s_hidden_are_ordinary_rows(tiny_tokenizer):
+    """02's `hidden` with `packed` (positions, look-back and mask given, as fast/hellaswag.py packs rows): with
+    positions 0..T-1, the two previous tokens and a causal mask it must be the ordinary forward."""
     model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=64)
     idx = torch.randint(0, tiny_tokenizer.get_vocab_size(), (3, 40))
     t = torch.arange(40)
     positions, before = t.expand(3, 40), torch.stack([t - 1, (t - 2).clamp_min(-1)], -1).expand(3, 40, 2)
     causal = torch.ones(40, 40, dtype=torch.bool).tril().expand(3, 1, 40, 40)
     with torch.no_grad():
-        np.testing.assert_allclose(ev.packed_hidden(model, idx, positions, before, causal).numpy(),
+        np.testing.assert_allclose(model.hidden(idx, packed=(positions, before, causal))[0].numpy(),
                                    model.hidden(idx)[0].numpy(), rtol=0, atol=1e-5)
 
 
@@ -462,7 +465,7 @@ def test_packed_contexts_score_as_whole_rows_and_the_reference(tiny_tokenizer, h
     context, a 1-token ending and a context shared by 9 requests split over packed rows: the per-token
     log-probs equal whole rows and the one-at-a-time reference (fp32: ~1e-6), in the original order.
     (Packed even where it saves too few tokens to pay, as with the 64-token window: PACKING_PAYS = 1.)"""
-    monkeypatch.setattr(ev, "PACKING_PAYS", 1.0)
+    monkeypatch.setattr(hellaswag_fast, "PACKING_PAYS", 1.0)
     model = ev.tiny_random_model(tiny_tokenizer.get_vocab_size(), block_size=block_size)
     examples = hellaswag[990:] + ev.load_hellaswag(HELLASWAG, 3253)[3243:]   # ActivityNet and WikiHow
     requests = ev.hellaswag_requests(tiny_tokenizer, examples, "lm-eval", nanogpt=True)
@@ -476,7 +479,7 @@ def test_packed_contexts_score_as_whole_rows_and_the_reference(tiny_tokenizer, h
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-5)
     fitted = [ev.fit_to_window(c, k, block_size) for c, k in requests]
-    rows = ev.pack_requests(fitted, max_tokens=20)
+    rows = hellaswag_fast.pack_requests(fitted, max_tokens=20)
     assert rows["size"].sum() < sum(len(c) + len(k) - 1 for c, k in fitted)           # fewer tokens than rows
     assert len(rows["target"]) == sum(len(k) for _, k in fitted)                       # every token scored once
 
@@ -486,8 +489,8 @@ def test_packing_reads_about_half_the_tokens(tiny_tokenizer, hellaswag):
     hold each context once — on 200 real examples about half the tokens of the whole rows."""
     requests = ev.hellaswag_requests(tiny_tokenizer, hellaswag[:200], "lm-eval", nanogpt=True)
     whole = sum(len(c) + len(k) - 1 for c, k in requests)
-    distinct, _ = ev.distinct_requests(requests, 1024)
-    packed = ev.pack_requests(distinct, 4096)
+    distinct, _ = hellaswag_fast.distinct_requests([ev.fit_to_window(c, k, 1024) for c, k in requests])
+    packed = hellaswag_fast.pack_requests(distinct, 4096)
     contexts = {tuple(c) for c, _ in distinct}
     assert packed["size"].sum() == sum(map(len, contexts)) + sum(len(k) - 1 for _, k in distinct)
     assert 0.4 < packed["size"].sum() / whole < 0.6

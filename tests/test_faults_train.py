@@ -17,6 +17,8 @@ import torch
 
 from helpers import REPO_DIR, lesson, one_error_line, run_script
 
+import house
+
 train_lib = lesson("05_train")
 model_lib = lesson("02_model")
 eval_lib = lesson("06_eval")
@@ -146,9 +148,9 @@ def test_the_divergence_limit_leaves_room_for_the_balance_term():
 
 def test_a_missing_hellaswag_file_stops_before_training_and_says_no_hellaswag(monkeypatch):
     def missing(path=None):
-        raise SystemExit("error: no HellaSwag file and no internet: download URL and pass --hellaswag-file PATH")
+        raise house.NotFound("no HellaSwag file and no internet: download URL and pass --hellaswag-file PATH")
 
-    monkeypatch.setattr(eval_lib, "find_hellaswag_file", missing)
+    monkeypatch.setattr(house.sources, "find_hellaswag_file", missing)
     with pytest.raises(SystemExit, match=r"download .* to .*hellaswag_val.jsonl, or train without it: --no-hellaswag$"):
         train_lib.hellaswag_file_or_stop()
 

@@ -5,10 +5,14 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from helpers import REPO_DIR, lesson
+
+from fast import hellaswag as hellaswag_fast
+from house import checkpoints
 
 model_lib = lesson("02_model")
 train_lib = lesson("05_train")
@@ -111,3 +115,36 @@ def test_benchmarks_headline_follows_from_the_raw_results():
     line = next(l for l in out.stdout.splitlines() if l.startswith("tokens to reach the baseline's validation loss"))
     assert line in (REPO_DIR / "BENCHMARKS.md").read_text()
     assert out.stdout.strip() == (REPO_DIR / "bench" / "results" / "linnet_plus" / "tables.md").read_text().strip()
+
+
+def test_every_consumer_of_the_model_works_with_every_linnet_plus_switch_on(tmp_path, monkeypatch):
+    """One model class, one walk over the blocks: 02's attention probes, generation (with and without a cache),
+    the export and from_pretrained, and 06's scorer (packed rows and whole rows) all run on a linnet+ model and
+    agree with its own forward."""
+    eval_lib = lesson("06_eval")
+    torch.manual_seed(0)
+    config = model_lib.LLMConfig(**TINY, zero_init_out=True, x0_mix=True, logit_softcap=15.0)
+    model = model_lib.LLM(config).eval()
+    with torch.no_grad():                                   # leave the identity start: every switch must matter
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    idx = torch.randint(0, 512, (2, 16))
+    assert model_lib.attention_weights(model, idx, layer=1).shape == (2, config.n_head, 16, 16)
+    assert 0 < model_lib.max_attention_logit(model, idx) <= math.sqrt(config.head_dim) + 1e-4
+    prompt = idx[0, :5].tolist()
+    assert model.generate(prompt, max_new_tokens=6, temperature=0) == \
+        model.generate(prompt, max_new_tokens=6, temperature=0, use_cache=False)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    checkpoints.save_pytorch_model_bin(model_lib.export_linnet_state_dict(model), folder / "pytorch_model.bin",
+                                       config.to_dict())
+    again = model_lib.LLM.from_pretrained(folder).eval()
+    assert again.config.to_dict() == config.to_dict() and torch.equal(again(idx)[0], model(idx)[0])
+    requests = [([5, 6, 7, 8], [9, 10]), ([5, 6, 7, 8], [11]), ([3, 4], [12, 13, 14])]
+    monkeypatch.setattr(hellaswag_fast, "PACKING_PAYS", 1.0)          # pack even these few requests
+    packed = eval_lib.score_requests(model, requests, device="cpu")
+    whole = eval_lib.score_requests(model, requests, device="cpu", share_prefix=False)
+    plain = eval_lib.score_requests_reference(model, requests, device="cpu")
+    for a, b, c in zip(packed, whole, plain):
+        np.testing.assert_allclose(a, c, atol=1e-5)
+        np.testing.assert_allclose(b, c, atol=1e-5)
