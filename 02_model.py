@@ -56,22 +56,17 @@ ROPE_IMPLS = ("auto", "reference", "fused")                    # section 4 (fuse
 
 @dataclass
 class LLMConfig:
-    """linnet's config. Positional order is the original's: LLMConfig(depth, block_size, vocab_size,
-    n_experts, n_active_experts). Fields left None are derived from `depth` in __post_init__:
+    """linnet's config, positional order the original's: LLMConfig(depth, block_size, vocab_size, n_experts,
+    n_active_experts). Fields left None are derived from `depth` once, in __post_init__ (any can be given):
 
     >>> c = LLMConfig(depth=12)
     >>> c.n_layer, c.n_head, c.n_kv_head, c.n_embd, c.ffn_dim
     (12, 12, 4, 768, 2048)
 
-    Every derived field can be overridden (handy for tests). `vocab_size` is padded up to a multiple
-    of 64 (32768 already is). How the model runs, not what it is: `moe_impl` "reference" (loop over experts),
-    "grouped" (sorted token-slots + grouped GEMMs), "auto" (grouped, except fp32 on CUDA where grouped_mm does
-    not run) or "grouped_fp8" (fast/fp8.py: a training switch; loading a checkpoint sets "auto" again);
-    `rope_impl` "reference" (section 4's plain ops), "fused" (fast/rope_qk_norm.py, one GPU kernel) or "auto"
-    (fused on a CUDA tensor when triton is installed). If you change `depth` on an existing config, build a new
-    one: derived fields are filled only once. `qk_norm=False` drops QK-norm (no weights change): only for
-    section 9's experiment. The last three fields are linnet+ switches (section 6; 05's --preset linnet-plus;
-    BENCHMARKS.md "linnet+" has what each buys); all off = linnet."""
+    `vocab_size` is padded up to a multiple of 64. How the model runs, not what it is: `moe_impl` (section 5;
+    "auto" = grouped, except fp32 on CUDA; "grouped_fp8" = fast/fp8.py) and `rope_impl` (section 4; "auto" =
+    fast/rope_qk_norm.py's kernel on a CUDA tensor when triton is there). `qk_norm=False`: section 9's
+    experiment. The last three fields are linnet+'s switches (section 6); all off = linnet."""
     depth: int = 12
     block_size: int = 1024
     vocab_size: int = 32768
@@ -193,18 +188,16 @@ class RMSNorm(nn.Module):
 def token_shift(x, weight, history=None, before=None):
     """Causal depthwise conv with kernel 3: out[t] = w0·x[t-2] + w1·x[t-1] + w2·x[t], per channel.
 
-    Same numbers as `nn.Conv1d(C, C, 3, groups=C, bias=False)` on x left-padded with 2 zeros (the test
-    checks it), written as three shifted multiply-adds, which is faster than a depthwise conv kernel.
-    `history` (B, 2, C) are the two inputs before x when generating with a cache (zeros at the start).
+    `nn.Conv1d(C, C, 3, groups=C, bias=False)` on x left-padded with 2 zeros, as three shifted multiply-adds
+    (a test checks they agree). `history` (B, 2, C): the two inputs before x when generating with a cache.
     x: (B, T, C); weight: (C, 1, 3) → (B, T, C). One channel, weights (w0, w1, w2) = (0.25, 0.5, 1):
 
     >>> x = torch.tensor([[[1.0], [10.0], [100.0], [1000.0]]])               # (1, 4, 1)
     >>> token_shift(x, torch.tensor([[[0.25, 0.5, 1.0]]]))[0, :, 0].tolist()  # out[3] = 2.5 + 50 + 1000
     [1.0, 10.5, 105.25, 1052.5]
 
-    So every token enters attention already mixed with the two before it (a cheap local n-gram feature).
-    `before` (B, T, 2): for rows that pack several sequences (06), the row index of the token one and two back
-    in a token's own sequence (-1: none), read instead of its row neighbours."""
+    So every token enters attention mixed with the two before it (a cheap local n-gram feature). `before`
+    (B, T, 2), for rows packing several sequences (06): the rows of the two tokens before, in its own (-1: none)."""
     B, T, C = x.shape
     w = weight.to(x.dtype).view(C, 3)                      # (C, 3)
     if before is not None:
@@ -221,20 +214,17 @@ def token_shift(x, weight, history=None, before=None):
 class RotaryEmbedding(nn.Module):
     """RoPE, "rotate half" convention: dims i and i+head_dim/2 form a pair rotated by angle pos·inv_freq[i].
 
-    inv_freq[i] = base^(-2i/head_dim): with base 50000 and head_dim 64 the 32 frequencies run from 1
-    (a full turn every 6.3 tokens) down to 50000^(-62/64) ≈ 2.8e-5 (a turn every ~220k tokens). The buffer
-    is saved in the state_dict because linnet's checkpoint has it (`rotary_emb.inv_freq`, shape [32]).
-    The cos/sin of every angle for the first `max_len` positions are computed once, into two tables
-    (not saved: derived from inv_freq); calling the module returns slices of them.
+    inv_freq[i] = base^(-2i/head_dim): with base 50000 and head_dim 64 the 32 frequencies run from 1 (a turn
+    every 6.3 tokens) down to ≈ 2.8e-5 (a turn every ~220k tokens). inv_freq is saved (linnet's checkpoint has
+    it); the cos/sin of every angle up to `max_len` are computed once into two tables, sliced per call.
 
     >>> rotary = RotaryEmbedding(head_dim=4, base=4.0, max_len=8)    # inv_freq [1, 0.5]
     >>> cos, sin = rotary(T=3)                                       # positions 0, 1, 2: (3, 4) each
     >>> [round(v, 4) for v in sin[2].tolist()]    # position 2, pairs (0, 2) and (1, 3): sin 2.0, sin 1.0
     [0.9093, 0.8415, 0.9093, 0.8415]
 
-    Why tables (nanochat does the same): under torch.compile, cos/sin made inside the graph are fused into
-    every kernel that uses them and recomputed there, per element of q and k, forward and backward; reading a
-    (1024, 64) table costs almost nothing (BENCHMARKS.md, rows 5 and 6, measured what it buys)."""
+    Why tables (as nanochat): cos/sin made inside a compiled graph are recomputed in every kernel that uses
+    them, forward and backward; reading a (1024, 64) table costs almost nothing (BENCHMARKS.md, rows 5 and 6)."""
 
     def __init__(self, head_dim: int, base: float, max_len: int = 1024):
         super().__init__()
@@ -244,11 +234,9 @@ class RotaryEmbedding(nn.Module):
         self.build_tables()
 
     def build_tables(self):
-        """cos and sin of pos·inv_freq[i] for positions 0..max_len-1, each (max_len, head_dim), in fp32.
-
-        Runs once here, and once more in load_linnet_state_dict, so that the tables follow the inv_freq a
-        checkpoint brings (linnet's may be rounded to bf16). A model cast with .to(torch.bfloat16) (06 does,
-        for evaluation) casts these buffers too and then reads bf16 cos/sin — as nanochat does."""
+        """cos and sin of pos·inv_freq[i] for positions 0..max_len-1, each (max_len, head_dim), in fp32. Built
+        again by load_linnet_state_dict, so the tables follow the inv_freq a checkpoint brings (linnet's may be
+        rounded to bf16); a model cast to bf16 (06 evaluates so) reads bf16 tables, as nanochat does."""
         pos = torch.arange(self.max_len, device=self.inv_freq.device, dtype=torch.float32)  # (max_len,)
         angles = pos[:, None] * self.inv_freq.float()[None, :]           # (max_len, hd/2)
         angles = torch.cat([angles, angles], dim=-1)                     # (max_len, hd): pairs are i and i+hd/2
@@ -506,15 +494,6 @@ class MoE(nn.Module):
 # from public speed-runs (modded-nanogpt, nanochat), each an LLMConfig field, each a plain `if` below:
 # zero_init_out (init_weights), x0_mix (Block), logit_softcap (LLM.head). BENCHMARKS.md "linnet+" measures them.
 
-PLUS_SWITCHES = ("zero_init_out", "x0_mix", "logit_softcap")
-
-
-def plus_switches(config: LLMConfig) -> dict:
-    """The linnet+ switches that are on in `config`: {} for linnet."""
-    default = LLMConfig()
-    return {name: getattr(config, name) for name in PLUS_SWITCHES if getattr(config, name) != getattr(default, name)}
-
-
 class Block(nn.Module):
     """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x)).
 
@@ -628,27 +607,19 @@ class LLM(nn.Module):
     # --- generation -------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompt, enc=None, max_new_tokens: int = 100, temperature: float = 1.0,
-                 top_k: int | None = 50, use_cache: bool = True, seed: int | None = None,
-                 eos_id: int | None = None):
-        """Continue `prompt` (a str, encoded with `enc`, or a list of token ids).
-
-        temperature 0 = greedy; top_k keeps the k most likely tokens before sampling; `seed` makes the
-        sampling repeatable. Returns text (prompt + continuation) when given a str, else the list of ids.
-        `enc` is anything with encode/decode: a `tokenizers.Tokenizer` (encode returns an Encoding with
-        .ids) or a tiktoken-style encoder returning a list. Stops early at `eos_id` if given."""
-        if isinstance(prompt, str):
-            if enc is None:
-                raise ValueError("a text prompt needs enc= (a tokenizer with encode/decode), or pass token ids")
-            encoded = enc.encode(prompt)
-            ids = list(getattr(encoded, "ids", encoded))
-        else:
-            ids = [int(i) for i in prompt]
+                 top_k: int | None = 50, use_cache: bool = True, seed: int | None = None, eos_id: int | None = None):
+        """Continue `prompt` (a str encoded with `enc` — anything with encode/decode — or a list of token ids):
+        temperature 0 = greedy; top_k keeps the k most likely tokens; `seed` makes sampling repeatable; stops at
+        `eos_id`. Returns text when given text, else ids. With the cache each step feeds one token; past
+        block_size a fresh cache reads the last block_size tokens again."""
+        if isinstance(prompt, str) and enc is None:
+            raise ValueError("a text prompt needs enc= (a tokenizer with encode/decode), or pass token ids")
+        encoded = enc.encode(prompt) if isinstance(prompt, str) else prompt
+        ids = [int(i) for i in getattr(encoded, "ids", encoded)]       # a tokenizers.Encoding, or a list of ids
         if not ids:
             raise ValueError("the prompt is empty: give at least one token")
-        device = next(self.parameters()).device
-        gen = torch.Generator(device=device)
-        gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))  # global RNG
-        was_training = self.training
+        device, was_training = next(self.parameters()).device, self.training
+        gen = torch.Generator(device=device).manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))
         self.eval()
         try:
             out = self._sample(ids, max_new_tokens, temperature, top_k, use_cache, gen, eos_id, device)
@@ -656,16 +627,15 @@ class LLM(nn.Module):
             self.train(was_training)
         return enc.decode(out) if isinstance(prompt, str) else out
 
-    def _sample(self, ids, max_new_tokens, temperature, top_k, use_cache, gen, eos_id, device):
-        block = self.config.block_size
-        ids = list(ids)
+    def _sample(self, ids, max_new_tokens, temperature, top_k, use_cache, gen, eos_id, device) -> list[int]:
+        """generate's loop: `ids` and the new tokens after them."""
+        block, ids = self.config.block_size, list(ids)
         caches, feed = None, ids[-block:]
         for _ in range(max_new_tokens):
             if not use_cache or caches is None or caches[0].length >= block:
                 caches = [LayerCache() for _ in self.transformer.h] if use_cache else None
                 feed = ids[-block:]                                    # (re)read the whole window
-            logits, _ = self(torch.tensor([feed], device=device), caches=caches)
-            logits = logits[0, -1].float()                             # (V,)
+            logits = self(torch.tensor([feed], device=device), caches=caches)[0][0, -1].float()   # (V,)
             if temperature == 0:
                 nxt = int(logits.argmax())
             else:
@@ -684,27 +654,13 @@ class LLM(nn.Module):
     @classmethod
     def from_pretrained(cls, path, config: LLMConfig | None = None, device: str = "cpu", moe_impl: str = "auto",
                         rope_impl: str = "auto") -> "LLM":
-        """Build and load a model from a pytorch_model.bin / .safetensors file, or a directory holding one (plus
-        an optional config.json, whose every claim the weights can show is checked against them). Without
-        config.json: the config an export keeps inside its pytorch_model.bin, else (linnet's own file) depth,
-        vocab, experts, widths read from the tensor shapes (block_size stays linnet's 1024, with a note).
-        A missing path is a FileNotFoundError (house.NotFound); a file that does not fit, a house.UserError."""
-        weights, config_json = checkpoints.find_checkpoint(path)
-        obj = checkpoints.read_checkpoint_file(weights)                 # weights only: a file cannot run code
+        """Build and load a model from a pytorch_model.bin / .safetensors file or a folder holding one. Its config:
+        `config` if given, else config.json's (every claim the weights can show checked against them), else the
+        one an export keeps inside its weights, else the shapes of the tensors (linnet's own file; block_size
+        1024 assumed, with a note). A missing path is a FileNotFoundError (house.NotFound); a file that does not
+        fit, a house.UserError."""
         make = lambda fields: LLMConfig.from_dict({**fields, "moe_impl": moe_impl, "rope_impl": rope_impl})  # noqa: E731
-        if checkpoints.is_training_checkpoint(obj):                     # a 05 latest.pt carries its config
-            sd, config = obj["model"], config or make(obj["config"])
-        else:
-            sd = checkpoints.as_state_dict(obj, weights)
-        saved = checkpoints.saved_config(sd)                            # an export's own record, or None
-        if config is not None:
-            pass
-        elif config_json is not None:
-            config = checkpoints.read_config_json(config_json, sd, make)   # checked against the weights
-        elif saved is not None:                                         # an export whose config.json went missing
-            config = checkpoints.config_from_claims(saved, weights, sd, make)
-        else:
-            config = make(checkpoints.config_from_shapes(sd, path=weights))
+        sd, config = checkpoints.read_weights(path, make, config)      # weights only: a file cannot run code
         with torch.device(device):
             model = cls(config)
         return load_linnet_state_dict(model, sd)
@@ -732,78 +688,38 @@ def export_linnet_state_dict(model: LLM) -> dict:
     return checkpoints.per_expert_state_dict(model.state_dict())
 
 
-def read_training_checkpoint(path: Path) -> tuple[LLM, str | None]:
-    """A 05 checkpoint (`latest.pt`: a dict with "model" and "config") as a CPU model built from its saved
-    config, and the sha256 of the tokenizer it was trained with (None when the file does not say)."""
-    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
-    if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
-        raise house.UserError(f"{path} is not a 05_train checkpoint (no 'model' and 'config'): "
-                              f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
-    # the MoE path the run trained with (the loop, FP8) is not part of the model: load it on 02's default
-    model = LLM(LLMConfig.from_dict({**checkpoint["config"], "moe_impl": "auto"}))
-    load_linnet_state_dict(model, checkpoint["model"])
-    return model, checkpoint.get("tokenizer_sha256")
-
-
 def load_any_checkpoint(path) -> tuple[LLM, str | None]:
     """(CPU model, sha256 of its training tokenizer or None) from any of: a 05 `latest.pt` (or the folder
-    holding one), an exported folder, linnet's `pytorch_model.bin` / `.safetensors`."""
-    path = Path(path)
-    if path.is_dir() and (path / "latest.pt").is_file():          # a 05 output folder
-        path = path / "latest.pt"
-    if path.is_file() and path.suffix in (".pt", ".pth"):
-        return read_training_checkpoint(path)
-    return LLM.from_pretrained(path), None
+    holding one: built from its saved config), an exported folder, linnet's `pytorch_model.bin` / `.safetensors`."""
+    training = checkpoints.read_training_checkpoint(path)            # None: not a 05 checkpoint
+    if training is None:
+        return LLM.from_pretrained(path), None
+    # the MoE path the run trained with (the loop, FP8) is not part of the model: load it on 02's default
+    model = LLM(LLMConfig.from_dict({**training["config"], "moe_impl": "auto"}))
+    return load_linnet_state_dict(model, training["model"]), training.get("tokenizer_sha256")
 
 
 def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
-    """A 05 checkpoint (`latest.pt`) → linnet's published folder: pytorch_model.bin (linnet's key layout),
-    config.json, tokenizer.json, tokenizer_config.json — what `LLM.from_pretrained(out_dir)` loads. `tokenizer`
-    defaults to 01's; it must be the one the run was trained with. A folder holding other model files is
-    refused before anything is written (house.checkpoints.check_export_folder)."""
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if not checkpoint.is_file():
-        raise house.NotFound(f"no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
-    checkpoints.check_export_folder(out_dir, overwrite)
+    """A 05 checkpoint (`latest.pt`) → linnet's published folder (pytorch_model.bin in linnet's layout, config.json,
+    tokenizer.json, tokenizer_config.json): what `LLM.from_pretrained(out_dir)` loads. `tokenizer` (default 01's)
+    must be the one the run trained with; a folder holding other model files is refused before anything is read."""
     tokenizer = Path(tokenizer) if tokenizer is not None else house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
+    checkpoints.check_export(checkpoint, out_dir, overwrite)
     tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
-    model, trained_with = read_training_checkpoint(checkpoint)
-    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
-        raise house.UserError(f"{checkpoint} was trained with another tokenizer than {tokenizer}: "
-                              f"pass the --tokenizer the run used")
-    checkpoints.check_finite(model, checkpoint)                      # every key, shape and value was checked
-    house.check_writable(out_dir)
-    config = model.config
-    return checkpoints.write_export_folder(out_dir, export_linnet_state_dict(model), config.to_dict(), tokenizer, {
-        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.block_size, "unk_token": None,
-        "bos_token": None, "eos_token": tokenizer_lib.EOT, "pad_token": tokenizer_lib.PAD,
-        "add_prefix_space": False, "trim_offsets": True})
+    model, trained_with = load_any_checkpoint(checkpoint)            # every key and shape checked
+    checkpoints.check_made_with(checkpoint, trained_with, tokenizer)
+    return checkpoints.write_export_folder(out_dir, export_linnet_state_dict(checkpoints.check_finite(model, checkpoint)),
+                                           model.config.to_dict(), tokenizer, tokenizer_lib.EOT, tokenizer_lib.PAD)
 
 
 def original_code_line(config: LLMConfig) -> str:
-    """Whether linnet's own code loads an export, and computes what this model computes. Its LLMConfig(depth,
-    block_size, vocab_size, n_experts, n_active_experts) derives every width from depth (head_dim 64, RoPE base
-    50,000) and knows no switch: x0_mix adds weights it lacks; logit_softcap and qk_norm=False keep linnet's keys
-    but change the logits, so its load_state_dict takes them without a word (zero_init_out changes the start only).
+    """Whether linnet's own code loads an export and computes what this model computes: its LLMConfig takes five
+    numbers and derives every width from depth (house/checkpoints.py says which switches it would not see).
 
     >>> original_code_line(LLMConfig(depth=12)).split(": ")[1]
     'LLM(LLMConfig(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2)) + load_state_dict'"""
-    five = {k: getattr(config, k) for k in ("depth", "block_size", "vocab_size", "n_experts", "n_active_experts")}
-    derived = LLMConfig(**five)
-    if any(getattr(derived, k) != getattr(config, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd",
-                                                               "head_dim", "ffn_dim", "rope_base")):
-        return ("linnet's own code cannot build this shape (its LLMConfig derives every width from depth, head_dim "
-                "64): load it with this repo's LLM.from_pretrained")
-    if config.x0_mix:
-        return ("linnet's own code cannot load it: x0_mix adds weights (x0_lambdas) its model does not have; load it "
-                "with this repo's LLM.from_pretrained")
-    changed = ([f"logit_softcap {config.logit_softcap:g}"] if config.logit_softcap else []) + \
-        ([] if config.qk_norm else ["qk_norm off"])
-    if changed:
-        return (f"warning: linnet's own code loads these weights without a word but computes other logits "
-                f"({', '.join(changed)}: same keys, other outputs): load it with this repo's LLM.from_pretrained")
-    args = ", ".join(f"{k}={v}" for k, v in five.items())
-    return f"linnet's own code loads it too: LLM(LLMConfig({args})) + load_state_dict"
+    five = {k: getattr(config, k) for k in checkpoints.LINNET_ARGS}
+    return checkpoints.original_code_line(config.to_dict(), LLMConfig(**five).to_dict())
 
 
 # --- 8. Looking inside: what each attention layer computes -----------------------------------------------
@@ -859,10 +775,8 @@ def max_attention_logit(model: LLM, idx) -> float:
 
 def kv_cache_bytes(config: LLMConfig, seq_len: int | None = None, batch: int = 1, dtype_bytes: int = 2) -> int:
     """GQA: bytes of keys + values a generating model keeps, 2 · n_layer · n_kv_head · head_dim · T · batch · bytes.
-
-    Grouped-query attention lets n_head / n_kv_head query heads share one K/V head, so the cache shrinks by
-    that factor. linnet (depth 12: 12 query heads, 4 KV heads, head_dim 64) at T = 1024 in bf16, then the same
-    model with one KV head per query head (plain multi-head attention):
+    n_head / n_kv_head query heads share one K/V head, so the cache shrinks by that factor. linnet (12 query
+    heads, 4 KV heads) at T = 1024 in bf16, then with one KV head per query head (multi-head attention):
 
     >>> kv_cache_bytes(LLMConfig(depth=12), 1024), kv_cache_bytes(LLMConfig(depth=12, n_kv_head=12), 1024)
     (12582912, 37748736)
@@ -899,14 +813,10 @@ def moe_vs_dense(config: LLMConfig, seq_len: int | None = None) -> dict:
 def rope_offset_similarity(base: float, head_dim: int = 64, max_offset: int = 1024):
     """RoPE base: how alike a query looks to itself d tokens away, d = 0..max_offset-1 → (max_offset,).
 
-    Take q = k with equal energy in every pair; RoPE rotates pair i by d·inv_freq[i], so the cosine
-    similarity of q at position d with k at position 0 is mean_i cos(d · inv_freq[i]). Fast pairs spin and
-    average out; slow pairs stay near 1 and are what distinguishes "far" from "very far". The slowest pair
-    turns 1023 · base^(-62/64) radians across linnet's window: 0.136 at base 10,000, 0.029 at 50,000; 14 vs 16
-    of the 32 pairs turn less than once in 1024 tokens. The curve wiggles (the pairs' cosines beat against
-    each other), so compare bases over a range, not at one offset: over d = 512…1023 the mean similarity is
-    0.20 at base 10,000 and 0.32 at 50,000, and base 50,000 is above base 10,000 at most of those offsets
-    (plot_rope_bases).
+    With q = k and equal energy in every pair, the cosine similarity at offset d is mean_i cos(d · inv_freq[i]):
+    fast pairs spin and average out, slow pairs stay near 1 and tell "far" from "very far" (16 of 32 pairs turn
+    less than once in 1024 tokens at base 50,000, 14 at 10,000). The curve wiggles, so compare bases over a
+    range: over d = 512…1023 the mean is 0.20 at base 10,000 and 0.32 at 50,000 (plot_rope_bases).
 
     >>> [round(rope_offset_similarity(b)[512:].mean().item(), 2) for b in (10000.0, 50000.0)]
     [0.2, 0.32]"""
@@ -918,17 +828,8 @@ def tiny_text_bytes(max_bytes: int = 300_000):
     """Real text as byte ids (int64, each < 256), for the tiny model to learn from in seconds: Shakespeare
     from the corpus that ships in embedded/corpus when present, else this file's own source code."""
     source = house.EMBEDDED_CORPUS_DIR / "shakespeare.jsonl.zst"
-    if source.is_file():
-        chunks, total = [], 0
-        for text in house.iter_texts([source]):
-            chunks.append(text)
-            total += len(text)
-            if total >= max_bytes:
-                break
-        text = "\n".join(chunks)
-    else:
-        text = Path(__file__).read_text(encoding="utf-8")
-    return torch.tensor(list(text.encode("utf-8")[:max_bytes]), dtype=torch.long)   # (n_bytes,)
+    data = house.first_bytes([source], max_bytes) if source.is_file() else Path(__file__).read_bytes()[:max_bytes]
+    return torch.tensor(list(data), dtype=torch.long)                  # (n_bytes,)
 
 
 # The model section 9 trains: 05's tiny training shape (64 wide, 2 layers, 4 experts top-2, head_dim 32),
@@ -939,14 +840,10 @@ TINY_LESSON_SHAPE = dict(TINY_TRAINING_SHAPE, block_size=64, vocab_size=256)
 def train_tiny(steps: int = 200, batch: int = 8, lr: float = 3e-3, seed: int = 0, data=None,
                track_logits: bool = False, **overrides) -> tuple[LLM, dict]:
     """Train TINY_LESSON_SHAPE (plus `overrides`, e.g. qk_norm=False) with plain AdamW on random windows of
-    real text (tiny_text_bytes), bytes as tokens. Seconds on a CPU; steps=0 returns the random init.
-
-    Returns (model in eval mode, history) with history["loss"] (training loss per step, balance term
-    included) and, if track_logits, history["max_logit"] (max_attention_logit on that step's batch).
-    Measured (the embedded Shakespeare, seeds 0, 1, 2; 2026-12-04): the loss falls from 5.53 to 2.26 ± 0.02
-    nats per byte in 200 steps (mean of the last 20 steps); the max attention logit stays ≤ 5.5 (under √32)
-    with QK-norm but peaks at 24 ± 6 without it (27.4, 27.9, 17.1). At lr 1e-2 for 150 steps (notebook 02's
-    knob cell) the peak without QK-norm is in the hundreds, and the seed decides how far: 253, 194, 139."""
+    real text (tiny_text_bytes), bytes as tokens: seconds on a CPU; steps=0 returns the random init. Returns
+    (model in eval mode, history): "loss" per step and, with track_logits, "max_logit" (max_attention_logit).
+    Measured (seeds 0, 1, 2): the loss falls from 5.53 to 2.26 ± 0.02 nats per byte in 200 steps (mean of the
+    last 20); the max attention logit stays ≤ 5.5 (under √32) with QK-norm, peaks at 24 ± 6 without it."""
     torch.manual_seed(seed)
     model = LLM(LLMConfig(**{**TINY_LESSON_SHAPE, **overrides})).train()
     data = tiny_text_bytes() if data is None else data
@@ -1022,15 +919,13 @@ def plot_rope_frequencies(config: LLMConfig):
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.semilogy(wavelength.numpy(), "o-")
     a.axhline(config.block_size, color="red", ls="--", label=f"block_size {config.block_size}")
-    a.set_xlabel("pair index i (dims i and i+32)")
-    a.set_ylabel("wavelength in tokens (2π / inv_freq)")
+    a.set(xlabel="pair index i (dims i and i+32)", ylabel="wavelength in tokens (2π / inv_freq)")
     a.set_title(f"RoPE base {config.rope_base:g}: wavelengths from 6 tokens to ~10^5", fontsize=9)
     a.legend()
     cos = rotary.cos_table[:, : config.head_dim // 2]                 # (T, hd/2): cos(position · inv_freq[i])
     im = b.imshow(cos.T.numpy(), aspect="auto", cmap="RdBu", interpolation="nearest", vmin=-1, vmax=1)
     fig.colorbar(im, ax=b, label="cos(angle)")
-    b.set_xlabel("position")
-    b.set_ylabel("pair index i")
+    b.set(xlabel="position", ylabel="pair index i")
     b.set_title("cos(position · inv_freq): fast pairs see nearby order, slow ones far", fontsize=9)
     return fig
 
@@ -1049,8 +944,7 @@ def plot_attention_map(models: dict, text: str, head: int = 0):
         ticks, words = word_ticks(bytes(ids).decode("utf-8", errors="replace"))   # one tick per word, readable
         ax.set_xticks(ticks, words, fontsize=8, rotation=90)
         ax.set_yticks(ticks, words, fontsize=8)
-        ax.set_xlabel("key (attended-to byte)")
-        ax.set_ylabel("query byte")
+        ax.set(xlabel="key (attended-to byte)", ylabel="query byte")
         ax.set_title(f"{label}: layer 0, head {head} (zero above the diagonal = causal)", fontsize=9)
     fig.tight_layout()
     return fig
@@ -1084,10 +978,7 @@ def plot_router_load(stats_by_label: dict, config: LLMConfig, n_tokens: int):
         im = ax.imshow(share.numpy(), cmap="magma", vmin=0, vmax=max(2 / E, float(share.max())))
         for (i, e), v in zip(torch.cartesian_prod(torch.arange(L), torch.arange(E)).tolist(), share.flatten().tolist()):
             ax.text(e, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.3 else "black")
-        ax.set_xlabel("expert")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(E))
-        ax.set_yticks(range(L))
+        ax.set(xlabel="expert", ylabel="layer", xticks=range(E), yticks=range(L))
         ax.set_title(f"{label}, {n_tokens} tokens\n(perfect balance = {1 / E:.2f})", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, label="share of token-slots")
     return fig
@@ -1105,8 +996,7 @@ def plot_rope_bases(bases=(10000.0, 50000.0), head_dim: int = 64, max_offset: in
         ax.plot(sim.numpy(), lw=1, label=f"base {base:,.0f}: mean {sim[far:].mean().item():.2f} over d = "
                                           f"{far}…{max_offset - 1} (shaded)")
     ax.axhline(0, color="gray", lw=0.5)
-    ax.set_xlabel("offset d between query and key (tokens)")
-    ax.set_ylabel("cos similarity of q·R(d)k (q = k)")
+    ax.set(xlabel="offset d between query and key (tokens)", ylabel="cos similarity of q·R(d)k (q = k)")
     ax.set_title(f"head_dim {head_dim}: a larger base keeps more slow pairs, so far offsets stay distinct "
                  f"from random", fontsize=9)
     ax.legend()
@@ -1122,14 +1012,11 @@ def plot_qk_norm_logits(histories: dict):
         a.plot(h["max_logit"], label=label)
         b.plot(h["loss"], label=label)
     a.axhline(math.sqrt(TINY_LESSON_SHAPE["head_dim"]), color="gray", ls="--", label="√head_dim: QK-norm's ceiling")
-    a.set_yscale("log")
-    a.set_xlabel("training step")
-    a.set_ylabel("max |q·k| / √head_dim (log)")
+    a.set(yscale="log", xlabel="training step", ylabel="max |q·k| / √head_dim (log)")
     a.set_title("attention logits: capped with QK-norm, growing without", fontsize=9)
-    a.legend(fontsize=8)
-    b.set_xlabel("training step")
-    b.set_ylabel("training loss (nats per byte)")
+    b.set(xlabel="training step", ylabel="training loss (nats per byte)")
     b.set_title("the loss of the same two runs", fontsize=9)
+    a.legend(fontsize=8)
     b.legend(fontsize=8)
     return fig
 
@@ -1144,38 +1031,18 @@ SAMPLE_TEXT = "The cat sat on the mat. The cat sat on the mat again."
 
 
 def print_parameter_table(config: LLMConfig):
-    """Parameters and active parameters per part, then the FLOPs per trained token."""
+    """Parameters and active parameters per part (checked against the module, built on the meta device: shapes
+    only, no memory), then the FLOPs per trained token."""
+    with torch.device("meta"):
+        counted = sum(p.numel() for p in LLM(config).parameters())   # .parameters() skips the tied duplicate
     p = count_parameters(config)
+    assert counted == p["total"], "count_parameters disagrees with the module"
     print(f"{'part':<14}{'parameters':>15}{'active/token':>15}")
     for part in PARTS:
-        active = p["active_experts"] if part == "experts" else p[part]
-        print(f"{part:<14}{p[part]:>15,}{active:>15,}")
+        print(f"{part:<14}{p[part]:>15,}{p['active_experts'] if part == 'experts' else p[part]:>15,}")
     print(f"{'total':<14}{p['total']:>15,}{p['active']:>15,}")
     f = flops_per_token(config)
     print(f"FLOPs per trained token at T={config.block_size}: {f:,} ({f / 1e9:.3f} G)")
-
-
-def check_counts(config: LLMConfig, preset: str):
-    """The module built on the meta device has exactly the parameters count_parameters predicts."""
-    with torch.device("meta"):                    # shapes only: no memory, no init time
-        meta_model = LLM(config)
-    counted = sum(p.numel() for p in meta_model.parameters())   # .parameters() skips the tied duplicate
-    assert counted == count_parameters(config)["total"], "count_parameters disagrees with the module"
-    print_parameter_table(config)
-    if preset == "linnet":
-        p = count_parameters(config)
-        assert (p["total"], p["active"]) == (497_145_600, 157_406_976), "linnet-497M's counts not reproduced"
-        print("reproduced linnet-497M: 497,145,600 parameters, 157,406,976 active per token")
-
-
-def run_tiny_forward():
-    """A random-init tiny model, one forward pass on random bytes: the shapes, and the loss of guessing."""
-    tiny = LLM(LLMConfig(**TINY_REFERENCE_SHAPE)).eval()
-    idx = torch.randint(0, 256, (4, tiny.config.block_size + 1))
-    idx, targets = idx[:, :-1], idx[:, 1:]                         # predict the next (random) byte
-    logits, loss = tiny(idx, targets)
-    print(f"tiny random model: logits {tuple(logits.shape)}, loss {loss.item():.3f} "
-          f"(ln V = {math.log(tiny.config.vocab_size):.3f} for uniform guessing)")
 
 
 def print_why_numbers(config: LLMConfig):
@@ -1192,14 +1059,12 @@ def print_why_numbers(config: LLMConfig):
 
 def train_for_plots(steps: int = 200):
     """The tiny lesson model at random init, and trained `steps` steps with and without QK-norm (section 9)."""
-    t0 = time.time()
     random_init, _ = train_tiny(steps=0)
     trained, with_norm = train_tiny(steps, track_logits=True)
     _, without_norm = train_tiny(steps, track_logits=True, qk_norm=False)
     for label, h in (("with QK-norm", with_norm), ("without QK-norm", without_norm)):
         print(f"tiny model {label}: loss {h['loss'][0]:.2f} -> {h['loss'][-1]:.2f} in {steps} steps, "
               f"max attention logit {h['max_logit'][0]:.2f} -> {h['max_logit'][-1]:.2f}")
-    print(f"trained 2 tiny models in {time.time() - t0:.1f} s")
     return random_init, trained, {"with QK-norm (linnet)": with_norm, "without QK-norm": without_norm}
 
 
@@ -1220,16 +1085,16 @@ def save_plots(config: LLMConfig, out):
 def save_trained_plots(random_init: LLM, trained: LLM, histories: dict, out):
     """Random init next to trained: attention and router load; and the QK-norm logit curves."""
     models = {"random init": random_init, f"trained {len(histories['without QK-norm']['loss'])} steps": trained}
-    labels = list(models)
     house.save_plot(plot_attention_map(models, SAMPLE_TEXT), out, "attention_map",
                     "random init: speckle with no structure; trained: bright columns, keys (the first byte, "
                     "spaces) that many later bytes look at")
     batch = real_text_batch(trained)
     stats = {}
     for label, model in models.items():
-        model(batch)                                                 # fills router_stats
+        model(batch)                                                 # fills model.router_stats
         stats[label] = model.router_stats
-    share = stats[labels[1]]["tokens_per_expert"] / stats[labels[1]]["tokens_per_expert"].sum(1, keepdim=True)
+    load = trained.router_stats["tokens_per_expert"]
+    share = load / load.sum(1, keepdim=True)
     house.save_plot(plot_router_load(stats, trained.config, batch.numel()), out, "router_load",
                     f"the same real text through both routers: trained, every expert still gets work "
                     f"(shares {share.min():.2f}–{share.max():.2f}; the balance loss keeps it from collapsing)")
@@ -1249,9 +1114,7 @@ def run_checkpoint(args):
         raise house.UserError("--checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
     enc = tokenizer_lib.load_tokenizer(tokenizer)                # one clear line if it is missing or corrupt
     model, trained_with = load_any_checkpoint(args.checkpoint)
-    if trained_with and trained_with != tokenizer_lib.tokenizer_sha256(tokenizer):
-        raise house.UserError(f"{args.checkpoint} was trained with another tokenizer than {tokenizer}: "
-                              f"pass the --tokenizer the run used")
+    checkpoints.check_made_with(args.checkpoint, trained_with, tokenizer)
     if enc.get_vocab_size() > model.config.vocab_size:
         raise house.UserError(f"{tokenizer} has {enc.get_vocab_size():,} tokens but the model only "
                               f"{model.config.vocab_size:,}: pass the tokenizer the model was trained with")
@@ -1299,9 +1162,8 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     config = LLMConfig(**PRESETS[args.preset])
     print(f"preset {args.preset}: {config}")
-    check_counts(config, args.preset)
+    print_parameter_table(config)            # linnet: 497,145,600 parameters, 157,406,976 active per token
     print_why_numbers(config)
-    run_tiny_forward()
     save_plots(config, args.out)
     save_trained_plots(*train_for_plots(), args.out)   # the tiny model whatever the preset: seconds on a CPU
     print(f"done in {time.time() - t0:.1f} s")

@@ -394,13 +394,7 @@ def pick_text_files(files: list[Path]) -> list[Path]:
 def load_bytes(files, max_bytes: int) -> torch.Tensor:
     """The first `max_bytes` UTF-8 bytes of the documents in `files`, as a uint8 tensor (vocab 256:
     a byte-level model needs no tokenizer)."""
-    chunks, total = [], 0
-    for text in house.iter_texts(files):
-        chunks.append(text.encode("utf-8"))
-        total += len(chunks[-1])
-        if total >= max_bytes:
-            break
-    data = b"\n".join(chunks)[:max_bytes]
+    data = house.first_bytes(files, max_bytes)
     if len(data) < 10_000:
         raise house.UserError(f"only {len(data)} bytes of text found: pass --data with at least 10 kB of text")
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)

@@ -18,5 +18,5 @@ from house.files import LOCK_NAME, atomic_path, disk_is_full, folder_lock, pid_i
 from house.paths import (DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_DIR, EMBEDDED_HELLASWAG, OUT_DIR, RAW_DATA_DIR,
                          REPO_DIR, SHARED_CORPUS_DIR, SHARED_DATA_DIR, shown)
 from house.sources import HUB_REVISIONS, fetch_fineweb_sample, find_tiny_data, has_internet, hub_errors
-from house.text import TEXT_SUFFIXES, iter_file_texts, iter_jsonl_texts, iter_texts, list_text_files, open_text
+from house.text import TEXT_SUFFIXES, first_bytes, iter_file_texts, iter_jsonl_texts, iter_texts, list_text_files, open_text
 from house import shards  # noqa: E402,F401  (house.shards.NAME, as 05 and 06 read 04's folders)

@@ -15,7 +15,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-from house.cli import NotFound, UserError
+from house.cli import NotFound, UserError, check_writable
 from house.files import atomic_path, write_json
 from house.paths import shown
 
@@ -287,15 +287,33 @@ def check_export_folder(out_dir: Path, overwrite: bool = False) -> None:
                         f"--overwrite to replace those files")
 
 
-def write_export_folder(out_dir: Path, state_dict: dict, config: dict, tokenizer: Path, tokenizer_config: dict) -> Path:
-    """linnet's published folder: pytorch_model.bin (with its config inside), config.json, tokenizer_config.json,
-    and tokenizer.json (the same bytes: the same sha256). Every file atomic."""
+def write_export_folder(out_dir: Path, state_dict: dict, config: dict, tokenizer: Path, eos: str, pad: str) -> Path:
+    """linnet's published folder: pytorch_model.bin (its config inside), config.json, tokenizer.json (the same
+    bytes: the same sha256) and the tokenizer_config.json transformers reads (`eos`, `pad`: special tokens).
+    Every file atomic; an `out_dir` that cannot be written is a UserError first."""
+    check_writable(out_dir)
     save_pytorch_model_bin(state_dict, out_dir / "pytorch_model.bin", config)
     write_json(out_dir / "config.json", published_config(config))
-    write_json(out_dir / "tokenizer_config.json", tokenizer_config)
+    write_json(out_dir / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config["block_size"], "unk_token": None,
+        "bos_token": None, "eos_token": eos, "pad_token": pad, "add_prefix_space": False, "trim_offsets": True})
     with atomic_path(out_dir / "tokenizer.json") as tmp:
         tmp.write_bytes(Path(tokenizer).read_bytes())
     return out_dir
+
+
+def check_export(checkpoint: Path, out_dir: Path, overwrite: bool = False) -> None:
+    """Before anything is read or written: the checkpoint exists and `out_dir` holds no other model files."""
+    if not Path(checkpoint).is_file():
+        raise NotFound(f"no checkpoint at {checkpoint}: pass --export PATH to a 05 latest.pt")
+    check_export_folder(Path(out_dir), overwrite)
+
+
+def check_made_with(checkpoint, trained_with: str | None, tokenizer) -> None:
+    """A checkpoint that records the sha256 of its training tokenizer (`trained_with`) is used with that one only."""
+    if trained_with and trained_with != file_sha256(tokenizer):
+        raise UserError(f"{checkpoint} was trained with another tokenizer than {tokenizer}: "
+                        f"pass the --tokenizer the run used")
 
 
 def exported_tokenizer(path) -> Path | None:
@@ -416,3 +434,62 @@ def per_expert_state_dict(sd: dict) -> dict:
     stacked = {k for k in sd if k.endswith((".moe.w_v", ".moe.c_proj"))}
     out.update({k: v for k, v in sd.items() if k not in out and k not in stacked})
     return out
+
+
+def read_weights(path, make_config, config=None) -> tuple[dict, object]:
+    """(state dict, model config) of a weights file or a folder holding one, read with weights only. The config:
+    `config` if given; a 05 checkpoint's own; config.json's, every claim the weights can show checked against
+    them; the one an export keeps inside its pytorch_model.bin; else the tensors' shapes (linnet's own file).
+    `make_config(fields)` builds the model's config from a dict of fields."""
+    weights, config_json = find_checkpoint(path)
+    obj = read_checkpoint_file(weights)
+    if is_training_checkpoint(obj):                                   # a 05 latest.pt carries its config
+        return obj["model"], config or make_config(obj["config"])
+    sd = as_state_dict(obj, weights)
+    if config is not None:
+        return sd, config
+    if config_json is not None:
+        return sd, read_config_json(config_json, sd, make_config)
+    if saved_config(sd) is not None:                                  # an export whose config.json went missing
+        return sd, config_from_claims(saved_config(sd), weights, sd, make_config)
+    return sd, make_config(config_from_shapes(sd, path=weights))
+
+
+def read_training_checkpoint(path) -> dict | None:
+    """A 05 checkpoint (`latest.pt`, or the folder holding one) as the dict 05 saved ("model" in linnet's layout,
+    "config", "tokenizer_sha256", ...); None when `path` is not one (a weights file, an exported folder)."""
+    path = Path(path)
+    if path.is_dir() and (path / "latest.pt").is_file():             # a 05 output folder
+        path = path / "latest.pt"
+    if not (path.is_file() and path.suffix in (".pt", ".pth")):
+        return None
+    checkpoint = read_checkpoint_file(path, weights_only=False)       # ours: optimizer and RNG states too
+    if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
+        raise UserError(f"{path} is not a 05_train checkpoint (no 'model' and 'config'): "
+                        f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")
+    return checkpoint
+
+
+LINNET_ARGS = ("depth", "block_size", "vocab_size", "n_experts", "n_active_experts")   # linnet's LLMConfig(...)
+
+
+def original_code_line(fields: dict, derived: dict) -> str:
+    """Whether linnet's own code loads an export, and computes what this model computes. `fields`: the export's
+    config; `derived`: what linnet's LLMConfig(depth, block_size, vocab_size, n_experts, n_active_experts) makes of
+    its five numbers (every width from depth, head_dim 64, RoPE base 50,000). linnet's code knows no switch:
+    x0_mix adds weights it lacks; logit_softcap and qk_norm=False keep linnet's keys but change the logits, so its
+    load_state_dict takes them without a word; zero_init_out changes the start only."""
+    if any(derived[k] != fields[k] for k in ("n_layer", "n_head", "n_kv_head", "n_embd", "head_dim", "ffn_dim",
+                                             "rope_base")):
+        return ("linnet's own code cannot build this shape (its LLMConfig derives every width from depth, head_dim "
+                "64): load it with this repo's LLM.from_pretrained")
+    if fields.get("x0_mix"):
+        return ("linnet's own code cannot load it: x0_mix adds weights (x0_lambdas) its model does not have; load it "
+                "with this repo's LLM.from_pretrained")
+    changed = ([f"logit_softcap {fields['logit_softcap']:g}"] if fields.get("logit_softcap") else []) + \
+        ([] if fields.get("qk_norm", True) else ["qk_norm off"])
+    if changed:
+        return (f"warning: linnet's own code loads these weights without a word but computes other logits "
+                f"({', '.join(changed)}: same keys, other outputs): load it with this repo's LLM.from_pretrained")
+    args = ", ".join(f"{k}={fields[k]}" for k in LINNET_ARGS)
+    return f"linnet's own code loads it too: LLM(LLMConfig({args})) + load_state_dict"

@@ -126,3 +126,15 @@ def read_documents(path: Path) -> Iterator[str]:
     if Path(path).name.endswith(".jsonl.zst"):
         return iter_jsonl_zst(path)
     return iter_file_texts(path)
+
+
+def first_bytes(paths: Iterable[str | os.PathLike], max_bytes: int) -> bytes:
+    """The first `max_bytes` UTF-8 bytes of the documents under `paths`, documents joined by a newline: text for
+    a byte-level model (vocab 256), which needs no tokenizer (02's and 03's tiny experiments)."""
+    chunks, total = [], 0
+    for text in iter_texts(paths):
+        chunks.append(text.encode("utf-8"))
+        total += len(chunks[-1])
+        if total >= max_bytes:
+            break
+    return b"\n".join(chunks)[:max_bytes]

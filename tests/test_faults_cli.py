@@ -176,9 +176,9 @@ def save_without_config(tiny_run, folder, drop_inv_freq: bool):
 
 def test_no_config_json_and_shapes_off_head_dim_64_is_one_line(tiny_run, tmp_path):
     path = save_without_config(tiny_run, tmp_path / "bare", drop_inv_freq=True)
-    with pytest.raises(SystemExit) as e:                                       # was: ZeroDivisionError
+    with pytest.raises(house.UserError) as e:                                  # was: ZeroDivisionError
         model_lib.LLM.from_pretrained(path)
-    assert str(e.value) == (f"error: {path} has no config.json and its shapes don't fit head_dim 64 (width 64, "
+    assert str(e.value) == (f"{path} has no config.json and its shapes don't fit head_dim 64 (width 64, "
                             f"q|k|v rows 128): put linnet's config.json beside it")
     proc = run_script("06_eval.py", "--checkpoint", str(path), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--no-hellaswag", "--out", str(tmp_path / "eval"), timeout=120)

@@ -287,7 +287,7 @@ def test_bits_per_byte_with_a_tokenizer_of_another_vocabulary_is_one_line(inputs
     small = tokenizer_lib.truncate_tokenizer(full, 300)
     model = model_lib.LLM(model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "block_size": 64,
                                                  "vocab_size": full.get_vocab_size()}))
-    with pytest.raises(SystemExit, match="tokenizer"):
+    with pytest.raises(house.UserError, match="tokenizer"):
         eval_lib.bits_per_byte(model, inputs["data_dir"], small, batch_size=2, seq_len=32, max_batches=1, device="cpu")
 
 # --- 6. HellaSwag lines with fields of the wrong type, and 06's --sample: one line before any scoring -------------
@@ -315,9 +315,9 @@ def hellaswag_file(folder, bad: dict):
 def test_hellaswag_field_of_the_wrong_type_names_the_line(tmp_path, bad, problem):
     eval_lib = lesson("06_eval")
     path = hellaswag_file(tmp_path, bad)
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(house.UserError) as e:
         eval_lib.load_hellaswag(path)
-    assert str(e.value).startswith(f"error: {path}:3 is not a HellaSwag example ({problem}") and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"{path}:3 is not a HellaSwag example ({problem}") and "\n" not in str(e.value)
     assert [x["label"] for x in eval_lib.load_hellaswag(path, limit=2)] == [3, 3]      # the good lines load
     assert eval_lib.load_hellaswag(hellaswag_file(tmp_path, {"label": "2"}))[2]["label"] == 2   # the Hub's "2"
 

@@ -20,7 +20,8 @@ TINY = {**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 512, "block_size": 32}
 
 
 def test_linnet_has_no_switch_on_and_builds_the_plain_model():
-    assert model_lib.plus_switches(model_lib.LLMConfig()) == {}
+    linnet = model_lib.LLMConfig()
+    assert not (linnet.zero_init_out or linnet.x0_mix or linnet.logit_softcap)
     assert type(model_lib.LLM(model_lib.LLMConfig(**TINY))) is model_lib.LLM
     for preset in ("linnet", "tiny"):
         cfg = train_lib.PRESETS[preset]
