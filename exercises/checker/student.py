@@ -29,6 +29,10 @@ from exercises.checker.rules import (BLOCKED_MODULES, INPUT_LESSONS, LESSON_NAME
 from exercises.checker.wire import HANDLE, PICKLED, decode, encode, receive, send
 
 CHECKER_FILES = os.path.dirname(__file__) + os.sep   # the checker's frames are left out of the student's traceback
+VIOLATIONS: list[str] = []
+REPORT_FD: int | None = None     # the pipe to the checker, in the student's process
+STUDENT_FILES: set[str] = set()   # the file being checked (and its .pyc): the one solution it may read (--solution)
+
 
 def zygote_main(fd: int) -> None:
     """The zygote: torch is imported (with this module); each request forks one student process."""
@@ -61,11 +65,6 @@ def zygote_main(fd: int) -> None:
         for f in fds:
             os.close(f)
         sock.sendall(pid.to_bytes(8, "little"))
-
-
-VIOLATIONS: list[str] = []
-REPORT_FD: int | None = None     # the pipe to the checker, in the student's process
-STUDENT_FILES: set[str] = set()   # the file being checked (and its .pyc): the one solution it may read (--solution)
 
 
 def protected(path) -> bool:
