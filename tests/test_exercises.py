@@ -822,6 +822,15 @@ CHEATS = {
                                        "    return importlib.import_module('exercises.sol' + 'utions.router_top2')"
                                        ".router_top2(logits)\n",
                                        "refused: router_top2 — your code imports exercises.solutions"),
+    "import_module of the lesson's fast twin": (
+        "fp8_quantize", "import importlib\n\nFP8 = importlib.import_module('fa' + 'st.fp8')\n"
+        "quantize_rows = FP8.quantize_rows\n\ndef fp8_matmul(x, w):\n    return x @ w.T\n",
+        "refused: fp8_quantize — your code imports fast"),
+    "exec of the fast twin's file": ("fp8_quantize", "import runpy, pathlib\n\ndef quantize_rows(x):\n"
+                                     f"    path = pathlib.Path({str(REPO_DIR)!r}) / ('fa' + 'st') / 'fp8.py'\n"
+                                     "    return runpy.run_path(str(path))['quantize_rows'](x)\n\n"
+                                     "def fp8_matmul(x, w):\n    return x @ w.T\n",
+                                     "refused: fp8_quantize — your code opens "),
     "another Python process": ("router_top2", "import subprocess, sys\n\ndef router_top2(logits):\n"
                                "    subprocess.run([sys.executable, '-c', 'print(1)'])\n",
                                "refused: router_top2 — your code starts another process"),

@@ -18,13 +18,14 @@ from pathlib import Path
 from exercises.checker import REPO_DIR
 
 SOLUTIONS_DIR = REPO_DIR / "exercises" / "solutions"
+FAST_DIR = REPO_DIR / "fast"   # the lessons' fast twins, out of reach like them (fp8_quantize is checked with fast.fp8)
 LESSON_NAME = re.compile(r"0[1-6]_(tokenizer|model|muon|data|train|eval)")   # a numbered lesson's name
 REFUSAL = ("the check compares your code with the lesson, so handing the work to the lesson (or to the worked "
            "solution) would compare it with itself")
 
 # per exercise: lessons the student's process may hold because their objects are the exercise's INPUTS
-# (train_step is handed 02's LLM and 03's optimizers; the answer, 05_train, stays out of reach)
-INPUT_LESSONS = {"train_step": ("01_tokenizer", "02_model", "03_muon")}
+# (train_step is handed 02's LLM and 03's optimizers, which use fast/; the answer, 05_train, stays out of reach)
+INPUT_LESSONS = {"train_step": ("01_tokenizer", "02_model", "03_muon", "fast")}
 # per exercise: modules the student's process may not import at all
 BLOCKED_MODULES = {"bpe_trainer": ("tokenizers",)}
 # per exercise: library functions replaced by a refusal in the student's process (name fragments, and where)

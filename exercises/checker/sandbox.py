@@ -1,8 +1,8 @@
 """The student's own process, seen from the checker: `Sandbox` loads the student's file there and calls it.
 
 The lessons compute the expected values HERE, in the checker's process. The student's file is loaded in a
-second process (student.py) in which the numbered lessons, exercises/solutions/ and their files are out of
-reach. The two processes talk over a pipe (wire.py): tensors, arrays and plain Python values travel by
+second process (student.py) in which the numbered lessons, fast/, exercises/solutions/ and their files are
+out of reach. The two processes talk over a pipe (wire.py): tensors, arrays and plain Python values travel by
 value, anything else the student returns stays there and is used through a handle (`Remote`); a function
 of the checker passed to the student (a model's forward) is a callback. Each student process is forked by
 one `Zygote` that has imported torch once.

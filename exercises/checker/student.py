@@ -2,9 +2,9 @@
 checker asks.
 
 The guards: an import blocker on sys.meta_path, plus an audit hook (sys.addaudithook, which cannot be
-removed) that refuses `import`, `open`, `compile` and `exec` of the lessons and the solutions, and starting
-other processes; the library call an exercise is about (SDPA for gqa_attention, ...) is replaced by a
-function that refuses. Any refusal is final, even if the student's code catches the exception.
+removed) that refuses `import`, `open`, `compile` and `exec` of the lessons, their fast twins (fast/) and
+the solutions, and starting other processes; the library call an exercise is about (SDPA for
+gqa_attention, ...) is replaced by a function that refuses. Any refusal is final, even if the student's code catches the exception.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from exercises.checker import REPO_DIR
-from exercises.checker.rules import (BLOCKED_MODULES, INPUT_LESSONS, LESSON_NAME, REFUSAL, RUNTIME_FORBIDDEN,
-                                     SOLUTIONS_DIR)
+from exercises.checker.rules import (BLOCKED_MODULES, FAST_DIR, INPUT_LESSONS, LESSON_NAME, REFUSAL,
+                                     RUNTIME_FORBIDDEN, SOLUTIONS_DIR)
 from exercises.checker.wire import HANDLE, PICKLED, decode, encode, receive, send
 
 CHECKER_FILES = os.path.dirname(__file__) + os.sep   # the checker's frames are left out of the student's traceback
@@ -67,21 +67,23 @@ def zygote_main(fd: int) -> None:
         sock.sendall(pid.to_bytes(8, "little"))
 
 
-def protected(path) -> bool:
-    """A numbered lesson's file (any extension, anywhere in the repo: .py, .pyc, .ipynb) or exercises/solutions/."""
+def protected(path, allowed: tuple = ()) -> bool:
+    """A numbered lesson's file (any extension, anywhere in the repo: .py, .pyc, .ipynb), exercises/solutions/,
+    or fast/ unless the exercise's inputs use it (`allowed`)."""
     try:
         real = os.path.realpath(os.fsdecode(path))
     except (TypeError, ValueError):
         return False
     if real in STUDENT_FILES:
         return False
-    return real.startswith(str(SOLUTIONS_DIR)) or (real.startswith(str(REPO_DIR)) and
-                                                     bool(LESSON_NAME.match(os.path.basename(real))))
+    fast = FAST_DIR.name not in allowed and real.startswith(str(FAST_DIR) + os.sep)
+    return real.startswith(str(SOLUTIONS_DIR)) or fast or (real.startswith(str(REPO_DIR)) and
+                                                             bool(LESSON_NAME.match(os.path.basename(real))))
 
 
 def forbidden_module(name: str, blocked: tuple, allowed: tuple) -> bool:
     top = name.split(".")[0]
-    return ((LESSON_NAME.match(top) is not None and top not in allowed) or top in blocked
+    return (((LESSON_NAME.match(top) is not None or top == FAST_DIR.name) and top not in allowed) or top in blocked
             or name.startswith("exercises.solutions"))
 
 
@@ -114,11 +116,11 @@ def install_guards(name: str) -> None:
     def hook(event, args):
         if event == "import" and forbidden_module(str(args[0]), blocked, allowed):
             refuse(f"your code imports {args[0]}: " + REFUSAL)
-        elif event == "open" and not isinstance(args[0], int) and protected(args[0]):
+        elif event == "open" and not isinstance(args[0], int) and protected(args[0], allowed):
             refuse(f"your code opens {args[0]}: " + REFUSAL)
-        elif event == "exec" and protected(getattr(args[0], "co_filename", "")):
+        elif event == "exec" and protected(getattr(args[0], "co_filename", ""), allowed):
             refuse(f"your code runs the code of {args[0].co_filename}: " + REFUSAL)
-        elif event == "compile" and args[1] is not None and protected(args[1]):
+        elif event == "compile" and args[1] is not None and protected(args[1], allowed):
             refuse(f"your code compiles {args[1]}: " + REFUSAL)
         elif event in processes:
             refuse(f"your code starts another process ({event}): a check runs your code in one guarded process")
