@@ -12,7 +12,8 @@ import torch
 
 from helpers import REPO_DIR
 
-from exercises import check
+from exercises.checker import checks_01_tokenizer, rules
+from exercises.checker import run as check
 from exercises.solutions import (acc_norm, balance_loss, bpe_merge, bpe_trainer, fp8_quantize, gqa_attention,
                                  hellaswag_requests, model_forward, moe_forward, muon_update, newton_schulz_step,
                                  rms_cross_entropy, rope, router_top2, sampling, shard_loader, train_step,
@@ -366,7 +367,7 @@ def bpe_variant(words, vocab, vocab_size, min_frequency=2, alphabetical=False, w
         vocab.setdefault(best[0] + best[1], len(vocab))
         merged = collections.Counter()
         for word, n in counts.items():
-            merged[check.first_only_merge(word, best) if first_only else bpe_trainer.merge_pair(word, best)] += n
+            merged[checks_01_tokenizer.first_only_merge(word, best) if first_only else bpe_trainer.merge_pair(word, best)] += n
         counts = merged
     return merges
 
@@ -786,12 +787,12 @@ def test_the_library_call_that_does_the_exercise_is_refused(name, call_text):
     fn = types.FunctionType(compile(f"def f():\n    return {call_text}\n", f"<{name}>", "exec").co_consts[0], {})
     source = f"def f():\n    return {call_text}\n"
     module = types.SimpleNamespace(f=fn)
-    check_sources = check.student_sources
+    check_sources = rules.student_sources
     try:
-        check.student_sources = lambda m: [("f", source)]
+        rules.student_sources = lambda m: [("f", source)]
         passed, message = check.run_check(name, module)
     finally:
-        check.student_sources = check_sources
+        rules.student_sources = check_sources
     assert not passed and message.startswith(f"refused: {name}") and "this exercise is to" in message, message
 
 
@@ -821,6 +822,15 @@ CHEATS = {
                                        "    return importlib.import_module('exercises.sol' + 'utions.router_top2')"
                                        ".router_top2(logits)\n",
                                        "refused: router_top2 — your code imports exercises.solutions"),
+    "import_module of the lesson's fast twin": (
+        "fp8_quantize", "import importlib\n\nFP8 = importlib.import_module('fa' + 'st.fp8')\n"
+        "quantize_rows = FP8.quantize_rows\n\ndef fp8_matmul(x, w):\n    return x @ w.T\n",
+        "refused: fp8_quantize — your code imports fast"),
+    "exec of the fast twin's file": ("fp8_quantize", "import runpy, pathlib\n\ndef quantize_rows(x):\n"
+                                     f"    path = pathlib.Path({str(REPO_DIR)!r}) / ('fa' + 'st') / 'fp8.py'\n"
+                                     "    return runpy.run_path(str(path))['quantize_rows'](x)\n\n"
+                                     "def fp8_matmul(x, w):\n    return x @ w.T\n",
+                                     "refused: fp8_quantize — your code opens "),
     "another Python process": ("router_top2", "import subprocess, sys\n\ndef router_top2(logits):\n"
                                "    subprocess.run([sys.executable, '-c', 'print(1)'])\n",
                                "refused: router_top2 — your code starts another process"),
@@ -840,7 +850,7 @@ CHEATS = {
     "the refusal caught and its record cleared": (
         "router_top2", "import importlib, sys\n\ndef router_top2(logits):\n    try:\n"
         "        lesson = importlib.import_module('0' + '2_model')\n    except Exception:\n"
-        "        sys.modules['exercises.check'].VIOLATIONS.clear()\n    return logits.topk(2)\n",
+        "        sys.modules['exercises.checker.student'].VIOLATIONS.clear()\n    return logits.topk(2)\n",
         "refused: router_top2 — your code imports 02_model"),
 }
 

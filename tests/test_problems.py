@@ -130,14 +130,15 @@ def test_measured_inputs_are_the_repos_numbers():
 
 
 def exercise_names() -> list[str]:
-    """The exercises exercises/check.py knows (its EXERCISES dict, read with ast: nothing is run)."""
+    """The exercises the checker knows (the EXERCISES dict of exercises/checker/run.py, read with ast: nothing
+    is run)."""
     import ast
 
-    tree = ast.parse((REPO_DIR / "exercises" / "check.py").read_text(encoding="utf-8"))
+    tree = ast.parse((REPO_DIR / "exercises" / "checker" / "run.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXERCISES" for t in node.targets):
             return list(ast.literal_eval(node.value))
-    raise AssertionError("exercises/check.py has no EXERCISES dict")
+    raise AssertionError("exercises/checker/run.py has no EXERCISES dict")
 
 
 def test_the_course_plan_lists_every_exercise_and_each_sessions_problems():

@@ -1,0 +1,178 @@
+"""The exercises, running one check and saying what happened (`run_check`), and the command line (`main`)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.abc
+import sys
+import traceback
+import types
+from pathlib import Path
+
+from exercises.checker import (REPO_DIR, checks_01_tokenizer, checks_02_model, checks_03_muon, checks_04_data,
+                               checks_05_train, checks_06_eval)
+from exercises.checker.report import Crashed, Wrong, new_seed, use_seed
+from exercises.checker.rules import pass_through
+from exercises.checker.sandbox import (TIME_LIMIT, ProcessDied, RefusedAtRun, RemoteError, Sandbox, StudentExit,
+                                       TimedOut)
+
+# exercise -> (lesson file, what the student implements); the order is the order of the lessons
+EXERCISES = {
+    "bpe_merge": ("01_tokenizer.py", "count pairs, merge one pair, one BPE training step"),
+    "bpe_trainer": ("01_tokenizer.py", "a whole byte-level BPE trainer: words -> the merge list, HF's tie rule"),
+    "rope": ("02_model.py", "rotary position embedding, rotate-half pairs, base 50000"),
+    "rms_cross_entropy": ("02_model.py", "RMSNorm, a log-sum-exp that never overflows, cross-entropy from the logits"),
+    "router_top2": ("02_model.py", "softmax -> top-2 experts -> renormalise the two weights"),
+    "balance_loss": ("02_model.py", "linnet's balance loss E * sum_e (mean prob_e)^2"),
+    "gqa_attention": ("02_model.py", "causal grouped-query attention: heads, RoPE, QK-norm, repeat KV, mask, softmax"),
+    "moe_forward": ("02_model.py", "the MoE layer: router, top-k, SwiGLU experts (reference loop), balance loss"),
+    "fp8_quantize": ("02_model.py", "FP8 row-wise scales (powers of two, rounded up) and an FP8 matrix product"),
+    "model_forward": ("02_model.py", "the whole model from its parts: embedding, blocks, final norm, tied head, loss"),
+    "sampling": ("02_model.py", "temperature, top-k, a seeded generator, the KV cache's positions"),
+    "newton_schulz_step": ("03_muon.py", "one quintic Newton-Schulz step (3.4445, -4.7750, 2.0315)"),
+    "muon_update": ("03_muon.py", "one Muon step: momentum, Nesterov, Newton-Schulz, shape lr, weight decay"),
+    "shard_loader": ("04_data.py", "the shard loader: T+1-token windows, seeded epoch order, resume"),
+    "wsd_schedule": ("05_train.py", "the warm-up / stable / cosine-decay learning-rate multiplier"),
+    "train_step": ("05_train.py", "one training step: accumulation over micro-batches, global-norm clipping"),
+    "acc_norm": ("06_eval.py", "HellaSwag acc_norm: summed log-prob / characters, argmax"),
+    "hellaswag_requests": ("06_eval.py", "HellaSwag requests: the three tokenisations, lm-eval's whitespace rule"),
+}
+
+CHECKS = {**checks_01_tokenizer.CHECKS, **checks_02_model.CHECKS, **checks_03_muon.CHECKS,
+          **checks_04_data.CHECKS, **checks_05_train.CHECKS, **checks_06_eval.CHECKS}
+assert CHECKS.keys() == EXERCISES.keys()
+
+
+def exercise_path(name: str, solution: bool = False) -> Path:
+    return REPO_DIR / "exercises" / ("solutions" if solution else "") / f"{name}.py"
+
+
+def load_exercise(name: str, solution: bool = False):
+    """exercises.<name> (the file a student edits) or exercises.solutions.<name>, imported HERE (for tests)."""
+    return importlib.import_module(f"exercises.{'solutions.' if solution else ''}{name}")
+
+
+def run_check(name: str, module, seed: int | None = None, time_limit: float | None = None) -> tuple[bool, str]:
+    """Check one exercise; returns (passed, what to print). `module` is the path of the student's file (run
+    in its own guarded process, see sandbox.py) or anything with the exercise's functions (run here: tests).
+    A file that names a lesson (or the solution) in its code is refused before anything runs."""
+    use_seed(seed)
+    limit = TIME_LIMIT if time_limit is None else time_limit
+    is_file = isinstance(module, (str, Path))
+    refused = pass_through(name, types.SimpleNamespace(__file__=str(module)) if is_file else module)
+    if refused:
+        return False, f"refused: {name} — {refused}"
+    inside = is_file and Path(module).resolve().is_relative_to(REPO_DIR)
+    where = str(Path(module).resolve().relative_to(REPO_DIR)) if inside else str(module) if is_file else name
+    sandbox = None
+    try:
+        if is_file:
+            sandbox = Sandbox(name, Path(module), limit)
+        CHECKS[name](sandbox or module)
+    except NotImplementedError as todo:
+        return False, f"not done yet: {todo}"
+    except Wrong as wrong:
+        return False, f"wrong: {name}\n{wrong.report()}"
+    except Crashed as crash:
+        error = crash.error
+        if isinstance(error, RemoteError):
+            kind, trace = error.type_name, error.trace
+        else:
+            kind = type(error).__name__
+            students_frames = error.__traceback__.tb_next   # skip call() (report.py): show the student's code
+            trace = "".join(traceback.format_exception(type(error), error, students_frames)).rstrip()
+        return False, f"error: {name} raised {kind}: {error}\n  input:    {crash.case}\n{trace}"
+    except RemoteError as error:     # raised outside call(): while the student's object was being used
+        return False, f"error: {name} raised {error.type_name}: {error}\n{error.trace}"
+    except ImportError as error:
+        return False, f"error: {where} does not import: {error}"
+    except AttributeError as missing:  # the module lacks the function the check calls
+        return False, f"error: {name} — {missing}: keep the function names from the exercise file"
+    except TimedOut:
+        return False, (f"error: {name} took longer than {limit:g} s (the time limit per exercise, --time-limit): "
+                       "look for a loop that never ends")
+    except StudentExit as stop:
+        return False, (f"error: {name} called exit() (SystemExit {stop.args[0]!r}): a function returns its result; "
+                       "exit() would end the whole check")
+    except ProcessDied as died:
+        return False, f"error: {name} ended its own process: os._exit, abort or a crash in your code"
+    except RefusedAtRun as why:
+        return False, f"refused: {name} — {why}"
+    finally:
+        if sandbox is not None:
+            printed = sandbox.close()
+            if printed.strip():
+                print(f"--- what {name} printed ---\n{printed.rstrip()}", file=sys.stderr)
+    return True, f"correct: {name}"
+
+
+def check_one(name: str, solution: bool, seed: int | None = None, time_limit: float | None = None) -> tuple[bool, str]:
+    """Check exercises/<name>.py (or the worked solution) in its own process."""
+    path = exercise_path(name, solution)
+    if not path.is_file():
+        return False, f"error: {path.relative_to(REPO_DIR)} is not there"
+    return run_check(name, path, seed, time_limit)
+
+
+class NoSolutions(importlib.abc.MetaPathFinder):
+    """--strict: exercises.solutions cannot be imported in the checker's process either."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith("exercises.solutions"):
+            raise ImportError(f"--strict: {fullname} is not importable")
+        return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m exercises.check",
+        description="Check an exercise against the numbered lesson's real implementation. Your code runs in its "
+                    "own process, which cannot reach the lessons or the worked solutions.",
+        epilog="Exercises: " + ", ".join(EXERCISES) + ". Run from the repo root.")
+    parser.add_argument("name", nargs="?", help="which exercise (the file name in exercises/, without .py)")
+    parser.add_argument("--all", action="store_true", help="check every exercise, one line each")
+    parser.add_argument("--solution", action="store_true",
+                        help="check the worked solution in exercises/solutions/ instead of your file")
+    parser.add_argument("--list", action="store_true", help="list the exercises and their lessons")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="replay a run: the seed of its fresh cases (each run prints its seed first)")
+    parser.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="SECONDS",
+                        help=f"seconds your code may run per exercise (default {TIME_LIMIT:g})")
+    parser.add_argument("--strict", action="store_true",
+                        help="for grading: exercises/solutions/ is importable in neither process; --solution refused")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (lesson_file, what) in EXERCISES.items():
+            print(f"{name:20s} {lesson_file:16s} {what}")
+        return 0
+    if args.all == bool(args.name):
+        raise SystemExit("error: name one exercise (python -m exercises.check rope) or pass --all; "
+                         f"exercises: {', '.join(EXERCISES)}")
+    if args.name and args.name not in EXERCISES:
+        raise SystemExit(f"error: there is no exercise {args.name!r}; choose one of: {', '.join(EXERCISES)}")
+    if args.time_limit <= 0:
+        raise SystemExit(f"error: --time-limit must be a positive number of seconds, got {args.time_limit:g}")
+    if args.seed is not None and args.seed < 0:
+        raise SystemExit(f"error: --seed must be 0 or more, got {args.seed}")
+    if args.strict:
+        if args.solution:
+            raise SystemExit("error: --strict grades the students' files; --solution needs exercises/solutions/")
+        sys.meta_path.insert(0, NoSolutions())
+        for module in [m for m in sys.modules if m.startswith("exercises.solutions")]:
+            del sys.modules[module]
+    seed = new_seed() if args.seed is None else args.seed
+    print(f"seed {seed}: every exercise adds a case drawn from it (--seed {seed} replays this run)"
+          + (" — strict" if args.strict else ""), flush=True)
+    names = list(EXERCISES) if args.all else [args.name]
+    n_correct = 0
+    try:
+        for name in names:
+            passed, message = check_one(name, args.solution, seed, args.time_limit)
+            print(message, flush=True)
+            n_correct += passed
+    except KeyboardInterrupt:
+        print(f"interrupted: {n_correct} of {len(names)} exercises correct so far", flush=True)
+        return 130
+    if args.all:
+        print(f"{n_correct} of {len(names)} exercises correct")
+    return 0 if n_correct == len(names) else 1
