@@ -1,5 +1,5 @@
-"""Exercise fp8_quantize — FP8 row-wise scaling and an FP8 matrix product (lesson: 02_model.py, section 5b,
-quantize_rows; the appendix's scaled_grouped_mm_reference).
+"""Exercise fp8_quantize — FP8 row-wise scaling and an FP8 matrix product (02's moe_impl "grouped_fp8": fast/fp8.py,
+quantize_rows and scaled_grouped_mm_reference).
 
 A float8 e4m3 number has 4 exponent bits and 3 mantissa bits: it reaches ±448 and keeps 4 significant
 bits. Before rounding a row of activations or weights to float8, divide it by a scale so that its largest
@@ -28,7 +28,7 @@ The scales run along K, the dimension the product sums over, so they can be appl
 Shapes: quantize_rows(x (..., K) float) → (q (..., K) torch.float8_e4m3fn, scale (...,) float32);
 fp8_matmul(x (M, K), w (N, K)) → (M, N) float32.
 
-Check:     python -m exercises.check fp8_quantize   (compares with 02's quantize_rows and scaled_grouped_mm_reference)
+Check:     python -m exercises.check fp8_quantize   (compares with fast/fp8.py's quantize_rows and scaled_grouped_mm_reference)
 Solution:  exercises/solutions/fp8_quantize.py
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Worked solution for exercises/fp8_quantize.py (lesson: 02_model.py, section 5b, quantize_rows)."""
+"""Worked solution for exercises/fp8_quantize.py (fast/fp8.py: quantize_rows, for 02's moe_impl "grouped_fp8")."""
 from __future__ import annotations
 
 import torch
