@@ -1107,8 +1107,6 @@ def save_trained_plots(random_init: LLM, trained: LLM, histories: dict, out):
 def run_checkpoint(args):
     """--checkpoint: load a model (an exported folder, linnet's weights or a 05 latest.pt) and sample a
     continuation of --prompt. An exported folder's own tokenizer.json is used (pick_tokenizer)."""
-    if not args.prompt:
-        raise house.UserError("--prompt is empty: give the model some text to continue")
     tokenizer = checkpoints.pick_tokenizer(args.checkpoint, args.tokenizer, house.OUT_DIR / "01_tokenizer" / "tokenizer.json")
     if not tokenizer.is_file():
         raise house.UserError("--checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
@@ -1135,8 +1133,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="tokenizer.json to encode --prompt (default: an exported folder's own, else "
                              "out/01_tokenizer/tokenizer.json; one that differs from the folder's own is refused)")
-    parser.add_argument("--prompt", default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="tokens to generate with --checkpoint (default: 50)")
+    parser.add_argument("--prompt", type=house.prompt, default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=house.int_from_to(1, 10_000), default=50,
+                        help="tokens to generate with --checkpoint, at most 10,000 (default: 50)")
     parser.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
                         help="write a 05 latest.pt as linnet's published folder in --out: pytorch_model.bin, "
                              "config.json, tokenizer.json, tokenizer_config.json, as linnet's own repo (--tokenizer, default "

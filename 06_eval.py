@@ -25,6 +25,7 @@ divided by bytes per token over all its text (docs/DATA.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -54,18 +55,15 @@ LINNET_COMPAT_LIMIT = 3000                  # linnet's final evaluation used lm-
 def preprocess(text: str) -> str:
     """lm-eval's HellaSwag clean-up of WikiHow artefacts, in its exact order.
 
-    1. strip surrounding whitespace; 2. every " [title]" becomes ". "; 3. delete every [...] span
-    (non-greedy: "[a] x [b]" loses both brackets, keeps " x "); 4. each double space becomes one
-    (a single pass, so three spaces become two).
+    1. strip surrounding whitespace; 2. every " [title]" becomes ". "; 3. delete every [...] span (non-greedy);
+    4. each double space becomes one (a single pass, so three spaces become two).
 
     >>> preprocess("How to dance [title] Stand up. [step] Move your feet.")
     'How to dance. Stand up. Move your feet.'
     >>> preprocess("[substeps] Many schools offer classes.")   # strip comes first: a space survives
     ' Many schools offer classes.'
 
-    That last quirk is lm-eval's too: such a choice is scored as "  Many…" (two spaces after the context)
-    and its length counts the space. We reproduce it rather than fix it, to stay comparable.
-    """
+    That quirk is lm-eval's too (the choice is scored as "  Many…"): reproduced, not fixed, to stay comparable."""
     text = text.strip()
     text = text.replace(" [title]", ". ")
     text = re.sub(r"\[.*?\]", "", text)
@@ -99,9 +97,8 @@ REQUIRED_FIELDS = ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split_type
 def hellaswag_row_problem(row) -> str | None:
     """What makes a parsed jsonl line not a HellaSwag example, checked field by field; None if it is one.
 
-    The rowanz/hellaswag file has text fields as strings, `endings` a list of 4 strings and `label` an int
-    0..3 (a digit string such as "2", as the Hub copy stores it, is accepted too). A label 2.7 or true, or
-    endings "abcd", would otherwise be scored as something else without a word.
+    Text fields are strings, `endings` a list of 4 strings, `label` an int 0..3 (or a digit string, as the Hub
+    copy stores it): a label 2.7 or true, or endings "abcd", would otherwise be scored as something else.
 
     >>> row = {"ind": 0, "activity_label": "Dancing", "ctx_a": "A man", "ctx_b": "he", "ctx": "A man he",
     ...        "split_type": "zeroshot", "source_id": "wikihow~1", "endings": ["a", "b", "c", "d"], "label": 2}
@@ -131,7 +128,18 @@ def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> 
     The full validation file gives 10,042 examples with labels 0/1/2/3 = 2515/2485/2584/2458.
     A line that is not a complete example stops the run naming the file and line number."""
     path = house.sources.find_hellaswag_file(path)
-    examples = []
+    try:
+        examples = read_examples(path, limit)
+    except UnicodeDecodeError:
+        raise house.UserError(f"{path} is not UTF-8 text: pass the HellaSwag validation jsonl (rowanz/hellaswag)") from None
+    if not examples:
+        raise house.UserError(f"{path} has no examples: pass the HellaSwag validation jsonl")
+    return examples
+
+
+def read_examples(path: Path, limit: int | None) -> list[dict]:
+    """load_hellaswag's loop: every line a complete example (hellaswag_row_problem), none repeated."""
+    examples, seen = [], {}
     with house.open_text(path) as f:                   # .jsonl, or the embedded .jsonl.zst
         for lineno, line in enumerate(f, 1):
             if limit is not None and len(examples) >= limit:
@@ -143,12 +151,13 @@ def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> 
                 problem = hellaswag_row_problem(row)
                 if problem:
                     raise ValueError(problem)
+                key = json.dumps(row, sort_keys=True)                # an example scored twice would weigh double
+                if seen.setdefault(key, lineno) != lineno:
+                    raise ValueError(f"it repeats line {seen[key]} word for word")
                 examples.append(prepare_example(row))
             except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError is a ValueError
                 raise house.UserError(f"{path}:{lineno} is not a HellaSwag example ({e}): "
                                       f"fix that line or re-download the file")
-    if not examples:
-        raise house.UserError(f"{path} has no examples: pass the HellaSwag validation jsonl")
     return examples
 
 
@@ -229,23 +238,17 @@ def unwrap(model):
 
 
 def window_of(model) -> int:
-    """How many tokens the model reads at once (its block_size: 1024 for linnet).
-
-    Works on a plain 02 model, a torch.compile'd one, and a DDP-wrapped one (`.module`)."""
-    config = getattr(model, "config", None) or model.module.config
-    return config.block_size
+    """How many tokens the model reads at once (its block_size: 1024 for linnet), wrapped or not."""
+    return unwrap(model).config.block_size
 
 
 def cut_to_window(context_ids: list[int], continuation_ids: list[int], window: int) -> tuple[list[int], int]:
     """The tokens for one request (inputs are all but the last, targets all but the first) and how
     many of its last targets are continuation tokens to score.
 
-    If context + continuation is longer than window + 1 tokens the context is cut from the left, as
-    lm-eval does. linnet's own wrapper did not cut, but with its 1,024-token window no HellaSwag
-    example is long enough to matter. Only a toy window (05's tiny model reads 64 tokens) can be
-    shorter than an ending (WikiHow endings reach ~100 tiny-tokenizer tokens): then the ending's own
-    first tokens become the context and only its last `window` tokens are scored (lm-eval has no rule
-    for this case).
+    Longer than window + 1 tokens, the context is cut from the left, as lm-eval does (linnet's 1,024-token window
+    never cuts a HellaSwag example). Only a toy window (the tiny model reads 64) is shorter than an ending: then
+    the ending's first tokens become the context and its last `window` tokens are scored (lm-eval has no rule).
 
     >>> cut_to_window([1, 2, 3, 4], [5, 6], window=3)
     ([3, 4, 5, 6], 2)
@@ -269,13 +272,13 @@ def fit_to_window(context_ids: list[int], continuation_ids: list[int], window: i
 
 @torch.no_grad()
 def score_requests_reference(model, requests, batch_size: int | None = None, window: int | None = None,
-                             device=None, batch_tokens: int | None = None) -> list[np.ndarray]:
+                             device=None, batch_tokens: int | None = None, advance=None) -> list[np.ndarray]:
     """Plain scorer: one request per forward pass, no padding, full log-softmax, no autocast.
 
     Returns, per request, the log-probabilities (nats) of its continuation tokens, each given every
     token before it. Slow but obviously right; `score_requests` must agree with it. It takes the same
     arguments as `score_requests` so that either can be called; `batch_size` and `batch_tokens` do not
-    apply here (one request is one forward pass)."""
+    apply here (one request is one forward pass). `advance(n)`, if given, is told of every n requests done."""
     window = window or window_of(model)
     device = device or next(model.parameters()).device
     results = []
@@ -286,6 +289,8 @@ def score_requests_reference(model, requests, batch_size: int | None = None, win
         logprobs = model_logits(model, idx)[0].float().log_softmax(-1)  # (T, V)
         token_logprobs = logprobs[torch.arange(len(targets)), targets]  # (T,)
         results.append(token_logprobs[-n_cont:].cpu().double().numpy())
+        if advance is not None:
+            advance(1)
     return results
 
 
@@ -310,11 +315,9 @@ def pad_batch(rows: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray
 def plan_batches(lengths: list[int], batch_tokens: int, batch_size: int | None = None) -> list[list[int]]:
     """Request indices grouped into batches by a token budget, longest first.
 
-    A batch takes the next-longest request while rows × its longest row ≤ `batch_tokens` (and, if
-    `batch_size` is given, rows ≤ batch_size). Sorted, neighbours have nearly the same length, so
-    little of a batch is padding; a budget in tokens (not rows) keeps every forward pass about as
-    big: many short ActivityNet rows, fewer long WikiHow ones. A request longer than the budget
-    gets a batch of its own.
+    A batch takes the next-longest request while rows × its longest row ≤ `batch_tokens` (and rows ≤
+    `batch_size` if given). Sorted, neighbours have nearly the same length, so little is padding; a budget in
+    tokens keeps every forward about as big (many short rows, fewer long ones). A longer request goes alone.
 
     >>> plan_batches([3, 9, 4, 8], batch_tokens=18)   # 9 + 8 → 2 rows × 9; then 4 + 3 → 2 × 4
     [[1, 3], [2, 0]]"""
@@ -350,26 +353,21 @@ def continuation_logits(model, idx: torch.Tensor, positions: torch.Tensor, compi
 @torch.no_grad()
 def score_requests(model, requests, batch_size: int | None = None, window: int | None = None,
                    device=None, batch_tokens: int | None = None, compiled: bool = False,
-                   share_prefix: bool = True) -> list[np.ndarray]:
+                   share_prefix: bool = True, advance=None) -> list[np.ndarray]:
     """Fast scorer, same output as `score_requests_reference` (to float rounding), in the same order.
 
-    1. Batches by a token budget, longest first (`plan_batches`): `batch_tokens` padded tokens per
-       forward (default 65,536 on CUDA, 8,192 on a CPU), at most `batch_size` rows if given. Rows are
-       padded on the right: harmless, since attention is causal (position t never sees t+1…) and the
-       MoE is dropless (a padding token cannot take an expert slot from a real token).
-    2. Every batch is padded on the host and copied to the device once, before the loop; inside it
-       nothing comes back to the host (a `.cpu()` or `.item()` would wait for the GPU each time): the
-       log-probs are written into one device buffer, read back once at the end.
+    1. Batches by a token budget, longest first (`plan_batches`): `batch_tokens` padded tokens per forward
+       (default 65,536 on CUDA, 8,192 on a CPU), at most `batch_size` rows. Rows are padded on the right:
+       harmless, since attention is causal and the MoE dropless (padding takes no expert slot from a token).
+    2. Every batch is padded on the host and copied to the device once, before the loop; inside it nothing
+       comes back to the host (a `.item()` would wait for the GPU): log-probs go into one device buffer.
     3. The lm_head and the log-softmax (fp32) run only at continuation positions (`continuation_logits`).
-    4. On CUDA the forward runs under bf16 autocast; `compiled=True` runs it through torch.compile, compiled
-       once with dynamic shapes (`compiled_hidden`), so that inductor fuses the many small element-wise
-       kernels of each layer: acc + acc_norm in ≈ 6–7 s instead of ≈ 10 s on an H200, after ≈ 70 s of
-       compiling — worth it only when the same process scores again and again (BENCHMARKS.md).
-    5. `share_prefix` (02's model, eager): an example's 4 endings share their context, so one row holds the
-       context once and the 4 endings after it, with a mask so that each ending sees only the context and
-       itself (fast/hellaswag.py, `score_packed`): about half the tokens of 4 whole rows. Same numbers up to
-       float rounding (fp32: ~1e-6 nats; bf16: bf16 noise). Otherwise, or when packing would save little (a
-       window that cuts contexts apart): steps 1–4, whole rows."""
+    4. On CUDA the forward runs under bf16 autocast; `compiled=True` through torch.compile (fast/hellaswag.py):
+       worth its ≈ 70 s of compiling only when one process scores again and again (BENCHMARKS.md).
+    5. `share_prefix` (02's model, eager): each context once, its endings after it under a mask
+       (fast/hellaswag.py, `score_packed`): about half the tokens of whole rows, the same numbers up to float
+       rounding; whole rows (steps 1–4) when packing would save little (a window that cuts contexts apart).
+    `advance(n)`, if given, is told of every n requests done."""
     if not requests:
         return []
     window = window or window_of(model)
@@ -378,17 +376,17 @@ def score_requests(model, requests, batch_size: int | None = None, window: int |
     core = unwrap(model)
     if share_prefix and not compiled and isinstance(core, model_lib.LLM):
         fitted = [fit_to_window(c, k, window) for c, k in requests]
-        scores = hellaswag_fast.score_packed(core, fitted, device, plan_batches, batch_tokens, batch_size)
+        scores = hellaswag_fast.score_packed(core, fitted, device, plan_batches, batch_tokens, batch_size, advance)
         if scores is not None:
             return scores
     inputs = [cut_to_window(c, k, window) for c, k in requests]
-    return score_whole_rows(model, inputs, device, batch_tokens, batch_size, compiled)
+    return score_whole_rows(model, inputs, device, batch_tokens, batch_size, compiled, advance)
 
 
 def score_whole_rows(model, rows: list[tuple[list[int], int]], device, batch_tokens: int,
-                     batch_size: int | None = None, compiled: bool = False) -> list[np.ndarray]:
+                     batch_size: int | None = None, compiled: bool = False, advance=None) -> list[np.ndarray]:
     """Steps 1–4 of `score_requests`: rows (full tokens, n continuation tokens) from `cut_to_window`
-    → each row's n continuation log-probs, every row read whole."""
+    → each row's n continuation log-probs, every row read whole. `advance(n)`: told of every n rows done."""
     if not rows:
         return []
     batches = plan_batches([len(full) - 1 for full, _ in rows], batch_tokens, batch_size)
@@ -401,6 +399,8 @@ def score_whole_rows(model, rows: list[tuple[list[int], int]], device, batch_tok
     tok, pos = 0, 0
     for idx, _, scored in hellaswag_fast.attention_for_many_shapes(padded):
         (B, T), n = idx.shape, int(scored.sum())
+        if advance is not None:
+            advance(B)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = continuation_logits(model, all_idx[tok:tok + B * T].view(B, T), all_positions[pos:pos + n],
                                          compiled)
@@ -421,11 +421,9 @@ def score_whole_rows(model, rows: list[tuple[list[int], int]], device, batch_tok
 def choose_endings(token_logprobs: list[np.ndarray], choices: list[str]) -> dict:
     """The three decisions for one example, from its 4 endings' continuation-token log-probs.
 
-    acc:      argmax of the sum of log-probs                (long endings pay for every token)
-    acc_norm: argmax of sum / len(choice) in characters     (lm-eval: the preprocessed choice,
-              without the joining space)
-    mean:     argmax of the mean log-prob per token         (the nanoGPT/llm.c rule, used with the
-              "nanogpt" requests)
+    acc:      argmax of the sum of log-probs              (long endings pay for every token)
+    acc_norm: argmax of sum / len(choice) in characters   (lm-eval: the preprocessed choice, no joining space)
+    mean:     argmax of the mean log-prob per token       (the nanoGPT/llm.c rule, with the "nanogpt" requests)
     Ties go to the first ending (np.argmax), as in lm-eval.
 
     >>> r = choose_endings([np.array([-3.0]), np.array([-1.0] * 5)], ["a" * 30, "b" * 40])
@@ -474,7 +472,7 @@ def accuracy(records: list[dict], pred: str) -> float:
 def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int | None = None, device=None,
                        mode: str = "lm-eval", nanogpt: bool = True, window: int | None = None,
                        reference: bool = False, batch_tokens: int | None = None, compiled: bool = False,
-                       share_prefix: bool = True) -> dict:
+                       share_prefix: bool = True, progress: bool = False) -> dict:
     """Score `examples` and return acc, acc_norm, acc_nanogpt (fractions), n and per-example records.
 
     mode "lm-eval": acc and acc_norm with lm-eval's whole-string tokenisation (the standard numbers).
@@ -486,16 +484,16 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
     batch_tokens / batch_size: the fast scorer's budget of padded tokens per forward pass and optional
     cap on rows (`score_requests`; defaults: 65,536 tokens on CUDA, 8,192 on a CPU, no row cap);
     compiled: torch.compile the fast scorer's forward (the first call compiles: ~1 minute on an H200).
-    Every distinct token sequence is scored once (fast/hellaswag.py), and with `share_prefix` (the fast
-    scorer, eager) every distinct context once (`score_requests` step 5); False: whole rows, as before.
-    The model is put in eval mode for the call and put back as it was (05 calls this mid-training)."""
+    Every distinct token sequence is scored once (fast/hellaswag.py), with `share_prefix` every context
+    (`score_requests`, step 5). progress: a bar of examples done. The model is put in eval mode for the call
+    and back as it was (05 calls this mid-training)."""
     if mode not in ("lm-eval", "linnet"):
         raise ValueError(f"mode must be 'lm-eval' or 'linnet', not {mode!r}")
-    started = time.time()
-    window = window or window_of(model)
-    score = score_requests_reference if reference else score_requests
-    options = {} if reference else {"compiled": compiled, "share_prefix": share_prefix}
-    was_training = model.training
+    started, window, was_training = time.time(), window or window_of(model), model.training
+    score = score_requests_reference if reference else \
+        functools.partial(score_requests, compiled=compiled, share_prefix=share_prefix)
+    bar = house.progress(total=len(examples), unit="example", desc="HellaSwag", disable=not progress,
+                         bar_format="{desc}: {n:.0f}/{total} examples [{elapsed}<{remaining}]")
     model.eval()
     records, counts = [], np.zeros(2, dtype=int)
     try:
@@ -505,14 +503,16 @@ def evaluate_hellaswag(model, tokenizer, examples: list[dict], batch_size: int |
             for part, requests in parts:                     # the next part is tokenised meanwhile
                 fitted = [fit_to_window(c, k, window) for c, k in requests]
                 distinct, owner = hellaswag_fast.distinct_requests(fitted)   # each sequence once, for all 3 scorings
-                distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens, **options)
-                scores = [distinct_scores[j] for j in owner]
-                n = len(part)
+                done = lambda k, n=len(part) / len(distinct): bar.update(k * n)   # noqa: E731 (k requests of a part)
+                distinct_scores = score(model, distinct, batch_size, window, device, batch_tokens=batch_tokens,
+                                        advance=done)
+                scores, n = [distinct_scores[j] for j in owner], len(part)
                 records += [example_record(ex, requests[4 * i][0], scores[4 * i:4 * i + 4],
                                            scores[4 * (n + i):4 * (n + i) + 4] if nanogpt else None)
                             for i, ex in enumerate(part)]
                 counts += (len(requests), len(distinct))
     finally:
+        bar.close()
         model.train(was_training)
     return {"mode": mode, "n": len(examples), "acc": accuracy(records, "pred"), "acc_norm": accuracy(records, "pred_norm"),
             "acc_nanogpt": accuracy(records, "pred_nanogpt") if nanogpt else None,
@@ -566,7 +566,7 @@ def breakdowns(records: list[dict]) -> dict:
 
 @torch.no_grad()
 def bits_per_byte(model, data_dir: str | Path, tokenizer, batch_size: int = 8, seq_len: int | None = None,
-                  max_batches: int | None = None, device=None) -> dict:
+                  max_batches: int | None = None, device=None, progress: bool = False) -> dict:
     """Cross-entropy on 04's validation shard, in bits per byte of text.
 
     bpb = total nats / (ln 2 · total bytes), both summed over exactly the tokens scored: each target token
@@ -575,19 +575,20 @@ def bits_per_byte(model, data_dir: str | Path, tokenizer, batch_size: int = 8, s
     loss per token but not per byte. Worked example, the tiny run's last evaluation: 4.422 nats/token
     over the 200,704 tokens of the validation shard, which hold 468,088 bytes (2.33 bytes/token), is
     4.422 × 200,704 / (ln 2 × 468,088) ≈ 2.74 bits per byte.
-    Reads the validation windows in order through 04's `val_batches` (T + 1 tokens each), at most
-    `max_batches` batches (None: the whole validation shard; the returned `tokens` says how many were
-    scored). linnet: ≈ 1.21 bpb, measured on dclm text only (docs/DATA.md) — our validation shard mixes
-    both sources, so expect a different number for the same model. Evaluation loss is cross-entropy alone
-    (no MoE balance term)."""
+    Reads 04's validation windows in order, at most `max_batches` batches (None: the whole shard; `tokens`
+    says how many were scored). linnet's ≈ 1.21 was measured on dclm text only (docs/DATA.md): our mixed
+    validation shard gives another number for the same model. Cross-entropy alone (no balance term).
+    progress: a bar of batches done."""
     byte_counts = torch.from_numpy(tokenizer_lib.token_byte_counts(tokenizer))   # (V,) bytes per token id
     seq_len = seq_len or window_of(model)
     device = torch.device(device or next(model.parameters()).device)
     was_training = model.training
     model.eval()
     total_nats, total_tokens, total_bytes = 0.0, 0, 0
+    loader = data_lib.ShardLoader(data_dir, "val", batch_size, seq_len)
+    n = len(loader) if max_batches is None else min(max_batches, len(loader))
     try:
-        for x, y in data_lib.val_batches(data_dir, batch_size, seq_len, max_batches):   # (B, T), (B, T)
+        for x, y in house.progress(loader.iter_once(n), total=n, desc="bits per byte", unit="batch", disable=not progress):
             if int(y.max()) >= len(byte_counts):
                 raise house.UserError(f"the shards in {house.shown(Path(data_dir))} hold token id {int(y.max())}, "
                                       f"beyond this tokenizer's {len(byte_counts):,} tokens: pass the tokenizer they were made with")
@@ -697,11 +698,14 @@ def plot_examples(records: list[dict], label: str, k: int = 4):
 DEFAULT_CHECKPOINT = house.OUT_DIR / "05_train" / "latest.pt"
 DEFAULT_TOKENIZER = house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
 DEFAULT_DATA_DIR = house.OUT_DIR / "04_data"
+BPB_TOKENS = 655_360      # bits per byte scores at most this many validation tokens (the whole shard if smaller)
+CPU_LIMIT = 1_000         # HellaSwag examples scored by default on a CPU (a tiny model: ≈ 25 s on 2 cores)
+MAX_SAMPLE = 10_000       # the longest --sample, in tokens
+RANDOM_LABEL = "random-weights tiny model"   # what --preset tiny scores before 05 has made a checkpoint
 
 
 def load_model(path: str | Path, device=None):
-    """A model from any of: a 05 checkpoint `.pt` (a dict with "model" and "config"), linnet's
-    `pytorch_model.bin` / `.safetensors`, or a directory holding one (02's `LLM.from_pretrained`)."""
+    """A model from a 05 checkpoint, an exported folder or linnet's weights (02's `load_any_checkpoint`)."""
     path = Path(path)
     if not path.exists():
         raise house.NotFound(f"no checkpoint at {path}: train one with python 05_train.py, "
@@ -713,10 +717,8 @@ def load_model(path: str | Path, device=None):
 
 
 def tiny_random_model(vocab_size: int, device=None, seed: int = 0, block_size: int = 64, moe_impl: str = "auto"):
-    """A random-weights 02 model of the shape 05's tiny preset trains (02's TINY_TRAINING_SHAPE: depth 2,
-    64 wide, 4 experts top-2) AND its 64-token window: what `--preset tiny` scores when 05 has not made a
-    checkpoint, and the control beside a trained one (pass the trained model's `config.block_size`), so a long
-    HellaSwag context is cut the same way for both."""
+    """A random-weights model of the shape and 64-token window 05's tiny preset trains (02's TINY_TRAINING_SHAPE):
+    what `--preset tiny` scores before 05 made a checkpoint, and the control beside a trained one."""
     torch.manual_seed(seed)
     config = model_lib.LLMConfig(block_size=block_size, vocab_size=vocab_size, moe_impl=moe_impl,
                                  **model_lib.TINY_TRAINING_SHAPE)
@@ -746,7 +748,7 @@ def get_model(args, tokenizer, device):
     if args.checkpoint is None and args.preset == "tiny" and not path.exists():
         print("=" * 78 + "\nRANDOM WEIGHTS: no checkpoint at out/05_train/latest.pt, so this scores an untrained tiny "
               "model.\nExpect ~25% (guessing). Run python 05_train.py --preset tiny for a trained one.\n" + "=" * 78)
-        return tiny_random_model(tokenizer.get_vocab_size(), device), "random-weights tiny model"
+        return tiny_random_model(tokenizer.get_vocab_size(), device), RANDOM_LABEL
     model = load_model(path, device)
     if torch.device(device).type == "cuda":
         model = model.to(torch.bfloat16)  # evaluation only: bf16 weights, as bench/hellaswag_speed.py measures
@@ -766,49 +768,40 @@ def build_parser() -> argparse.ArgumentParser:
                     "number), bits per byte on 04's validation shard, and a sample. --preset tiny runs in under a "
                     "minute on a CPU (a random-weights tiny model if 05 has not made a checkpoint: expect ~25%).")
     house.add_common_args(parser, "06_eval")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
-    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01_tokenizer.py (default: out/01_tokenizer/tokenizer.json)")
-    parser.add_argument("--hellaswag-file", type=Path, default=None,
-                        help="the HellaSwag validation jsonl (default: a cached download, else ../shared/data/hellaswag, "
-                             "else the copy in embedded/hellaswag)")
-    parser.add_argument("--limit", type=house.positive_int, default=None,
-                        help="score only the first N examples (default: all 10,042; tiny: 200)")
-    parser.add_argument("--batch-tokens", type=house.positive_int, default=None,
-                        help="padded tokens per forward pass when scoring (default: 65536 on CUDA, 8192 on CPU)")
-    parser.add_argument("--batch-size", type=house.positive_int, default=None,
-                        help="at most this many sequences (endings) per forward pass (default: no cap, --batch-tokens decides)")
-    parser.add_argument("--linnet-compat", action="store_true",
-                        help="also score linnet's protocol: acc, separate tokenisation, first 3,000 examples")
-    parser.add_argument("--no-hellaswag", action="store_true", help="skip HellaSwag")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04_data output with the validation shard (default: out/04_data/)")
-    parser.add_argument("--bpb-batches", type=house.positive_int, default=None,
-                        help="validation batches for bits per byte (default: 20 of 32 × 1024 tokens; tiny: the whole "
-                             "validation shard)")
-    parser.add_argument("--sample", type=prompt_text, default=None, help="also generate a continuation of this prompt")
-    parser.add_argument("--max-new-tokens", type=house.positive_int, default=50, help="length of the sample (default: %(default)s)")
-    parser.add_argument("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
-    parser.add_argument("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
-    parser.add_argument("--device", choices=house.DEVICES, default=None, help="default: the best available")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the HellaSwag forward: pays off only "
-                        "when scoring many times (H200: ~75 s of compiling, then 12 s instead of 22 s for this run's "
-                        "three scorings of all 10,042 examples)")
+    add = parser.add_argument
+    add("--checkpoint", type=Path, default=None,
+        help="a 05 .pt, linnet's pytorch_model.bin/.safetensors, or a directory (default: out/05_train/latest.pt)")
+    add("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json from 01 (default: out/01_tokenizer/)")
+    add("--hellaswag-file", type=Path, default=None, help="the HellaSwag validation jsonl (default: a cached download, "
+        "else ../shared/data/hellaswag, else the copy in embedded/hellaswag)")
+    add("--limit", type=house.positive_int, default=None, help="score only the first N examples (default: all "
+        f"10,042 on a GPU, the first {CPU_LIMIT:,} on a CPU; tiny: 200)")
+    add("--batch-tokens", type=house.positive_int, default=None,
+        help="padded tokens per forward pass when scoring (default: 65536 on CUDA, 8192 on CPU)")
+    add("--batch-size", type=house.positive_int, default=None,
+        help="at most this many sequences (endings) per forward pass (default: no cap, --batch-tokens decides)")
+    add("--linnet-compat", action="store_true", help="also linnet's protocol: acc, separate tokenisation, first 3,000")
+    add("--no-hellaswag", action="store_true", help="skip HellaSwag")
+    add("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="04's shards with the validation one (default: out/04_data/)")
+    add("--bpb-batches", type=house.positive_int, default=None, help="validation batches for bits per byte (default: "
+        "what 05 scores: up to 655,360 tokens, in batches of 8 windows, of 32 for windows over 256 tokens)")
+    add("--sample", type=house.prompt, default=None, help="also generate a continuation of this prompt")
+    add("--max-new-tokens", type=house.int_from_to(1, MAX_SAMPLE), default=50,
+        help=f"length of the sample, at most {MAX_SAMPLE:,} (default: %(default)s)")
+    add("--temperature", type=house.non_negative_float, default=0.8, help="0 = greedy (default: %(default)s)")
+    add("--top-k", type=house.positive_int, default=50, help="sample among the k likeliest tokens (default: %(default)s)")
+    add("--device", choices=house.DEVICES, default=None, help="default: the best available")
+    add("--overwrite", action="store_true", help="replace a results.json in --out that holds another model's results")
+    add("--compile", action="store_true", help="torch.compile the HellaSwag forward: pays off only when one process "
+        "scores many times (≈ 70 s of compiling on an H200; BENCHMARKS.md)")
     return parser
 
 
-def prompt_text(text: str) -> str:
-    """argparse `type=` for --sample: a prompt with at least one character (an empty one gives the model
-    nothing to continue, and once crashed after the whole evaluation)."""
-    if not text:
-        raise argparse.ArgumentTypeError("must be some text for the model to continue, e.g. "
-                                         "--sample \"The capital of France is\", got ''")
-    return text
-
-
-def read_hellaswag(args) -> tuple[Path, list[dict], list[dict] | None]:
+def read_hellaswag(args, device) -> tuple[Path, list[dict], list[dict] | None]:
     """The HellaSwag file, its first --limit examples and (--linnet-compat) its first 3,000: read and checked
     row by row before the model loads, so a bad file costs seconds, not a big checkpoint's load."""
-    limit = args.limit if args.limit is not None else (200 if args.preset == "tiny" else None)
+    default = 200 if args.preset == "tiny" else CPU_LIMIT if device.type == "cpu" else None
+    limit = args.limit if args.limit is not None else default
     path = house.sources.find_hellaswag_file(args.hellaswag_file)
     examples = load_hellaswag(path, limit)
     compat = None
@@ -822,7 +815,10 @@ def run_hellaswag(args, model, tokenizer, label: str, device, hellaswag) -> dict
     `hellaswag`: what read_hellaswag returned."""
     batching = {"batch_size": args.batch_size, "batch_tokens": args.batch_tokens, "compiled": args.compile}
     hs_path, examples, compat = hellaswag
-    result = evaluate_hellaswag(model, tokenizer, examples, device=device, **batching)
+    print(f"HellaSwag: {len(examples):,} examples on {device}" + (f" (the first {CPU_LIMIT:,} of 10,042 on a CPU by "
+          f"default; --limit 10042 scores all)" if args.limit is None and len(examples) == CPU_LIMIT else "")
+          + "; the bar shows the time left, --limit N scores fewer")
+    result = evaluate_hellaswag(model, tokenizer, examples, device=device, progress=True, **batching)
     sd = 100 * binomial_sd(result["n"])
     print(f"HellaSwag ({hs_path.name}, first {result['n']:,} examples, {result['seconds']:.1f} s): "
           f"acc {100 * result['acc']:.1f}  acc_norm {100 * result['acc_norm']:.1f}  "
@@ -856,22 +852,25 @@ def run_bpb(args, model, tokenizer, device) -> dict | None:
     if expected and expected != tokenizer_lib.tokenizer_sha256(tokenizer):
         print(f"bits per byte: skipped (the shards in {args.data_dir} were made with another tokenizer)")
         return None
-    batches = args.bpb_batches or (None if args.preset == "tiny" else 20)   # tiny: the whole validation shard
-    result = bits_per_byte(model, args.data_dir, tokenizer, batch_size=8 if args.preset == "tiny" else 32,
-                           max_batches=batches, device=device)
+    # what 05 scores during training, so that the same weights give the same number: batches of 8 windows of a
+    # tiny model's 64 tokens, 32 of linnet's 1,024; at most BPB_TOKENS (655,360 = 05's 20 linnet batches)
+    window = window_of(model)
+    batch = 8 if window <= 256 else 32
+    batches = args.bpb_batches or -(-BPB_TOKENS // (batch * window))
+    result = bits_per_byte(model, args.data_dir, tokenizer, batch, max_batches=batches, device=device, progress=True)
     print(f"bits per byte: {result['bpb']:.3f} (loss {result['loss']:.3f} nats/token over {result['tokens']:,} "
-          f"validation tokens = {result['bytes']:,} bytes, {result['bytes_per_token']:.2f} bytes/token; "
-          f"linnet ≈ 1.21 on dclm text)")
+          f"validation tokens in windows of {window} = {result['bytes']:,} bytes, {result['bytes_per_token']:.2f} "
+          f"bytes/token; linnet ≈ 1.21 on dclm text)")
     return result
 
 
 @house.speaks
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    house.check_writable(args.out)          # a read-only --out fails now, not after the evaluation
-    started = time.time()
-    hellaswag = None if args.no_hellaswag else read_hellaswag(args)   # a bad file fails now, not after the load
-    device = house.pick_device(args.device)
+    started, device = time.time(), house.pick_device(args.device)
+    label = house.shown(args.checkpoint or DEFAULT_CHECKPOINT)
+    house.files.check_results_file(args.out / "results.json", label, args.overwrite, replaceable=(RANDOM_LABEL,))
+    hellaswag = None if args.no_hellaswag else read_hellaswag(args, device)   # a bad file fails now, not after the load
     if device.type == "cpu" and args.preset == "tiny":
         # a 64-wide model gains nothing from a second thread, and on a busy 2-core machine spinning threads
         # made 200 examples take 28 s instead of 3 s: one thread, as 03 and 05 do for the tiny preset
@@ -881,17 +880,21 @@ def main(argv=None):
     print(f"scoring: {label} ({sum(p.numel() for p in model.parameters()):,} parameters, window "
           f"{model.config.block_size} tokens) on {device}")
     summary = {"model": label, "preset": args.preset}
-    if not args.no_hellaswag:
-        summary.update(run_hellaswag(args, model, tokenizer, label, device, hellaswag))
-    summary["bpb"] = run_bpb(args, model, tokenizer, device)
+    try:
+        if not args.no_hellaswag:
+            summary.update(run_hellaswag(args, model, tokenizer, label, device, hellaswag))
+        summary["bpb"] = run_bpb(args, model, tokenizer, device)
+    except (RuntimeError, MemoryError) as e:
+        if not house.is_out_of_memory(e):
+            raise
+        raise house.UserError(f"out of memory on {device} while scoring: pass a smaller --batch-tokens (now "
+                              f"{args.batch_tokens or 'the default'}) or --bpb-batches") from None
     if args.sample is not None:
-        text = model.generate(args.sample, tokenizer, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature, top_k=args.top_k)
-        print(f"sample: {text!r}")
-        summary["sample"] = text
+        summary["sample"] = model.generate(args.sample, tokenizer, max_new_tokens=args.max_new_tokens,
+                                           temperature=args.temperature, top_k=args.top_k)
+        print(f"sample: {summary['sample']!r}")
     house.write_json(args.out / "results.json", summary)
     print(f"wrote {args.out / 'results.json'} in {time.time() - started:.1f} s total")
-
 
 if __name__ == "__main__":
     main()

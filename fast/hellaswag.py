@@ -119,7 +119,8 @@ def pack_requests(requests: list[tuple[list[int], list[int]]], max_tokens: int) 
     offsets = np.cumsum([0] + [len(k) for _, k in requests])[:-1]
     conts = np.fromiter(itertools.chain.from_iterable(requests[i][1] for i in r), np.int64, int(n.sum()))
     j, p, r, s = ranges(n), np.repeat(p, n), np.repeat(r, n), np.repeat(s, n)
-    return {"start": start, "size": size, "tokens": tokens, "positions": positions, "segment": segment,
+    return {"start": start, "size": size, "members": np.array([len(row[3]) for row in packed], dtype=np.int64),
+            "tokens": tokens, "positions": positions, "segment": segment,
             "query": start[p] + np.where(j == 0, L[p] - 1, s + j - 1), "target": conts,
             "slot": offsets[r] + j, "scored_start": np.searchsorted(p, np.arange(len(packed) + 1))}
 
@@ -152,12 +153,14 @@ PACKING_PAYS = 2 / 3   # pack only if that leaves at most 2/3 of the whole rows'
 
 
 @torch.no_grad()
-def score_packed(core, requests, device, plan_batches, batch_tokens: int, batch_size: int | None = None):
+def score_packed(core, requests, device, plan_batches, batch_tokens: int, batch_size: int | None = None,
+                 advance=None):
     """06's score_requests(share_prefix=True): requests that fit the window (06's `fit_to_window`) → each one's
     continuation log-probs, as 06's `score_whole_rows` computes them, with each distinct context read once
     (`pack_requests`); None when packing saves too little (PACKING_PAYS): then 06 reads whole rows. Packed rows
     are batched by the token budget (06's `plan_batches`), uploaded once, and run through 02's `LLM.hidden`
-    with `packed` (positions, the tokens each token shift reads, the mask), then 02's `LLM.head`."""
+    with `packed` (positions, the tokens each token shift reads, the mask), then 02's `LLM.head`. `advance(n)`:
+    told of every n requests done."""
     window = core.config.block_size
     packed = pack_requests(requests, max_tokens=PACKED_ROW_WINDOWS * window)   # a packed row's mask is T × T
     if packed["size"].sum() > PACKING_PAYS * sum(len(c) + len(k) - 1 for c, k in requests):
@@ -166,8 +169,10 @@ def score_packed(core, requests, device, plan_batches, batch_tokens: int, batch_
     arrays = iter(upload([a for batch in batches for a in packed_batch_arrays(packed, batch)], device))
     offsets = np.cumsum([0] + [len(k) for _, k in requests])
     out = torch.empty(int(offsets[-1]), dtype=torch.float32, device=device)
-    for _ in attention_for_many_shapes(batches):
+    for batch in attention_for_many_shapes(batches):
         tokens, positions, segment, flat, targets, slots = (next(arrays) for _ in range(6))
+        if advance is not None:
+            advance(int(packed["members"][batch].sum()))
         visible = (positions[:, None, :] <= positions[:, :, None]) & (
             (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None]))   # (B, T query, T key)
         # the token d back in a token's own sequence: position p - d, in the context (row index p - d, as a

@@ -12,11 +12,12 @@ names below; `house` never imports a lesson (it takes paths, dicts, tensors and 
   shards.py       a folder of shards: manifest checks, sha256, is a shard whole, resuming a killed 04 run
 """
 from house.cli import (DEVICES, ArgumentParser, HelpFormatter, NotFound, UserError, add_common_args, check_writable,
-                       default_device, is_first_process, non_negative_float, non_negative_int, pick_device,
-                       positive_float, positive_int, probability, seed, speaks)
+                       default_device, int_from_to, is_first_process, is_out_of_memory, non_negative_float,
+                       non_negative_int, pick_device, positive_float, positive_int, probability, progress, prompt, seed,
+                       speaks)
 from house.files import LOCK_NAME, atomic_path, disk_is_full, folder_lock, pid_is_alive, save_plot, write_json
 from house.paths import (DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_DIR, EMBEDDED_HELLASWAG, OUT_DIR, RAW_DATA_DIR,
                          REPO_DIR, SHARED_CORPUS_DIR, SHARED_DATA_DIR, shown)
 from house.sources import HUB_REVISIONS, fetch_fineweb_sample, find_tiny_data, has_internet, hub_errors
 from house.text import TEXT_SUFFIXES, first_bytes, iter_file_texts, iter_jsonl_texts, iter_texts, list_text_files, open_text
-from house import shards  # noqa: E402,F401  (house.shards.NAME, as 05 and 06 read 04's folders)
+from house import files, shards  # noqa: E402,F401  (house.shards.NAME, as 05 and 06 read 04's folders)

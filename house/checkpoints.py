@@ -197,6 +197,11 @@ def config_from_claims(claims, source, sd: dict, make_config):
         what = f"keys a linnet config does not have ({', '.join(unknown[:4])})" if unknown else \
             f"a value of the wrong type ({wrong[0]} = {claims[wrong[0]]!r})"
         raise UserError(f"{source} has {what}: fix it, or re-export the folder with python 02_model.py --export")
+    ours = [k for k in CONFIG_JSON_TYPES if k not in LINNET_KEYS]     # what this repo's exports always write
+    if any(k in claims for k in ours) and not all(k in claims for k in ours):
+        missing = [k for k in ours if k not in claims]
+        raise UserError(f"{source} lacks {', '.join(missing)}, which this repo's exports always write (a switch left out "
+                        f"would be read as off): restore them, or re-export the folder with python 02_model.py --export")
     config = built(make_config, claims, f"{source} does not describe a linnet model")
     shapes = weight_shapes(sd)
     claimed = {name: getattr(config, name) for name in shapes if name != "qkv_rows"}

@@ -12,6 +12,7 @@ import argparse
 import functools
 import math
 import os
+import sys
 from pathlib import Path
 
 from house.paths import OUT_DIR, shown
@@ -27,14 +28,47 @@ class NotFound(UserError, FileNotFoundError):
 
 
 def speaks(main):
-    """Decorate a script's `main`: a UserError ends the program with one line `error: …` and exit status 1."""
+    """Decorate a script's `main`: a UserError ends the program with one line `error: …` and exit status 1;
+    Ctrl-C with one line `interrupted: …` and status 130 (a script that keeps something says what, itself)."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except UserError as e:
             raise SystemExit(f"error: {e}" if is_first_process() else 1) from None
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopped (files written before are untouched; nothing was half-written)", file=sys.stderr)
+            raise SystemExit(130) from None
     return run
+
+
+def progress(iterable=None, file=None, **kwargs):
+    """tqdm's progress bar on a terminal. In a log (output that is not a terminal, e.g. `> log.txt`) one plain
+    line every 30 s instead: a bar rewritten in place would stay in the file as one very long line."""
+    from tqdm import tqdm
+
+    file = file or sys.stderr
+    if not file.isatty():
+        kwargs.setdefault("mininterval", 30.0)
+        file = LogLines(file)
+    return tqdm(iterable, file=file, **kwargs)
+
+
+class LogLines:
+    """A file for tqdm that turns each in-place redraw ("\r" + bar) into a line of its own."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def write(self, text: str) -> None:
+        if text.startswith("\r"):
+            text = text[1:].rstrip() + "\n" if text[1:].strip() else ""
+        elif text == "\n":
+            text = ""
+        self.file.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def is_first_process() -> bool:
@@ -96,6 +130,27 @@ def non_negative_int(text: str) -> int:
 def seed(text: str) -> int:
     """argparse `type=` for random seeds: 0 ≤ seed < 2**32 (numpy's limit)."""
     return _number(text, int, "an integer from 0 to 4294967295", lambda v: 0 <= v < 2 ** 32)
+
+
+def int_from_to(low: int, high: int):
+    """An argparse `type=` for whole numbers from `low` to `high`, e.g. a sample length that cannot run for hours."""
+    def parse(text: str) -> int:
+        return _number(text, int, f"an integer from {low:,} to {high:,}", lambda v: low <= v <= high)
+    return parse
+
+
+def prompt(text: str) -> str:
+    """argparse `type=` for a prompt: at least one character (an empty one gives a model nothing to continue)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be some text for the model to continue, e.g. "
+                                         "--sample \"The capital of France is\", got ''")
+    return text
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for running out of memory: CUDA's OutOfMemoryError, a CPU's MemoryError, or torch's CPU allocator
+    ("DefaultCPUAllocator: not enough memory")."""
+    return isinstance(error, MemoryError) or "out of memory" in str(error) or "not enough memory" in str(error)
 
 
 def positive_float(text: str) -> float:

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from house.cli import UserError
+from house.cli import UserError, check_writable
 from house.paths import shown
 
 
@@ -80,6 +80,19 @@ def save_plot(fig, out_dir: str | os.PathLike, name: str, caption: str, quiet: b
     if not quiet:
         print(f"plot: {path} — {caption}")
     return path
+
+
+def check_results_file(path: Path, label: str, overwrite: bool = False, replaceable=()) -> None:
+    """Before any work: `path` (a results.json naming its "model") can be written, and holds no other model's
+    results unless `overwrite` — re-scoring the same model, or one of the `replaceable` labels, replaces it."""
+    check_writable(path.parent)
+    try:
+        held = json.loads(path.read_text()).get("model") if path.is_file() else None
+    except (ValueError, AttributeError, OSError):
+        held = "something else"
+    if held not in (None, label, *replaceable) and not overwrite:
+        raise UserError(f"{shown(path)} holds the results of {held}: pass another --out, or --overwrite "
+                        f"to replace them")
 
 
 LOCK_NAME = ".lock"

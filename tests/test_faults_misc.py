@@ -305,9 +305,10 @@ BAD_FIELDS = [({"label": 2.7}, '"label" is 2.7, not 0, 1, 2 or 3'),
 
 
 def hellaswag_file(folder, bad: dict):
-    """Two good lines, then line 3 with `bad` fields."""
+    """Two good lines (two examples: a file may not repeat one), then line 3 with `bad` fields."""
     path = folder / "bad.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in (GOOD_ROW, GOOD_ROW, {**GOOD_ROW, **bad})))
+    rows = ({**GOOD_ROW, "ind": 4}, {**GOOD_ROW, "ind": 5}, {**GOOD_ROW, "ind": 6, **bad})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
