@@ -46,3 +46,14 @@ def test_ci_removes_its_venv_when_the_install_fails(tmp_path):
     done = subprocess.run(["bash", str(REPO_DIR / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 9
     assert list(tmp.iterdir()) == []
+
+
+def test_ci_installs_torch_as_the_readme_tells_a_cpu_user():
+    """The README's CPU block installs torch from PyTorch's CPU index; .ci/run does the same (and falls back at
+    once, no retries, to pip's own configuration where that index cannot be reached)."""
+    readme = (REPO_DIR / "README.md").read_text()
+    cpu_line = next(line for line in readme.splitlines() if line.startswith("pip install torch --index-url"))
+    index = cpu_line.split("--index-url")[1].split()[0]
+    ci = (REPO_DIR / ".ci" / "run").read_text()
+    assert f"--index-url {index}" in ci and "--retries 0" in ci
+    assert readme.index(cpu_line) < readme.index("pip install -r requirements.txt")
