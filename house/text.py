@@ -1,4 +1,5 @@
-"""Reading text, streamed: .jsonl (a "text" field), .jsonl.zst, .txt (one document), .parquet (a "text" column)."""
+"""Reading text, streamed: .jsonl (a "text" field), .jsonl.zst, .txt (a document per paragraph), .parquet (a "text"
+column)."""
 from __future__ import annotations
 
 import contextlib
@@ -71,19 +72,36 @@ def open_text(path: str | os.PathLike, fix: str = "restore it (git checkout) or 
         raise UserError(f"{path} is not valid zstandard data ({e}): {fix}")
 
 
+def iter_paragraphs(lines: Iterable[str]) -> Iterator[str]:
+    """The paragraphs of a text: runs of lines that are not blank (a blank line holds only whitespace), each
+    without its last newline. The lines keep their indentation; the blank lines between paragraphs are dropped.
+
+    >>> list(iter_paragraphs(["Act I\\n", "\\n", "  Enter Hamlet.\\n", "To be\\n", " \\n", "\\n", "End"]))
+    ['Act I', '  Enter Hamlet.\\nTo be', 'End']"""
+    lines_of_paragraph: list[str] = []
+    for line in lines:
+        if line.strip():
+            lines_of_paragraph.append(line)
+        elif lines_of_paragraph:
+            yield "".join(lines_of_paragraph).removesuffix("\n")
+            lines_of_paragraph = []
+    if lines_of_paragraph:
+        yield "".join(lines_of_paragraph).removesuffix("\n")
+
+
 def iter_file_texts(path: Path) -> Iterator[str]:
     """Yield the documents of one file, one at a time (memory does not grow with the file).
 
-    .jsonl (or .jsonl.zst, zstandard-compressed): one JSON object per line, its "text" field; .txt: the
-    whole file is one document; .parquet: the "text" column, one row group at a time."""
+    .jsonl (or .jsonl.zst, zstandard-compressed): one JSON object per line, its "text" field; .txt: one
+    document per paragraph (split at blank lines, `iter_paragraphs`: a book or an essay becomes many
+    documents, as a .jsonl would hold them); .parquet: the "text" column, one row group at a time."""
     try:
         if path.name.endswith((".jsonl", ".jsonl.zst")):
             with open_text(path) as f:
                 yield from iter_jsonl_texts(f, path)
         elif path.name.endswith(".txt"):
-            text = path.read_text(encoding="utf-8")
-            if text:
-                yield text
+            with open_text(path) as f:
+                yield from iter_paragraphs(f)
         elif path.name.endswith(".parquet"):
             import pyarrow.parquet as pq
 

@@ -39,6 +39,29 @@ def test_iter_texts_reads_jsonl_txt_and_parquet(tmp_path):
     assert list(house.iter_texts([tmp_path])) == ["one", "two", "three", "four", "five"]
 
 
+def test_a_txt_file_is_one_document_per_paragraph(tmp_path):
+    """A book or an essay as a .txt: paragraphs (split at blank lines, which may hold spaces or be \\r\\n) are the
+    documents, each keeping its lines and their indentation; runs of blank lines and a last line without a
+    newline change nothing. (One document per file once made 04 put everything into the validation shard.)"""
+    (tmp_path / "book.txt").write_bytes(b"\n\nCHAPTER I\r\n\r\nIt was a dark night.\nThe end\n  of it.\n \t \n\n\n"
+                                       b"    def f():\n        return 1\n\x0c\nLast line, no newline")
+    assert list(house.iter_texts([tmp_path / "book.txt"])) == [
+        "CHAPTER I", "It was a dark night.\nThe end\n  of it.", "    def f():\n        return 1", "Last line, no newline"]
+    (tmp_path / "blank.txt").write_text("\n  \n\n")
+    assert list(house.iter_texts([tmp_path / "blank.txt"])) == []
+
+
+@pytest.mark.parametrize("name, data", [("latin1.txt", "fine\n\ncaf\xe9\n".encode("latin-1")),
+                                        ("late.txt", b"fine paragraph\n\n" * 10_000 + b"caf\xe9\n"),
+                                        ("utf16.txt", "caf\xe9\n".encode("utf-16")),
+                                        ("latin1.jsonl", '{"text": "caf\xe9"}\n'.encode("latin-1"))])
+def test_a_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, name, data):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(house.UserError) as e:
+        list(house.iter_texts([tmp_path]))
+    assert str(e.value) == f"{tmp_path / name} is not UTF-8 text: convert it or leave it out"
+
+
 def test_bad_jsonl_line_names_the_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n')
     with pytest.raises(house.UserError, match=r"bad.jsonl:2"):
