@@ -1,10 +1,11 @@
 """01 — the linnet tokenizer: byte-level BPE, built by hand and then with Hugging Face `tokenizers`.
 
 Builds, in order: 1 bytes as printable characters (GPT-2's table: a space is `Ġ`, a newline `Ċ`; nothing is ever
-out of vocabulary), 2 pre-tokenization (the GPT-2 regex cuts words first, so merges never cross a word boundary),
-3 BPE from scratch (count pairs, merge the most frequent, repeat; ties go to the pair of the OLDEST tokens),
-4 the real tokenizer with HF `tokenizers` (it learns the very same merges; train, save atomically, load,
-fingerprint), 5 measuring (bytes per token, encoding with every core), 6 plots, 7 the script.
+out of vocabulary), 2 pre-tokenization (the GPT-2 regex cuts words first, so merges never cross a word boundary;
+training cuts words at 256 characters, so no long line stalls it), 3 BPE from scratch (count pairs, merge the
+most frequent, repeat; ties go to the pair of the OLDEST tokens), 4 the real tokenizer with HF `tokenizers` (it
+learns the very same merges; train, save atomically, load, fingerprint), 5 measuring (bytes per token, encoding
+with every core), 6 plots, 7 the script.
 
 Run it
   python 01_tokenizer.py --preset tiny      # vocab 1,024 on embedded/corpus (or --data PATH): seconds on a CPU
@@ -84,30 +85,44 @@ def token_bytes(token: str) -> bytes:
 # BPE never merges across these cuts. The GPT-2 regex keeps a leading space with its word (" world"),
 # splits letters from digits from punctuation, and keeps runs of whitespace apart. Python's `re` has no
 # \p{L} (any letter), so we let HF's Rust regex do the cut and do the byte mapping ourselves.
+# TRAINING cuts words at MAX_WORD_CHARS: the same regex with each `+` bounded (a run of 600 "-" is 256 + 256 + 88;
+# a word's leading space comes on top: " ?\p{L}{1,256}").
+# Each merge rewrites every word that holds its pair (HF's trainer in time that grows faster than the word's
+# length), so a 1 MB line of "-" (one word) stalls training; cut, it is a few thousand copies of one
+# 256-character word, counted once. No word of embedded/corpus is that long (its longest, a table rule in the
+# Python docs, has 132), so its tokenizer is unchanged. Encoding does not cut: the saved tokenizer applies its
+# merges to whole words.
 
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT2_SPLITTER = pre_tokenizers.Split(Regex(GPT2_SPLIT_PATTERN), behavior="isolated")
+MAX_WORD_CHARS = 256
+TRAINING_SPLITTER = pre_tokenizers.Split(Regex(GPT2_SPLIT_PATTERN.replace("+", f"{{1,{MAX_WORD_CHARS}}}")),
+                                         behavior="isolated")   # ' ?\p{L}{1,256}|...|\s{1,256}'
 
 
-def split_words(text: str) -> list[str]:
-    """Text -> words, each written in byte-characters (what HF's ByteLevel pre-tokenizer does).
+def split_words(text: str, splitter=GPT2_SPLITTER) -> list[str]:
+    """Text -> words, each written in byte-characters (what HF's ByteLevel pre-tokenizer does);
+    `splitter=TRAINING_SPLITTER` cuts words longer than MAX_WORD_CHARS.
 
     >>> split_words("Hello world's 2024!")
-    ['Hello', 'Ġworld', "'s", 'Ġ2024', '!']"""
-    words = [piece for piece, _offsets in GPT2_SPLITTER.pre_tokenize_str(text)]
+    ['Hello', 'Ġworld', "'s", 'Ġ2024', '!']
+    >>> [len(w) for w in split_words("-" * 600, TRAINING_SPLITTER)]
+    [256, 256, 88]"""
+    words = [piece for piece, _offsets in splitter.pre_tokenize_str(text)]
     return ["".join(BYTE_TO_CHAR[b] for b in word.encode("utf-8")) for word in words]
 
 
 # --- 3. BPE from scratch: count pairs, merge the best, repeat ----------------------------------------
 
 def count_words(texts: Iterable[str]) -> collections.Counter:
-    """How often each word occurs; a word is a tuple of tokens, at first one byte-character each.
+    """How often each word occurs (words cut at MAX_WORD_CHARS); a word is a tuple of tokens, at first one
+    byte-character each.
 
     >>> count_words(["the cat the"])[("Ġ", "t", "h", "e")]
     1"""
     counts = collections.Counter()
     for text in texts:
-        counts.update(tuple(word) for word in split_words(text))
+        counts.update(tuple(word) for word in split_words(text, TRAINING_SPLITTER))
     return counts
 
 
@@ -214,7 +229,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     """Train linnet's tokenizer on a stream of documents (consumed once, never held in memory).
 
     `texts` can be a generator such as `house.iter_texts(files)`; `train_from_iterator` pulls batches of
-    it while Rust threads count words. Specials get ids 0 (EOT) and 1 (PAD)."""
+    it while Rust threads count words, cut at MAX_WORD_CHARS as `count_words` cuts them (section 2).
+    Specials get ids 0 (EOT) and 1 (PAD)."""
     check_vocab_size(vocab_size)
     texts = iter(texts)
     first = next(texts, None)
@@ -224,7 +240,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=show_progress,
                                   special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer = new_byte_level_bpe()
+    whole_words = tokenizer.pre_tokenizer                 # ByteLevel = GPT2_SPLITTER + bytes; for training:
+    bytes_only = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([TRAINING_SPLITTER, bytes_only])   # words cut at 256
     tokenizer.train_from_iterator(itertools.chain([first], texts), trainer=trainer)
+    tokenizer.pre_tokenizer = whole_words                 # the saved tokenizer encodes whole words
     return tokenizer
 
 
@@ -550,7 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "token. This script trains a hand-written BPE on 4 KB and checks HF learns the same merges,\n"
                     "then trains the real tokenizer (streamed: memory does not grow with the corpus), saves\n"
                     "<out>/tokenizer.json, prints bytes/token and encoding speed (MB/s) per file, and plots\n"
-                    "compression vs vocab size, token lengths and one sentence cut into tokens.",
+                    "compression vs vocab size, token lengths and one sentence cut into tokens.\n\n"
+                    f"Training cuts words (pre-tokens) longer than {MAX_WORD_CHARS} characters into pieces of "
+                    f"{MAX_WORD_CHARS}, so a\nmegabyte-long line of one character cannot stall it; the saved tokenizer "
+                    "encodes whole words.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python 01_tokenizer.py --preset tiny    # vocab 1,024 on the corpus in embedded/ (or --data\n"
@@ -562,8 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
                "later lessons load it from there. <|endoftext|> is id 0, <|padding|> id 1.")
     house.add_common_args(parser, "01_tokenizer")
     parser.add_argument("--data", type=Path, default=None,
-                        help="text to train on: a .jsonl ('text' field) / .txt / .parquet file or a directory of "
-                             "them, or 'hub' for a fineweb-edu sample (default: data/raw/ from 04_data.py for linnet; for tiny: embedded/corpus)")
+                        help="text to train on: a .jsonl ('text' field) / .txt (one document per paragraph: split at "
+                             "blank lines) / .parquet file or a directory of them, or 'hub' for a fineweb-edu sample "
+                             "(default: data/raw/ from 04_data.py for linnet; for tiny: embedded/corpus)")
     parser.add_argument("--vocab-size", type=house.positive_int, default=None,
                         help=f"tokens in the vocabulary, specials included (default: {LINNET_VOCAB_SIZE:,} linnet, "
                              f"{TINY_VOCAB_SIZE:,} tiny; at least {MIN_VOCAB_SIZE + 1})")

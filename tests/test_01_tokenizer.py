@@ -1,5 +1,6 @@
 """01_tokenizer.py: the hand-written BPE equals HF's, the tokenizer round-trips any text, bad input stops cleanly."""
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -45,6 +46,20 @@ def test_split_words_is_what_hf_byte_level_does(lesson_text):
         assert tok.split_words(text) == [w for w, _ in hf.pre_tokenize_str(text)]
 
 
+def test_training_cuts_words_longer_than_the_bound_and_encoding_does_not():
+    text = "x" + "-" * 600 + " " * 300 + "y " + "é" * 300
+    cut = [len(tok.token_bytes(w).decode()) for w in tok.split_words(text, tok.TRAINING_SPLITTER)]
+    assert cut == [1, 256, 256, 88, 256, 43, 2, 1 + 256, 44]             # a word's leading space comes on top
+    assert [len(tok.token_bytes(w).decode()) for w in tok.split_words(text)] == [1, 600, 299, 2, 301]
+
+
+def test_no_word_of_the_embedded_corpus_is_cut():
+    """The bound leaves the tiny tokenizer byte-identical: no word of embedded/corpus reaches it (the longest, a
+    table rule of the Python docs, has 132 characters)."""
+    longest = max(len(w) for d in house.iter_texts([CORPUS]) for w, _ in tok.GPT2_SPLITTER.pre_tokenize_str(d))
+    assert longest == 132 < tok.MAX_WORD_CHARS
+
+
 # --- 3. scratch BPE vs HF --------------------------------------------------------------------------------
 
 def test_scratch_bpe_learns_exactly_hf_merges(lesson_text):
@@ -54,6 +69,26 @@ def test_scratch_bpe_learns_exactly_hf_merges(lesson_text):
     assert len(merges) > 100
     assert merges == tok.tokenizer_merges(hf)
     assert vocab == hf.get_vocab()
+
+
+def test_both_trainers_cut_long_words_alike(lesson_text):
+    """Runs longer than MAX_WORD_CHARS of punctuation, letters, digits and spaces: the same merges, in order."""
+    text = lesson_text + "\n" + "-" * 1_000 + " " + "ab" * 400 + " " + "7" * 700 + " " * 900 + "end " + "\x00" * 1_300
+    hf = tok.train_tokenizer([text], 700, show_progress=False)
+    merges, vocab = tok.train_bpe_scratch([text], 700)
+    assert merges == tok.tokenizer_merges(hf) and vocab == hf.get_vocab()
+    assert "-" * 256 in vocab and "-" * 512 not in vocab                  # the run was cut at 256
+
+
+@pytest.mark.parametrize("char", ["-", "\x00", "a", " "], ids=["dash", "NUL", "letter", "space"])
+def test_a_1_mb_run_of_one_character_trains_within_seconds(char):
+    """A 1 MB line of "-" or NUL once stalled training (no progress after 300 s; 100 KB of NUL took 11.5 s):
+    words are cut at MAX_WORD_CHARS for training, so both trainers take a fraction of a second (limit: 10 s)."""
+    for train in (lambda text: tok.train_tokenizer([text], 1_024, show_progress=False),
+                  lambda text: tok.train_bpe_scratch([text], 1_024)):
+        start = time.perf_counter()
+        train(char * 1_000_000)
+        assert time.perf_counter() - start < 10
 
 
 def test_ties_go_to_the_pair_with_smallest_ids_not_alphabetical_or_first_seen():
@@ -222,7 +257,8 @@ def write_good_then_bad_corpus(directory):
     (directory / "b.jsonl").write_text('{"text": "ok"}\n{"text": broken\n')
 
 
-@pytest.mark.parametrize("case", ["vocab too small", "empty corpus", "bad line mid-training", "corrupt tokenizer"])
+@pytest.mark.parametrize("case", ["vocab too small", "empty corpus", "bad line mid-training", "latin-1 mid-training",
+                                  "corrupt tokenizer"])
 def test_script_bad_input_is_one_error_line_and_no_tokenizer_left(tmp_path, case):
     out = tmp_path / "out"
     data = tmp_path / "data"
@@ -237,6 +273,9 @@ def test_script_bad_input_is_one_error_line_and_no_tokenizer_left(tmp_path, case
         write_good_then_bad_corpus(data)
         out.mkdir()
         (out / "tokenizer.json").write_text("an older, complete tokenizer")
+    elif case == "latin-1 mid-training":   # past the scratch lesson's 20 paragraphs: found while HF's trainer reads
+        data.mkdir()
+        (data / "notes.txt").write_bytes(b"a paragraph of plain text\n\n" * 5_000 + "caf\xe9\n".encode("latin-1"))
     else:
         write_good_then_bad_corpus(data)
         (tmp_path / "corrupt.json").write_text('{"model": {"type": "BPE", "vocab": {')
@@ -246,6 +285,8 @@ def test_script_bad_input_is_one_error_line_and_no_tokenizer_left(tmp_path, case
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr
+    if case == "latin-1 mid-training":
+        assert lines[0] == f"error: {data / 'notes.txt'} is not UTF-8 text: convert it or leave it out"
     if case == "bad line mid-training":
         assert "b.jsonl:2" in lines[0]
         assert (out / "tokenizer.json").read_text() == "an older, complete tokenizer"
@@ -274,6 +315,15 @@ def test_plots_return_figures_and_the_byte_row_has_one_box_per_byte(small_tokeni
 
 
 # --- the whole lesson ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_megabyte_line_of_one_character_does_not_stall_the_script(tmp_path):
+    (tmp_path / "lines.txt").write_text("-" * 1_000_000 + "\n\n" + "\x00" * 1_000_000 + "\n\nsome words\n")
+    proc = run_script("01_tokenizer.py", "--preset", "tiny", "--data", str(tmp_path / "lines.txt"),
+                      "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "trained vocab" in proc.stdout and (tmp_path / "out" / "tokenizer.json").is_file()
+
 
 @pytest.mark.slow
 def test_tiny_preset_end_to_end(tmp_path):
