@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -197,6 +198,9 @@ def check_vocab_fits_uint16(tokenizer) -> None:
 # shards, skip that many documents without tokenizing them, and carry on (the bookkeeping — progress.json,
 # sha256 checks, removing stale files — is house/shards.py: `resume_point`).
 
+MIN_SHARD_TOKENS = 1_025          # one training window at linnet's sequence length: 1,024 tokens + the last target
+
+
 def shard_name(index: int) -> str:
     """The file of shard `index`.
 
@@ -301,12 +305,57 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     stream = iter_mixed_documents(sources, counts, seed, linnet_order)
     tokenize_into(packer, tokenizer, eot, stream, sum(counts.values()), start, show_progress)
     if len(packer.records) < 2:
-        raise house.UserError(f"all {packer.records[0]['tokens']:,} tokens went to the validation shard: "
-                              f"lower --val-tokens (now {val_tokens:,}) or add more text")
+        raise no_training_shard(out_dir, packer.records[0], eot, val_tokens)
     manifest = make_manifest(config, packer.records, tokenizer, eot)
     house.write_json(out_dir / "manifest.json", manifest)
     (out_dir / "progress.json").unlink(missing_ok=True)
     return manifest
+
+
+def no_training_shard(out_dir: Path, record: dict, eot: int, val_tokens: int) -> house.UserError:
+    """The error for a stream that ended inside the validation shard, with advice that works (`split_advice`,
+    from the documents' token counts: each starts with EOT). The shard and progress.json are removed first, so a
+    rerun with another --val-tokens starts clean instead of meeting shards "made with other settings"."""
+    path = out_dir / record["file"]
+    tokens = np.load(path)                                                     # (n,) uint16
+    lengths = np.diff(np.append(np.flatnonzero(tokens == eot), len(tokens)))   # (documents,) tokens of each
+    path.unlink()
+    (out_dir / "progress.json").unlink(missing_ok=True)
+    return house.UserError(f"all {len(tokens):,} tokens went to the validation shard (it takes whole documents until "
+                           f"it holds --val-tokens, now {val_tokens:,}): "
+                           + split_advice(lengths, sum(record["source_bytes"].values())))
+
+
+def split_advice(lengths: np.ndarray, n_bytes: int, least: int = MIN_SHARD_TOKENS) -> str:
+    """What to do when documents of `lengths` tokens (`n_bytes` of text) all went to the validation shard: the
+    --val-tokens that gives validation about a tenth and training at least `least` tokens, else how much text
+    is missing. `least` = one window of linnet's 1,024 tokens + its target (MIN_SHARD_TOKENS); 05's tiny
+    batch, 8 windows of 64, fits in it.
+
+    >>> split_advice(np.array([400] * 30), 30_000)
+    'pass --val-tokens 1200 (validation: the first 3 of 30 documents, 1,200 tokens; training: 10,800 tokens)'
+    >>> split_advice(np.array([400] * 4), 4_000).rsplit(": ", 1)[1]
+    'add about 2 KB of text (more documents), then pass --val-tokens 1025'"""
+    total, cum = int(lengths.sum()), np.cumsum(lengths)
+    for want in (max(least, total // 10), least):
+        k = int(np.searchsorted(cum, want))                  # the validation shard: documents 0 … k
+        if k < len(lengths) and total - cum[k] >= least:
+            return (f"pass --val-tokens {want} (validation: the first {k + 1:,} of {len(lengths):,} documents, "
+                    f"{cum[k]:,} tokens; training: {total - cum[k]:,} tokens)")
+    if len(lengths) == 1:
+        more = f" and add about {kb_of(2 * least - total, n_bytes / total)} KB of text" if total < 2 * least else ""
+        return (f"the text is one document ({total:,} tokens): split it into documents (a .txt file is split at blank "
+                f"lines, a .jsonl file holds one per line){more}")
+    smallest_val = int(cum[np.searchsorted(cum, least)]) if total >= least else least   # whole documents, ≥ least
+    return (f"whole documents cannot give validation and training {least:,} tokens each ({total:,} tokens in "
+            f"{len(lengths):,} documents): add about {kb_of(smallest_val + least - total, n_bytes / total)} KB of text "
+            f"(more documents), then pass --val-tokens {least}")
+
+
+def kb_of(tokens: int, bytes_per_token: float) -> int:
+    """Kilobytes of text that hold `tokens` tokens, with a fifth more for text that compresses better, rounded
+    up: kb_of(625, 2.5) == 2."""
+    return max(1, math.ceil(1.2 * tokens * bytes_per_token / 1000))
 
 
 def tokenize_into(packer: ShardPacker, tokenizer, eot: int, stream, n_documents: int,
@@ -672,9 +721,6 @@ def resolve_sources(args) -> tuple[list, dict[str, int]]:
     return sources, {s.name: counts[s.name] for s in sources}
 
 
-MIN_SHARD_TOKENS = 1_025          # one training window at linnet's sequence length: 1,024 tokens + the last target
-
-
 def shard_tokens_arg(text: str) -> int:
     """argparse `type=` for --shard-tokens: a positive integer of at least MIN_SHARD_TOKENS."""
     value = house.positive_int(text)
@@ -690,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(<|endoftext|> before every document; shard 0 = validation), write manifest.json, plot.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="where the text comes from, in this order:\n"
-               "  --source NAME=PATH ...   your files (.jsonl 'text' field, .jsonl.zst, .txt, .parquet, or dirs)\n"
+               "  --source NAME=PATH ...   your files (.jsonl 'text' field, .jsonl.zst, .txt: a document per\n"
+               "                           paragraph, split at blank lines, .parquet, or dirs)\n"
                "  --preset tiny            --data PATH, or --data hub (a fineweb-edu sample), else embedded/corpus\n"
                "                           (one source per file, named by the file)\n"
                "  (default, linnet)        the Hub: first 700k fineweb-edu sample-10BT + 250k dclm documents,\n"
@@ -704,7 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", action="append", metavar="NAME=PATH",
                         help="a local source (repeatable); documents are read in sorted file order")
     parser.add_argument("--data", type=Path, default=None,
-                        help="the tiny preset's text, as in 01 (a file or a directory; one source per file)")
+                        help="the tiny preset's text, as in 01 (a file or a directory; one source per file; a .txt "
+                             "file holds one document per paragraph: split at blank lines)")
     parser.add_argument("--mix", default=None, metavar="NAME:DOCS,...",
                         help="documents per source (default: fineweb-edu:700000,dclm:250000 for the Hub; "
                              "all documents of local sources)")
@@ -735,11 +783,16 @@ def build_parser() -> argparse.ArgumentParser:
 @house.speaks
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    if args.verify:
-        return shards.verify_shards(args.out, read_manifest(args.out))   # check the shards in --out, build nothing
-    house.check_writable(args.out)          # a read-only --out fails now, not after tokenizing
-    with house.folder_lock(args.out):       # one writer per folder
-        return make_shards(args)
+    try:
+        if args.verify:
+            return shards.verify_shards(args.out, read_manifest(args.out))   # check the shards in --out, build nothing
+        house.check_writable(args.out)          # a read-only --out fails now, not after tokenizing
+        with house.folder_lock(args.out):       # one writer per folder
+            return make_shards(args)
+    except KeyboardInterrupt:                   # Ctrl-C: one line on what a rerun keeps, exit 128 + SIGINT
+        kept = "nothing was changed (--verify only reads)" if args.verify else shards.kept_after_interrupt(args.out)
+        print(f"\ninterrupted: {kept}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def make_shards(args) -> dict:

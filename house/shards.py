@@ -217,6 +217,23 @@ def verify_shards(data_dir, manifest: dict, sha256: bool = True) -> dict:
     return manifest
 
 
+def kept_after_interrupt(out_dir) -> str:
+    """What an interrupted 04 run left in out_dir for a rerun, in words (04's line after Ctrl-C): the finished
+    shards progress.json lists (a rerun verifies them by sha256 and goes on after them), or a finished folder."""
+    out_dir = Path(out_dir)
+    if (out_dir / "manifest.json").is_file():
+        return f"the shards in {shown(out_dir)} are finished (manifest.json); rerun the same command to draw the plots"
+    try:
+        saved = json.loads((out_dir / "progress.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    n = len(saved["shards"]) if manifest_problem(saved, ("config", "shards")) is None else 0
+    if n == 0:
+        return f"no shard was finished in {shown(out_dir)}; rerun the same command to start again"
+    return (f"{n} finished shard{'s' if n != 1 else ''} kept in {shown(out_dir)} (listed in progress.json); rerun the "
+            "same command to resume after them")
+
+
 def progress_writer(out_dir: Path, config: dict):
     """The packer's `write_progress(records)`: progress.json = the settings + the shards finished so far."""
     return lambda records: write_json(out_dir / "progress.json", {"config": config, "shards": records})

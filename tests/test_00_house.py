@@ -51,6 +51,13 @@ def test_a_txt_file_is_one_document_per_paragraph(tmp_path):
     assert list(house.iter_texts([tmp_path / "blank.txt"])) == []
 
 
+def test_docstring_examples_of_house_text():
+    import doctest
+
+    results = doctest.testmod(house.text)
+    assert results.attempted > 0 and results.failed == 0
+
+
 @pytest.mark.parametrize("name, data", [("latin1.txt", "fine\n\ncaf\xe9\n".encode("latin-1")),
                                         ("late.txt", b"fine paragraph\n\n" * 10_000 + b"caf\xe9\n"),
                                         ("utf16.txt", "caf\xe9\n".encode("utf-16")),

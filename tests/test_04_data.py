@@ -1,12 +1,13 @@
 """04_data: sources, the mix, exact encoding, shards + manifest, resumability, the loader."""
 import json
 import random
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import CORPUS, lesson, run_script
+from helpers import CORPUS, lesson, run_script, shakespeare_text
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
@@ -280,6 +281,91 @@ def test_no_internet_linnet_preset_says_pass_local_sources(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as e:
         data.main(["--out", str(tmp_path / "o")])
     assert "--source" in str(e.value) and "\n" not in str(e.value)
+
+
+# --- a .txt file: its paragraphs are the documents; all text in the validation shard: advice that works -------
+
+def paragraphs(n_bytes: int) -> list[str]:
+    """Paragraphs of the embedded Shakespeare (a play as a .txt file holds them), about `n_bytes` of them."""
+    found = list(house.text.iter_paragraphs(shakespeare_text(n_bytes).splitlines(keepends=True)))
+    return found[:next(i for i in range(len(found)) if len("\n\n".join(found[:i + 1])) >= n_bytes) + 1]
+
+
+def build_txt(out, txt, tokenizer, tokenizer_path, val_tokens):
+    source = data.LocalSource("my", [txt])
+    return data.build_shards([source], {"my": data.count_documents(source)}, tokenizer, out, show_progress=False,
+                             tokenizer_sha256=tok.tokenizer_sha256(tokenizer_path), shard_tokens=3_000, val_tokens=val_tokens)
+
+
+def refusal(out, txt, tokenizer, tokenizer_path, val_tokens=200_000) -> str:
+    """The advice of 04's refusal when every token went to the validation shard; nothing of it is left in `out`."""
+    with pytest.raises(house.UserError, match=f"went to the validation shard .*now {val_tokens:,}") as e:
+        build_txt(out, txt, tokenizer, tokenizer_path, val_tokens)
+    assert not list(out.iterdir())           # no lone shard 0 or progress.json: a rerun starts clean
+    return str(e.value).split("): ", 1)[1]
+
+
+def test_small_txt_file_gets_a_val_tokens_that_works_when_followed(tmp_path, tokenizer_path):
+    """30 KB of text is fewer tokens than the tiny preset's validation shard: the refusal names the --val-tokens
+    that leaves a training shard, and what each side gets; the printed value, passed, gives exactly that."""
+    txt, out = tmp_path / "essay.txt", tmp_path / "out"
+    txt.write_text("\n\n".join(paragraphs(30_000)))
+    args = ["--preset", "tiny", "--data", str(txt), "--tokenizer", str(tokenizer_path), "--out", str(out)]
+    refused = run_script("04_data.py", *args, timeout=300)
+    line = refused.stderr.strip().splitlines()[-1]           # after the tokenizing bar, one line
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert line.startswith("error: all ") and "went to the validation shard" in line and "now 200,000" in line
+    assert not list(out.iterdir())
+    found = re.search(r"pass --val-tokens (\d+) \(validation: the first ([\d,]+) of ([\d,]+) documents, ([\d,]+) tokens; "
+                      r"training: ([\d,]+) tokens\)$", line)
+    val_tokens, val_docs, n_docs, val_n, train_n = [int(g.replace(",", "")) for g in found.groups()]
+    followed = run_script("04_data.py", *args, "--val-tokens", str(val_tokens), timeout=300)
+    assert followed.returncode == 0, followed.stderr[-2000:]
+    manifest = data.read_manifest(out)
+    assert (manifest["val_tokens"], manifest["tokens"] - manifest["val_tokens"]) == (val_n, train_n)
+    assert (manifest["per_source"]["essay"]["val_documents"], manifest["documents"]) == (val_docs, n_docs)
+    for split in ("train", "val"):
+        assert len(data.ShardLoader(out, split, B=8, T=64)) >= 1     # a batch of 05's tiny preset on each side
+
+
+def test_one_document_txt_says_split_it_and_the_split_text_works(tmp_path, tokenizer, tokenizer_path):
+    txt, out = tmp_path / "one.txt", tmp_path / "out"
+    lines = "\n".join(paragraphs(20_000)).splitlines()
+    txt.write_text("\n".join(lines))                        # no blank line: one document
+    advice = refusal(out, txt, tokenizer, tokenizer_path)
+    assert advice.startswith("the text is one document (") and "a .txt file is split at blank lines" in advice
+    txt.write_text("\n\n".join(lines))                      # followed: every line a paragraph
+    advice = refusal(out, txt, tokenizer, tokenizer_path)
+    val_tokens = int(re.fullmatch(r"pass --val-tokens (\d+) \(.*\)", advice).group(1))
+    manifest = build_txt(out, txt, tokenizer, tokenizer_path, val_tokens)
+    assert manifest["tokens"] - manifest["val_tokens"] >= data.MIN_SHARD_TOKENS <= manifest["val_tokens"]
+
+
+def test_too_small_txt_says_how_much_text_is_missing_and_that_much_is_enough(tmp_path, tokenizer, tokenizer_path):
+    txt, out = tmp_path / "note.txt", tmp_path / "out"
+    more = paragraphs(40_000)
+    txt.write_text("\n\n".join(more[:20]))                 # ~1 KB: too small for two shards of 1,025 tokens
+    advice = refusal(out, txt, tokenizer, tokenizer_path)
+    kb = int(re.search(r"add about (\d+) KB of text \(more documents\), then pass --val-tokens 1025$", advice).group(1))
+    added = next(i for i in range(20, len(more)) if len("\n\n".join(more[20:i])) >= kb * 1000)
+    txt.write_text("\n\n".join(more[:added]))              # followed: that much more text, then --val-tokens 1025
+    manifest = build_txt(out, txt, tokenizer, tokenizer_path, 1_025)
+    assert manifest["tokens"] - manifest["val_tokens"] >= data.MIN_SHARD_TOKENS <= manifest["val_tokens"]
+
+
+@pytest.mark.slow
+def test_05_trains_on_an_ordinary_txt_file(tmp_path):
+    """`python 05_train.py --preset tiny --data plays.txt` (the README invites it): 01 and 04 run on it, its
+    paragraphs are the documents, and the run trains (once every .txt was one document, all in validation)."""
+    txt = tmp_path / "plays.txt"
+    txt.write_text(shakespeare_text(650_000))
+    proc = run_script("05_train.py", "--preset", "tiny", "--data", str(txt), "--tokenizer", str(tmp_path / "tok" / "tokenizer.json"),
+                      "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--max-steps", "2",
+                      "--no-hellaswag", "--eval-every", "1000", timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    manifest = data.read_manifest(tmp_path / "data")
+    assert manifest["documents"] == len(list(house.iter_texts([txt]))) > 1_000 and len(manifest["shards"]) >= 2
+    assert (tmp_path / "run" / "latest.pt").is_file()
 
 
 # --- Hugging Face sources (house/sources.py), offline: a directory laid out like the real repos ---------

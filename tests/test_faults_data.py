@@ -174,6 +174,34 @@ def test_rerun_killed_at_a_random_moment_leaves_old_manifest_whole_or_none(tmp_p
             assert data.read_manifest(out)["seed"] in (0, 1)
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_tokenizing_is_one_line_keeps_the_finished_shards_and_a_rerun_resumes(tmp_path, inputs):
+    """SIGINT to a real `python 04_data.py` once its first shards are written: exit 130, one line that says what
+    is kept (the finished shards, listed in progress.json) and that a rerun resumes; the rerun does."""
+    out = tmp_path / "out"
+    args = [sys.executable, str(REPO_DIR / "04_data.py"), "--preset", "tiny", "--tokenizer", str(inputs / "tokenizer.json"),
+            "--shard-tokens", "100000", "--val-tokens", "100000", "--out", str(out)]   # the embedded corpus: ~40 shards
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen(args, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    kept = json.loads((out / "progress.json").read_text())["shards"]
+    assert proc.returncode == 130 and "Traceback" not in stderr and not (out / "manifest.json").exists(), stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (f"interrupted: {len(kept)} finished shard{'s' * (len(kept) != 1)} kept in "
+                                               f"{out} (listed in progress.json); rerun the same command to resume after them")
+    rerun = subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming: {len(kept)} finished shards verified" in rerun.stdout
+    assert [r["sha256"] for r in data.read_manifest(out)["shards"][:len(kept)]] == [r["sha256"] for r in kept]
+
+
+def test_ctrl_c_before_any_shard_says_nothing_is_kept(tmp_path):
+    assert house.shards.kept_after_interrupt(tmp_path) == f"no shard was finished in {tmp_path}; rerun the same command to start again"
+
+
 # --- stale temp files of a kill -9 ------------------------------------------------------------------------------
 
 def test_stale_temp_files_are_cleaned_when_04_starts(shards, inputs):

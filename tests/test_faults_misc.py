@@ -244,7 +244,7 @@ def test_05_trains_on_them_into_an_odd_out(odd):
     assert (odd["where"] / "run ü 1" / "latest.pt").is_file() and (odd["where"] / "run ü 1" / "loss.png").is_file()
 
 
-# --- 5-7. A missing input named explicitly, an empty or cut tokenizer.json, an empty text file --------------
+# --- 5-7. A missing input named explicitly, an empty or cut tokenizer.json, an empty or latin-1 text file -------
 
 CASES = [   # (script, args with {t} = a good tokenizer, {d} = good shards, {x} = the folder of bad inputs, what to say)
     ("01_tokenizer.py", ["--preset", "tiny", "--data", "{x}/no/such"], "does not exist: check the path"),
@@ -260,6 +260,9 @@ CASES = [   # (script, args with {t} = a good tokenizer, {d} = good shards, {x} 
     ("06_eval.py", ["--preset", "tiny", "--tokenizer", "{x}/cut.json", "--no-hellaswag"], "is not a valid tokenizer.json"),
     ("01_tokenizer.py", ["--preset", "tiny", "--data", "{x}/empty.txt"], "no text in"),
     ("04_data.py", ["--preset", "tiny", "--tokenizer", "{t}", "--data", "{x}/empty.txt"], "has no non-empty documents"),
+    ("01_tokenizer.py", ["--preset", "tiny", "--data", "{x}/latin1.txt"], "is not UTF-8 text: convert it or leave it out"),
+    ("04_data.py", ["--preset", "tiny", "--tokenizer", "{t}", "--data", "{x}/latin1.txt"],
+     "is not UTF-8 text: convert it or leave it out"),
 ]
 
 
@@ -270,6 +273,7 @@ def test_bad_input_file_is_one_line_and_writes_nothing(inputs, tmp_path, script,
     (x / "empty.json").write_bytes(b"")
     (x / "cut.json").write_bytes(inputs["tokenizer"].read_bytes()[:2_000])
     (x / "empty.txt").write_bytes(b"")
+    (x / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me, na\xefve.\n\nA second paragraph.\n".encode("latin-1"))
     fill = dict(t=inputs["tokenizer"], d=inputs["data_dir"], x=x)
     out = tmp_path / "out"
     proc = run_script(script, *[a.format(**fill) for a in args], "--out", str(out), timeout=300)
