@@ -8,18 +8,15 @@ three switches as plain `if`s; 7 linnet's checkpoint layout (per-expert keys ↔
 inside (attention maps, the largest attention logit); 9 why each choice, measured on a tiny model trained for
 seconds; 10 plots; 11 main.
 
-    python 02_model.py --preset tiny       # a depth-2 model on a CPU: the table, a forward pass, plots (seconds)
+    python 02_model.py --preset tiny       # a depth-2 model on a CPU: the parameter table and the plots (seconds)
     python 02_model.py                     # linnet-497M built on the meta device (no memory): the real counts
     python 02_model.py --checkpoint DIR --prompt "Hello!"        # load weights (an export, linnet's own) and sample
     python 02_model.py --export out/05_train/latest.pt --out DIR  # a 05 checkpoint as linnet's published folder
 
-Writes (out/02_model/): param_budget.png, rope_frequencies.png, rope_bases.png, attention_map.png, router_load.png,
-qk_norm_logits.png. tests/data/original_reference.pt holds the original code's outputs; the tests match them.
-The fast twins are in fast/ (RoPE + QK-norm in one kernel, FP8 experts), chosen by `LLMConfig.rope_impl` and
-`moe_impl`; reading and checking checkpoint files is in house/checkpoints.py.
-Not here: a serving engine (generation is a plain loop, its KV cache grown by concatenation); the token-id range
-check on a GPU (a host sync per step: CUDA's own assert fires instead); the grouped MoE in fp32 on CUDA ("auto"
-takes the loop there).
+Writes six plots to out/02_model/. The tests match tests/data/original_reference.pt, the original code's outputs.
+Fast twins live in fast/ (RoPE + QK-norm in one kernel, FP8 experts; `LLMConfig.rope_impl`, `moe_impl` choose),
+checkpoint files in house/checkpoints.py. Not here: a serving engine (generation is a plain loop, its KV cache
+grown by concatenation), the token-id range check on a GPU (CUDA's own assert fires instead).
 """
 from __future__ import annotations
 
@@ -121,13 +118,10 @@ class LLMConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Three laptop-sized shapes, one per purpose, each named where it is used (pass them as LLMConfig(**shape)):
-# TINY_REFERENCE_SHAPE — a small shape linnet's own LLMConfig can build from its five numbers (02's tiny
-# preset, its parameter table and the tests): depth 2, head_dim 64, 128 wide ...
+# Laptop-sized shapes (LLMConfig(**shape)): TINY_REFERENCE_SHAPE, one linnet's own LLMConfig can build from its five
+# numbers (02's tiny preset, the tests); TINY_TRAINING_SHAPE, what 05's tiny preset trains (~0.3M parameters at
+# vocab 1,024: 64 wide, head_dim 32); TINY_LESSON_SHAPE (section 9), the same reading bytes.
 TINY_REFERENCE_SHAPE = dict(depth=2, block_size=64, vocab_size=512, n_experts=4, n_active_experts=2)
-# ... TINY_TRAINING_SHAPE — the model that 05's tiny preset trains and 06 scores as its random-weights control:
-# ~0.3M parameters at vocab 1,024 (64 wide, head_dim 32, 2 layers, 4 experts top-2) ... and TINY_LESSON_SHAPE
-# (section 9) — the same model reading bytes (vocab 256), for the experiments this lesson trains itself.
 TINY_TRAINING_SHAPE = dict(depth=2, n_experts=4, n_active_experts=2, n_embd=64, n_head=2, n_kv_head=1,
                            head_dim=32, ffn_dim=128)
 
@@ -140,11 +134,10 @@ PARTS = ("embedding", "attention", "experts", "router", "norms+conv")   # what c
 def count_parameters(config: LLMConfig) -> dict:
     """Parameters by part, from the config alone. Embedding is counted once (tied with lm_head).
 
-    >>> p = count_parameters(LLMConfig(depth=12))
-    >>> p["total"], p["active"]
-    (497145600, 157406976)
+    "active" is what one token touches: everything but the experts it was not routed to.
 
-    "active" is what one token touches: everything except the experts it was not routed to."""
+    >>> p = count_parameters(LLMConfig(depth=12)); p["total"], p["active"]
+    (497145600, 157406976)"""
     c = config
     C, L, F_, E = c.n_embd, c.n_layer, c.ffn_dim, c.n_experts
     kv = c.n_kv_head * c.head_dim
@@ -173,8 +166,7 @@ def flops_per_token(config: LLMConfig, seq_len: int | None = None) -> int:
 # --- 3. The small parts: RMSNorm, token shift, RoPE ---------------------------------------------------
 
 class RMSNorm(nn.Module):
-    """x · rsqrt(mean(x²) + 1e-6) · weight, weight starting at 1 (no bias, no mean subtraction).
-    F.rms_norm computes exactly this formula in one fused kernel."""
+    """x · rsqrt(mean(x²) + 1e-6) · weight, weight starting at 1 (no bias, no mean): F.rms_norm, one kernel."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -218,13 +210,11 @@ class RotaryEmbedding(nn.Module):
     every 6.3 tokens) down to ≈ 2.8e-5 (a turn every ~220k tokens). inv_freq is saved (linnet's checkpoint has
     it); the cos/sin of every angle up to `max_len` are computed once into two tables, sliced per call.
 
-    >>> rotary = RotaryEmbedding(head_dim=4, base=4.0, max_len=8)    # inv_freq [1, 0.5]
-    >>> cos, sin = rotary(T=3)                                       # positions 0, 1, 2: (3, 4) each
-    >>> [round(v, 4) for v in sin[2].tolist()]    # position 2, pairs (0, 2) and (1, 3): sin 2.0, sin 1.0
-    [0.9093, 0.8415, 0.9093, 0.8415]
+    Tables, as nanochat: cos/sin made inside a compiled graph are recomputed in every kernel that uses them.
 
-    Why tables (as nanochat): cos/sin made inside a compiled graph are recomputed in every kernel that uses
-    them, forward and backward; reading a (1024, 64) table costs almost nothing (BENCHMARKS.md, rows 5 and 6)."""
+    >>> cos, sin = RotaryEmbedding(head_dim=4, base=4.0, max_len=8)(T=3)   # inv_freq [1, 0.5]; positions 0, 1, 2
+    >>> [round(v, 4) for v in sin[2].tolist()]    # position 2, pairs (0, 2) and (1, 3): sin 2.0, sin 1.0
+    [0.9093, 0.8415, 0.9093, 0.8415]"""
 
     def __init__(self, head_dim: int, base: float, max_len: int = 1024):
         super().__init__()
@@ -258,8 +248,7 @@ def rotate_half(x):
 
 
 def apply_rope(x, cos, sin):
-    """x: (..., T, [heads,] hd); cos, sin: (T, [1,] hd), broadcast over the rest. Rotation computed in fp32,
-    returned in x's dtype."""
+    """x: (..., T, [heads,] hd); cos, sin: (T, [1,] hd), broadcast. Rotated in fp32, returned in x's dtype."""
     return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
 
 
@@ -267,9 +256,8 @@ def apply_rope(x, cos, sin):
 
 @dataclass
 class LayerCache:
-    """What one block must remember to process the next token without re-reading the prompt:
-    keys and values (B, n_kv_head, t, hd) after RoPE and QK-norm, and the last two block inputs
-    (B, 2, C) that the token-shift conv looks back at."""
+    """What a block remembers to read the next token without the prompt again: keys and values (B, n_kv_head,
+    t, hd) after RoPE and QK-norm, and its last two inputs (B, 2, C), which the token shift looks back at."""
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
     shift: torch.Tensor | None = None
@@ -292,8 +280,7 @@ def rope_qk_norm_reference(qkv, cos, sin, n_head: int, n_kv_head: int, positions
     else:
         cos, sin = cos[positions][:, :, None, :], sin[positions][:, :, None, :]   # (B, T, 1, hd)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order). It has no weights, so
-    # qk_norm=False (section 9's experiment) keeps every checkpoint key; linnet always has it on.
+    # QK-norm: parameter-free LayerNorm over head_dim, AFTER RoPE (linnet's order); no weights, so no keys.
     if qk_norm:
         q = F.layer_norm(q, (hd,), eps=1e-5).to(v.dtype)
         k = F.layer_norm(k, (hd,), eps=1e-5).to(v.dtype)
@@ -322,10 +309,9 @@ class CausalSelfAttention(nn.Module):
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh, T, hd), (B, nkv, T, hd) ×2
 
     def qkv_heads(self, qkv, offset: int = 0, positions=None):
-        """Steps 3–4: the fused projection qkv (B, T, C + 2·kv) → q (B, T, nh, hd), k and v (B, T, nkv, hd), q and
-        k rotated (RoPE) at each token's position and QK-normed. Positions offset..offset+T-1, or `positions`
-        (B, T) when given (06 packs several sequences in a row). `rope_qk_norm_reference` is the plain version;
-        fast/rope_qk_norm.py does the same in one GPU kernel (`LLMConfig.rope_impl` chooses)."""
+        """Steps 3–4: qkv (B, T, C + 2·kv) → q (B, T, nh, hd), k and v (B, T, nkv, hd), q and k rotated (RoPE) at
+        positions offset..offset+T-1 (or `positions` (B, T), 06's packed rows) and QK-normed: the plain ops, or
+        fast/rope_qk_norm.py's kernel (`LLMConfig.rope_impl` chooses)."""
         rotary = self.rotary_emb
         cos, sin = rotary(qkv.shape[1], offset) if positions is None else (rotary.cos_table, rotary.sin_table)
         use_kernel = fused_rope.use_fused(self.rope_impl, qkv, self.head_dim)
@@ -345,8 +331,7 @@ class CausalSelfAttention(nn.Module):
             prev = x.new_zeros(B, 2, C) if cache.shift is None else cache.shift
             cache.shift = torch.cat([prev, x], dim=1)[:, -2:].detach()
             k, v = cache.k, cache.v
-        # enable_gqa: query head h reads KV head h // (n_head / n_kv_head) — the same as
-        # k.repeat_interleave(n_head // n_kv_head, dim=1), without materialising the copies.
+        # enable_gqa: query head h reads KV head h // (n_head / n_kv_head), without copying k and v
         if past == 0 and packed is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         else:  # new tokens at positions past..past+T-1 see every key up to their own position (or as packed says)
@@ -380,9 +365,8 @@ def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k),
 
 
 def balance_loss(probs):  # (N, E) → scalar
-    """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router
-    probability is uniform and up to E when every token prefers one expert. (Not the Switch-Transformer
-    loss, which multiplies the fraction of tokens actually routed to e by the mean probability.)
+    """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router probability
+    is uniform, up to E when every token prefers one expert (not Switch's, which weighs by tokens routed).
 
     >>> balance_loss(torch.full((5, 8), 1 / 8)).item(), balance_loss(torch.eye(8)[[0, 0]]).item()
     (1.0, 8.0)"""
@@ -393,9 +377,8 @@ def balance_loss(probs):  # (N, E) → scalar
 def moe_reference(x, w_v, c_proj, top_e, top_w):
     """The readable MoE: for each expert, gather its tokens, run its SwiGLU, add back weight·output.
 
-    x (N, C); w_v (E, 2F, C); c_proj (E, C, F); top_e, top_w (N, k) → (N, C).
-    Data-dependent shapes (how many tokens expert e got) make this a host sync per expert: fine to read,
-    slow on a GPU — it is the loop the original linnet code ran."""
+    x (N, C); w_v (E, 2F, C); c_proj (E, C, F); top_e, top_w (N, k) → (N, C). The original linnet code's loop:
+    how many tokens expert e got is a host sync per expert, fine to read, slow on a GPU."""
     y = torch.zeros_like(x)
     for e in range(w_v.shape[0]):
         token, slot = torch.nonzero(top_e == e, as_tuple=True)         # tokens that picked e
@@ -419,10 +402,8 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     1. sort the N·k token-slots by expert; count slots per expert on the device (scatter_add);
     2. offsets = cumsum(counts) tell F.grouped_mm where each expert's rows end;
     3. two grouped GEMMs (w_v, then c_proj) with SwiGLU between;
-    4. un-permute with a gather by the inverse permutation, then weight and sum the k slots of each
-       token (faster than index_add_, see docs/PERFORMANCE.md).
-    grouped_mm wants 16-byte aligned strides (C and F multiples of 8 in bf16) and, on CUDA, bf16.
-    moe_impl "grouped_fp8" runs these two GEMMs in 8-bit floats: fast/fp8.py (its header explains FP8)."""
+    4. un-permute by the inverse permutation, weight and sum each token's k slots (docs/PERFORMANCE.md).
+    grouped_mm wants 16-byte aligned strides and, on CUDA, bf16. moe_impl "grouped_fp8": fast/fp8.py."""
     N, C = x.shape
     E, k = w_v.shape[0], top_e.shape[1]
     order, counts = sort_slots(top_e.reshape(-1), E)                    # (N·k,), (E,)
@@ -444,10 +425,8 @@ def compute_dtype(x):
 
 
 class MoE(nn.Module):
-    """Router + E SwiGLU experts, stacked: w_v (E, 2F, C) [gate rows, then value rows], c_proj (E, C, F).
-
-    Stacking (instead of linnet's per-expert Linear modules) lets one grouped GEMM run all experts;
-    load_linnet_state_dict / export_linnet_state_dict convert between the two layouts."""
+    """Router + E SwiGLU experts, stacked: w_v (E, 2F, C) [gate rows, then value rows], c_proj (E, C, F); linnet
+    keeps a Linear per expert, stacked here so one grouped GEMM runs them all (section 7 converts)."""
 
     def __init__(self, config: LLMConfig):
         super().__init__()
@@ -458,9 +437,8 @@ class MoE(nn.Module):
         self.c_proj = nn.Parameter(torch.empty(E, C, Fd))
 
     def choose_impl(self, x) -> str:
-        """"auto": grouped in bf16 (CUDA or CPU) and in fp32 on an eager CPU (faster there than the loop).
-        fp32 on CUDA, or fp32 under torch.compile, falls back to the reference loop: grouped_mm's CUDA
-        kernel and its compile-time shape function accept bf16 only."""
+        """"auto": grouped in bf16, and in fp32 on an eager CPU; else the loop (grouped_mm's CUDA kernel and its
+        compile-time shape function take bf16 only)."""
         if self.impl != "auto":
             return self.impl
         if compute_dtype(x) == torch.bfloat16:
@@ -470,8 +448,7 @@ class MoE(nn.Module):
         return "reference"
 
     def forward(self, x, expert_weights=None):  # x (B, T, C) → (B, T, C), plus the router's numbers
-        """`expert_weights`: a (w_v, c_proj) pair to run the experts with instead of the fp32 parameters
-        (fast/moe.py makes bf16 copies once per training step); None: the parameters themselves."""
+        """`expert_weights`: a (w_v, c_proj) pair instead of the parameters (fast/moe.py: bf16 copies per step)."""
         B, T, C = x.shape
         x_flat = x.reshape(B * T, C)                            # (N, C)
         probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
@@ -490,15 +467,13 @@ class MoE(nn.Module):
 
 
 # --- 6. The block and the model ----------------------------------------------------------------------
-# linnet is rebuilt exactly by this section with its three linnet+ switches off. They are later recipe changes
-# from public speed-runs (modded-nanogpt, nanochat), each an LLMConfig field, each a plain `if` below:
-# zero_init_out (init_weights), x0_mix (Block), logit_softcap (LLM.head). BENCHMARKS.md "linnet+" measures them.
+# linnet exactly, with linnet+'s three switches off: later recipe changes from public speed-runs (modded-nanogpt,
+# nanochat), each an LLMConfig field and a plain `if`: zero_init_out (init_weights), x0_mix (Block), logit_softcap
+# (LLM.head). BENCHMARKS.md "linnet+" measures them.
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x)).
-
-    linnet+'s x0_mix: the block first reads a·x + b·x0, x0 the token embedding, (a, b) learned per layer and
-    starting at (1, 0) = linnet's block: a layer can pull back what the token itself was, however deep it is."""
+    """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x)). linnet+'s x0_mix: it first
+    reads a·x + b·x0 (x0 the token embedding, (a, b) learned, from (1, 0)): any layer can see the token itself."""
 
     def __init__(self, config: LLMConfig):
         super().__init__()
@@ -517,13 +492,10 @@ class Block(nn.Module):
 
 
 class LLM(nn.Module):
-    """linnet: token embedding → depth × Block → RMSNorm → lm_head (tied to the embedding).
-
-    forward(idx (B, T) int64, targets (B, T) or None) → (logits (B, T, V), loss or None).
-    loss = cross-entropy (targets == -1 ignored) + balance_coef · mean over layers of the balance loss
-    in training mode; cross-entropy alone in eval mode (linnet's semantics).
-    After every forward, `self.router_stats` holds detached device tensors (no host sync):
-    tokens_per_expert (n_layer, E), mean_prob (n_layer, E), entropy (n_layer,) in nats."""
+    """linnet: token embedding → depth × Block → RMSNorm → lm_head (tied to the embedding). The loss: cross-entropy
+    (targets == -1 ignored), plus balance_coef · the layers' mean balance loss in training mode only (linnet's way).
+    After every forward `router_stats` holds detached device tensors (no host sync): tokens_per_expert (n_layer,
+    E), mean_prob (n_layer, E), entropy (n_layer,) in nats."""
 
     def __init__(self, config: LLMConfig):
         super().__init__()
@@ -541,9 +513,8 @@ class LLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self):
-        """N(0, 0.02) for every Linear and the experts; 0.02/√(2·n_layer) for the two output projections
-        of each block (attn.c_proj, the experts' c_proj); conv keeps PyTorch's default; norms 1.
-        linnet+'s zero_init_out: both output projections start at 0 (modded-nanogpt, nanochat)."""
+        """N(0, 0.02) for every Linear and the experts, 0.02/√(2·n_layer) for each block's two output projections
+        (linnet+'s zero_init_out: 0, as modded-nanogpt and nanochat); conv keeps PyTorch's default; norms 1."""
         std, out_std = 0.02, 0.02 / math.sqrt(2 * self.config.n_layer)
         nn.init.normal_(self.lm_head.weight, 0.0, std)              # also the embedding (tied)
         for block in self.transformer.h:
@@ -593,9 +564,8 @@ class LLM(nn.Module):
         return cap * torch.tanh(logits / cap) if cap else logits
 
     def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None, packed=None):
-        """Everything before the lm_head: embedding → blocks → final norm, the one walk over the blocks that
-        training, generation, the probes of section 8 and 06's scorer share. idx (B, T) → x (B, T, C) and the
-        router numbers of each layer. `packed`: rows holding several sequences (CausalSelfAttention.forward)."""
+        """Embedding → blocks → final norm: the one walk over the blocks, shared by training, generation, section 8's
+        probes and 06's scorer. idx (B, T) → x (B, T, C), each layer's router numbers. `packed`: see the attention."""
         x0 = x = self.transformer.wte(idx)                           # (B, T, C)
         routers = []
         for i, block in enumerate(self.transformer.h):
@@ -608,10 +578,9 @@ class LLM(nn.Module):
     @torch.no_grad()
     def generate(self, prompt, enc=None, max_new_tokens: int = 100, temperature: float = 1.0,
                  top_k: int | None = 50, use_cache: bool = True, seed: int | None = None, eos_id: int | None = None):
-        """Continue `prompt` (a str encoded with `enc` — anything with encode/decode — or a list of token ids):
-        temperature 0 = greedy; top_k keeps the k most likely tokens; `seed` makes sampling repeatable; stops at
-        `eos_id`. Returns text when given text, else ids. With the cache each step feeds one token; past
-        block_size a fresh cache reads the last block_size tokens again."""
+        """Continue `prompt` (text, encoded with `enc`, or token ids): temperature 0 = greedy; top_k keeps the k
+        likeliest tokens; `seed` repeats a sample; stops at `eos_id`. With the cache each step feeds one token;
+        past block_size a fresh cache reads the last block_size tokens again."""
         if isinstance(prompt, str) and enc is None:
             raise ValueError("a text prompt needs enc= (a tokenizer with encode/decode), or pass token ids")
         encoded = enc.encode(prompt) if isinstance(prompt, str) else prompt
@@ -667,15 +636,13 @@ class LLM(nn.Module):
 
 
 # --- 7. linnet's checkpoint layout: per-expert keys ↔ stacked experts --------------------------------------
-# linnet's published pytorch_model.bin keeps every expert as a Linear of its own (`moe.experts.{e}.swiglu.w_v.weight`,
-# docs/checkpoint_keys.json); this model stacks them (`moe.w_v`, (E, 2F, C)) so that one grouped GEMM runs them all.
-# Loading stacks them, exporting splits them again: same numbers, another layout. The key juggling, and finding,
-# reading and checking the files, is plumbing (house/checkpoints.py).
+# linnet's pytorch_model.bin keeps every expert as a Linear of its own (`moe.experts.{e}.swiglu.w_v.weight`,
+# docs/checkpoint_keys.json); this model stacks them (`moe.w_v`, (E, 2F, C)). Loading stacks, exporting splits:
+# same numbers, another layout. The key juggling and the files are plumbing (house/checkpoints.py).
 
 def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
-    """Load linnet's published layout (per-expert keys) — or our own stacked layout — into `model`: the experts
-    are stacked, the tied pair filled from either name, every key and shape checked (a house.UserError names a
-    mismatch: house/checkpoints.py), and RoPE's tables rebuilt from the loaded inv_freq."""
+    """Load linnet's published layout (or our stacked one) into `model`: experts stacked, the tied pair filled from
+    either name, every key and shape checked (a house.UserError names a mismatch), RoPE's tables rebuilt."""
     model.load_state_dict(checkpoints.stacked_state_dict(sd, model.state_dict(), model.config.rope_base), strict=True)
     for block in model.transformer.h:
         block.attn.rotary_emb.build_tables()
@@ -689,20 +656,18 @@ def export_linnet_state_dict(model: LLM) -> dict:
 
 
 def load_any_checkpoint(path) -> tuple[LLM, str | None]:
-    """(CPU model, sha256 of its training tokenizer or None) from any of: a 05 `latest.pt` (or the folder
-    holding one: built from its saved config), an exported folder, linnet's `pytorch_model.bin` / `.safetensors`."""
+    """(CPU model, sha256 of its training tokenizer or None) of a 05 `latest.pt` (or its folder), an exported
+    folder, or linnet's `pytorch_model.bin` / `.safetensors`."""
     training = checkpoints.read_training_checkpoint(path)            # None: not a 05 checkpoint
     if training is None:
         return LLM.from_pretrained(path), None
-    # the MoE path the run trained with (the loop, FP8) is not part of the model: load it on 02's default
-    model = LLM(LLMConfig.from_dict({**training["config"], "moe_impl": "auto"}))
+    model = LLM(LLMConfig.from_dict({**training["config"], "moe_impl": "auto"}))   # how it ran is not the model
     return load_linnet_state_dict(model, training["model"]), training.get("tokenizer_sha256")
 
 
 def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
-    """A 05 checkpoint (`latest.pt`) → linnet's published folder (pytorch_model.bin in linnet's layout, config.json,
-    tokenizer.json, tokenizer_config.json): what `LLM.from_pretrained(out_dir)` loads. `tokenizer` (default 01's)
-    must be the one the run trained with; a folder holding other model files is refused before anything is read."""
+    """A 05 checkpoint → linnet's published folder, what `LLM.from_pretrained(out_dir)` loads. `tokenizer` (default
+    01's) must be the run's; a folder holding other model files is refused before anything is read."""
     tokenizer = Path(tokenizer) if tokenizer is not None else house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
     checkpoints.check_export(checkpoint, out_dir, overwrite)
     tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
@@ -713,8 +678,7 @@ def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = Fal
 
 
 def original_code_line(config: LLMConfig) -> str:
-    """Whether linnet's own code loads an export and computes what this model computes: its LLMConfig takes five
-    numbers and derives every width from depth (house/checkpoints.py says which switches it would not see).
+    """Whether linnet's own code loads an export and computes the same (house/checkpoints.py says why not).
 
     >>> original_code_line(LLMConfig(depth=12)).split(": ")[1]
     'LLM(LLMConfig(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2)) + load_state_dict'"""
@@ -723,9 +687,8 @@ def original_code_line(config: LLMConfig) -> str:
 
 
 # --- 8. Looking inside: what each attention layer computes -----------------------------------------------
-# The probes below do not walk the blocks themselves: they run the model's own forward (`LLM.hidden`, the one
-# walk) and listen to it. A forward pre-hook on each attention module records the input it is handed (after
-# ln1, and after linnet+'s x0 mix), from which q and k are recomputed exactly as the module does.
+# The probes walk no blocks themselves: they listen to the model's own forward (`LLM.hidden`). A forward pre-hook
+# records what each attention module is handed; q and k are recomputed from it as the module does.
 
 @torch.no_grad()
 def attention_inputs(model: LLM, idx) -> list[torch.Tensor]:
@@ -759,9 +722,8 @@ def attention_weights(model: LLM, idx, layer: int = 0):
 
 @torch.no_grad()
 def max_attention_logit(model: LLM, idx) -> float:
-    """The largest |q·k|/√head_dim any head of any layer computes on idx (causal positions only): the
-    number softmax sees. With QK-norm, q and k have norm √head_dim, so it can never pass √head_dim (8 for
-    linnet's head_dim 64); without it nothing bounds it, and a logit of 30 makes softmax one-hot."""
+    """The largest |q·k|/√head_dim any head of any layer computes on idx (causal positions): what softmax sees.
+    QK-norm bounds it by √head_dim (8 for linnet); without it nothing does, and a logit of 30 makes softmax one-hot."""
     T = idx.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
     return max(float(attention_scores(block.attn, x).abs().masked_fill(~causal, 0).max())
@@ -769,14 +731,12 @@ def max_attention_logit(model: LLM, idx) -> float:
 
 
 # --- 9. Why each choice: measured -----------------------------------------------------------------------
-# Each architecture choice of linnet, next to a number that shows what it buys. The first four need only the
-# config (token shift's worked example is in its docstring, section 3); the last ones train the tiny model
-# for a few seconds on real text (bytes as token ids) and compare.
+# Each choice of linnet next to a number that shows what it buys: the first four from the config alone, the last
+# ones from the tiny model trained for seconds on real text (bytes as token ids).
 
 def kv_cache_bytes(config: LLMConfig, seq_len: int | None = None, batch: int = 1, dtype_bytes: int = 2) -> int:
-    """GQA: bytes of keys + values a generating model keeps, 2 · n_layer · n_kv_head · head_dim · T · batch · bytes.
-    n_head / n_kv_head query heads share one K/V head, so the cache shrinks by that factor. linnet (12 query
-    heads, 4 KV heads) at T = 1024 in bf16, then with one KV head per query head (multi-head attention):
+    """GQA: bytes of keys + values a generating model keeps, 2 · n_layer · n_kv_head · head_dim · T · batch · bytes:
+    query heads share a K/V head, so the cache shrinks. linnet (12 heads, 4 KV heads) at T = 1024, then with 12:
 
     >>> kv_cache_bytes(LLMConfig(depth=12), 1024), kv_cache_bytes(LLMConfig(depth=12, n_kv_head=12), 1024)
     (12582912, 37748736)
@@ -788,16 +748,13 @@ def kv_cache_bytes(config: LLMConfig, seq_len: int | None = None, batch: int = 1
 
 def tied_embedding_savings(config: LLMConfig) -> int:
     """Tied embeddings: lm_head reuses the (vocab, n_embd) embedding matrix, so one matrix is stored, not two.
-
     >>> tied_embedding_savings(LLMConfig(depth=12))   # 32768 × 768: an untied linnet would hold 522,311,424
     25165824"""
     return config.vocab_size * config.n_embd
 
 
 def moe_vs_dense(config: LLMConfig, seq_len: int | None = None) -> dict:
-    """MoE: parameters stored vs FLOPs per trained token, next to a dense model holding the same total
-    (every weight used by every token; same attention term, from flops_per_token's formula).
-
+    """MoE: parameters stored vs FLOPs per trained token, next to a dense model holding the same total.
     >>> r = moe_vs_dense(LLMConfig(depth=12), 1024)
     >>> r["total"], r["active"], r["flops_moe"], r["flops_dense"]
     (497145600, 157406976, 1057688064, 3096119808)
@@ -846,32 +803,25 @@ def train_tiny(steps: int = 200, batch: int = 8, lr: float = 3e-3, seed: int = 0
     last 20); the max attention logit stays ≤ 5.5 (under √32) with QK-norm, peaks at 24 ± 6 without it."""
     torch.manual_seed(seed)
     model = LLM(LLMConfig(**{**TINY_LESSON_SHAPE, **overrides})).train()
-    data = tiny_text_bytes() if data is None else data
-    gen = torch.Generator().manual_seed(seed)
+    data, T = tiny_text_bytes() if data is None else data, model.config.block_size
+    gen, history = torch.Generator().manual_seed(seed), dict(loss=[], max_logit=[])
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    history = dict(loss=[], max_logit=[])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # tensors this small: one thread beats several fighting over the CPU
     try:
-        train_steps(model, data, optimizer, history, steps, batch, gen, track_logits)
+        for _ in range(steps):
+            start = torch.randint(0, len(data) - T - 1, (batch,), generator=gen)
+            window = torch.stack([data[s:s + T + 1] for s in start.tolist()])      # (B, T+1)
+            if track_logits:
+                history["max_logit"].append(max_attention_logit(model, window[:, :-1]))
+            _, loss = model(window[:, :-1], window[:, 1:])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            history["loss"].append(loss.item())
     finally:
         torch.set_num_threads(threads)
     return model.eval(), history
-
-
-def train_steps(model: LLM, data, optimizer, history: dict, steps: int, batch: int, gen, track_logits: bool):
-    """train_tiny's loop: a random batch of windows, forward, backward, AdamW step; the numbers into history."""
-    T = model.config.block_size
-    for _ in range(steps):
-        start = torch.randint(0, len(data) - T - 1, (batch,), generator=gen)
-        window = torch.stack([data[s:s + T + 1] for s in start.tolist()])          # (B, T+1)
-        if track_logits:
-            history["max_logit"].append(max_attention_logit(model, window[:, :-1]))
-        _, loss = model(window[:, :-1], window[:, 1:])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history["loss"].append(loss.item())
 
 
 def real_text_batch(model: LLM, n: int = 8, seed: int = 0):
@@ -1032,27 +982,25 @@ SAMPLE_TEXT = "The cat sat on the mat. The cat sat on the mat again."
 
 def print_parameter_table(config: LLMConfig):
     """Parameters and active parameters per part (checked against the module, built on the meta device: shapes
-    only, no memory), then the FLOPs per trained token."""
+    only, no memory), and the FLOPs per trained token."""
     with torch.device("meta"):
         counted = sum(p.numel() for p in LLM(config).parameters())   # .parameters() skips the tied duplicate
-    p = count_parameters(config)
+    p, f = count_parameters(config), flops_per_token(config)
     assert counted == p["total"], "count_parameters disagrees with the module"
     print(f"{'part':<14}{'parameters':>15}{'active/token':>15}")
     for part in PARTS:
         print(f"{part:<14}{p[part]:>15,}{p['active_experts'] if part == 'experts' else p[part]:>15,}")
     print(f"{'total':<14}{p['total']:>15,}{p['active']:>15,}")
-    f = flops_per_token(config)
     print(f"FLOPs per trained token at T={config.block_size}: {f:,} ({f / 1e9:.3f} G)")
 
 
 def print_why_numbers(config: LLMConfig):
-    """Section 9's config-only numbers for the preset: GQA's cache, tied embeddings, MoE vs dense FLOPs."""
-    mha = LLMConfig(**{**config.to_dict(), "n_kv_head": config.n_head})
-    gqa_b, mha_b = kv_cache_bytes(config), kv_cache_bytes(mha)
-    print(f"KV cache at T={config.block_size}, bf16: {gqa_b:,} bytes with {config.n_kv_head} KV heads, "
-          f"{mha_b:,} with {config.n_head} ({mha_b / gqa_b:.0f}x)")
-    print(f"tied embeddings save {tied_embedding_savings(config):,} parameters")
+    """Section 9's numbers that need only the config: GQA's cache, tied embeddings, MoE vs dense FLOPs."""
     r = moe_vs_dense(config)
+    gqa, mha = kv_cache_bytes(config), kv_cache_bytes(LLMConfig(**{**config.to_dict(), "n_kv_head": config.n_head}))
+    print(f"KV cache at T={config.block_size}, bf16: {gqa:,} bytes with {config.n_kv_head} KV heads, "
+          f"{mha:,} with {config.n_head} ({mha / gqa:.0f}x)")
+    print(f"tied embeddings save {tied_embedding_savings(config):,} parameters")
     print(f"MoE: {r['total']:,} stored, {r['active']:,} active; {r['flops_moe']:,} FLOPs per token vs "
           f"{r['flops_dense']:,} for a dense model of the same size ({r['flops_dense'] / r['flops_moe']:.2f}x)")
 
@@ -1105,8 +1053,7 @@ def save_trained_plots(random_init: LLM, trained: LLM, histories: dict, out):
 
 
 def run_checkpoint(args):
-    """--checkpoint: load a model (an exported folder, linnet's weights or a 05 latest.pt) and sample a
-    continuation of --prompt. An exported folder's own tokenizer.json is used (pick_tokenizer)."""
+    """--checkpoint: load a model (an export, linnet's weights, a 05 latest.pt) and continue --prompt with it."""
     tokenizer = checkpoints.pick_tokenizer(args.checkpoint, args.tokenizer, house.OUT_DIR / "01_tokenizer" / "tokenizer.json")
     if not tokenizer.is_file():
         raise house.UserError("--checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
@@ -1121,27 +1068,21 @@ def run_checkpoint(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = house.ArgumentParser(
-        description="02 — the linnet-497M MoE transformer. Prints where the parameters live and the FLOPs "
-                    "per token, runs a random-init forward pass on a tiny model, and saves plots of the "
-                    "parameter budget, the RoPE frequencies, a causal attention map and the router's load.")
+    parser = house.ArgumentParser(description="02 — the linnet-497M MoE transformer: where the parameters live, the "
+                                  "FLOPs per token, and plots of the parameter budget, RoPE, attention and the router.")
     house.add_common_args(parser, "02_model")
-    parser.add_argument("--seed", type=house.seed, default=0, help="random seed for the tiny model's weights and tokens (default: 0)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="an exported folder, a pytorch_model.bin / .safetensors, or a 05 latest.pt: load it "
-                             "and generate")
-    parser.add_argument("--tokenizer", type=Path, default=None,
-                        help="tokenizer.json to encode --prompt (default: an exported folder's own, else "
-                             "out/01_tokenizer/tokenizer.json; one that differs from the folder's own is refused)")
-    parser.add_argument("--prompt", type=house.prompt, default="Hello!", help="prompt for --checkpoint generation (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=house.int_from_to(1, 10_000), default=50,
-                        help="tokens to generate with --checkpoint, at most 10,000 (default: 50)")
-    parser.add_argument("--export", type=Path, default=None, metavar="CHECKPOINT",
-                        help="write a 05 latest.pt as linnet's published folder in --out: pytorch_model.bin, "
-                             "config.json, tokenizer.json, tokenizer_config.json, as linnet's own repo (--tokenizer, default "
-                             "out/01_tokenizer/tokenizer.json)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="--export: replace an earlier export in --out (other weight files are still refused)")
+    add = parser.add_argument
+    add("--seed", type=house.seed, default=0, help="random seed for the tiny models' weights and data (default: 0)")
+    add("--checkpoint", type=Path, default=None,
+        help="load an exported folder, a pytorch_model.bin / .safetensors or a 05 latest.pt, and generate")
+    add("--tokenizer", type=Path, default=None, help="tokenizer.json for --prompt / --export (default: an exported "
+        "folder's own, else out/01_tokenizer/tokenizer.json; one that differs from the folder's own is refused)")
+    add("--prompt", type=house.prompt, default="Hello!", help="prompt for --checkpoint (default: %(default)s)")
+    add("--max-new-tokens", type=house.int_from_to(1, 10_000), default=50,
+        help="tokens to generate with --checkpoint, at most 10,000 (default: 50)")
+    add("--export", type=Path, default=None, metavar="CHECKPOINT", help="write a 05 latest.pt as linnet's published "
+        "folder in --out: pytorch_model.bin, config.json, tokenizer.json, tokenizer_config.json")
+    add("--overwrite", action="store_true", help="--export: replace an earlier export in --out (nothing else)")
     return parser
 
 
