@@ -99,49 +99,60 @@ class Guarded:
                 table["output"].append((*identity(st), "the checker's own output"))
         return table
 
-    def restore(self) -> list[str]:
-        """Put back every guarded file and folder the run changed; returns what was changed, as
-        "changed exercises/checker/run.py" / "added …" / "removed …" (empty: nothing was touched)."""
-        changes = []
+    def restore(self) -> tuple[list[str], bool]:
+        """Put back every guarded file and folder the run changed. Returns what was changed ("changed
+        exercises/checker/run.py", "added …", "removed …"; empty: nothing) and whether all of it was put back."""
+        changes, all_back = [], True
         for folder in self.folders:                  # parents first (os.walk's order)
-            if not folder.is_dir() or folder.is_symlink():
-                remove(folder)
-                folder.mkdir(parents=True)
-                changes.append(f"removed {label(folder)}")
-            now = set(os.listdir(folder))
-            for name in sorted(now - self.folders[folder]):
-                remove(folder / name)
-                changes.append(f"added {label(folder / name)}")
-            for name in sorted(self.folders[folder]):
-                change = self.put_back(folder / name, name in now)
-                if change:
-                    changes.append(f"{change} {label(folder / name)}")
-        return list(dict.fromkeys(changes))
+            for what, path, undo in self.differences(folder):
+                try:
+                    done = undo(path)
+                except OSError:
+                    done = False
+                changes.append(f"{what} {label(path)}")
+                all_back = all_back and done
+        return list(dict.fromkeys(changes)), all_back
 
-    def put_back(self, path: Path, present: bool) -> str | None:
-        """Compare one entry with its record and put it back; returns "changed" / "removed", or None."""
-        if path in self.links:
-            if present and os.path.islink(path) and os.readlink(path) == self.links[path]:
-                return None
-            remove(path)
-            os.symlink(self.links[path], path)
-        elif path in self.files:
-            (recorded, data) = self.files[path]
-            st = os.lstat(path) if present else None
-            if st is not None and stat.S_ISREG(st.st_mode):
-                now = path.read_bytes() if data is not None and st.st_size == len(data) else None
-                if signature(st, now if data is not None else None) == recorded:
-                    return None
-            if data is None:
-                return "changed (it could not be put back)"
-            remove(path)
-            path.write_bytes(data)
-            os.chmod(path, recorded[0])
-        elif path in self.folders or present:
-            return None                               # a subfolder: compared as a folder of its own
-        else:
-            return "removed (it could not be put back)"   # a folder nothing grades by (out/, tests/)
-        return "changed" if present else "removed"
+    def differences(self, folder: Path):
+        """(what, path, how to put it back) for each way `folder` differs from its record."""
+        if not folder.is_dir() or folder.is_symlink():
+            yield "removed", folder, put_folder_back
+        now = set(os.listdir(folder)) if folder.is_dir() else set()
+        for name in sorted(now - self.folders[folder]):
+            yield "added", folder / name, remove
+        for name in sorted(self.folders[folder]):
+            path = folder / name
+            if path in self.links:
+                if name in now and os.path.islink(path) and os.readlink(path) == self.links[path]:
+                    continue
+                yield ("changed" if name in now else "removed"), path, self.put_link_back
+            elif path in self.files:
+                if name in now and self.unchanged(path):
+                    continue
+                yield ("changed" if name in now else "removed"), path, self.put_file_back
+            elif name not in now and path not in self.folders:   # a folder nothing grades by (out/, tests/)
+                yield "removed", path, lambda p: False
+
+    def unchanged(self, path: Path) -> bool:
+        recorded, data = self.files[path]
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or (data is not None and st.st_size != len(data)):
+            return False
+        return signature(st, path.read_bytes() if data is not None else None) == recorded
+
+    def put_file_back(self, path: Path) -> bool:
+        recorded, data = self.files[path]
+        if data is None:                             # too big to have been kept
+            return False
+        remove(path)
+        path.write_bytes(data)
+        os.chmod(path, recorded[0])
+        return True
+
+    def put_link_back(self, path: Path) -> bool:
+        remove(path)
+        os.symlink(self.links[path], path)
+        return True
 
 
 def identity(st: os.stat_result) -> tuple[int, int]:
@@ -154,9 +165,16 @@ def signature(st: os.stat_result, data: bytes | None) -> tuple:
     return (stat.S_IMODE(st.st_mode), st.st_nlink, content)
 
 
-def remove(path: Path) -> None:
+def remove(path: Path) -> bool:
     """Remove whatever is at `path` (a file, a link, a folder and all in it); nothing there is fine."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, onerror=lambda fn, p, exc: (os.chmod(os.path.dirname(p), 0o700), fn(p)))
     elif os.path.lexists(path):
         os.unlink(path)
+    return True
+
+
+def put_folder_back(path: Path) -> bool:
+    remove(path)
+    path.mkdir(parents=True)
+    return True

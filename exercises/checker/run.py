@@ -77,11 +77,11 @@ def run_check(name: str, module, seed: int | None = None, time_limit: float | No
             passed, message = checked(name, copy, limit, guarded, shown=path)
         finally:
             sys.dont_write_bytecode = written
-            changes = guarded.restore()     # after the student's process ended: what it changed is put back
+            changes, all_back = guarded.restore()   # after the student's process ended: put back what it changed
     if changes:
         more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
         passed, message = False, (f"refused: {name} — your code {changes[0]}{more} while it ran: {CHANGE_REFUSAL}; "
-                                  "it was put back")
+                                  + ("it was put back" if all_back else "not all of it could be put back"))
     return verdict(passed, message.replace(str(copy), str(path)))
 
 

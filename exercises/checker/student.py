@@ -120,6 +120,7 @@ def install_guards(name: str, guarded: dict) -> None:
             del sys.modules[module]
     processes = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
                  "os.forkpty", "pty.spawn")
+    own = os.getpid()                      # its own process group too (a session of its own, zygote_main)
 
     def hook(event, args):
         if event == "import" and is_forbidden(str(args[0]), blocked, allowed):
@@ -132,6 +133,9 @@ def install_guards(name: str, guarded: dict) -> None:
             say(f"your code compiles {args[1]}: " + REFUSAL)
         elif event in processes:
             say(f"your code starts another process ({event}): a check runs your code in one guarded process")
+        elif event in ("os.kill", "os.killpg") and args[0] not in (own, 0):
+            say(f"your code sends a signal to another process ({event}({args[0]}, ...)): a check runs your code "
+                "in one guarded process")
         else:
             why = judge(event, args)          # the same file by any other name, and changes to what grades
             if why:
