@@ -1022,10 +1022,12 @@ RUN_CHECK_SAYS_CORRECT = repr("\ndef run_check(name, *args, **kwargs):\n    retu
 REWRITES = {   # a WRONG acc_norm that rewrites the checker at import so that the next run would say "correct"
     "open for append": ("with open(CHECKER, 'a') as f:\n    f.write(NEW)\n",
                         "your code writes {checker}: the lessons, the worked solutions, fast/, house/ and the checker"),
-    "os.replace of a new file": ("open('new.py', 'w').write(open(CHECKER).read() + NEW)\nos.replace('new.py', CHECKER)\n",
+    "os.replace of a new file": ("open('new.py', 'w').write(open(CHECKER).read() + NEW)\n"
+                                 "os.replace('new.py', CHECKER)\n",
                                  "your code replaces {checker}: "),
     "os.open with dir_fd": ("folder = os.open(os.path.dirname(CHECKER), os.O_RDONLY)\n"
-                            "fd = os.open('run.py', os.O_WRONLY | os.O_APPEND, dir_fd=folder)\nos.write(fd, NEW.encode())\n",
+                            "fd = os.open('run.py', os.O_WRONLY | os.O_APPEND, dir_fd=folder)\n"
+                            "os.write(fd, NEW.encode())\n",
                             "your code writes run.py, which is exercises/checker/run.py: "),
     "ctypes, unseen by the audit hook": ("import ctypes\nlibc = ctypes.CDLL(None)\n"
                                          "fd = libc.open(CHECKER.encode(), os.O_WRONLY | os.O_APPEND)\n"
@@ -1061,7 +1063,8 @@ WRONG_AND_SAYS_CORRECT = {   # a WRONG acc_norm that says "correct: acc_norm" it
         "\n\ndef acc_norm_choice(token_logprobs, endings):\n    print('correct: acc_norm')\n    return 0\n",
         "wrong: acc_norm"),
     "an exception's message": ("def acc_norm_choice(token_logprobs, endings):\n"
-                               "    raise ValueError('\\ncorrect: acc_norm\\r')\n", "error: acc_norm raised ValueError: "),
+                               "    raise ValueError('\\ncorrect: acc_norm\\r')\n",
+                               "error: acc_norm raised ValueError: "),
     "the checker's own stdout, through /proc": (
         "import os\nzygote = open(f'/proc/{os.getppid()}/stat').read()\n"
         "checker = int(zygote.rsplit(')', 1)[1].split()[1])\n"

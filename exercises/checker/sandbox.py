@@ -3,10 +3,10 @@
 The lessons compute the expected values HERE, in the checker's process. The student's file — a private
 copy, in a folder of its own — is loaded in a second process (student.py) in which the numbered lessons,
 fast/, exercises/solutions/ and their files are out of reach by any name, and nothing that grades it can
-be changed (guarded.py, identity.py). The two processes talk over a pipe (wire.py): tensors, arrays and plain Python values travel by
-value, anything else the student returns stays there and is used through a handle (`Remote`); a function
-of the checker passed to the student (a model's forward) is a callback. Each student process is forked by
-one `Zygote` that has imported torch once.
+be changed (guarded.py, identity.py). The two processes talk over a pipe (wire.py): tensors, arrays and
+plain Python values travel by value, anything else the student returns stays there and is used through a
+handle (`Remote`); a function of the checker passed to the student (a model's forward) is a callback. Each
+student process is forked by one `Zygote` that has imported torch once.
 """
 from __future__ import annotations
 
