@@ -11,9 +11,10 @@ Every check feeds your function seeded random inputs of several shapes, the edge
 usual slips, and at least one case drawn from this run's fresh seed, and compares what it returns with
 what the NUMBERED LESSON FILE computes on the same input (01_tokenizer.count_pairs, 02_model.apply_rope,
 03_muon.newton_schulz, 05_train.lr_multiplier, 06_eval.choose_endings, ...). Nothing here holds a second
-copy of the answer: if a lesson changes, the check follows it. Your file runs in its own process, which
-cannot reach the lessons or the worked solutions (exercises/checker/sandbox.py). It prints `correct: NAME`
-and exits 0, or the first wrong value (which input, expected vs got, where) and exits 1.
+copy of the answer: if a lesson changes, the check follows it. A copy of your file runs in its own process
+and folder, which cannot reach the lessons or the worked solutions by any name, nor change what grades it
+(exercises/checker/sandbox.py, guarded.py). It prints `correct: NAME` and exits 0, or the first wrong value
+(which input, expected vs got, where) and exits 1; what your code printed comes on stderr, each line marked `| `.
 The checker itself is the package exercises/checker/.
 """
 import sys

@@ -1,10 +1,14 @@
 """exercises/: every worked solution passes its check, every blank stub fails it, and the checks catch
 the subtle slips students make (each wrong variant below differs from a solution in one detail)."""
 import collections
+import hashlib
 import math
+import os
+import shutil
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -874,8 +878,8 @@ def test_replayed_outputs_fail_on_the_fresh_case(tmp_path):
     assert check.run_check("rope", types.SimpleNamespace(rope=recording), seed=11)[0]
     torch.save(recorded, tmp_path / "table.pt")
     path = tmp_path / "rope.py"
-    path.write_text("import torch\nfrom pathlib import Path\n"
-                    "TABLE = torch.load(Path(__file__).parent / 'table.pt')\n\n"
+    path.write_text("import torch\n\n"      # by its full path: the file runs as a copy, in a folder of its own
+                    f"TABLE = torch.load({str(tmp_path / 'table.pt')!r})\n\n"
                     "def rope(x, offset=0, base=50000.0):\n"
                     "    return TABLE.get((x.numpy().tobytes(), offset, base), torch.zeros_like(x))\n")
     assert len(recorded) == 6
@@ -929,3 +933,169 @@ def test_what_the_students_process_sends_back_is_never_run(tmp_path):
                     "def router_top2(logits):\n    return Sneaky(), Sneaky()\n")
     passed, message = check.run_check("router_top2", path, time_limit=LIMIT)
     assert not passed and message.startswith("wrong: router_top2") and "should be a float tensor" in message, message
+
+
+# --- what grades the student: out of its reach by any name, unchanged after every run (issue 32) --------
+# Each test runs the real command (`python -m exercises.check acc_norm`) on a student's file in a copy of the
+# repo's code, so that a cheat that got through could not touch this repo.
+
+def repo_copy(tmp_path):
+    """The lessons, house/, fast/ and exercises/ (checker and solutions included) copied into tmp_path/repo."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for lesson_file in REPO_DIR.glob("0[1-6]_*.py"):
+        shutil.copy2(lesson_file, repo)
+    for folder in ("house", "fast", "exercises"):
+        shutil.copytree(REPO_DIR / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return repo
+
+
+def check_in(repo, source: str, *args):
+    """Write `source` as the student's exercises/acc_norm.py in `repo` and check it there, as a student does."""
+    (repo / "exercises" / "acc_norm.py").write_text(source)
+    return subprocess.run([sys.executable, "-m", "exercises.check", "acc_norm", "--time-limit", str(LIMIT), *args],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+
+
+def verdict_of(result) -> str:
+    """The checker's verdict: the line after the seed line (stdout)."""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("seed ") and len(lines) >= 2, result.stdout + result.stderr
+    return lines[1]
+
+
+# 06's choose_endings taken out of the lesson's source (what a cheat does with the bytes it read): it passes
+# wherever SOURCE came from, as any copy of the lesson would
+FROM_THE_LESSON = '''
+import ast
+import numpy as np
+
+
+def choose_from(source):
+    tree = ast.parse(source)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "choose_endings")
+    space = {"np": np}
+    exec(compile(ast.Module([fn], []), "mine.py", "exec"), space)
+    return space["choose_endings"]
+
+
+CHOOSE = choose_from(SOURCE)
+
+
+def acc_norm_choice(token_logprobs, endings):
+    return CHOOSE(token_logprobs, endings)["pred_norm"]
+'''
+LESSON = "'0' + '6_eval.py'"      # the lesson's name, out of sight of the reading of the source (rules.py)
+HARD_LINKS = {
+    "made by the file": "import os\nos.link({repo!r} + '/' + {lesson}, 'ev.txt')\nSOURCE = open('ev.txt').read()\n",
+    "made before the run": "SOURCE = open({link!r}).read()\n",
+}
+
+
+@pytest.mark.parametrize("when", list(HARD_LINKS))
+def test_a_hard_link_to_the_lesson_is_the_lesson(when, tmp_path):
+    repo = repo_copy(tmp_path)
+    plain_copy, link = tmp_path / "copy.txt", tmp_path / "link.txt"
+    shutil.copy(repo / "06_eval.py", plain_copy)
+    copied = check_in(repo, f"SOURCE = open({str(plain_copy)!r}).read()\n" + FROM_THE_LESSON)
+    assert copied.returncode == 0 and verdict_of(copied) == "correct: acc_norm", copied.stdout + copied.stderr
+    os.link(repo / "06_eval.py", link)
+    cheat = HARD_LINKS[when].format(repo=str(repo), lesson=LESSON, link=str(link))
+    result = check_in(repo, cheat + FROM_THE_LESSON)
+    expected = ("refused: acc_norm — your code makes a hard link to " if when == "made by the file" else
+                f"refused: acc_norm — your code opens {link}, which is 06_eval.py: ")
+    assert result.returncode == 1 and verdict_of(result).startswith(expected), result.stdout + result.stderr
+    assert "would compare it with itself" in verdict_of(result)
+
+
+def test_a_relative_path_from_a_folder_held_open_is_the_lesson(tmp_path):
+    """os.open(name, dir_fd=fd) after chdir("/"): the `open` event does not say which folder it starts from."""
+    repo = repo_copy(tmp_path)
+    cheat = (f"import os\nfolder = os.open({str(repo)!r}, os.O_RDONLY)\nos.chdir('/')\n"
+             f"fd = os.open({LESSON}, os.O_RDONLY, dir_fd=folder)\nSOURCE = os.read(fd, 10**7).decode()\n")
+    result = check_in(repo, cheat + FROM_THE_LESSON)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert verdict_of(result).startswith("refused: acc_norm — your code opens 06_eval.py: the check compares")
+
+
+RUN_CHECK_SAYS_CORRECT = repr("\ndef run_check(name, *args, **kwargs):\n    return True, 'correct: ' + name\n")
+REWRITES = {   # a WRONG acc_norm that rewrites the checker at import so that the next run would say "correct"
+    "open for append": ("with open(CHECKER, 'a') as f:\n    f.write(NEW)\n",
+                        "your code writes {checker}: the lessons, the worked solutions, fast/, house/ and the checker"),
+    "os.replace of a new file": ("open('new.py', 'w').write(open(CHECKER).read() + NEW)\n"
+                                 "os.replace('new.py', CHECKER)\n",
+                                 "your code replaces {checker}: "),
+    "os.open with dir_fd": ("folder = os.open(os.path.dirname(CHECKER), os.O_RDONLY)\n"
+                            "fd = os.open('run.py', os.O_WRONLY | os.O_APPEND, dir_fd=folder)\n"
+                            "os.write(fd, NEW.encode())\n",
+                            "your code writes run.py, which is exercises/checker/run.py: "),
+    "ctypes, unseen by the audit hook": ("import ctypes\nlibc = ctypes.CDLL(None)\n"
+                                         "fd = libc.open(CHECKER.encode(), os.O_WRONLY | os.O_APPEND)\n"
+                                         "libc.write(fd, NEW.encode(), len(NEW.encode()))\nlibc.close(fd)\n",
+                                         "your code changed exercises/checker/run.py while it ran: "),
+}
+
+
+@pytest.mark.parametrize("how", list(REWRITES))
+def test_rewriting_the_checker_at_import_is_refused_and_undone(how, tmp_path):
+    repo = repo_copy(tmp_path)
+    checker, student = repo / "exercises" / "checker" / "run.py", repo / "exercises" / "acc_norm.py"
+    fingerprint = lambda: {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in repo.rglob("*")  # noqa: E731
+                           if p.is_file() and p != student}
+    before = fingerprint()
+    code, expected = REWRITES[how]
+    cheat = (f"import os\nCHECKER = {str(checker)!r}\nNEW = {RUN_CHECK_SAYS_CORRECT}\n" + code +
+             "\n\ndef acc_norm_choice(token_logprobs, endings):\n    return 0\n")
+    for run in range(2):                      # the second run of the same wrong file is as wrong as the first
+        result = check_in(repo, cheat)
+        said = verdict_of(result)
+        assert result.returncode == 1 and said.startswith("refused: acc_norm — "), result.stdout + result.stderr
+        assert expected.format(checker=checker) in said, said
+        assert "correct: acc_norm" not in result.stdout
+        assert fingerprint() == before        # the lessons, the solutions, fast/, house/ and the checker: as they were
+    if how.startswith("ctypes"):
+        assert said.endswith("; it was put back"), said
+
+
+WRONG_AND_SAYS_CORRECT = {   # a WRONG acc_norm that says "correct: acc_norm" itself, and where it says it
+    "print, on stdout and stderr": (
+        "import sys\nprint('correct: acc_norm')\nprint('\\x1b[2K\\rcorrect: acc_norm', file=sys.stderr, flush=True)\n"
+        "\n\ndef acc_norm_choice(token_logprobs, endings):\n    print('correct: acc_norm')\n    return 0\n",
+        "wrong: acc_norm"),
+    "an exception's message": ("def acc_norm_choice(token_logprobs, endings):\n"
+                               "    raise ValueError('\\ncorrect: acc_norm\\r')\n",
+                               "error: acc_norm raised ValueError: "),
+    "the checker's own stdout, through /proc": (
+        "import os\nzygote = open(f'/proc/{os.getppid()}/stat').read()\n"
+        "checker = int(zygote.rsplit(')', 1)[1].split()[1])\n"
+        "with open(f'/proc/{checker}/fd/1', 'w') as out:\n    out.write('correct: acc_norm\\n')\n"
+        "\n\ndef acc_norm_choice(token_logprobs, endings):\n    return 0\n",
+        "refused: acc_norm — your code writes to the checker's own output (/proc/"),
+}
+
+
+@pytest.mark.parametrize("where", list(WRONG_AND_SAYS_CORRECT))
+def test_a_file_that_prints_the_verdict_is_not_correct(where, tmp_path):
+    """The exit status is the truth; the checker's verdict is the first line of its message, printed from its
+    own process after the student's has ended; what the student's code printed is on stderr, each line marked
+    `| ` as its own, with its control characters shown."""
+    if where.endswith("/proc") and not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc here")
+    source, expected = WRONG_AND_SAYS_CORRECT[where]
+    result = check_in(repo_copy(tmp_path), source)
+    assert result.returncode == 1 and verdict_of(result).startswith(expected), result.stdout + result.stderr
+    for line in result.stdout.splitlines() + result.stderr.splitlines():
+        assert not line.startswith("correct:"), result.stdout + result.stderr
+        assert "\r" not in line and "\x1b" not in line, repr(line)
+    if where.startswith("print"):
+        printed = result.stderr.split("--- what acc_norm printed ---\n", 1)[1].splitlines()
+        assert "| \\x1b[2K\\rcorrect: acc_norm" in printed and printed.count("| correct: acc_norm") > 1, printed
+        assert all(line.startswith("| ") for line in printed), printed
+
+
+@pytest.mark.parametrize("limit", ["inf", "nan", "-inf", "1e999"])
+def test_a_time_limit_that_is_not_a_finite_number_is_one_line(limit):
+    result = run_cli("acc_norm", f"--time-limit={limit}", timeout=120)
+    assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
+    shown = {"1e999": "inf"}.get(limit, limit)
+    assert result.stderr == f"error: --time-limit must be a positive, finite number of seconds, got {shown}\n"

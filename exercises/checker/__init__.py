@@ -6,6 +6,8 @@
     rules.py                what the student's code may not do; the reading of its source (ast)
     sandbox.py              the student's own process, seen from the checker (Sandbox, Zygote)
     student.py              inside that process: the guards and the loop that runs the student's code
+    identity.py             inside that process: a file judged by what it is (device, inode), not its name
+    guarded.py              what grades the student, listed before each run and put back after it if changed
     wire.py                 how the two processes talk (values by value, the rest by handle)
 
 The checks import the lessons only inside their functions, in the checker's process.

@@ -22,6 +22,8 @@ FAST_DIR = REPO_DIR / "fast"   # the lessons' fast twins, out of reach like them
 LESSON_NAME = re.compile(r"0[1-6]_(tokenizer|model|muon|data|train|eval)")   # a numbered lesson's name
 REFUSAL = ("the check compares your code with the lesson, so handing the work to the lesson (or to the worked "
            "solution) would compare it with itself")
+CHANGE_REFUSAL = ("the lessons, the worked solutions, fast/, house/ and the checker decide the verdict, so your code "
+                  "may not change them (nor add to or remove from their folders)")
 
 # per exercise: lessons the student's process may hold because their objects are the exercise's INPUTS
 # (train_step is handed 02's LLM and 03's optimizers, which use fast/; the answer, 05_train, stays out of reach)

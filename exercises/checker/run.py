@@ -4,15 +4,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.abc
+import math
 import sys
+import tempfile
 import traceback
 import types
 from pathlib import Path
 
 from exercises.checker import (REPO_DIR, checks_01_tokenizer, checks_02_model, checks_03_muon, checks_04_data,
                                checks_05_train, checks_06_eval)
+from exercises.checker.guarded import Guarded
 from exercises.checker.report import Crashed, Wrong, new_seed, use_seed
-from exercises.checker.rules import pass_through
+from exercises.checker.rules import CHANGE_REFUSAL, pass_through
 from exercises.checker.sandbox import (TIME_LIMIT, ProcessDied, RefusedAtRun, RemoteError, Sandbox, StudentExit,
                                        TimedOut)
 
@@ -55,19 +58,45 @@ def load_exercise(name: str, solution: bool = False):
 def run_check(name: str, module, seed: int | None = None, time_limit: float | None = None) -> tuple[bool, str]:
     """Check one exercise; returns (passed, what to print). `module` is the path of the student's file (run
     in its own guarded process, see sandbox.py) or anything with the exercise's functions (run here: tests).
-    A file that names a lesson (or the solution) in its code is refused before anything runs."""
+    A file that names a lesson (or the solution) in its code is refused before anything runs. The first line
+    of what to print is the checker's verdict; every other line is indented (nothing the student's code says
+    can pass for a verdict)."""
     use_seed(seed)
     limit = TIME_LIMIT if time_limit is None else time_limit
+    if not isinstance(module, (str, Path)):
+        return verdict(*checked(name, module, limit))
+    path = Path(module)
+    with tempfile.TemporaryDirectory(prefix=f"linnet-check-{name}-", ignore_cleanup_errors=True) as home:
+        copy = Path(home) / path.name       # the student's process runs this copy, in a folder of its own:
+        copy.write_bytes(path.read_bytes())  # what `ast` reads below is what runs, and no relative path leads home
+        import_lessons()                    # the references are loaded before any of the student's code runs
+        guarded = Guarded.take()
+        written = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True      # nothing of the checker's own changes a guarded folder meanwhile
+        try:
+            passed, message = checked(name, copy, limit, guarded, shown=path)
+        finally:
+            sys.dont_write_bytecode = written
+            changes, all_back = guarded.restore()   # after the student's process ended: put back what it changed
+    if changes:
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        passed, message = False, (f"refused: {name} — your code {changes[0]}{more} while it ran: {CHANGE_REFUSAL}; "
+                                  + ("it was put back" if all_back else "not all of it could be put back"))
+    return verdict(passed, message.replace(str(copy), str(path)))
+
+
+def checked(name: str, module, limit: float, guarded: Guarded | None = None, shown: Path | None = None):
+    """(passed, message) of checking `module` (the path of the student's copy, or an object with its functions)."""
     is_file = isinstance(module, (str, Path))
     refused = pass_through(name, types.SimpleNamespace(__file__=str(module)) if is_file else module)
     if refused:
         return False, f"refused: {name} — {refused}"
-    inside = is_file and Path(module).resolve().is_relative_to(REPO_DIR)
-    where = str(Path(module).resolve().relative_to(REPO_DIR)) if inside else str(module) if is_file else name
+    inside = is_file and shown.resolve().is_relative_to(REPO_DIR)
+    where = str(shown.resolve().relative_to(REPO_DIR)) if inside else str(shown) if is_file else name
     sandbox = None
     try:
         if is_file:
-            sandbox = Sandbox(name, Path(module), limit)
+            sandbox = Sandbox(name, Path(module), limit, guarded.for_child(name))
         CHECKS[name](sandbox or module)
     except NotImplementedError as todo:
         return False, f"not done yet: {todo}"
@@ -81,9 +110,9 @@ def run_check(name: str, module, seed: int | None = None, time_limit: float | No
             kind = type(error).__name__
             students_frames = error.__traceback__.tb_next   # skip call() (report.py): show the student's code
             trace = "".join(traceback.format_exception(type(error), error, students_frames)).rstrip()
-        return False, f"error: {name} raised {kind}: {error}\n  input:    {crash.case}\n{trace}"
+        return False, f"error: {name} raised {kind}: {error}\n  input:    {crash.case}\n{indented(trace)}"
     except RemoteError as error:     # raised outside call(): while the student's object was being used
-        return False, f"error: {name} raised {error.type_name}: {error}\n{error.trace}"
+        return False, f"error: {name} raised {error.type_name}: {error}\n{indented(error.trace)}"
     except ImportError as error:
         return False, f"error: {where} does not import: {error}"
     except AttributeError as missing:  # the module lacks the function the check calls
@@ -94,16 +123,47 @@ def run_check(name: str, module, seed: int | None = None, time_limit: float | No
     except StudentExit as stop:
         return False, (f"error: {name} called exit() (SystemExit {stop.args[0]!r}): a function returns its result; "
                        "exit() would end the whole check")
-    except ProcessDied as died:
+    except ProcessDied:
         return False, f"error: {name} ended its own process: os._exit, abort or a crash in your code"
     except RefusedAtRun as why:
         return False, f"refused: {name} — {why}"
     finally:
         if sandbox is not None:
-            printed = sandbox.close()
+            printed = sandbox.close()      # returns once the student's process has ended
             if printed.strip():
-                print(f"--- what {name} printed ---\n{printed.rstrip()}", file=sys.stderr)
+                print(students_output(name, printed), file=sys.stderr)
     return True, f"correct: {name}"
+
+
+def verdict(passed: bool, message: str) -> tuple[bool, str]:
+    """The message with its first line the verdict and every other line indented; characters that would move
+    the cursor or hide text (a carriage return, an escape sequence) are shown escaped."""
+    first, *rest = [visible(line) for line in message.split("\n")]
+    return passed, "\n".join([first] + [line if not line or line[0].isspace() else "  " + line for line in rest])
+
+
+def indented(text: str) -> str:
+    return "\n".join("  " + line for line in text.split("\n"))
+
+
+def visible(line: str) -> str:
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode("ascii") for c in line)
+
+
+def students_output(name: str, printed: str) -> str:
+    """What the student's code printed, each line marked `| ` as its own (a line of it is never a verdict)."""
+    return f"--- what {name} printed ---\n" + "\n".join(f"| {visible(line)}" for line in printed.rstrip().split("\n"))
+
+
+def import_lessons() -> None:
+    """Import the lessons here, in the checker's process, before the student's code runs: the references the
+    checks compute come from the lessons as they were then (a lesson that does not import is reported later,
+    by the check that needs it)."""
+    for lesson in dict.fromkeys(Path(lesson_file).stem for lesson_file, _ in EXERCISES.values()):
+        try:
+            importlib.import_module(lesson)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def check_one(name: str, solution: bool, seed: int | None = None, time_limit: float | None = None) -> tuple[bool, str]:
@@ -150,6 +210,8 @@ def main(argv=None) -> int:
                          f"exercises: {', '.join(EXERCISES)}")
     if args.name and args.name not in EXERCISES:
         raise SystemExit(f"error: there is no exercise {args.name!r}; choose one of: {', '.join(EXERCISES)}")
+    if not math.isfinite(args.time_limit):
+        raise SystemExit(f"error: --time-limit must be a positive, finite number of seconds, got {args.time_limit:g}")
     if args.time_limit <= 0:
         raise SystemExit(f"error: --time-limit must be a positive number of seconds, got {args.time_limit:g}")
     if args.seed is not None and args.seed < 0:

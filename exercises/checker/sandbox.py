@@ -1,11 +1,12 @@
 """The student's own process, seen from the checker: `Sandbox` loads the student's file there and calls it.
 
-The lessons compute the expected values HERE, in the checker's process. The student's file is loaded in a
-second process (student.py) in which the numbered lessons, fast/, exercises/solutions/ and their files are
-out of reach. The two processes talk over a pipe (wire.py): tensors, arrays and plain Python values travel by
-value, anything else the student returns stays there and is used through a handle (`Remote`); a function
-of the checker passed to the student (a model's forward) is a callback. Each student process is forked by
-one `Zygote` that has imported torch once.
+The lessons compute the expected values HERE, in the checker's process. The student's file — a private
+copy, in a folder of its own — is loaded in a second process (student.py) in which the numbered lessons,
+fast/, exercises/solutions/ and their files are out of reach by any name, and nothing that grades it can
+be changed (guarded.py, identity.py). The two processes talk over a pipe (wire.py): tensors, arrays and
+plain Python values travel by value, anything else the student returns stays there and is used through a
+handle (`Remote`); a function of the checker passed to the student (a model's forward) is a callback. Each
+student process is forked by one `Zygote` that has imported torch once.
 """
 from __future__ import annotations
 
@@ -82,7 +83,9 @@ class RemoteFunction:
 class Sandbox:
     """The student's file, loaded in its own guarded process; `sandbox.NAME(...)` calls the function there."""
 
-    def __init__(self, name: str, path: Path, time_limit: float = None):
+    def __init__(self, name: str, path: Path, time_limit: float = None, guarded: dict | None = None):
+        """`path`: the student's private copy, alone in its folder (the process's working folder); `guarded`:
+        the identities of what grades it (guarded.py's Guarded.for_child)."""
         self.name, self.path = name, Path(path)
         self.time_limit = TIME_LIMIT if time_limit is None else time_limit
         self.used, self.callbacks, self.pending, self.pid = 0.0, {}, None, None
@@ -90,7 +93,8 @@ class Sandbox:
         self.from_child, from_child = os.pipe()
         self.output = tempfile.TemporaryFile()
         try:
-            self.pid = Zygote.get().start({"name": name, "path": str(self.path)},
+            self.pid = Zygote.get().start({"name": name, "path": str(self.path), "home": str(self.path.parent),
+                                           "guarded": guarded or {}},
                                           [to_child, from_child, self.output.fileno()])
         finally:
             os.close(to_child)
@@ -193,6 +197,13 @@ class Sandbox:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            deadline = time.monotonic() + 5       # the verdict comes after the process has ended
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.005)
             self.pid = None
         for fd in (self.to_child, self.from_child):
             try:
@@ -212,7 +223,8 @@ class Zygote:
 
     def __init__(self):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               "PYTHONDONTWRITEBYTECODE": "1"}             # it writes nothing into the guarded folders
         self.proc = subprocess.Popen([sys.executable, "-c", "from exercises.checker.student import zygote_main; "
                                       f"zygote_main({theirs.fileno()})"], cwd=REPO_DIR, pass_fds=(theirs.fileno(),),
                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

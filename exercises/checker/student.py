@@ -1,10 +1,14 @@
 """Inside the student's process: the zygote that forks it, the guards, then a loop that runs what the
 checker asks.
 
-The guards: an import blocker on sys.meta_path, plus an audit hook (sys.addaudithook, which cannot be
-removed) that refuses `import`, `open`, `compile` and `exec` of the lessons, their fast twins (fast/) and
-the solutions, and starting other processes; the library call an exercise is about (SDPA for
-gqa_attention, ...) is replaced by a function that refuses. Any refusal is final, even if the student's code catches the exception.
+The process starts in a session of its own (no terminal to write to) and in a folder of its own, which
+holds only its copy of the student's file. The guards: an import blocker on sys.meta_path, plus an audit
+hook (sys.addaudithook, which cannot be removed) that refuses `import`, `open`, `compile` and `exec` of the
+lessons, their fast twins (fast/) and the solutions, and starting other processes; it judges every file
+opened, linked, moved, removed or changed by its identity (identity.py): the answers may not be read by any
+name, and nothing that grades the student (guarded.py) may be changed, nor the checker's own output written.
+The library call an exercise is about (SDPA for gqa_attention, ...) is replaced by a function that refuses.
+Any refusal is final, even if the student's code catches the exception.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from exercises.checker import REPO_DIR
+from exercises.checker.identity import make_judge
 from exercises.checker.rules import (BLOCKED_MODULES, FAST_DIR, INPUT_LESSONS, LESSON_NAME, REFUSAL,
                                      RUNTIME_FORBIDDEN, SOLUTIONS_DIR)
 from exercises.checker.wire import HANDLE, PICKLED, decode, encode, receive, send
@@ -53,6 +58,7 @@ def zygote_main(fd: int) -> None:
         if pid == 0:                                       # the student's process
             try:
                 sock.close()
+                os.setsid()                                # no controlling terminal: /dev/tty is not there
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.dup2(fds[2], 1)
                 os.dup2(fds[2], 2)
@@ -95,15 +101,17 @@ def refuse(message: str):
     raise PermissionError(f"refused by the checker: {message}")
 
 
-def install_guards(name: str) -> None:
-    """The import blocker, the audit hook and the runtime refusals of one exercise (in the student's process)."""
+def install_guards(name: str, guarded: dict) -> None:
+    """The import blocker, the audit hook and the runtime refusals of one exercise (in the student's process).
+    The hook holds the judge (identity.py), which binds all it uses: rebinding names later does not blind it."""
     allowed, blocked = INPUT_LESSONS.get(name, ()), BLOCKED_MODULES.get(name, ())
+    say, judge, is_protected, is_forbidden = refuse, make_judge(guarded), protected, forbidden_module
 
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, fullname, path=None, target=None):
-            if forbidden_module(fullname, blocked, allowed):
-                refuse(f"your code imports {fullname}: " + (REFUSAL if fullname not in blocked else
-                                                            f"{name} is to be written without {fullname}"))
+            if is_forbidden(fullname, blocked, allowed):
+                say(f"your code imports {fullname}: " + (REFUSAL if fullname not in blocked else
+                                                         f"{name} is to be written without {fullname}"))
             return None
 
     sys.meta_path.insert(0, Blocker())
@@ -112,18 +120,26 @@ def install_guards(name: str) -> None:
             del sys.modules[module]
     processes = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
                  "os.forkpty", "pty.spawn")
+    own = os.getpid()                      # its own process group too (a session of its own, zygote_main)
 
     def hook(event, args):
-        if event == "import" and forbidden_module(str(args[0]), blocked, allowed):
-            refuse(f"your code imports {args[0]}: " + REFUSAL)
-        elif event == "open" and not isinstance(args[0], int) and protected(args[0], allowed):
-            refuse(f"your code opens {args[0]}: " + REFUSAL)
-        elif event == "exec" and protected(getattr(args[0], "co_filename", ""), allowed):
-            refuse(f"your code runs the code of {args[0].co_filename}: " + REFUSAL)
-        elif event == "compile" and args[1] is not None and protected(args[1], allowed):
-            refuse(f"your code compiles {args[1]}: " + REFUSAL)
+        if event == "import" and is_forbidden(str(args[0]), blocked, allowed):
+            say(f"your code imports {args[0]}: " + REFUSAL)
+        elif event == "open" and not isinstance(args[0], int) and is_protected(args[0], allowed):
+            say(f"your code opens {args[0]}: " + REFUSAL)
+        elif event == "exec" and is_protected(getattr(args[0], "co_filename", ""), allowed):
+            say(f"your code runs the code of {args[0].co_filename}: " + REFUSAL)
+        elif event == "compile" and args[1] is not None and is_protected(args[1], allowed):
+            say(f"your code compiles {args[1]}: " + REFUSAL)
         elif event in processes:
-            refuse(f"your code starts another process ({event}): a check runs your code in one guarded process")
+            say(f"your code starts another process ({event}): a check runs your code in one guarded process")
+        elif event in ("os.kill", "os.killpg") and args[0] not in (own, 0):
+            say(f"your code sends a signal to another process ({event}({args[0]}, ...)): a check runs your code "
+                "in one guarded process")
+        else:
+            why = judge(event, args)          # the same file by any other name, and changes to what grades
+            if why:
+                say(why)
 
     sys.addaudithook(hook)
     forbid_calls(name)
@@ -134,6 +150,7 @@ def forbid_calls(name: str) -> None:
     if name not in RUNTIME_FORBIDDEN:
         return
     fragments, what = RUNTIME_FORBIDDEN[name]
+    say = refuse
     import torch.nn.utils  # noqa: F401
     import torch.special  # noqa: F401
     places = [F, torch, torch.Tensor, torch._C._nn, torch._C._VariableFunctions, torch.special, torch.nn,
@@ -146,7 +163,7 @@ def forbid_calls(name: str) -> None:
 
     def refusing(attr):
         def refused(*args, **kwargs):
-            refuse(f"your code calls {attr}: this exercise is to {what}")
+            say(f"your code calls {attr}: this exercise is to {what}")
         return refused
 
     for place in places:
@@ -178,7 +195,8 @@ def child_main(spec: dict) -> None:
     if name == "hellaswag_requests":
         import tokenizers  # noqa: F401 — the checker sends a tokenizers.Tokenizer
     REPORT_FD = wfd
-    install_guards(name)
+    os.chdir(spec["home"])                               # a folder of its own, holding only its copy of the file
+    install_guards(name, spec["guarded"])
     send(wfd, ("ok", None))
     objects = {}
 

@@ -100,10 +100,12 @@ def receive(fd: int, safe: bool, deadline: float | None = None):
     """One message from fd; None at end of file; TimedOut after `deadline` (time.monotonic())."""
     chunks, need, header = [], 8, True
     while need:
-        if deadline is not None:
+        while deadline is not None:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0:
                 raise TimedOut()
+            if select.select([fd], [], [], min(left, 3600.0))[0]:   # select takes no timeout of 1e300 s
+                break
         chunk = os.read(fd, min(need, 1 << 20))
         if not chunk:
             return None
