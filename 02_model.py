@@ -60,10 +60,8 @@ class LLMConfig:
     >>> c.n_layer, c.n_head, c.n_kv_head, c.n_embd, c.ffn_dim
     (12, 12, 4, 768, 2048)
 
-    `vocab_size` is padded up to a multiple of 64. How the model runs, not what it is: `moe_impl` (section 5;
-    "auto" = grouped, except fp32 on CUDA; "grouped_fp8" = fast/fp8.py) and `rope_impl` (section 4; "auto" =
-    fast/rope_qk_norm.py's kernel on a CUDA tensor when triton is there). `qk_norm=False`: section 9's
-    experiment. The last three fields are linnet+'s switches (section 6); all off = linnet."""
+    `vocab_size` is padded up to a multiple of 64. How it runs, not what it is: `moe_impl` (section 5) and
+    `rope_impl` (section 4; "auto" = the fast/ kernel on CUDA). The last three fields are linnet+'s (section 6)."""
     depth: int = 12
     block_size: int = 1024
     vocab_size: int = 32768
@@ -105,7 +103,6 @@ class LLMConfig:
             raise ValueError(f"moe_impl must be one of {', '.join(MOE_IMPLS)}, got {self.moe_impl!r}")
         if self.rope_impl not in ROPE_IMPLS:
             raise ValueError(f"rope_impl must be one of {', '.join(ROPE_IMPLS)}, got {self.rope_impl!r}")
-
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-able) with every field, derived ones included: what a checkpoint stores."""
@@ -624,10 +621,9 @@ class LLM(nn.Module):
     def from_pretrained(cls, path, config: LLMConfig | None = None, device: str = "cpu", moe_impl: str = "auto",
                         rope_impl: str = "auto") -> "LLM":
         """Build and load a model from a pytorch_model.bin / .safetensors file or a folder holding one. Its config:
-        `config` if given, else config.json's (every claim the weights can show checked against them), else the
-        one an export keeps inside its weights, else the shapes of the tensors (linnet's own file; block_size
-        1024 assumed, with a note). A missing path is a FileNotFoundError (house.NotFound); a file that does not
-        fit, a house.UserError."""
+        `config`, else config.json's (checked against the weights), else the one an export keeps in its weights,
+        else the tensors' shapes (linnet's own file; block_size 1024 assumed). A missing path raises
+        FileNotFoundError (house.NotFound); a file that does not fit, house.UserError."""
         make = lambda fields: LLMConfig.from_dict({**fields, "moe_impl": moe_impl, "rope_impl": rope_impl})  # noqa: E731
         sd, config = checkpoints.read_weights(path, make, config)      # weights only: a file cannot run code
         with torch.device(device):
@@ -636,9 +632,8 @@ class LLM(nn.Module):
 
 
 # --- 7. linnet's checkpoint layout: per-expert keys ↔ stacked experts --------------------------------------
-# linnet's pytorch_model.bin keeps every expert as a Linear of its own (`moe.experts.{e}.swiglu.w_v.weight`,
-# docs/checkpoint_keys.json); this model stacks them (`moe.w_v`, (E, 2F, C)). Loading stacks, exporting splits:
-# same numbers, another layout. The key juggling and the files are plumbing (house/checkpoints.py).
+# linnet's pytorch_model.bin keeps each expert as its own Linear (`moe.experts.{e}.swiglu.w_v.weight`); this model
+# stacks them (`moe.w_v`, (E, 2F, C)). Loading stacks, exporting splits; the files are house/checkpoints.py's.
 
 def load_linnet_state_dict(model: LLM, sd: dict) -> LLM:
     """Load linnet's published layout (or our stacked one) into `model`: experts stacked, the tied pair filled from
@@ -656,8 +651,7 @@ def export_linnet_state_dict(model: LLM) -> dict:
 
 
 def load_any_checkpoint(path) -> tuple[LLM, str | None]:
-    """(CPU model, sha256 of its training tokenizer or None) of a 05 `latest.pt` (or its folder), an exported
-    folder, or linnet's `pytorch_model.bin` / `.safetensors`."""
+    """(CPU model, its training tokenizer's sha256 or None) of a 05 latest.pt, an export or linnet's own file."""
     training = checkpoints.read_training_checkpoint(path)            # None: not a 05 checkpoint
     if training is None:
         return LLM.from_pretrained(path), None
@@ -666,8 +660,7 @@ def load_any_checkpoint(path) -> tuple[LLM, str | None]:
 
 
 def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = False) -> Path:
-    """A 05 checkpoint → linnet's published folder, what `LLM.from_pretrained(out_dir)` loads. `tokenizer` (default
-    01's) must be the run's; a folder holding other model files is refused before anything is read."""
+    """A 05 checkpoint → linnet's published folder (LLM.from_pretrained loads it), with the run's tokenizer (01's)."""
     tokenizer = Path(tokenizer) if tokenizer is not None else house.OUT_DIR / "01_tokenizer" / "tokenizer.json"
     checkpoints.check_export(checkpoint, out_dir, overwrite)
     tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
@@ -678,10 +671,7 @@ def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = Fal
 
 
 def original_code_line(config: LLMConfig) -> str:
-    """Whether linnet's own code loads an export and computes the same (house/checkpoints.py says why not).
-
-    >>> original_code_line(LLMConfig(depth=12)).split(": ")[1]
-    'LLM(LLMConfig(depth=12, block_size=1024, vocab_size=32768, n_experts=8, n_active_experts=2)) + load_state_dict'"""
+    """Whether linnet's own code loads an export and computes the same (house/checkpoints.py says why not)."""
     five = {k: getattr(config, k) for k in checkpoints.LINNET_ARGS}
     return checkpoints.original_code_line(config.to_dict(), LLMConfig(**five).to_dict())
 
@@ -1055,9 +1045,7 @@ def save_trained_plots(random_init: LLM, trained: LLM, histories: dict, out):
 def run_checkpoint(args):
     """--checkpoint: load a model (an export, linnet's weights, a 05 latest.pt) and continue --prompt with it."""
     tokenizer = checkpoints.pick_tokenizer(args.checkpoint, args.tokenizer, house.OUT_DIR / "01_tokenizer" / "tokenizer.json")
-    if not tokenizer.is_file():
-        raise house.UserError("--checkpoint needs --tokenizer PATH to a tokenizer.json (python 01_tokenizer.py writes one)")
-    enc = tokenizer_lib.load_tokenizer(tokenizer)                # one clear line if it is missing or corrupt
+    enc = tokenizer_lib.load_tokenizer(tokenizer)                # one line if it is missing or corrupt
     model, trained_with = load_any_checkpoint(args.checkpoint)
     checkpoints.check_made_with(args.checkpoint, trained_with, tokenizer)
     if enc.get_vocab_size() > model.config.vocab_size:
@@ -1093,8 +1081,7 @@ def main(argv=None):
         export_pretrained(args.export, args.out, args.tokenizer, args.overwrite)
         print(f"exported {house.shown(args.export)} to {house.shown(args.out)}/: {', '.join(checkpoints.EXPORT_FILES)} "
               f"(load with LLM.from_pretrained)")
-        written = LLMConfig.from_dict(json.loads((args.out / "config.json").read_text()))   # no second read of the weights
-        return print(original_code_line(written))
+        return print(original_code_line(LLMConfig.from_dict(json.loads((args.out / "config.json").read_text()))))
     if args.checkpoint is not None:
         return run_checkpoint(args)
     house.check_writable(args.out)          # a read-only --out fails now, not after the forward pass
