@@ -297,7 +297,7 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     config = shards.run_config(sources, counts, tokenizer_sha256, seed, linnet_order, shard_tokens, val_tokens)
     records, complete = shards.resume_point(out_dir, config, shard_name, overwrite)
     if complete:
-        return make_manifest(config, records, tokenizer, eot)
+        return shards.make_manifest(config, records, tokenizer.get_vocab_size(), eot)
 
     packer = ShardPacker(out_dir, shard_tokens, val_tokens, [s.name for s in sources], records,
                          write_progress=shards.progress_writer(out_dir, config), on_shard_written=on_shard_written)
@@ -305,57 +305,11 @@ def build_shards(sources, counts: dict[str, int], tokenizer, out_dir, *, tokeniz
     stream = iter_mixed_documents(sources, counts, seed, linnet_order)
     tokenize_into(packer, tokenizer, eot, stream, sum(counts.values()), start, show_progress)
     if len(packer.records) < 2:
-        raise no_training_shard(out_dir, packer.records[0], eot, val_tokens)
-    manifest = make_manifest(config, packer.records, tokenizer, eot)
+        raise shards.no_training_shard(out_dir, packer.records[0], eot, val_tokens, MIN_SHARD_TOKENS)
+    manifest = shards.make_manifest(config, packer.records, tokenizer.get_vocab_size(), eot)
     house.write_json(out_dir / "manifest.json", manifest)
     (out_dir / "progress.json").unlink(missing_ok=True)
     return manifest
-
-
-def no_training_shard(out_dir: Path, record: dict, eot: int, val_tokens: int) -> house.UserError:
-    """The error for a stream that ended inside the validation shard, with advice that works (`split_advice`,
-    from the documents' token counts: each starts with EOT). The shard and progress.json are removed first, so a
-    rerun with another --val-tokens starts clean instead of meeting shards "made with other settings"."""
-    path = out_dir / record["file"]
-    tokens = np.load(path)                                                     # (n,) uint16
-    lengths = np.diff(np.append(np.flatnonzero(tokens == eot), len(tokens)))   # (documents,) tokens of each
-    path.unlink()
-    (out_dir / "progress.json").unlink(missing_ok=True)
-    return house.UserError(f"all {len(tokens):,} tokens went to the validation shard (it takes whole documents until "
-                           f"it holds --val-tokens, now {val_tokens:,}): "
-                           + split_advice(lengths, sum(record["source_bytes"].values())))
-
-
-def split_advice(lengths: np.ndarray, n_bytes: int, least: int = MIN_SHARD_TOKENS) -> str:
-    """What to do when documents of `lengths` tokens (`n_bytes` of text) all went to the validation shard: the
-    --val-tokens that gives validation about a tenth and training at least `least` tokens, else how much text
-    is missing. `least` = one window of linnet's 1,024 tokens + its target (MIN_SHARD_TOKENS); 05's tiny
-    batch, 8 windows of 64, fits in it.
-
-    >>> split_advice(np.array([400] * 30), 30_000)
-    'pass --val-tokens 1200 (validation: the first 3 of 30 documents, 1,200 tokens; training: 10,800 tokens)'
-    >>> split_advice(np.array([400] * 4), 4_000).rsplit(": ", 1)[1]
-    'add about 2 KB of text (more documents), then pass --val-tokens 1025'"""
-    total, cum = int(lengths.sum()), np.cumsum(lengths)
-    for want in (max(least, total // 10), least):
-        k = int(np.searchsorted(cum, want))                  # the validation shard: documents 0 … k
-        if k < len(lengths) and total - cum[k] >= least:
-            return (f"pass --val-tokens {want} (validation: the first {k + 1:,} of {len(lengths):,} documents, "
-                    f"{cum[k]:,} tokens; training: {total - cum[k]:,} tokens)")
-    if len(lengths) == 1:
-        more = f" and add about {kb_of(2 * least - total, n_bytes / total)} KB of text" if total < 2 * least else ""
-        return (f"the text is one document ({total:,} tokens): split it into documents (a .txt file is split at blank "
-                f"lines, a .jsonl file holds one per line){more}")
-    smallest_val = int(cum[np.searchsorted(cum, least)]) if total >= least else least   # whole documents, ≥ least
-    return (f"whole documents cannot give validation and training {least:,} tokens each ({total:,} tokens in "
-            f"{len(lengths):,} documents): add about {kb_of(smallest_val + least - total, n_bytes / total)} KB of text "
-            f"(more documents), then pass --val-tokens {least}")
-
-
-def kb_of(tokens: int, bytes_per_token: float) -> int:
-    """Kilobytes of text that hold `tokens` tokens, with a fifth more for text that compresses better, rounded
-    up: kb_of(625, 2.5) == 2."""
-    return max(1, math.ceil(1.2 * tokens * bytes_per_token / 1000))
 
 
 def tokenize_into(packer: ShardPacker, tokenizer, eot: int, stream, n_documents: int,
@@ -409,36 +363,6 @@ def pack_batch(packer: ShardPacker, tokenizer, eot: int, batch, doc_index: int, 
         packer.add(doc_index, source, ids, len(text.encode("utf-8")), skip=skip)
         doc_index += 1
     return doc_index, n_bytes
-
-
-def make_manifest(config: dict, records: list[dict], tokenizer, eot: int) -> dict:
-    """Everything a reader needs to trust and use the shards; totals are sums over the shard records.
-
-    Bytes per token = UTF-8 bytes of the documents / their tokens, each document's leading <|endoftext|>
-    one token of 0 bytes: a 10-byte document encoded as 3 ids counts 10 / 4."""
-    names = [s["name"] for s in config["sources"]]
-    per_source = {}
-    for name in names:
-        documents = sum(r["source_documents"][name] for r in records)
-        tokens = sum(r["source_tokens"][name] for r in records)
-        n_bytes = sum(r["source_bytes"][name] for r in records)
-        per_source[name] = {"documents": documents, "tokens": tokens, "bytes": n_bytes,
-                            "bytes_per_token": n_bytes / max(tokens, 1),
-                            "val_documents": records[0]["source_documents"][name],
-                            "val_tokens": records[0]["source_tokens"][name]}
-    val = records[0]
-    return {
-        "tokenizer_sha256": config["tokenizer_sha256"], "vocab_size": tokenizer.get_vocab_size(), "eot_id": eot,
-        "dtype": "uint16", "seed": config["seed"], "order": config["order"], "mix": config["mix"],
-        "sources": config["sources"], "per_source": per_source,
-        "documents": sum(p["documents"] for p in per_source.values()),
-        "tokens": sum(r["tokens"] for r in records), "bytes": sum(p["bytes"] for p in per_source.values()),
-        "val_tokens": val["tokens"], "val_bytes": sum(val["source_bytes"].values()),
-        "val_bytes_per_token": sum(val["source_bytes"].values()) / val["tokens"],
-        "bytes_per_token_convention": "UTF-8 bytes of the documents / their tokens; each document's leading "
-                                      "<|endoftext|> is one token of 0 bytes",
-        "shards": records, "config": config,
-    }
 
 
 # --- 5. Reading shards back ------------------------------------------------------------------------------

@@ -237,3 +237,79 @@ def kept_after_interrupt(out_dir) -> str:
 def progress_writer(out_dir: Path, config: dict):
     """The packer's `write_progress(records)`: progress.json = the settings + the shards finished so far."""
     return lambda records: write_json(out_dir / "progress.json", {"config": config, "shards": records})
+
+
+def make_manifest(config: dict, records: list[dict], vocab_size: int, eot: int) -> dict:
+    """Everything a reader needs to trust and use the shards; totals are sums over the shard records.
+
+    Bytes per token = UTF-8 bytes of the documents / their tokens, each document's leading <|endoftext|>
+    one token of 0 bytes: a 10-byte document encoded as 3 ids counts 10 / 4."""
+    names = [s["name"] for s in config["sources"]]
+    per_source = {}
+    for name in names:
+        documents = sum(r["source_documents"][name] for r in records)
+        tokens = sum(r["source_tokens"][name] for r in records)
+        n_bytes = sum(r["source_bytes"][name] for r in records)
+        per_source[name] = {"documents": documents, "tokens": tokens, "bytes": n_bytes,
+                            "bytes_per_token": n_bytes / max(tokens, 1),
+                            "val_documents": records[0]["source_documents"][name],
+                            "val_tokens": records[0]["source_tokens"][name]}
+    val = records[0]
+    return {
+        "tokenizer_sha256": config["tokenizer_sha256"], "vocab_size": vocab_size, "eot_id": eot,
+        "dtype": "uint16", "seed": config["seed"], "order": config["order"], "mix": config["mix"],
+        "sources": config["sources"], "per_source": per_source,
+        "documents": sum(p["documents"] for p in per_source.values()),
+        "tokens": sum(r["tokens"] for r in records), "bytes": sum(p["bytes"] for p in per_source.values()),
+        "val_tokens": val["tokens"], "val_bytes": sum(val["source_bytes"].values()),
+        "val_bytes_per_token": sum(val["source_bytes"].values()) / val["tokens"],
+        "bytes_per_token_convention": "UTF-8 bytes of the documents / their tokens; each document's leading "
+                                      "<|endoftext|> is one token of 0 bytes",
+        "shards": records, "config": config,
+    }
+
+
+def no_training_shard(out_dir: Path, record: dict, eot: int, val_tokens: int, least: int) -> UserError:
+    """The error for a stream that ended inside the validation shard, with advice that works (`split_advice`,
+    from the documents' token counts: each starts with EOT). The shard and progress.json are removed first, so a
+    rerun with another --val-tokens starts clean instead of meeting shards "made with other settings"."""
+    path = out_dir / record["file"]
+    tokens = np.load(path)                                                     # (n,) uint16
+    lengths = np.diff(np.append(np.flatnonzero(tokens == eot), len(tokens)))   # (documents,) tokens of each
+    path.unlink()
+    (out_dir / "progress.json").unlink(missing_ok=True)
+    return UserError(f"all {len(tokens):,} tokens went to the validation shard (it takes whole documents until "
+                           f"it holds --val-tokens, now {val_tokens:,}): "
+                           + split_advice(lengths, sum(record["source_bytes"].values()), least))
+
+
+def split_advice(lengths: np.ndarray, n_bytes: int, least: int = 1_025) -> str:
+    """What to do when documents of `lengths` tokens (`n_bytes` of text) all went to the validation shard: the
+    --val-tokens that gives validation about a tenth and training at least `least` tokens, else how much text
+    is missing. `least` = one window of linnet's 1,024 tokens + its target (04's MIN_SHARD_TOKENS); 05's
+    tiny batch, 8 windows of 64, fits in it.
+
+    >>> split_advice(np.array([400] * 30), 30_000)
+    'pass --val-tokens 1200 (validation: the first 3 of 30 documents, 1,200 tokens; training: 10,800 tokens)'
+    >>> split_advice(np.array([400] * 4), 4_000).rsplit(": ", 1)[1]
+    'add about 2 KB of text (more documents), then pass --val-tokens 1025'"""
+    total, cum = int(lengths.sum()), np.cumsum(lengths)
+    for want in (max(least, total // 10), least):
+        k = int(np.searchsorted(cum, want))                  # the validation shard: documents 0 … k
+        if k < len(lengths) and total - cum[k] >= least:
+            return (f"pass --val-tokens {want} (validation: the first {k + 1:,} of {len(lengths):,} documents, "
+                    f"{cum[k]:,} tokens; training: {total - cum[k]:,} tokens)")
+    if len(lengths) == 1:
+        more = f" and add about {kb_of(2 * least - total, n_bytes / total)} KB of text" if total < 2 * least else ""
+        return (f"the text is one document ({total:,} tokens): split it into documents (a .txt file is split at blank "
+                f"lines, a .jsonl file holds one per line){more}")
+    smallest_val = int(cum[np.searchsorted(cum, least)]) if total >= least else least   # whole documents, ≥ least
+    return (f"whole documents cannot give validation and training {least:,} tokens each ({total:,} tokens in "
+            f"{len(lengths):,} documents): add about {kb_of(smallest_val + least - total, n_bytes / total)} KB of text "
+            f"(more documents), then pass --val-tokens {least}")
+
+
+def kb_of(tokens: int, bytes_per_token: float) -> int:
+    """Kilobytes of text that hold `tokens` tokens, with a fifth more for text that compresses better, rounded
+    up: kb_of(625, 2.5) == 2."""
+    return max(1, math.ceil(1.2 * tokens * bytes_per_token / 1000))

@@ -21,3 +21,23 @@ def test_docstring_examples_hold(name, monkeypatch):
         runner.run(test)
     results = runner.summarize(verbose=False)
     assert attempted > 0 and results.failed == 0, f"{results.failed} docstring example(s) of {name} are wrong"
+
+
+PLUMBING = sorted(f"{p.parent.name}.{p.stem}" for folder in ("house", "fast")
+                  for p in (REPO_DIR / folder).glob("*.py") if p.stem != "__init__")
+
+
+def test_plumbing_docstring_examples_hold(monkeypatch):
+    """house/ and fast/ keep worked examples too (house.shards.split_advice, ...): every one holds."""
+    import importlib
+
+    monkeypatch.chdir(REPO_DIR)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    attempted = 0
+    for name in PLUMBING:
+        module = importlib.import_module(name)
+        for test in doctest.DocTestFinder().find(module, module.__name__):
+            attempted += len(test.examples)
+            runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert attempted > 0 and results.failed == 0, f"{results.failed} docstring example(s) in house/ or fast/ are wrong"
