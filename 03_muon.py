@@ -400,12 +400,9 @@ def load_bytes(files, max_bytes: int) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-# The race's model: 02's TINY_TRAINING_SHAPE (what 05 and 06 train at tiny size) at twice the width,
-# n_embd 128 (head_dim 64, ffn 384) instead of 64. Why not the shared shape as it is: the race should
-# show AdamW alone stalling at the largest lr while Muon+AdamW barely cares about the lr, and at width 64
-# it does not (measured on Shakespeare, 60 steps, lr 1e-3 / 3e-3 / 1e-2: AdamW held-out 3.09 / 2.74 /
-# 3.02, Muon+AdamW 2.95 / 2.46 / 2.54 — Muon still ahead at each lr, but AdamW only loses ground at 1e-2
-# and both are under-trained at 1e-3). At width 128 it does: see the module docstring's numbers.
+# The race's model: 02's TINY_TRAINING_SHAPE at twice the width (n_embd 128, head_dim 64, ffn 384). At width 64
+# AdamW alone does not stall at the largest lr (Shakespeare, 60 steps: held-out 3.09 / 2.74 / 3.02 against
+# Muon+AdamW's 2.95 / 2.46 / 2.54 at lr 1e-3 / 3e-3 / 1e-2); at width 128 it does (run_lr_sweep's numbers).
 RACE_MODEL_SHAPE = dict(model_lib.TINY_TRAINING_SHAPE, n_embd=128, head_dim=64, ffn_dim=384)
 
 
@@ -618,8 +615,7 @@ def run_lr_sweep(preset, data_path, device) -> list[dict]:
           f"device: {device}")
     runs = []
     if str(device) == "cpu" and preset["model"] == RACE_MODEL_SHAPE:
-        # 128-wide matrices gain nothing from a second thread, and on a busy 2-core machine spinning OpenMP
-        # threads made each run 6× slower (33 s instead of 5.4 s): one thread, as 02, 05 and 06 do when tiny
+        # 128-wide matrices gain nothing from a second thread; on a busy 2-core machine it was 6× slower
         torch.set_num_threads(1)
     for lr in preset["lrs"]:
         for method in ("adamw", "muon"):
@@ -654,22 +650,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = house.ArgumentParser(
         description="Muon from scratch: Newton–Schulz orthogonalisation, the Muon optimizer, linnet's "
                     "Muon/AdamW split, and a Muon vs AdamW race on next-byte prediction.",
-        epilog="Three experiments: (1) singular values of a gradient-like matrix before/after 1..5 "
-               "Newton–Schulz steps, (2) the NS polynomial vs the sign function, (3) a small 02_model "
-               "trained on raw bytes with AdamW only vs Muon+AdamW at several learning rates. "
-               "Presets: tiny = depth 2, 4 experts, 8×64 bytes per step, 60 steps, base lr 1e-3/3e-3/1e-2 "
-               "(≈25 s on a CPU); linnet = depth 4, 8 experts, 16×128 bytes, 200 steps, 4 lrs (≈2 min on an H100). "
-               "It also prints which optimizer each parameter of the depth-12 linnet model gets.")
+        epilog="Presets: tiny = depth 2, 4 experts, 8×64 bytes per step, 60 steps, lr 1e-3/3e-3/1e-2 (≈25 s on a "
+               "CPU); linnet = depth 4, 8 experts, 16×128 bytes, 200 steps, 4 lrs (≈2 min on an H100).")
     house.add_common_args(parser, "03_muon")
     parser.add_argument("--data", type=Path, default=None,
                         help="text to train experiment 3 on (.jsonl/.txt/.parquet or a directory); "
                              "default: house.find_tiny_data (the Shakespeare of embedded/corpus)")
     parser.add_argument("--steps", type=house.positive_int, default=None, help="training steps per run (default: the preset's)")
     parser.add_argument("--quick", action="store_true",
-                        help="a shorter race for a class: only the preset's two largest lrs, at half the steps "
-                             "(tiny: 4 runs × 30 steps instead of 6 × 60). It drops the smallest lr (where both "
-                             "methods are still under-trained) and keeps what the race shows: Muon+AdamW ends "
-                             "lower at each lr and AdamW alone stalls at the largest")
+                        help="a shorter race for a class: the preset's two largest lrs at half the steps (tiny: "
+                             "4 runs × 30 steps instead of 6 × 60); both still show what the race shows")
     return parser.parse_args(argv)
 
 

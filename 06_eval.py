@@ -91,73 +91,19 @@ def prepare_example(row: dict) -> dict:
     }
 
 
-REQUIRED_FIELDS = ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split_type", "label", "endings", "source_id")
-
-
-def hellaswag_row_problem(row) -> str | None:
-    """What makes a parsed jsonl line not a HellaSwag example, checked field by field; None if it is one.
-
-    Text fields are strings, `endings` a list of 4 strings, `label` an int 0..3 (or a digit string, as the Hub
-    copy stores it): a label 2.7 or true, or endings "abcd", would otherwise be scored as something else.
-
-    >>> row = {"ind": 0, "activity_label": "Dancing", "ctx_a": "A man", "ctx_b": "he", "ctx": "A man he",
-    ...        "split_type": "zeroshot", "source_id": "wikihow~1", "endings": ["a", "b", "c", "d"], "label": 2}
-    >>> hellaswag_row_problem(row), hellaswag_row_problem({**row, "label": True})
-    (None, '"label" is True, not 0, 1, 2 or 3')"""
-    if not isinstance(row, dict):
-        return f"a JSON {type(row).__name__}, not an object"
-    missing = [k for k in REQUIRED_FIELDS if k not in row]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
-    wrong = [k for k in REQUIRED_FIELDS if k not in ("ind", "label", "endings") and not isinstance(row[k], str)]
-    if wrong:
-        return f'"{wrong[0]}" is {row[wrong[0]]!r}, not a string'
-    endings = row["endings"]
-    if not (isinstance(endings, list) and len(endings) == 4 and all(isinstance(e, str) for e in endings)):
-        return f'"endings" is {endings!r:.60}, not a list of 4 strings'
-    label = row["label"]
-    if not ((type(label) is int and label in (0, 1, 2, 3)) or (isinstance(label, str) and label in ("0", "1", "2", "3"))):
-        return f'"label" is {label!r}, not 0, 1, 2 or 3'
-    return None
-
-
 def load_hellaswag(path: str | Path | None = None, limit: int | None = None) -> list[dict]:
     """Read the HellaSwag jsonl (the rowanz/hellaswag schema), first `limit` examples if given.
 
     `path=None` finds the file with house/sources.py's `find_hellaswag_file` (cache, ../shared/data, embedded/).
     The full validation file gives 10,042 examples with labels 0/1/2/3 = 2515/2485/2584/2458.
-    A line that is not a complete example stops the run naming the file and line number."""
+    A line that is not a complete example, or repeats one, is a UserError naming the file and line."""
     path = house.sources.find_hellaswag_file(path)
     try:
-        examples = read_examples(path, limit)
+        examples = [prepare_example(row) for row in house.sources.read_hellaswag_rows(path, limit)]
     except UnicodeDecodeError:
         raise house.UserError(f"{path} is not UTF-8 text: pass the HellaSwag validation jsonl (rowanz/hellaswag)") from None
     if not examples:
         raise house.UserError(f"{path} has no examples: pass the HellaSwag validation jsonl")
-    return examples
-
-
-def read_examples(path: Path, limit: int | None) -> list[dict]:
-    """load_hellaswag's loop: every line a complete example (hellaswag_row_problem), none repeated."""
-    examples, seen = [], {}
-    with house.open_text(path) as f:                   # .jsonl, or the embedded .jsonl.zst
-        for lineno, line in enumerate(f, 1):
-            if limit is not None and len(examples) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                problem = hellaswag_row_problem(row)
-                if problem:
-                    raise ValueError(problem)
-                key = json.dumps(row, sort_keys=True)                # an example scored twice would weigh double
-                if seen.setdefault(key, lineno) != lineno:
-                    raise ValueError(f"it repeats line {seen[key]} word for word")
-                examples.append(prepare_example(row))
-            except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError is a ValueError
-                raise house.UserError(f"{path}:{lineno} is not a HellaSwag example ({e}): "
-                                      f"fix that line or re-download the file")
     return examples
 
 

@@ -1,5 +1,6 @@
 """Where data comes from: the Hugging Face Hub (pinned revisions, is it reachable; linnet's two datasets,
-listed and downloaded file by file into data/raw/), the tiny preset's text."""
+listed and downloaded file by file into data/raw/), the tiny preset's text, the HellaSwag file: found, and
+read row by row with every field checked."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +13,7 @@ from typing import Iterator
 from house.cli import NotFound, UserError
 from house.files import atomic_path, write_json
 from house.paths import DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_HELLASWAG, RAW_DATA_DIR, SHARED_DATA_DIR, shown
-from house.text import list_text_files, read_documents
+from house.text import list_text_files, open_text, read_documents
 
 # Pinned revisions of the Hub datasets, the ONE place they are set (04's HF_DATASETS and
 # fetch_fineweb_sample read them; listing and download both pass them as `revision=`). A repo can rename its
@@ -306,3 +307,58 @@ def find_hellaswag_file(path: str | os.PathLike | None = None) -> Path:
         except OSError as e:
             print(f"note: could not download HellaSwag ({e})", file=sys.stderr)
     raise NotFound(f"no HellaSwag file and no internet: download {HELLASWAG_URL} and pass --hellaswag-file PATH")
+
+
+REQUIRED_FIELDS = ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "split_type", "label", "endings", "source_id")
+
+
+def hellaswag_row_problem(row) -> str | None:
+    """What makes a parsed jsonl line not a HellaSwag example, checked field by field; None if it is one.
+
+    Text fields are strings, `endings` a list of 4 strings, `label` an int 0..3 (or a digit string, as the Hub
+    copy stores it): a label 2.7 or true, or endings "abcd", would otherwise be scored as something else.
+
+    >>> row = {"ind": 0, "activity_label": "Dancing", "ctx_a": "A man", "ctx_b": "he", "ctx": "A man he",
+    ...        "split_type": "zeroshot", "source_id": "wikihow~1", "endings": ["a", "b", "c", "d"], "label": 2}
+    >>> hellaswag_row_problem(row), hellaswag_row_problem({**row, "label": True})
+    (None, '"label" is True, not 0, 1, 2 or 3')"""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    missing = [k for k in REQUIRED_FIELDS if k not in row]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    wrong = [k for k in REQUIRED_FIELDS if k not in ("ind", "label", "endings") and not isinstance(row[k], str)]
+    if wrong:
+        return f'"{wrong[0]}" is {row[wrong[0]]!r}, not a string'
+    endings = row["endings"]
+    if not (isinstance(endings, list) and len(endings) == 4 and all(isinstance(e, str) for e in endings)):
+        return f'"endings" is {endings!r:.60}, not a list of 4 strings'
+    label = row["label"]
+    if not ((type(label) is int and label in (0, 1, 2, 3)) or (isinstance(label, str) and label in ("0", "1", "2", "3"))):
+        return f'"label" is {label!r}, not 0, 1, 2 or 3'
+    return None
+
+
+def read_hellaswag_rows(path: Path, limit: int | None = None) -> list[dict]:
+    """The first `limit` rows (all: None) of a HellaSwag jsonl (or .jsonl.zst), each a complete example
+    (hellaswag_row_problem) and none repeated, else a UserError naming the file and line."""
+    examples, seen = [], {}
+    with open_text(path) as f:                   # .jsonl, or the embedded .jsonl.zst
+        for lineno, line in enumerate(f, 1):
+            if limit is not None and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                problem = hellaswag_row_problem(row)
+                if problem:
+                    raise ValueError(problem)
+                key = json.dumps(row, sort_keys=True)                # an example scored twice would weigh double
+                if seen.setdefault(key, lineno) != lineno:
+                    raise ValueError(f"it repeats line {seen[key]} word for word")
+                examples.append(row)
+            except (ValueError, TypeError, AttributeError) as e:   # JSONDecodeError is a ValueError
+                raise UserError(f"{path}:{lineno} is not a HellaSwag example ({e}): "
+                                      f"fix that line or re-download the file")
+    return examples
