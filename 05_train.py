@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 import house
-from fast import fp8
-from fast import moe as moe_fast
+from fast import fp8, moe as moe_fast
 from house import checkpoints, runs
 
 tokenizer_lib = importlib.import_module("01_tokenizer")  # load_tokenizer, tokenizer_sha256
@@ -919,10 +918,6 @@ def main(argv=None) -> None:
             # a finished run is never replaced without being asked
             runs.refuse_to_replace_a_run(run.out, [run.checkpoint_path, run.log_path], run.resume or args.overwrite)
             train(cfg, run)
-    except SystemExit as stop:   # under torchrun every process hits the same user error: rank 0 says it
-        if isinstance(stop.code, str) and not house.is_first_process():
-            raise SystemExit(1) from None
-        raise
     except (KeyboardInterrupt, runs.Interrupted) as stop:   # Ctrl-C or SIGTERM: saved (the loop said so) or not
         if not getattr(stop, "saved", False):
             print("\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
