@@ -357,8 +357,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
 
 
 def build_model_and_optimizers(cfg: TrainConfig, vocab_size: int, device: torch.device):
-    """Seed, then the model (02) and its two optimizers (03: Muon for matrices, AdamW for the rest); returns
-    (model, its LLMConfig, optimizers)."""
+    """Seed; the model (02) and its optimizers (03: Muon for matrices, AdamW for the rest): (model, config, optimizers)."""
     runs.seed_everything(cfg.seed)
     model, model_config = build_model(cfg, vocab_size, device)
     if cfg.optimizer == "adamw":   # the ablation: one AdamW for every parameter, at the AdamW lr (03's baseline)
@@ -450,12 +449,10 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
 
 def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConfig, run: RunConfig,
                             last_good: Path | None) -> Path:
-    """Save only weights that are healthy THEMSELVES; else stop, naming the last good checkpoint (the atomic
-    rename left it untouched). Returns the checkpoint path.
-
-    The step's own loss was measured BEFORE its update, so a healthy step can still leave broken weights
-    (--lr 1000: a fine loss, then weights that score 16,613 bits per byte). So the weights about to be saved
-    must be finite and give a healthy loss on one validation batch (`probe_loss`, one forward)."""
+    """Save only weights that are healthy THEMSELVES, else stop naming the last good checkpoint (the atomic rename
+    left it untouched). The step's own loss was measured BEFORE its update, so a healthy step can still leave
+    broken weights (--lr 1000: a fine loss, then weights that score 16,613 bits per byte): the weights about to be
+    saved must be finite and give a healthy loss on one validation batch (`probe_loss`). Returns the path."""
     if not math.isfinite(runs.weights_checksum(model).item()):   # NaN/inf in any weight makes the sum so
         stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
     probe = probe_loss(model, run.data_dir, cfg)
@@ -733,9 +730,8 @@ def flat_fields(cfg: TrainConfig) -> dict:
 
 
 def refuse_changes_on_resume(saved: TrainConfig, new: dict) -> None:
-    """--resume continues the saved run: cadences and max steps may change (`new` holds the flags given, or
-    every field), anything that changes the model, the data order or the schedule may not: one line naming
-    the flag, never a silent drop."""
+    """--resume continues the saved run: cadences and max steps may change (`new`: the flags given, or every field),
+    what changes the model, the data order or the schedule may not: one line naming the flag, never a silent drop."""
     runs.refuse_changes_on_resume(flat_fields(saved), new, RESUME_MAY_CHANGE, WHAT_IT_CHANGES, FLAG_NAMES)
 
 
