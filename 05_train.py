@@ -1,58 +1,35 @@
 """05 — the training loop: linnet's recipe on one H100, and the same code on a laptop.
 
-What you will learn
-- the WSD learning-rate schedule linnet used: 10 % warm-up, constant to 80 %, cosine down to the minimum;
-- how a real pre-training step is put together: gradient accumulation over micro-batches, bf16 autocast,
-  global-norm clipping, and two optimizers (Muon for matrices, AdamW for the rest, 03);
-- the loop around it, nanoGPT-style: schedule → step → log → evaluate → checkpoint, with `torch.compile`
-  and DDP wrapped around the model once, before the loop;
-- how to make a run you can trust: checkpoints written atomically, `--resume` that continues on the exact
-  next batch (bit-exact on CPU) and refuses flags that would change the run, Ctrl-C that saves and exits,
-  a divergence guard that stops instead of training on (and never saves a diverged state), stale temp files
-  of a killed save cleaned up at start, bad numbers and an unwritable --out refused before any work;
-- what to watch in an MoE run: per-layer expert load and router entropy, next to loss, bits per byte,
-  tokens/s and MFU (model FLOPs utilisation).
+In order: the training config (02's LLMConfig nested in it; the presets), the WSD learning-rate schedule, one
+training step (gradient accumulation over micro-batches, bf16 autocast, global-norm clipping, Muon for matrices
+and AdamW for the rest, 03) and the loop around it, nanoGPT's order: schedule → step → log → evaluate → the
+guards (a divergence guard, replicas that agree, only healthy weights saved, Ctrl-C saves and exits). Then what
+a checkpoint holds (--resume continues on the exact next batch), the plots, the command line. The plumbing
+(processes, RNG states, signals, the log) is in house/runs.py; evaluation borrows 06_eval's scorers.
 
-How to run
     python 05_train.py                       # a CUDA GPU: the linnet job; no GPU: says so, runs the tiny preset
-    python 05_train.py --preset tiny         # seconds on a laptop CPU: runs 01 and 04 for you if needed
+    python 05_train.py --preset tiny         # a minute on a laptop CPU: runs 01 and 04 for you if needed
     python 05_train.py --max-steps 5281      # linnet stopped early, at 5,281 of 18,965 planned steps
     python 05_train.py --resume              # continue from out/05_train/latest.pt
-    python 05_train.py --preset tiny --balance-coef 0   # a knob that breaks the recipe: --balance-coef,
-                                             # --optimizer adamw, --n-experts 1 (dense, equal active parameters),
-                                             # --top-k, --warmup-frac (README: "Knobs to break the recipe")
     torchrun --nproc_per_node 8 05_train.py  # data-parallel on 8 GPUs (same global batch, fewer accumulation steps)
 
-What it writes (in out/05_train/ unless --out): `latest.pt` (the checkpoint: model in linnet's published
-layout, both optimizers, data-loader position, RNG states, step, config, git commit), `log.jsonl` (one line
-per step and per evaluation) and the plots listed at the end of every run.
-
-Reference numbers from linnet (docs/ARCHITECTURE.md, docs/PERFORMANCE.md): 524,288 tokens per step; peak
-lr 1e-3 (AdamW) and 1e-2 (Muon); 5,281 steps ≈ 2.77B tokens; ≈ 1.21 validation bits per byte at the end;
-the original loop ran at 81.8k tokens/s (8.7 % MFU) on one H100.
-
-What it does not handle: tensor/pipeline parallelism or FSDP (the 497M model fits on one GPU; DDP only),
-changing the world size when resuming (the data order depends on it), and mixed-precision other than bf16.
-The one forward reference in the book: evaluation during training uses 06_eval (06 does not import 05):
-its bits_per_byte for validation, its HellaSwag scorer and binomial_sd for the guessing band in the
-plot. Read 06 when you get there.
+Writes to out/05_train/ (or --out): latest.pt (the checkpoint), log.jsonl (a line per step and per evaluation)
+and the plots. linnet (docs/ARCHITECTURE.md): 524,288 tokens a step, peak lr 1e-3 (AdamW) and 1e-2 (Muon),
+5,281 steps ≈ 2.77B tokens, ≈ 1.21 validation bits per byte at the end. Speeds: BENCHMARKS.md. Precision:
+bf16 autocast, --fp8 for the expert GEMMs (02 section 5b). Not handled: tensor/pipeline parallelism or FSDP
+(DDP only; the 497M model fits one GPU), a new world size on --resume (it changes the data order).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
-import json
 import math
 import os
-import random
-import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -60,12 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 import house
-from fast import fp8
-from fast import moe as moe_fast
-from house import checkpoints
+from fast import fp8, moe as moe_fast
+from house import checkpoints, runs
 
 tokenizer_lib = importlib.import_module("01_tokenizer")  # load_tokenizer, tokenizer_sha256
 model_lib = importlib.import_module("02_model")   # LLMConfig, LLM, cast_expert_weights, export/load_linnet_state_dict
@@ -74,23 +49,17 @@ data_lib = importlib.import_module("04_data")     # read_manifest, ShardLoader
 eval_lib = importlib.import_module("06_eval")     # bits_per_byte, HellaSwag (06 never imports 05)
 
 
-# --- 1. What a run reads: the training config (saved in the checkpoint) and the run's paths and switches ---
+# --- 1. What a run reads: the training config (saved in the checkpoint) and the run's paths and switches --
 
 @dataclass
 class TrainConfig:
-    """What is learned and how: model, batch, schedule, cadences; saved inside every checkpoint.
+    """What is learned and how: the model, batch, schedule, cadences; saved inside every checkpoint.
 
     Two presets below; any flagged field can be changed from the command line (`--micro-batch 16`)."""
     preset: str = "linnet"
-    # model (02): the rest is derived from depth; vocab comes from the tokenizer
-    depth: int = 12
-    n_experts: int = 8
-    n_active_experts: int = 2        # top-k; n_experts 1 = dense at equal active parameters (`dense_equal_active`)
-    balance_coef: float = 0.01       # the load-balancing term's weight in the loss (02); 0 = off
-    model_overrides: dict = dataclasses.field(default_factory=dict)   # e.g. n_embd for tiny models
-    moe_impl: str = "auto"
-    # batch: total_batch_tokens = micro_batch × seq_len × grad_accum × world_size
-    seq_len: int = 1024
+    model: model_lib.LLMConfig = dataclasses.field(default_factory=model_lib.LLMConfig)   # 02; block_size =
+    # the sequence length, vocab_size comes from the tokenizer. Default: linnet, depth 12 (the rest follows)
+    # batch: total_batch_tokens = micro_batch × block_size × grad_accum × world_size
     micro_batch: int = 32
     total_batch_tokens: int = 524_288
     # schedule (WSD): planned_steps sets the shape; max_steps may stop earlier (linnet: 5,281 of 18,965)
@@ -107,8 +76,8 @@ class TrainConfig:
     optimizer: str = "muon"          # "muon": Muon for matrices + AdamW for the rest (03); "adamw": AdamW for all
     # evaluation and checkpoints
     eval_every: int = 250
-    eval_batches: int | None = 20    # validation batches of micro_batch × seq_len (20 × 32 × 1024 = 655,360 tokens);
-                                     # None = the whole validation shard
+    eval_batches: int | None = 20    # validation batches of micro_batch × block_size (20 × 32 × 1024 = 655,360
+                                     # tokens); None = the whole validation shard
     hellaswag_every: int = 1000
     hellaswag_subset: int = 200      # the fixed subset during training (first N examples)
     hellaswag_final: int | None = None  # None = the full 10,042 at the end
@@ -117,10 +86,7 @@ class TrainConfig:
     compile: bool | None = None      # None = on for CUDA, off for CPU
     cast_experts_once: bool = True   # GPU: bf16 expert weights made once per step, not per micro-step (02)
     seed: int = 1337
-    # linnet+ switches (all off = linnet; BENCHMARKS.md "linnet+" has what each buys)
-    zero_init_out: bool = False      # 02: output projections start at 0
-    x0_mix: bool = False             # 02: each block reads a·x + b·x0, learned per layer
-    logit_softcap: float = 0.0       # 02: logits = c·tanh(logits / c); 0 = off
+    # linnet+ switches of the optimizer (the model's are in `model`; BENCHMARKS.md "linnet+" has what each buys)
     muon_momentum_warmup: bool = False   # Muon momentum 0.85 → 0.95 over the first 300 steps
     router_on_adamw: bool = False    # 03: the router's weights on AdamW instead of Muon
 
@@ -135,25 +101,27 @@ class TrainConfig:
         return min(self.max_steps or self.planned_steps, self.planned_steps)
 
 
-_TINY = model_lib.TINY_TRAINING_SHAPE
+# The model fields each preset gives; 02 derives the rest from depth, once, when an LLMConfig is made (so a
+# changed --depth makes a new one from these: `--depth 4` on tiny keeps its 64 width).
+# tiny: 02's TINY_TRAINING_SHAPE (~0.3M parameters) reading 64-token windows.
+TINY_MODEL = dict(model_lib.TINY_TRAINING_SHAPE, block_size=64)
+# linnet+: the recipe changes that paid, measured on linnet's depth-12 model (BENCHMARKS.md, "linnet+"), on
+# top of either preset: `--preset linnet-plus`, `--preset tiny-plus`. Each is also a flag of its own.
+PLUS_MODEL = dict(zero_init_out=True, x0_mix=True, logit_softcap=15.0)
+PLUS_TRAINING = dict(muon_momentum_warmup=True, decay_shape="linear", decay_start_frac=0.5)
+MODEL_FIELDS = {"linnet": {}, "tiny": TINY_MODEL, "linnet-plus": PLUS_MODEL, "tiny-plus": {**TINY_MODEL, **PLUS_MODEL}}
 PRESETS = {
     # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB (BENCHMARKS.md), 16 accumulation steps.
     "linnet": TrainConfig(),
-    # A laptop CPU: 02's TINY_TRAINING_SHAPE (~0.3M parameters), 64-token windows, 300 steps in under a
-    # minute. Same code path. Validation scores the whole validation shard (≈ 201k tokens of both sources,
-    # ≈ 2 s): a few thousand tokens from one document would measure that document, not the model.
+    # A laptop CPU: 300 steps in under a minute, same code path. Validation scores the whole validation shard
+    # (≈ 201k tokens of both sources, ≈ 2 s): a few thousand tokens from one document would measure that document.
     "tiny": TrainConfig(
-        preset="tiny", depth=_TINY["depth"], n_experts=_TINY["n_experts"], n_active_experts=_TINY["n_active_experts"],
-        model_overrides={k: v for k, v in _TINY.items() if k not in ("depth", "n_experts", "n_active_experts")},
-        seq_len=64, micro_batch=8, total_batch_tokens=1024, planned_steps=300,
-        lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=None, hellaswag_every=100,
+        preset="tiny", model=model_lib.LLMConfig(**TINY_MODEL), micro_batch=8, total_batch_tokens=1024,
+        planned_steps=300, lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=None, hellaswag_every=100,
         hellaswag_subset=50, hellaswag_final=100, checkpoint_every=100),
 }
-# linnet+: the recipe changes that paid, measured on linnet's depth-12 model (BENCHMARKS.md, "linnet+"), on
-# top of either preset: `--preset linnet-plus`, `--preset tiny-plus`. Each is also a flag of its own.
-PLUS_RECIPE = dict(zero_init_out=True, x0_mix=True, logit_softcap=15.0, muon_momentum_warmup=True,
-                   decay_shape="linear", decay_start_frac=0.5)
-PRESETS.update({f"{name}-plus": dataclasses.replace(PRESETS[name], preset=f"{name}-plus", **PLUS_RECIPE)
+PRESETS.update({f"{name}-plus": dataclasses.replace(PRESETS[name], preset=f"{name}-plus", **PLUS_TRAINING,
+                                                    model=model_lib.LLMConfig(**MODEL_FIELDS[f"{name}-plus"]))
                 for name in ("linnet", "tiny")})
 
 
@@ -179,10 +147,11 @@ class RunConfig:
 
 def grad_accum_steps(cfg: TrainConfig, world_size: int) -> int:
     """Micro-steps per optimizer step. linnet: 524,288 / (32 × 1024 × 1 GPU) = 16."""
-    per_pass = cfg.micro_batch * cfg.seq_len * world_size
+    per_pass = cfg.micro_batch * cfg.model.block_size * world_size
     if cfg.total_batch_tokens % per_pass:
-        raise SystemExit(f"error: --total-batch-tokens {cfg.total_batch_tokens} is not divisible by micro-batch "
-                         f"{cfg.micro_batch} × seq {cfg.seq_len} × {world_size} GPU(s) = {per_pass}: change one of them")
+        raise house.UserError(f"--total-batch-tokens {cfg.total_batch_tokens} is not divisible by micro-batch "
+                              f"{cfg.micro_batch} × seq {cfg.model.block_size} × {world_size} GPU(s) = {per_pass}: "
+                              f"change one of them")
     return cfg.total_batch_tokens // per_pass
 
 
@@ -191,12 +160,12 @@ def dense_equal_active(cfg: TrainConfig) -> TrainConfig:
     of width F, so the dense model gets one FFN of width top_k × F (linnet: top-2 of 8 × 2,048 → one FFN of
     4,096; tiny: top-2 of 4 × 128 → one of 256). Only the router shrinks (1 × C instead of E × C per layer):
     tiny, 189,248 active parameters dense vs 189,632 MoE. Total parameters drop (tiny 287,936 → 189,248)."""
-    base_ffn = model_lib.LLMConfig(depth=cfg.depth, **cfg.model_overrides).ffn_dim
-    overrides = {**cfg.model_overrides, "ffn_dim": cfg.n_active_experts * base_ffn}
-    return dataclasses.replace(cfg, n_experts=1, n_active_experts=1, model_overrides=overrides)
+    m = cfg.model
+    dense = dataclasses.replace(m, n_experts=1, n_active_experts=1, ffn_dim=m.n_active_experts * m.ffn_dim)
+    return dataclasses.replace(cfg, model=dense)
 
 
-# --- 2. The WSD schedule: warm-up, stable, decay ---------------------------------------------------------
+# --- 2. The WSD schedule: warm-up, stable, decay ----------------------------------------------------------
 
 def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     """Fraction of the peak learning rate at `step` (0-based): warm-up, stable, decay.
@@ -222,194 +191,118 @@ DECAY_SHAPES = {   # progress 0 → 1 through the decay ↦ fraction of the way 
 }
 
 
-def set_learning_rates(optimizers, multiplier: float) -> None:
-    """Every param group keeps its peak lr in `initial_lr` (03; Muon groups: 10×); the schedule scales all alike."""
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = group["initial_lr"] * multiplier
-
-
 def apply_schedule(optimizers, step: int, cfg: TrainConfig) -> None:
     """The learning rates of `step`; with linnet+'s momentum warm-up also Muon's momentum, 0.85 → 0.95 over the
-    first 300 steps (modded-nanogpt's recipe; linnet keeps 0.95 throughout)."""
-    set_learning_rates(optimizers, lr_multiplier(step, cfg))
+    first 300 steps (modded-nanogpt's recipe; linnet keeps 0.95 throughout). Every param group keeps its peak lr
+    in `initial_lr` (03; Muon's groups: 10×): the schedule scales all alike."""
+    multiplier = lr_multiplier(step, cfg)
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * multiplier
     if cfg.muon_momentum_warmup:
         for group in (g for opt in optimizers if isinstance(opt, muon_lib.Muon) for g in opt.param_groups):
             group["momentum"] = 0.85 + 0.10 * min(1.0, step / 300)
 
 
-# --- 3. One training step: accumulate, clip, step both optimizers ------------------------------------------
+# --- 3. One training step: accumulate over micro-batches, clip, step both optimizers ----------------------
 
 def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: torch.device):
-    """Forward/backward over the micro-batches of one step, clip, step both optimizers.
-
-    `batches` yields (x, y) micro-batches; the loss of each is divided by their number, so the gradient
-    is the gradient of the mean loss over the whole step (1 × 2B ≡ 2 × B, see the test). `runner` is what
-    runs the forward pass: `model` itself, `torch.compile(model)`, or its DDP wrapper. Returns (mean training
-    loss, grad norm, router stats averaged over micro-steps) as tensors: no host sync here."""
-    is_ddp = isinstance(runner, torch.nn.parallel.DistributedDataParallel)
+    """One optimizer step: forward/backward over the micro-batches `batches` ((x, y) pairs), clip, step both
+    optimizers. Each micro-batch's loss is divided by their number, so the gradients add up to the gradient of
+    the MEAN loss of the whole step (1 × 2B ≡ 2 × B, see the test). `runner` runs the forward pass: `model`,
+    `torch.compile(model)` or its DDP wrapper. Returns (mean loss, grad norm before clipping, router stats
+    averaged over the micro-steps) as tensors: no host sync here."""
     batches = list(batches)
-    loss_sum = torch.zeros((), device=device)
-    stats_sum = None
-    # On a GPU (bf16), cast the expert weights once for all micro-steps (same maths, 02.cast_expert_weights).
-    # Not under DDP: its gradient hooks are only tested with weights used directly in the forward.
-    cast_once = cfg.cast_experts_once and device.type == "cuda" and not is_ddp
+    accum, ddp = len(batches), isinstance(runner, torch.nn.parallel.DistributedDataParallel)
+    # On a GPU cast the expert weights to bf16 once for all micro-steps (same maths, fast/moe.py);
+    # not under DDP, whose gradient hooks are tested only with weights used directly in the forward.
+    cast_once = cfg.cast_experts_once and device.type == "cuda" and not ddp
     expert_weights = moe_fast.cast_expert_weights(model) if cast_once else None   # one (w_v, c_proj) per layer
-    for i, (x, y) in enumerate(batches):                                             # x, y: (B, T)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        last = i == len(batches) - 1
-        # DDP: all-reduce the gradients only once, on the last micro-step
-        sync_ctx = runner.no_sync() if (is_ddp and not last) else contextlib.nullcontext()
-        with sync_ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    loss_accum, stats = torch.zeros((), device=device), {}
+    for micro_step, (x, y) in enumerate(batches):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)        # (B, T) each
+        # DDP all-reduces the gradients once, in the last micro-step's backward
+        sync = runner.no_sync() if ddp and micro_step < accum - 1 else contextlib.nullcontext()
+        with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             _, loss = runner(x, y, expert_weights=expert_weights)
-            (loss / len(batches)).backward()
-        loss_sum += loss.detach()
-        stats = {k: v.detach().float() for k, v in model.router_stats.items()}
-        stats_sum = stats if stats_sum is None else {k: stats_sum[k] + v for k, v in stats.items()}
+            (loss / accum).backward()
+        loss_accum += loss.detach()
+        for name, value in model.router_stats.items():   # expert load (L, E) and router entropy (L,)
+            stats[name] = stats[name] + value.detach().float() if name in stats else value.detach().float()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)   # global norm, before clipping
     for opt in optimizers:          # Muon (matrices) and AdamW (the rest), both from 03
         opt.step()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    return loss_sum / len(batches), grad_norm, {k: v / len(batches) for k, v in stats_sum.items()}
+    return loss_accum / accum, grad_norm, {name: value / accum for name, value in stats.items()}
 
 
-# --- 4. The run: set up once, then one optimizer step per loop iteration -----------------------------------
+# --- 4. The run: the loop (one optimizer step per iteration), its guards, and the set-up before it --------
 
-def train(cfg: TrainConfig, run: RunConfig) -> Path:
-    """Set up (processes, inputs, model, optimizers, data, resume, compile/DDP), then the loop: one optimizer
-    step per iteration. Reads and writes where `run` says; returns the checkpoint path."""
-    procs = setup_processes(cfg)                                        # rank, world size, device (appendix)
-    tokenizer = prepare_inputs(cfg, run, procs.is_main)                 # 01's tokenizer, 04's shards
-    model, model_config, optimizers = build_model_and_optimizers(cfg, tokenizer.get_vocab_size(), procs.device)
-    loader = data_lib.ShardLoader(run.data_dir, "train", cfg.micro_batch, cfg.seq_len, rank=procs.rank,
-                                  world_size=procs.world_size, seed=cfg.seed)
-    start_step = start_or_resume(cfg, run, model, optimizers, loader, procs.is_main)
-    runner = compile_and_wrap(model, cfg, procs)                        # torch.compile, then DDP
-    accum, max_steps = grad_accum_steps(cfg, procs.world_size), cfg.steps_to_run
-    peak_tokens_per_s = tokens_per_s_at_full_mfu(model_config, cfg, procs.device)
-    log = RunLog(cfg, run, start_step, max_steps, enabled=procs.is_main)
-    log.say(run_summary(cfg, model_config, accum, max_steps, procs, run))
-    last_good = run.checkpoint_path if run.resume else None
-    batches, stop = iter(loader), StopRequest().install()   # Ctrl-C or SIGTERM: finish the step, save, exit
+def loop(cfg: TrainConfig, run: RunConfig, procs: runs.Processes, model, runner, optimizers, loader, tokenizer,
+         start_step: int) -> None:
+    """One optimizer step per iteration, in nanoGPT's order: schedule → step → log → evaluate → the guards."""
+    accum, max_steps, device = grad_accum_steps(cfg, procs.world_size), cfg.steps_to_run, procs.device
+    log = runs.RunLog(run.log_path, start_step, max_steps, procs.is_main, dataclasses.asdict(cfg) if run.wandb else None)
+    log.say(run_summary(cfg, accum, max_steps, procs, run))
+    guards = Guards(cfg, run, procs, log, model, optimizers, loader)
+    batches, peak_flops = iter(loader), runs.peak_flops(device)      # the GPU's FLOP/s, for MFU (None on a CPU)
     try:
         for step in range(start_step, max_steps):
             t0 = time.perf_counter()
-            apply_schedule(optimizers, step, cfg)                                         # 1. the schedule
-            micro_batches = [next(batches) for _ in range(accum)]                         # accum × (B, T) pairs
-            loss, grad_norm, stats = train_step(model, runner, optimizers, micro_batches, cfg, procs.device)  # 2.
-            loss_value = mean_over_processes(loss, procs.world_size)   # first host sync: waits for the GPU
-            stop_if_unhealthy(loss_value, grad_norm, step, last_good, cfg, model_config)   # the divergence guard
+            apply_schedule(optimizers, step, cfg)                                  # 1. this step's learning rates
+            micro_batches = [next(batches) for _ in range(accum)]                  # accum × (x, y), each (B, T)
+            loss, grad_norm, stats = train_step(model, runner, optimizers, micro_batches, cfg, device)  # 2. the step
+            loss_value = runs.mean_over_processes(loss, procs.world_size)   # first host sync: waits for the GPU
             finished, is_last, seconds = step + 1, step + 1 == max_steps, time.perf_counter() - t0
-            log.step(step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, peak_tokens_per_s))
-            if procs.is_main and evaluation_due(finished, is_last, cfg, run):             # 3. evaluate
-                limit = hellaswag_limit(finished, is_last, cfg, run)
-                log.eval(evaluate(model, finished, cfg, procs.device, run.data_dir, tokenizer, limit))
+            log.step(step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, peak_flops))
+            limit = hellaswag_limit(finished, is_last, cfg, run)   # HellaSwag examples to score now (0: none)
+            if procs.is_main and (is_last or finished % cfg.eval_every == 0 or limit != 0):   # 3. evaluate
+                log.eval(evaluate(model, finished, cfg, device, run.data_dir, tokenizer, limit))
                 if not is_last:  # refresh the plots quietly; the captions are printed once, at the end
                     save_plots(run.log_path, run.out, quiet=True)
-            if finished % cfg.checkpoint_every == 0 or is_last:
-                check_replicas_agree(model, procs.world_size)   # every process takes part in this all-gather
-            if procs.is_main and (finished % cfg.checkpoint_every == 0 or is_last or stop.requested):  # 4. save
-                with stop.saving():   # a second signal now waits until the checkpoint is whole
-                    last_good = save_healthy_checkpoint(model, optimizers, loader, finished, cfg, model_config,
-                                                        run, last_good)
-            if stop.requested:
-                exit_interrupted(stop, finished, log, cfg, run)
+            guards.after_step(step, loss_value, grad_norm, is_last)                  # 4. the guards, in one call
     except torch.cuda.OutOfMemoryError:
-        raise SystemExit(f"error: CUDA out of memory with micro-batch {cfg.micro_batch} × {cfg.seq_len}: try "
-                         f"--micro-batch {max(1, cfg.micro_batch // 2)} (the step stays {cfg.total_batch_tokens:,} tokens)")
+        raise house.UserError(f"CUDA out of memory with micro-batch {cfg.micro_batch} × {cfg.model.block_size}: try "
+                              f"--micro-batch {max(1, cfg.micro_batch // 2)} (the step stays "
+                              f"{cfg.total_batch_tokens:,} tokens)") from None
     finally:
-        stop.restore()
+        guards.stop.restore()
         log.close()                        # end the progress bar's line before any message (idempotent)
-        destroy_processes()
-    finish_run(log, cfg, run, model, tokenizer, procs)
-    return run.checkpoint_path
 
 
-def build_model_and_optimizers(cfg: TrainConfig, vocab_size: int, device: torch.device):
-    """Seed, then the model (02) and its two optimizers (03: Muon for matrices, AdamW for the rest)."""
-    seed_everything(cfg.seed)
-    model, model_config = build_model(cfg, vocab_size, device)
-    if cfg.optimizer == "adamw":   # the ablation: one AdamW for every parameter, at the AdamW lr (03's baseline)
-        optimizers = muon_lib.adamw_only(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        for group in optimizers[0].param_groups:
-            group["initial_lr"] = group["lr"]          # what set_learning_rates scales
-    else:
-        optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                                  muon_lr_multiplier=cfg.muon_lr_multiplier,
-                                                  router_on_adamw=cfg.router_on_adamw)
-    return model, model_config, optimizers
+class Guards:
+    """What keeps a run trustworthy, in one call after every step (`after_step`):
+      - the divergence guard (`stop_if_unhealthy`): a broken loss or gradient norm stops the run;
+      - at a checkpoint (every `checkpoint_every` steps and the last), DDP's processes must hold identical weights;
+      - a checkpoint is written only from healthy weights (`save_healthy_checkpoint`); `last_good` names the last;
+      - Ctrl-C or SIGTERM (house.runs.StopRequest): the step finishes, is saved, and the run stops (130 / 143)."""
+
+    def __init__(self, cfg: TrainConfig, run: RunConfig, procs: runs.Processes, log: runs.RunLog, model, optimizers,
+                 loader):
+        self.cfg, self.run, self.procs, self.log = cfg, run, procs, log
+        self.model, self.optimizers, self.loader = model, optimizers, loader
+        self.last_good = run.checkpoint_path if run.resume else None
+        self.stop = runs.StopRequest().install()
+
+    def after_step(self, step: int, loss_value: float, grad_norm, is_last: bool) -> None:
+        stop_if_unhealthy(loss_value, grad_norm, step, self.last_good, self.cfg)
+        finished, cfg, run = step + 1, self.cfg, self.run
+        due = finished % cfg.checkpoint_every == 0 or is_last
+        if due:
+            runs.check_replicas_agree(self.model, self.procs.world_size)   # every process takes part: an all-gather
+        if self.procs.is_main and (due or self.stop.requested):
+            with self.stop.saving():   # a second signal now waits until the checkpoint is whole
+                self.last_good = save_healthy_checkpoint(self.model, self.optimizers, self.loader, finished, cfg, run,
+                                                         self.last_good)
+        if self.stop.requested:
+            self.log.close()
+            self.log.say(f"interrupted after step {finished}: checkpoint saved to {house.shown(run.checkpoint_path)}; "
+                         f"continue with {resume_command(cfg, run)}")
+            raise runs.Interrupted(self.stop.requested, saved=True)
 
 
-def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
-    """02's LLM at `cfg.depth` (everything else follows from it), on `device`; returns (model, LLMConfig)."""
-    config = model_lib.LLMConfig(depth=cfg.depth, block_size=cfg.seq_len, vocab_size=vocab_size,
-                                 n_experts=cfg.n_experts, n_active_experts=cfg.n_active_experts,
-                                 balance_coef=cfg.balance_coef, moe_impl=cfg.moe_impl, zero_init_out=cfg.zero_init_out,
-                                 x0_mix=cfg.x0_mix, logit_softcap=cfg.logit_softcap, **cfg.model_overrides)
-    return model_lib.LLM(config).to(device), config
-
-
-def uses_compile(cfg: TrainConfig, device: torch.device) -> bool:
-    """--compile if given, else on with CUDA; never for emulated FP8 (its plain GEMM syncs with the host,
-    which breaks the graph at every expert: noisy and slower)."""
-    wanted = cfg.compile if cfg.compile is not None else device.type == "cuda"
-    return wanted and not fp8_emulated(cfg, device)
-
-
-def compile_and_wrap(model, cfg: TrainConfig, procs: Processes):
-    """What runs the forward pass: the model, `torch.compile(model)` (CUDA by default), and with several
-    processes its DDP wrapper (gradients are averaged across processes inside backward())."""
-    runner = torch.compile(model) if uses_compile(cfg, procs.device) else model
-    if procs.world_size > 1:
-        device_ids = [procs.local_rank] if procs.device.type == "cuda" else None
-        runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=device_ids)
-    return runner
-
-
-def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader, is_main: bool) -> int:
-    """Fresh run: an empty log, step 0. `run.resume`: model, optimizers, data position and RNG states back
-    exactly as they were after the last saved step; returns the number of finished steps."""
-    if is_main:
-        remove_stale_temp_files(run.out)                 # left by a save that was killed (kill -9, power cut)
-    if not run.resume:
-        if is_main:
-            run.out.mkdir(parents=True, exist_ok=True)
-            run.log_path.unlink(missing_ok=True)
-        return 0
-    checkpoint = load_checkpoint(run.checkpoint_path)
-    refuse_changes_on_resume(saved_train_config(checkpoint), cfg)
-    refuse_other_inputs_on_resume(checkpoint, run)
-    if checkpoint["step"] >= cfg.steps_to_run:
-        raise SystemExit(f"error: {run.checkpoint_path} has already finished {checkpoint['step']} steps and this run "
-                         f"stops at {cfg.steps_to_run}: nothing to train; pass a larger --max-steps "
-                         f"(the schedule plans {cfg.planned_steps})")
-    model_lib.load_linnet_state_dict(model, checkpoint["model"])
-    if not math.isfinite(weights_checksum(model).item()):
-        raise SystemExit(f"error: {house.shown(run.checkpoint_path)} holds inf/nan weights: it cannot continue; "
-                         "start a new run (another --out, or --overwrite) with a lower --lr")
-    for opt, state in zip(optimizers, checkpoint["optimizers"]):
-        opt.load_state_dict(state)
-    loader.load_state_dict(checkpoint["loader"])
-    set_rng_state(checkpoint["rng"])
-    if is_main:
-        trim_log(run.log_path, checkpoint["step"])
-        print(f"resumed from {run.checkpoint_path} at step {checkpoint['step']}")
-    return checkpoint["step"]
-
-
-def mean_over_processes(loss: torch.Tensor, world_size: int) -> float:
-    """The loss of the whole global batch: DDP averages it over processes. `.item()` waits for the GPU."""
-    if world_size > 1:
-        dist.all_reduce(loss, op=dist.ReduceOp.SUM)
-        loss /= world_size
-    return loss.item()
-
-
-def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path | None, cfg: TrainConfig,
-                      model_config) -> None:
-    """The divergence guard, checked after every step, before anything of it is logged or saved. A step is
-    healthy when
+def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path | None, cfg: TrainConfig) -> None:
+    """The divergence guard, checked after every step, before anything of it is saved. A step is healthy when
       - its loss is finite and at most 2 × ln(vocab) + balance_coef × E: ln(vocab) is the loss of a uniform
         guess, where a fresh model starts (tiny: ln 1,024 = 6.93, the first step measures 6.95), and the balance
         term adds at most balance_coef × E (E experts); a run above that is exploding;
@@ -417,8 +310,7 @@ def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path |
         saturated and nothing learns any more (--lr 50 on the tiny preset, without this guard: loss 54 at
         step 1, 178 at step 7, then grad norm 0.0 from step 8 while the weights grew to 2.6e18, NaN at step 17).
     Otherwise the run stops with one line naming the last checkpoint written from a healthy state."""
-    limit = loss_limit(cfg, model_config)
-    norm = float(grad_norm)
+    limit, norm = loss_limit(cfg), float(grad_norm)
     if not math.isfinite(loss_value):
         reason = f"loss became {loss_value}"
     elif loss_value > limit:
@@ -430,26 +322,220 @@ def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path |
     stop_diverged(f"{reason} at step {step}", last_good, cfg)
 
 
-def loss_limit(cfg: TrainConfig, model_config) -> float:
+def loss_limit(cfg: TrainConfig) -> float:
     """The highest loss a healthy run shows: 2 × ln(vocab), plus the balance term's most (balance_coef × E)."""
-    return 2 * math.log(model_config.vocab_size) + cfg.balance_coef * cfg.n_experts
+    return 2 * math.log(cfg.model.vocab_size) + cfg.model.balance_coef * cfg.model.n_experts
 
 
 def stop_diverged(what: str, last_good: Path | None, cfg: TrainConfig) -> None:
     where = (f"the last good checkpoint is {last_good} (its weights gave a healthy loss when saved)" if last_good
              else "no checkpoint was written by this run")
-    raise SystemExit(f"error: {what}: stopped instead of training on; {where}; try a lower --lr (now {cfg.lr:g})")
+    raise house.UserError(f"{what}: stopped instead of training on; {where}; try a lower --lr (now {cfg.lr:g})")
 
 
-def tokens_per_s_at_full_mfu(model_config, cfg: TrainConfig, device: torch.device) -> float | None:
-    """Peak FLOP/s ÷ FLOPs per token: linnet on an H100 ≈ 935k tokens/s (None on CPU: MFU means nothing there)."""
-    peak = peak_flops(device)
-    return peak / model_lib.flops_per_token(model_config, cfg.seq_len) if peak else None
+def train(cfg: TrainConfig, run: RunConfig) -> Path:
+    """Set up once (processes, inputs, model and optimizers, data, resume, compile/DDP), then `loop`; at the
+    end every plot and a sample. Reads and writes where `run` says; returns the checkpoint path."""
+    procs = runs.setup_processes(one_cpu_thread=cfg.size == "tiny")      # rank, world size, device
+    try:
+        tokenizer = prepare_inputs(cfg, run, procs.is_main)              # 01's tokenizer, 04's shards
+        model, model_config, optimizers = build_model_and_optimizers(cfg, tokenizer.get_vocab_size(), procs.device)
+        cfg = dataclasses.replace(cfg, model=model_config)                # the tokenizer's vocab_size
+        loader = data_lib.ShardLoader(run.data_dir, "train", cfg.micro_batch, cfg.model.block_size, rank=procs.rank,
+                                      world_size=procs.world_size, seed=cfg.seed)
+        start_step = start_or_resume(cfg, run, model, optimizers, loader, procs.is_main)
+        loop(cfg, run, procs, model, compile_and_wrap(model, cfg, procs), optimizers, loader, tokenizer, start_step)
+    finally:
+        runs.destroy_processes()
+    if procs.is_main:
+        save_plots(run.log_path, run.out)
+        model.eval()
+        torch.manual_seed(0)
+        print(f"sample: {model.generate('The', enc=tokenizer, max_new_tokens=40, temperature=0.8, top_k=50)!r}")
+        print(f"checkpoint: {house.shown(run.checkpoint_path)} — evaluate it with {eval_command(cfg, run)}")
+    return run.checkpoint_path
 
 
-def step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, peak_tokens_per_s) -> dict:
-    """One line of log.jsonl: loss, lr, grad norm, speed, MFU, and per-layer expert load and router entropy."""
+def build_model_and_optimizers(cfg: TrainConfig, vocab_size: int, device: torch.device):
+    """Seed; the model (02) and its optimizers (03: Muon for matrices, AdamW for the rest): (model, config, optimizers)."""
+    runs.seed_everything(cfg.seed)
+    model, model_config = build_model(cfg, vocab_size, device)
+    if cfg.optimizer == "adamw":   # the ablation: one AdamW for every parameter, at the AdamW lr (03's baseline)
+        optimizers = muon_lib.adamw_only(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for group in optimizers[0].param_groups:
+            group["initial_lr"] = group["lr"]          # what apply_schedule scales
+    else:
+        optimizers, _ = muon_lib.build_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                                  muon_lr_multiplier=cfg.muon_lr_multiplier,
+                                                  router_on_adamw=cfg.router_on_adamw)
+    return model, model_config, optimizers
+
+
+def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
+    """02's LLM of `cfg.model` at the tokenizer's `vocab_size`, on `device`; returns (model, its LLMConfig)."""
+    config = dataclasses.replace(cfg.model, vocab_size=vocab_size)
+    return model_lib.LLM(config).to(device), config
+
+
+def uses_compile(cfg: TrainConfig, device: torch.device) -> bool:
+    """--compile if given, else on with CUDA; never for emulated FP8 (its plain GEMM syncs with the host,
+    which breaks the graph at every expert: noisy and slower)."""
+    wanted = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    return wanted and not fp8_emulated(cfg, device)
+
+
+def fp8_emulated(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.model.moe_impl == "grouped_fp8" and not fp8.fp8_kernel_available(torch.empty(0, device=device))
+
+
+def compile_and_wrap(model, cfg: TrainConfig, procs: runs.Processes):
+    """What runs the forward pass: the model, `torch.compile(model)` (CUDA by default), and with several
+    processes its DDP wrapper (gradients are averaged across processes inside backward())."""
+    runner = torch.compile(model) if uses_compile(cfg, procs.device) else model
+    if procs.world_size > 1:
+        device_ids = [procs.local_rank] if procs.device.type == "cuda" else None
+        runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=device_ids)
+    return runner
+
+
+def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
+    """The tokenizer (01), checked against the shards' manifest (04); the tiny preset makes both where they are
+    missing (python 01_tokenizer.py, python 04_data.py). The linnet preset needs a GPU, and is meant for the
+    32,768-token tokenizer (not the tiny one)."""
+    runs.check_data_flag(run.data, run.data_dir, cfg.size == "tiny", data_lib.read_manifest)
+    if cfg.size == "tiny" and is_main:
+        runs.make_tiny_inputs(run.tokenizer, run.data_dir, run.data)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    if not run.tokenizer.exists():
+        raise house.NotFound(f"no tokenizer at {run.tokenizer}: run python 01_tokenizer.py first (or pass --tokenizer)")
+    manifest = data_lib.read_manifest(run.data_dir, needs=("tokenizer_sha256", "vocab_size"))
+    if is_main:   # a shard changed in place at the same size would train unnoticed: sha256 once per run (linnet: ≈ 5 s)
+        house.shards.check_shards(run.data_dir, manifest["shards"], sha256=True)
+    tokenizer = tokenizer_lib.load_tokenizer(run.tokenizer)
+    runs.check_shards_fit(manifest, run.tokenizer, tokenizer_lib.tokenizer_sha256(run.tokenizer),
+                          tokenizer.get_vocab_size(), run.data_dir, run.resume)
+    if cfg.size == "linnet" and not torch.cuda.is_available():
+        raise house.UserError("the linnet preset (497M parameters) needs a CUDA GPU: use --preset tiny on this machine")
+    if cfg.size == "linnet" and tokenizer.get_vocab_size() != tokenizer_lib.LINNET_VOCAB_SIZE and is_main:
+        print(f"warning: {run.tokenizer} has {tokenizer.get_vocab_size():,} tokens, not linnet's "
+              f"{tokenizer_lib.LINNET_VOCAB_SIZE:,} (left over from a tiny run?): for the real job run python "
+              f"01_tokenizer.py, then python 04_data.py")
+    if run.hellaswag and is_main:   # found (or fetched) now, not at the first evaluation after hundreds of steps
+        runs.hellaswag_file_or_stop(house.sources.find_hellaswag_file, house.sources.HELLASWAG_URL,
+                                    house.sources.HELLASWAG_CACHE)
+    return tokenizer
+
+
+# --- 5. Checkpoints: atomic, complete, resumable, healthy -------------------------------------------------
+
+def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: TrainConfig, run: RunConfig) -> None:
+    """Everything needed to continue exactly: written to a temp file, then renamed (never half-written)."""
+    checkpoint = {
+        "model": model_lib.export_linnet_state_dict(model),   # the published linnet layout (02)
+        "config": cfg.model.to_dict(),
+        "train_config": dataclasses.asdict(cfg),               # with the model's config nested in it
+        "optimizers": [opt.state_dict() for opt in optimizers],
+        "loader": loader.state_dict(),
+        "rng": runs.rng_state(),
+        "step": step,                                          # the number of finished steps
+        "git_commit": runs.git_commit(),
+        "tokenizer_sha256": tokenizer_lib.tokenizer_sha256(run.tokenizer),
+        "data_sha256": runs.data_sha256(run.data_dir),         # which shards (04's manifest)
+    }
+    with house.atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConfig, run: RunConfig,
+                            last_good: Path | None) -> Path:
+    """Save only weights that are healthy THEMSELVES, else stop naming the last good checkpoint (the atomic rename
+    left it untouched). The step's own loss was measured BEFORE its update, so a healthy step can still leave
+    broken weights (--lr 1000: a fine loss, then weights that score 16,613 bits per byte): the weights about to be
+    saved must be finite and give a healthy loss on one validation batch (`probe_loss`). Returns the path."""
+    if not math.isfinite(runs.weights_checksum(model).item()):   # NaN/inf in any weight makes the sum so
+        stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
+    probe = probe_loss(model, run.data_dir, cfg)
+    if not (math.isfinite(probe) and probe <= loss_limit(cfg)):
+        stop_diverged(f"the weights after step {step} give loss {probe:.4g} on a validation batch, so they were "
+                      "not saved", last_good, cfg)
+    save_checkpoint(run.checkpoint_path, model, optimizers, loader, step, cfg, run)
+    return run.checkpoint_path
+
+
+@torch.no_grad()
+def probe_loss(model, data_dir: Path, cfg: TrainConfig) -> float:
+    """The loss of the current weights on the first validation batch (cross-entropy, no balance term)."""
+    device = next(model.parameters()).device
+    x, y = next(data_lib.val_batches(data_dir, cfg.micro_batch, cfg.model.block_size, 1))     # (B, T), (B, T)
+    was_training = model.training
+    model.eval()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        _, loss = model(x.to(device), y.to(device))          # in eval mode: cross-entropy alone
+    model.train(was_training)
+    return loss.item()
+
+
+def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader, is_main: bool) -> int:
+    """Fresh run: an empty log, step 0. `run.resume`: model, optimizers, data position and RNG states back
+    exactly as they were after the last saved step; returns the number of finished steps."""
+    if is_main:
+        runs.remove_stale_temp_files(run.out)          # left by a save that was killed (kill -9, power cut)
+    if not run.resume:
+        if is_main:
+            run.out.mkdir(parents=True, exist_ok=True)
+            run.log_path.unlink(missing_ok=True)
+        return 0
+    checkpoint = load_checkpoint(run.checkpoint_path)
+    refuse_changes_on_resume(saved_train_config(checkpoint), flat_fields(cfg))
+    runs.refuse_other_inputs_on_resume(checkpoint, tokenizer_lib.tokenizer_sha256(run.tokenizer), run.tokenizer,
+                                       run.data_dir)
+    if checkpoint["step"] >= cfg.steps_to_run:
+        raise house.UserError(f"{run.checkpoint_path} has already finished {checkpoint['step']} steps and this run "
+                              f"stops at {cfg.steps_to_run}: nothing to train; pass a larger --max-steps "
+                              f"(the schedule plans {cfg.planned_steps})")
+    model_lib.load_linnet_state_dict(model, checkpoint["model"])
+    if not math.isfinite(runs.weights_checksum(model).item()):
+        raise house.UserError(f"{house.shown(run.checkpoint_path)} holds inf/nan weights: it cannot continue; "
+                              "start a new run (another --out, or --overwrite) with a lower --lr")
+    for opt, state in zip(optimizers, checkpoint["optimizers"]):
+        opt.load_state_dict(state)
+    loader.load_state_dict(checkpoint["loader"])
+    runs.set_rng_state(checkpoint["rng"])
+    if is_main:
+        runs.trim_log(run.log_path, checkpoint["step"])
+        print(f"resumed from {run.checkpoint_path} at step {checkpoint['step']}")
+    return checkpoint["step"]
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.exists():
+        raise house.NotFound(f"--resume found no checkpoint at {path}: start without --resume, or pass --out")
+    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    missing = [k for k in ("model", "train_config", "optimizers", "loader", "rng", "step")
+               if not (isinstance(checkpoint, dict) and k in checkpoint)]
+    if missing:
+        raise house.UserError(f"{house.shown(path)} is not a checkpoint 05 wrote (no {', '.join(missing[:3])}; a "
+                              "bare state dict?): --resume needs 05's own latest.pt; start a new run with another --out")
+    return checkpoint
+
+
+def saved_train_config(checkpoint: dict) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (fields this version does not know are left out); one
+    written before the model's fields were nested in `model` is read too."""
+    saved = runs.nested_train_config(checkpoint)
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    return TrainConfig(**{k: v for k, v in saved.items() if k in known},
+                       model=model_lib.LLMConfig.from_dict(saved["model"]))
+
+
+# --- 6. What to watch during a run: the step's record, evaluation, the summary ----------------------------
+
+def step_record(step, loss_value, grad_norm, stats, optimizers, seconds, cfg, peak_flops) -> dict:
+    """One line of log.jsonl: loss, lr, grad norm, speed, MFU (model FLOPs ÷ the GPU's peak: linnet on an H100
+    at 100 % would be ≈ 935k tokens/s), and per-layer expert load and router entropy."""
     tokens_per_s = cfg.total_batch_tokens / seconds
+    peak_tokens_per_s = peak_flops / model_lib.flops_per_token(cfg.model, cfg.model.block_size) if peak_flops else None
     load = stats["tokens_per_expert"] / stats["tokens_per_expert"].sum(-1, keepdim=True)   # (L, E), rows sum to 1
     return {"step": step, "loss": loss_value, "lr": optimizers[-1].param_groups[0]["lr"],
             "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_s, "dt": seconds,
@@ -465,16 +551,11 @@ def hellaswag_limit(finished: int, is_last: bool, cfg: TrainConfig, run: RunConf
     return cfg.hellaswag_final if is_last else cfg.hellaswag_subset
 
 
-def evaluation_due(finished: int, is_last: bool, cfg: TrainConfig, run: RunConfig) -> bool:
-    """Validation every `eval_every` steps, with every HellaSwag evaluation, and at the end."""
-    return is_last or finished % cfg.eval_every == 0 or hellaswag_limit(finished, is_last, cfg, run) != 0
-
-
 def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> dict:
     """Validation loss and bits per byte on the first `eval_batches` validation batches (None: all of them),
     with the number of tokens and bytes they hold; HellaSwag (acc and acc_norm, lm-eval's way) on the first
     `hellaswag_limit` examples (None: all 10,042)."""
-    bpb = eval_lib.bits_per_byte(model, data_dir, tokenizer, batch_size=cfg.micro_batch, seq_len=cfg.seq_len,
+    bpb = eval_lib.bits_per_byte(model, data_dir, tokenizer, batch_size=cfg.micro_batch, seq_len=cfg.model.block_size,
                                  max_batches=cfg.eval_batches, device=device)
     record = {"kind": "eval", "step": step, "val_loss": bpb["loss"], "val_bpb": bpb["bpb"],
               "val_tokens": bpb["tokens"], "val_bytes": bpb["bytes"]}
@@ -486,119 +567,23 @@ def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> 
     return record
 
 
-def finish_run(log: RunLog, cfg: TrainConfig, run: RunConfig, model, tokenizer, procs: Processes) -> None:
-    """After the last step: close the log, save every plot with its caption, print a sample."""
-    log.close()
-    if procs.is_main:
-        save_plots(run.log_path, run.out)
-        print_sample(model, tokenizer, procs.device)
-        print(f"checkpoint: {house.shown(run.checkpoint_path)} — evaluate it with {eval_command(cfg, run)}")
-
-
-def run_summary(cfg: TrainConfig, model_config, accum: int, max_steps: int, procs: Processes, run: RunConfig) -> str:
-    """Four lines printed before the first step: model size, how the batch is made, what validation scores,
-    device and log."""
-    counts = model_lib.count_parameters(model_config)
-    return (f"model: depth {cfg.depth}, {counts['total']:,} parameters ({counts['active']:,} active per token)\n"
-            f"batch: {cfg.total_batch_tokens:,} tokens/step = micro-batch {cfg.micro_batch} × {cfg.seq_len} "
-            f"× {accum} accumulation × {procs.world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned\n"
-            f"{validation_summary(cfg, run)}\n"
-            f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; log: {run.log_path}"
-            + fp8_note(cfg, procs.device))
-
-
-def validation_summary(cfg: TrainConfig, run: RunConfig) -> str:
-    """How many validation tokens every evaluation averages over (the same tokens each time)."""
-    val = data_lib.ShardLoader(run.data_dir, "val", cfg.micro_batch, cfg.seq_len)
+def run_summary(cfg: TrainConfig, accum: int, max_steps: int, procs: runs.Processes, run: RunConfig) -> str:
+    """Four lines printed before the first step: model size, how the batch is made, what validation scores
+    (the same tokens every time), device and log; a fifth where --fp8 is emulated (no FP8 GEMM here)."""
+    counts, seq = model_lib.count_parameters(cfg.model), cfg.model.block_size
+    val = data_lib.ShardLoader(run.data_dir, "val", cfg.micro_batch, seq)
     batches = len(val) if cfg.eval_batches is None else min(cfg.eval_batches, len(val))
     whole = "the whole validation shard" if batches == len(val) else f"{batches} of its {len(val):,} batches"
-    return (f"validation: {batches * cfg.micro_batch * cfg.seq_len:,} tokens ({whole}) every {cfg.eval_every} steps "
-            f"and at the end")
+    return (f"model: depth {cfg.model.depth}, {counts['total']:,} parameters ({counts['active']:,} active per token)\n"
+            f"batch: {cfg.total_batch_tokens:,} tokens/step = micro-batch {cfg.micro_batch} × {seq} "
+            f"× {accum} accumulation × {procs.world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned\n"
+            f"validation: {batches * cfg.micro_batch * seq:,} tokens ({whole}) every {cfg.eval_every} steps and at the end\n"
+            f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; log: {run.log_path}"
+            + (f"\nnote: --fp8 is emulated on {procs.device} (FP8 grouped GEMMs need an H100/H200): the same rounding, "
+               "no speed-up, not compiled; evaluations during the run use it too" if fp8_emulated(cfg, procs.device) else ""))
 
 
-def fp8_emulated(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.moe_impl == "grouped_fp8" and not fp8.fp8_kernel_available(torch.empty(0, device=device))
-
-
-def fp8_note(cfg: TrainConfig, device: torch.device) -> str:
-    """--fp8 where no FP8 grouped GEMM exists (a CPU, a pre-Hopper GPU) is emulated: say so, once."""
-    if not fp8_emulated(cfg, device):
-        return ""
-    return (f"\nnote: --fp8 is emulated on {device} (FP8 grouped GEMMs need an H100/H200): the same rounding, "
-            "no speed-up, not compiled; evaluations during the run use it too")
-
-
-# --- 5. Checkpoints: atomic, complete, resumable ---------------------------------------------------------
-
-def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: TrainConfig, model_config,
-                    run: RunConfig) -> None:
-    """Everything needed to continue exactly: written to a temp file, then renamed (never half-written)."""
-    checkpoint = {
-        "model": model_lib.export_linnet_state_dict(model),   # the published linnet layout (02)
-        "config": model_config.to_dict(),
-        "train_config": dataclasses.asdict(cfg),
-        "optimizers": [opt.state_dict() for opt in optimizers],
-        "loader": loader.state_dict(),
-        "rng": rng_state(),
-        "step": step,                                          # the number of finished steps
-        "git_commit": git_commit(),
-        "tokenizer_sha256": tokenizer_lib.tokenizer_sha256(run.tokenizer),
-        "data_sha256": data_sha256(run.data_dir),              # which shards (04's manifest)
-    }
-    with house.atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
-def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConfig, model_config,
-                            run: RunConfig, last_good: Path | None) -> Path:
-    """Save only weights that are healthy THEMSELVES; else stop, naming the last good checkpoint (the atomic
-    rename left it untouched). Returns the checkpoint path.
-
-    The step's own loss was measured BEFORE its update, so a healthy step can still leave broken weights
-    (--lr 1000: a fine loss, then weights that score 16,613 bits per byte). So the weights about to be saved
-    must be finite and give a healthy loss on one validation batch (`probe_loss`, one forward)."""
-    if not math.isfinite(weights_checksum(model).item()):        # NaN/inf in any weight makes the sum so
-        stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
-    probe = probe_loss(model, run.data_dir, cfg)
-    if not (math.isfinite(probe) and probe <= loss_limit(cfg, model_config)):
-        stop_diverged(f"the weights after step {step} give loss {probe:.4g} on a validation batch, so they were "
-                      "not saved", last_good, cfg)
-    save_checkpoint(run.checkpoint_path, model, optimizers, loader, step, cfg, model_config, run)
-    return run.checkpoint_path
-
-
-@torch.no_grad()
-def probe_loss(model, data_dir: Path, cfg: TrainConfig) -> float:
-    """The loss of the current weights on the first validation batch (cross-entropy, no balance term)."""
-    device = next(model.parameters()).device
-    x, y = next(data_lib.val_batches(data_dir, cfg.micro_batch, cfg.seq_len, 1))     # (B, T), (B, T)
-    was_training = model.training
-    model.eval()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        _, loss = model(x.to(device), y.to(device))          # in eval mode: cross-entropy alone
-    model.train(was_training)
-    return loss.item()
-
-
-def load_checkpoint(path: Path) -> dict:
-    if not path.exists():
-        raise SystemExit(f"error: --resume found no checkpoint at {path}: start without --resume, or pass --out")
-    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
-    missing = [k for k in ("model", "train_config", "optimizers", "loader", "rng", "step")
-               if not (isinstance(checkpoint, dict) and k in checkpoint)]
-    if missing:
-        raise SystemExit(f"error: {house.shown(path)} is not a checkpoint 05 wrote (no {', '.join(missing[:3])}; a bare "
-                         "state dict?): --resume needs 05's own latest.pt; start a new run with another --out")
-    return checkpoint
-
-
-def saved_train_config(checkpoint: dict) -> TrainConfig:
-    """The TrainConfig a checkpoint was trained with (fields this version does not know are left out)."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in checkpoint["train_config"].items() if k in known})
-
-
-# --- 6. Plots: what to watch in a run --------------------------------------------------------------------
+# --- 7. Plots: what to watch in a run ---------------------------------------------------------------------
 
 def plot_losses(steps, evals):
     """Train and validation loss (left), validation bits per byte next to linnet's ≈ 1.21 (right)."""
@@ -697,7 +682,7 @@ def plot_experts(steps):
 
 def save_plots(log_path: Path, out_dir: Path, quiet: bool = False) -> None:
     """Every plot of the run from its log.jsonl, saved with its caption (`quiet`: without printing it)."""
-    steps, evals = read_log(log_path)
+    steps, evals = runs.read_log(log_path)
     if not steps:
         return
     figures = [
@@ -717,59 +702,56 @@ def save_plots(log_path: Path, out_dir: Path, quiet: bool = False) -> None:
         house.save_plot(fig, out_dir, name, caption, quiet=quiet)
 
 
-# --- 7. Command line: a preset, the flags that change it, and what --resume may change ---------------------
+# --- 8. Command line: a preset, the flags that change it, and what --resume may change --------------------
 
-PLUS_FLAGS = ("zero_init_out", "x0_mix", "logit_softcap", "muon_momentum_warmup", "router_on_adamw")
-FLAG_FIELDS = ("micro_batch", "seq_len", "total_batch_tokens", "planned_steps", "max_steps", "lr", "eval_every",
-               "checkpoint_every", "hellaswag_every", "seed", "moe_impl", "depth", "compile",
-               "balance_coef", "optimizer", "n_experts", "n_active_experts", "warmup_frac",   # knobs
-               "decay_start_frac", "decay_shape", "min_lr", *PLUS_FLAGS)
+MODEL_FLAGS = ("depth", "block_size", "n_experts", "n_active_experts", "balance_coef", "moe_impl", "rope_impl",
+               "zero_init_out", "x0_mix", "logit_softcap")   # flags of TrainConfig.model (02's LLMConfig)
+FLAG_FIELDS = ("micro_batch", "total_batch_tokens", "planned_steps", "max_steps", "lr", "eval_every",
+               "checkpoint_every", "hellaswag_every", "seed", "compile", "optimizer", "warmup_frac",
+               "decay_start_frac", "decay_shape", "min_lr", "muon_momentum_warmup", "router_on_adamw", *MODEL_FLAGS)
+FLAG_NAMES = {"n_active_experts": "--top-k", "block_size": "--seq-len"}   # fields whose flag is not --field-name
 RESUME_MAY_CHANGE = ("max_steps", "eval_every", "hellaswag_every", "checkpoint_every", "compile")
-WHAT_IT_CHANGES = {"preset": "the model", "depth": "the model", "moe_impl": "the MoE code path of the model",
-                   "micro_batch": "the data order", "seq_len": "the model's context and the data order",
-                   "total_batch_tokens": "the data order and the step", "seed": "the data order",
-                   "planned_steps": "the learning-rate schedule", "lr": "the learning-rate schedule",
-                   "balance_coef": "the loss", "optimizer": "the optimizer (its saved state would not fit)",
-                   "n_experts": "the model", "n_active_experts": "the model", "model_overrides": "the model",
-                   "warmup_frac": "the learning-rate schedule", "decay_start_frac": "the learning-rate schedule",
-                   "decay_shape": "the learning-rate schedule", "min_lr": "the learning-rate schedule",
-                   "zero_init_out": "the model's init", "x0_mix": "the model", "logit_softcap": "the model",
-                   "muon_momentum_warmup": "the optimizer's schedule", "router_on_adamw": "the optimizer"}
-FLAG_NAMES = {"n_active_experts": "--top-k"}   # fields whose flag is not --field-name
+WHAT_IT_CHANGES = {   # what a field changes, for --resume's refusal; any other field: "the run"
+    **{f.name: "the model" for f in dataclasses.fields(model_lib.LLMConfig)}, "preset": "the model",
+    "moe_impl": "the MoE code path of the model", "rope_impl": "the RoPE code path of the model",
+    "balance_coef": "the loss", "block_size": "the model's context and the data order", "zero_init_out": "the model's init",
+    **dict.fromkeys(("micro_batch", "seed"), "the data order"), "total_batch_tokens": "the data order and the step",
+    **dict.fromkeys(("planned_steps", "lr", "warmup_frac", "decay_start_frac", "decay_shape", "min_lr"),
+                    "the learning-rate schedule"), "optimizer": "the optimizer (its saved state would not fit)",
+    "muon_momentum_warmup": "the optimizer's schedule", "router_on_adamw": "the optimizer"}
+DEFAULT_TOKENIZER = (house.OUT_DIR / "01_tokenizer" / "tokenizer.json").resolve()
+DEFAULT_DATA_DIR = (house.OUT_DIR / "04_data").resolve()
 
 
-def refuse_changes_on_resume(saved: TrainConfig, cfg: TrainConfig) -> None:
-    """--resume continues the saved run: cadences and max steps may change, anything that changes the model,
-    the data order or the schedule may not (one line naming the flag, never a silent drop)."""
-    for field in dataclasses.fields(TrainConfig):
-        old, new = getattr(saved, field.name), getattr(cfg, field.name)
-        if old != new and field.name not in RESUME_MAY_CHANGE:
-            flag = FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
-            raise SystemExit(f"error: {flag} {new} cannot change on --resume (the checkpoint has {old}): it changes "
-                             f"{WHAT_IT_CHANGES.get(field.name, 'the run')}; drop {flag}, or start a new run with another --out")
+def flat_fields(cfg: TrainConfig) -> dict:
+    """The fields of a TrainConfig and of its model in one dict (no name is in both): what --resume compares."""
+    fields = dataclasses.asdict(cfg)
+    return {"preset": fields.pop("preset"), **fields.pop("model"), **fields}
 
 
-def refuse_other_inputs_on_resume(checkpoint: dict, run: RunConfig) -> None:
-    """The tokenizer and the shards must be the ones the checkpoint was trained on."""
-    if checkpoint["tokenizer_sha256"] != tokenizer_lib.tokenizer_sha256(run.tokenizer):
-        raise SystemExit(f"error: --tokenizer {house.shown(run.tokenizer)} is not the tokenizer this checkpoint was "
-                         "trained with: it changes the model's vocabulary; pass the --tokenizer of the first run")
-    if checkpoint.get("data_sha256", data_sha256(run.data_dir)) != data_sha256(run.data_dir):
-        raise SystemExit(f"error: --data-dir {house.shown(run.data_dir)} holds other shards than this checkpoint was "
-                         "trained on: it changes the data order; pass the --data-dir of the first run")
+def refuse_changes_on_resume(saved: TrainConfig, new: dict) -> None:
+    """--resume continues the saved run: cadences and max steps may change (`new`: the flags given, or every field),
+    what changes the model, the data order or the schedule may not: one line naming the flag, never a silent drop."""
+    runs.refuse_changes_on_resume(flat_fields(saved), new, RESUME_MAY_CHANGE, WHAT_IT_CHANGES, FLAG_NAMES)
 
 
 def resume_command(cfg: TrainConfig, run: RunConfig) -> str:
     """The command that continues this run: --resume plus the flags the checkpoint does not hold."""
-    parts = ["python", "05_train.py", "--resume", "--preset", cfg.preset, "--out", house.shown(run.out)]
-    if run.tokenizer != DEFAULT_TOKENIZER:
-        parts += ["--tokenizer", house.shown(run.tokenizer)]
-    if run.data_dir != DEFAULT_DATA_DIR:
-        parts += ["--data-dir", house.shown(run.data_dir)]
-    if cfg.max_steps is not None:
-        parts += ["--max-steps", str(cfg.max_steps)]
-    parts += (["--no-hellaswag"] if not run.hellaswag else []) + (["--wandb"] if run.wandb else [])
-    return shlex.join(parts)   # quoted: a path with spaces can be pasted as it is
+    more = (["--max-steps", str(cfg.max_steps)] if cfg.max_steps is not None else []) + \
+        (["--no-hellaswag"] if not run.hellaswag else []) + (["--wandb"] if run.wandb else [])
+    return runs.command(["python", "05_train.py", "--resume", "--preset", cfg.preset, "--out", house.shown(run.out)],
+                        default_paths(run), more)
+
+
+def eval_command(cfg: TrainConfig, run: RunConfig) -> str:
+    """The 06 command that scores this run's checkpoint with its own tokenizer and shards."""
+    return runs.command(["python", "06_eval.py", "--preset", cfg.size, "--checkpoint", house.shown(run.checkpoint_path)],
+                        default_paths(run))
+
+
+def default_paths(run: RunConfig) -> list:
+    """(flag, path, its default): a command repeats the flags whose path is not the default."""
+    return [("--tokenizer", run.tokenizer, DEFAULT_TOKENIZER), ("--data-dir", run.data_dir, DEFAULT_DATA_DIR)]
 
 
 def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
@@ -777,59 +759,61 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
     run = RunConfig(out=args.out, tokenizer=args.tokenizer, data_dir=args.data_dir, data=args.data,
                     resume=args.resume, hellaswag=not args.no_hellaswag, wandb=args.wandb)
     if args.wandb and importlib.util.find_spec("wandb") is None:   # before anything of the run is touched
-        raise SystemExit("error: --wandb needs the wandb package: pip install wandb (or drop --wandb)")
+        raise house.UserError("--wandb needs the wandb package: pip install wandb (or drop --wandb)")
     flags = {f: getattr(args, f) for f in FLAG_FIELDS if getattr(args, f) is not None}
-    if args.fp8:
-        flags["moe_impl"] = fp8_flag(args)
+    if args.fp8:   # --fp8 is --moe-impl grouped_fp8; beside another --moe-impl, a contradiction
+        if args.moe_impl not in (None, "grouped_fp8"):
+            raise house.UserError(f"--fp8 and --moe-impl {args.moe_impl} contradict each other: --fp8 is --moe-impl "
+                                  "grouped_fp8; pass one of them")
+        flags["moe_impl"] = "grouped_fp8"
     if not args.resume:
-        cfg = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in flags.items() if k != "n_experts"})
-        if flags.get("n_experts") == 1:
-            cfg = dense_equal_active(check_dense_flags(cfg, flags))
-        else:
-            cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if k == "n_experts"})
-        check_numbers(cfg)
-        return cfg, run
-    saved = saved_train_config(read_train_config(run.checkpoint_path))
-    if args.fp8 and saved.moe_impl != "grouped_fp8":
-        raise SystemExit(f"error: --fp8 cannot change on --resume (the checkpoint has moe_impl {saved.moe_impl}): it "
-                         "changes the MoE code path of the model; drop --fp8, or start a new run with another --out")
+        return preset_with_flags(args.preset, flags), run
+    saved = saved_train_config(runs.read_train_config(run.checkpoint_path, load_checkpoint))
+    if args.fp8 and saved.model.moe_impl != "grouped_fp8":
+        raise house.UserError(f"--fp8 cannot change on --resume (the checkpoint has moe_impl {saved.model.moe_impl}): "
+                              "it changes the MoE code path of the model; drop --fp8, or start a new run with another --out")
     if args.preset_given:
         flags["preset"] = args.preset
-    cfg = dataclasses.replace(saved, **flags)
-    refuse_changes_on_resume(saved, cfg)
+    refuse_changes_on_resume(saved, flags)   # so every model flag left equals the checkpoint's
+    cfg = dataclasses.replace(saved, **{k: v for k, v in flags.items() if k not in MODEL_FLAGS})
     check_max_steps(cfg, resume=True)
     return cfg, run
 
 
-def fp8_flag(args) -> str:
-    """--fp8 is --moe-impl grouped_fp8; with another --moe-impl it is a contradiction, said in one line."""
-    if args.moe_impl not in (None, "grouped_fp8"):
-        raise SystemExit(f"error: --fp8 and --moe-impl {args.moe_impl} contradict each other: --fp8 is --moe-impl "
-                         "grouped_fp8; pass one of them")
-    return "grouped_fp8"
-
-
-DEFAULT_TOKENIZER = (house.OUT_DIR / "01_tokenizer" / "tokenizer.json").resolve()
-DEFAULT_DATA_DIR = (house.OUT_DIR / "04_data").resolve()
-
-
-def check_dense_flags(cfg: TrainConfig, flags: dict) -> TrainConfig:
-    """`--n-experts 1` is the dense model: its one FFN is widened to the preset's top_k × ffn (`--top-k 1`
-    may be said, any other top-k may not)."""
-    if flags.get("n_active_experts", 1) != 1:
-        raise SystemExit(f"error: --top-k {flags['n_active_experts']} with --n-experts 1: a dense model runs its one "
-                         f"FFN (widened to match the MoE's active parameters); drop --top-k")
-    return dataclasses.replace(cfg, n_active_experts=PRESETS[cfg.preset].n_active_experts)
-
-
-def check_numbers(cfg: TrainConfig) -> None:
-    """What the flags' types cannot see alone, checked before any work: top-k within the experts, a batch that
-    divides (with torchrun: WORLD_SIZE processes)."""
-    if cfg.n_active_experts > cfg.n_experts:
-        raise SystemExit(f"error: --top-k {cfg.n_active_experts} is more than --n-experts {cfg.n_experts}: "
-                         f"a token can use at most every expert; lower --top-k")
-    grad_accum_steps(cfg, int(os.environ.get("WORLD_SIZE", 1)))
+def preset_with_flags(preset: str, flags: dict) -> TrainConfig:
+    """The preset with the flags applied, checked before any work. Its model is made anew from the fields the
+    preset gives and the model flags; `--n-experts 1` is the dense model (`dense_equal_active`)."""
+    model_flags = {k: v for k, v in flags.items() if k in MODEL_FLAGS}
+    dense = model_flags.get("n_experts") == 1
+    if dense:   # its one FFN is widened to the preset's top_k × ffn: --top-k 1 may be said, another may not
+        if model_flags.pop("n_active_experts", 1) != 1:
+            raise house.UserError(f"--top-k {flags['n_active_experts']} with --n-experts 1: a dense model runs its "
+                                  f"one FFN (widened to match the MoE's active parameters); drop --top-k")
+        del model_flags["n_experts"]
+    base = PRESETS[preset].model
+    top_k, n_experts = (model_flags.get(k, getattr(base, k)) for k in ("n_active_experts", "n_experts"))
+    if top_k > n_experts:
+        raise house.UserError(f"--top-k {top_k} is more than --n-experts {n_experts}: a token can use at most every "
+                              f"expert; lower --top-k")
+    try:
+        model = model_lib.LLMConfig(**{**MODEL_FIELDS[preset], **model_flags})
+    except ValueError as e:   # e.g. a --depth whose heads do not divide into key/value groups
+        raise house.UserError(f"{e}: the model flags give no model; change --depth") from None
+    cfg = dataclasses.replace(PRESETS[preset], model=model, **{k: v for k, v in flags.items() if k not in MODEL_FLAGS})
+    cfg = dense_equal_active(cfg) if dense else cfg
+    grad_accum_steps(cfg, int(os.environ.get("WORLD_SIZE", 1)))   # the batch divides (torchrun: WORLD_SIZE processes)
     check_max_steps(cfg, resume=False)
+    return cfg
+
+
+def check_max_steps(cfg: TrainConfig, resume: bool) -> None:
+    """--max-steps may stop a run early, never run it past its schedule (silently capped before)."""
+    if cfg.max_steps is None or cfg.max_steps <= cfg.planned_steps:
+        return
+    fix = ("a run's schedule cannot grow on --resume: start a new run with --planned-steps "
+           f"{cfg.max_steps}" if resume else f"pass --planned-steps {cfg.max_steps} too, or a smaller --max-steps")
+    raise house.UserError(f"--max-steps {cfg.max_steps} is past the {cfg.planned_steps} steps the {cfg.preset} "
+                          f"schedule plans (the lr reaches its minimum there): {fix}")
 
 
 def parse_args(argv=None):
@@ -842,6 +826,7 @@ def parse_args(argv=None):
         formatter_class=house.HelpFormatter)
     house.add_common_args(parser, "05_train", presets=tuple(PRESETS))
     add_flags(parser)
+    add_knob_flags(parser)
     args = parser.parse_args(argv)
     args.preset_given = any(a == "--preset" or a.startswith("--preset=") for a in (argv if argv is not None else sys.argv[1:]))
     if not torch.cuda.is_available() and args.preset == "linnet" and not args.preset_given:
@@ -859,39 +844,64 @@ def parse_args(argv=None):
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """Paths, --resume, and one flag per TrainConfig field worth changing (FLAG_FIELDS)."""
-    add = parser.add_argument
-    add("--tokenizer", type=Path, default=None, help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
-    add("--data-dir", type=Path, default=None, help="shards + manifest.json from 04 (default: out/04_data)")
-    add("--data", type=Path, default=None,
-        help="tiny preset only: text to build the tokenizer and shards from if they are missing (default: the "
-             "corpus in embedded/; `hub` = a few MB of fineweb-edu from the Hugging Face Hub)")
+    add, pos = parser.add_argument, house.positive_int
+    add("--tokenizer", type=Path, help="tokenizer.json from 01 (default: out/01_tokenizer/tokenizer.json)")
+    add("--data-dir", type=Path, help="shards + manifest.json from 04 (default: out/04_data)")
+    add("--data", type=Path, help="tiny preset only: text to build the tokenizer and shards from if they are missing "
+        "(default: the corpus in embedded/; `hub` = a few MB of fineweb-edu from the Hugging Face Hub)")
     add("--resume", action="store_true", help="continue from <out>/latest.pt on the exact next batch; may change "
         "--max-steps, the eval/HellaSwag/checkpoint cadences, --compile, --no-hellaswag, --wandb, nothing else")
     add("--overwrite", action="store_true", help="start a new run in an --out that holds one, replacing its "
         "latest.pt and log.jsonl (without it, 05 refuses: a finished run is never replaced unasked)")
-    pos, count, amount = house.positive_int, house.non_negative_int, house.positive_float
     add("--max-steps", type=pos, help="stop after this many steps (linnet: 5281); the schedule still follows --planned-steps")
     add("--planned-steps", type=pos, help="length of the lr schedule (linnet: 18965)")
     add("--micro-batch", type=pos, help="sequences per forward pass (linnet on 80 GB: 32)")
-    add("--seq-len", type=pos, help="tokens per sequence, also the model's block size (linnet: 1024)")
+    add("--seq-len", dest="block_size", metavar="SEQ_LEN", type=pos, help="tokens per sequence, also the model's block size (linnet: 1024)")
     add("--total-batch-tokens", type=pos, help="tokens per optimizer step (linnet: 524288)")
-    add("--lr", type=amount, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
+    add("--lr", type=house.positive_float, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
     add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
-    add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; the presets use auto; "
-        "grouped_fp8 = --fp8)")
-    add("--fp8", action="store_true",
-        help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to 4 significant bits; the kernel "
-             "exists on an H100/H200 only, elsewhere it is emulated (same rounding, no speed). Evaluations during "
-             "the run use it too; 06 scores the checkpoint in bf16. BENCHMARKS.md: its speed and loss")
+    add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; the presets use auto; grouped_fp8 = --fp8)")
+    add("--rope-impl", choices=list(model_lib.ROPE_IMPLS), help="RoPE + QK-norm code path (02): fused = one GPU "
+        "kernel, reference = the plain ops, auto = the kernel where it runs (the presets use auto)")
+    add("--fp8", action="store_true", help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to 4 "
+        "significant bits; the kernel exists on an H100/H200 only, elsewhere it is emulated (same rounding, no speed). "
+        "Evaluations during the run use it too; 06 scores the checkpoint in bf16. BENCHMARKS.md: its speed and loss")
     add("--eval-every", type=pos, help="steps between validation evaluations")
     add("--hellaswag-every", type=pos, help="steps between HellaSwag evaluations (fixed subset)")
     add("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")
     add("--checkpoint-every", type=pos, help="steps between checkpoints")
     add("--seed", type=house.seed, help="seed for init and data order")
     add("--wandb", action="store_true", help="also log to Weights & Biases (pip install wandb)")
-    add_knob_flags(parser)
-    add("--compile", action=argparse.BooleanOptionalAction, default=None,
-        help="torch.compile the model (default: on with CUDA, off on CPU)")
+    add("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the model (default: on with CUDA, off on CPU)")
+
+
+def add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    """The knobs that break linnet's recipe (ablations), and the linnet+ switches that improve on it."""
+    knob = parser.add_argument_group("knobs to break the recipe (ablations; README: Knobs to break the recipe)").add_argument
+    knob("--balance-coef", type=house.non_negative_float, help="weight of the load-balancing term in the loss "
+         "(linnet: 0.01; 0 = off)")
+    knob("--optimizer", choices=["muon", "adamw"], help="muon: Muon for matrices + AdamW for the rest (linnet); "
+         "adamw: one AdamW for every parameter at the AdamW --lr")
+    knob("--n-experts", type=house.positive_int, help="experts per layer (linnet: 8). 1 = the dense model at EQUAL "
+         "ACTIVE PARAMETERS: a token of the MoE runs top-k experts of width F, so the dense model gets one FFN of "
+         "width top-k × F (linnet: 2 × 2048 = 4096); only the router shrinks")
+    knob("--top-k", dest="n_active_experts", type=house.positive_int, help="experts each token uses (linnet: 2)")
+    knob("--warmup-frac", type=house.probability, help="fraction of the planned steps spent warming the lr up "
+         "(linnet: 0.1; 0 = start at the peak lr)")
+    knob("--decay-start-frac", type=house.probability, help="fraction of the planned steps after which the lr "
+         "decays (linnet: 0.8)")
+    knob("--decay-shape", choices=list(DECAY_SHAPES), help="how the lr falls to --min-lr (linnet: cosine)")
+    knob("--min-lr", type=house.non_negative_float, help="AdamW lr at the end; Muon's is 10× (linnet: 6e-5; tiny: 3e-4)")
+    plus = parser.add_argument_group("linnet+ switches (off = linnet; --preset linnet-plus / tiny-plus turn on the ones "
+                                     "that paid; BENCHMARKS.md \"linnet+\" has each one's measured effect)").add_argument
+    plus("--zero-init-out", action="store_true", default=None,
+         help="output projections (attention and experts) start at 0: each block starts as the identity")
+    plus("--x0-mix", action="store_true", default=None,
+         help="each block reads a·x + b·x0 (x0: the token embedding), a and b learned per layer")
+    plus("--logit-softcap", type=house.non_negative_float, help="logits = c·tanh(logits / c), e.g. 15 (0 = off)")
+    plus("--muon-momentum-warmup", action="store_true", default=None,
+         help="Muon momentum from 0.85 to 0.95 over the first 300 steps (linnet: 0.95 throughout)")
+    plus("--router-on-adamw", action="store_true", default=None, help="the routers' weights on AdamW instead of Muon (03)")
 
 
 @house.speaks
@@ -901,472 +911,13 @@ def main(argv=None) -> None:
         cfg, run = configs_from_args(args)   # bad numbers and refused flags stop here, in one line
         house.check_writable(run.out)   # so does a read-only or impossible --out: before any work, nothing written
         with house.folder_lock(run.out) if house.is_first_process() else contextlib.nullcontext():
-            refuse_to_replace_a_run(run, args.overwrite)   # a finished run is never replaced without being asked
+            # a finished run is never replaced without being asked
+            runs.refuse_to_replace_a_run(run.out, [run.checkpoint_path, run.log_path], run.resume or args.overwrite)
             train(cfg, run)
-    except SystemExit as stop:   # under torchrun every process hits the same user error: rank 0 says it
-        if isinstance(stop.code, str) and not house.is_first_process():
-            raise SystemExit(1) from None
-        raise
-    except (KeyboardInterrupt, Interrupted) as stop:   # Ctrl-C before the loop, or twice in it
-        signum = getattr(stop, "signum", signal.SIGINT)
-        print(f"\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
-        raise SystemExit(128 + signum) from None
-
-
-# --- Appendix: machinery ---------------------------------------------------------------------------------
-# Command-line guards and the knob flags, processes and devices, seeds and RNG states, Ctrl-C and SIGTERM, the
-# log (and W&B), checks across DDP replicas, the inputs from 01 and 04. Nothing here changes what is learned;
-# skip it on a first reading.
-
-def refuse_to_replace_a_run(run: RunConfig, overwrite: bool) -> None:
-    """A new run (no --resume) in an --out that holds a checkpoint or a log stops in one line, before anything
-    is deleted or written, unless --overwrite says to replace it."""
-    held = [p.name for p in (run.checkpoint_path, run.log_path) if p.exists()]
-    if run.resume or overwrite or not held:
-        return
-    raise SystemExit(f"error: {house.shown(run.out)} already holds a run ({' and '.join(held)}): continue it with "
-                     f"--resume, start a new one with another --out, or replace it with --overwrite")
-
-
-def check_max_steps(cfg: TrainConfig, resume: bool) -> None:
-    """--max-steps may stop a run early, never run it past its schedule (silently capped before)."""
-    if cfg.max_steps is None or cfg.max_steps <= cfg.planned_steps:
-        return
-    fix = ("a run's schedule cannot grow on --resume: start a new run with --planned-steps "
-           f"{cfg.max_steps}" if resume else f"pass --planned-steps {cfg.max_steps} too, or a smaller --max-steps")
-    raise SystemExit(f"error: --max-steps {cfg.max_steps} is past the {cfg.planned_steps} steps the {cfg.preset} "
-                     f"schedule plans (the lr reaches its minimum there): {fix}")
-
-
-def eval_command(cfg: TrainConfig, run: RunConfig) -> str:
-    """The 06 command that scores this run's checkpoint with its own tokenizer and shards."""
-    parts = ["python", "06_eval.py", "--preset", cfg.size, "--checkpoint", house.shown(run.checkpoint_path)]
-    if run.tokenizer != DEFAULT_TOKENIZER:
-        parts += ["--tokenizer", house.shown(run.tokenizer)]
-    if run.data_dir != DEFAULT_DATA_DIR:
-        parts += ["--data-dir", house.shown(run.data_dir)]
-    return shlex.join(parts)
-
-
-def add_knob_flags(parser: argparse.ArgumentParser) -> None:
-    """The knobs that break linnet's recipe (ablations), and the linnet+ switches that improve on it."""
-    pos = house.positive_int
-    knobs = parser.add_argument_group("knobs to break the recipe (ablations; README: Knobs to break the recipe)")
-    knobs.add_argument("--balance-coef", type=house.non_negative_float,
-                       help="weight of the load-balancing term in the loss (linnet: 0.01; 0 = off)")
-    knobs.add_argument("--optimizer", choices=["muon", "adamw"], help="muon: Muon for matrices + AdamW for the rest "
-                       "(linnet); adamw: one AdamW for every parameter at the AdamW --lr")
-    knobs.add_argument("--n-experts", type=pos, help="experts per layer (linnet: 8). 1 = the dense model at EQUAL "
-                       "ACTIVE PARAMETERS: a token of the MoE runs top-k experts of width F, so the dense model gets "
-                       "one FFN of width top-k × F (linnet: 2 × 2048 = 4096); only the router shrinks")
-    knobs.add_argument("--top-k", dest="n_active_experts", type=pos, help="experts each token uses (linnet: 2)")
-    knobs.add_argument("--warmup-frac", type=house.probability, help="fraction of the planned steps spent warming "
-                       "the lr up (linnet: 0.1; 0 = start at the peak lr)")
-    knobs.add_argument("--decay-start-frac", type=house.probability, help="fraction of the planned steps after "
-                       "which the lr decays (linnet: 0.8)")
-    knobs.add_argument("--decay-shape", choices=list(DECAY_SHAPES), help="how the lr falls to --min-lr (linnet: cosine)")
-    knobs.add_argument("--min-lr", type=house.non_negative_float, help="AdamW lr at the end; Muon's is 10× "
-                       "(linnet: 6e-5; tiny: 3e-4)")
-    plus = parser.add_argument_group("linnet+ switches (off = linnet; --preset linnet-plus / tiny-plus turn on "
-                                     "the ones that paid; BENCHMARKS.md \"linnet+\" has each one's measured effect)")
-    plus.add_argument("--zero-init-out", action="store_true", default=None,
-                      help="output projections (attention and experts) start at 0: each block starts as the identity")
-    plus.add_argument("--x0-mix", action="store_true", default=None,
-                      help="each block reads a·x + b·x0 (x0: the token embedding), a and b learned per layer")
-    plus.add_argument("--logit-softcap", type=house.non_negative_float,
-                      help="logits = c·tanh(logits / c), e.g. 15 (0 = off)")
-    plus.add_argument("--muon-momentum-warmup", action="store_true", default=None,
-                      help="Muon momentum from 0.85 to 0.95 over the first 300 steps (linnet: 0.95 throughout)")
-    plus.add_argument("--router-on-adamw", action="store_true", default=None,
-                      help="the routers' weights on AdamW instead of Muon (03)")
-
-
-H100_BF16_PEAK_FLOPS = 989e12   # dense bf16, H100 SXM (docs/ARCHITECTURE.md): 100 % MFU ≈ 935k tokens/s for linnet
-
-
-@dataclass
-class Processes:
-    """This process's place in the run: 1 process without torchrun, world_size with it."""
-    rank: int
-    local_rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_processes(cfg: TrainConfig) -> Processes:
-    """Start the process group when launched by torchrun (NCCL on GPUs, gloo on CPUs); pick the device."""
-    rank, local_rank, world_size = 0, 0, 1
-    if "RANK" in os.environ:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        rank, local_rank, world_size = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size()
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu" and cfg.size == "tiny":
-        # 64-wide matrices gain nothing from more threads, and on a busy machine spinning OpenMP threads
-        # made the tiny run 10× slower (1.6 vs 19.5 steps/s measured on 2 shared cores): use one.
-        torch.set_num_threads(1)
-    return Processes(rank, local_rank, world_size, device)
-
-
-def destroy_processes() -> None:
-    """DDP: leave the process group (nothing to do in a single process)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def peak_flops(device: torch.device) -> float | None:
-    """Dense bf16 peak of the GPU, for MFU; None on CPU (MFU means nothing there)."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    if "H100" in name or "H200" in name:
-        return H100_BF16_PEAK_FLOPS
-    if "A100" in name:
-        return 312e12
-    return None
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=house.REPO_DIR, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-STALE_TEMP = re.compile(r"\.(latest\.pt|log\.jsonl|[a-z_]+\.png)\.tmp(\d+)")   # house.atomic_path's names
-
-
-def remove_stale_temp_files(out: Path) -> None:
-    """Remove the temp files of 05's own outputs (`.latest.pt.tmp<pid>`, ...) that a killed process left in
-    `out` (atomic_path removes them itself on any exit it sees; not on kill -9). A live pid's file is kept."""
-    for path in sorted(out.glob(".*.tmp*")) if out.is_dir() else []:
-        match = STALE_TEMP.fullmatch(path.name)
-        if match and not house.pid_is_alive(int(match.group(2))):
-            path.unlink(missing_ok=True)
-            print(f"removed {path.name} from {house.shown(out)}: a temp file left by a killed save (the complete "
-                  f"files beside it are untouched)")
-
-
-def data_sha256(data_dir: Path) -> str:
-    """Which shards: the SHA-256 of 04's manifest.json (it lists every shard with its own hash)."""
-    return hashlib.sha256((Path(data_dir) / "manifest.json").read_bytes()).hexdigest()
-
-
-def read_train_config(path: Path) -> dict:
-    """A checkpoint memory-mapped (its tensors are not read): enough to see its train_config."""
-    if not path.exists():
-        return load_checkpoint(path)   # says in one line that there is none
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:
-        return load_checkpoint(path)   # says in one line why it cannot be read
-    return checkpoint if isinstance(checkpoint, dict) and "train_config" in checkpoint else load_checkpoint(path)
-
-
-class Interrupted(Exception):
-    """A second Ctrl-C / SIGTERM outside a save: stop at once, without saving (`main` says so in one line)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-class StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM (what a scheduler sends before it preempts a job) during training: the
-    first signal sets `requested` to its number (the loop finishes its step, saves and exits with status
-    128 + signal: 130 for Ctrl-C, 143 for SIGTERM, and a line that says "interrupted"); a second one stops at
-    once without saving — except while a checkpoint is being written (`saving()`), which it never cuts short."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested: int | None = None
-        self.in_save = False
-        self.previous = {}
-
-    def install(self) -> StopRequest:
-        for sig in self.SIGNALS:
-            self.previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, self.on_signal)
-        return self
-
-    def on_signal(self, signum, frame) -> None:
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if self.requested is None:
-            self.requested = signum
-            print(f"\n{name}: finishing this step, then saving a checkpoint (again: stop at once without saving)")
-        elif self.in_save:
-            print(f"\n{name} again: the checkpoint is being written; stopping as soon as it is whole")
-        else:
-            raise Interrupted(signum)
-
-    @contextlib.contextmanager
-    def saving(self):
-        self.in_save = True
-        try:
-            yield
-        finally:
-            self.in_save = False
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def exit_interrupted(stop: StopRequest, finished: int, log: RunLog, cfg: TrainConfig, run: RunConfig) -> None:
-    """After the checkpoint of an interrupted run: say where it is and how to continue, exit 128 + signal."""
-    log.close()
-    log.say(f"interrupted after step {finished}: checkpoint saved to {house.shown(run.checkpoint_path)}; "
-            f"continue with {resume_command(cfg, run)}")
-    raise SystemExit(128 + stop.requested)
-
-
-class RunLog:
-    """log.jsonl (one JSON line per step and per evaluation), the progress bar, and W&B with --wandb.
-    Only the main process writes (`enabled`); on the others every method does nothing."""
-
-    def __init__(self, cfg: TrainConfig, run: RunConfig, start_step: int, max_steps: int, enabled: bool):
-        self.path, self.enabled, self.start_step, self.max_steps = run.log_path, enabled, start_step, max_steps
-        self.wandb_run = start_wandb(cfg, run.out) if (run.wandb and enabled) else None
-        self.progress = None   # the bar starts with the first step, below the lines printed before it
-
-    def step(self, record: dict) -> None:
-        if self.enabled:
-            append_log(self.path, record, self.wandb_run)
-            if self.progress is None:
-                from tqdm import tqdm
-
-                self.progress = tqdm(initial=self.start_step, total=self.max_steps, unit="step",
-                                     dynamic_ncols=True, file=sys.stdout, mininterval=1.0)
-            self.progress.update(1)
-            self.progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
-
-    def eval(self, record: dict) -> None:
-        if self.enabled:
-            append_log(self.path, record, self.wandb_run)
-            self.say(eval_line(record))
-
-    def say(self, text: str) -> None:
-        if self.enabled:
-            print(text) if self.progress is None else self.progress.write(text)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.close()
-        if self.wandb_run is not None:
-            self.wandb_run.finish()
-            self.wandb_run = None
-
-
-def append_log(path: Path, record: dict, wandb_run=None) -> None:
-    """One JSON line per step or evaluation; also sent to Weights & Biases when --wandb is on."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    if wandb_run is not None:
-        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
-        wandb_run.log(scalars, step=record["step"])
-
-
-def start_wandb(cfg: TrainConfig, out_dir: Path):
-    """--wandb: log every step to Weights & Biases too (optional: `pip install wandb`, then `wandb login`)."""
-    try:
-        import wandb
-    except ImportError:
-        raise SystemExit("error: --wandb needs the wandb package: pip install wandb (or drop --wandb)")
-    return wandb.init(project="linnet-from-scratch", name=out_dir.name, config=dataclasses.asdict(cfg), dir=str(out_dir))
-
-
-def trim_log(path: Path, finished_steps: int) -> None:
-    """On resume, forget the steps a killed run logged after its last checkpoint (they are redone), and a
-    line it was killed in the middle of (`log_records`)."""
-    if not path.exists():
-        return
-    records = log_records(path)
-    kept = [r for r in records if r["step"] < finished_steps
-            or (r.get("kind") == "eval" and r["step"] == finished_steps)]   # the eval after the last saved step
-    with house.atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-
-def read_log(path: Path) -> tuple[list[dict], list[dict]]:
-    """log.jsonl split into (step records, evaluation records)."""
-    steps, evals = [], []
-    for r in log_records(path) if path.exists() else []:
-        (evals if r.get("kind") == "eval" else steps).append(r)
-    return steps, evals
-
-
-def log_records(path: Path) -> list[dict]:
-    """The records of log.jsonl. A kill -9 in the middle of `append_log` can leave its LAST line torn: that
-    line is dropped with a note. A damaged line before it was not torn by us: one line names it."""
-    lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
-             if line.strip()]
-    records = []
-    for n, line in lines:
-        try:
-            record = json.loads(line)
-            if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
-                raise ValueError("not a record with a step")
-        except ValueError:
-            if n == lines[-1][0]:
-                print(f"note: dropped line {n} of {house.shown(path)}: torn (the run was killed while writing it)")
-                break
-            raise SystemExit(f"error: {house.shown(path)} line {n} is damaged (not a JSON record with a step): "
-                             f"delete that line (or the whole log: training does not need it, only the plots) and run again")
-        records.append(record)
-    return records
-
-
-def eval_line(record: dict) -> str:
-    line = f"step {record['step']}: val loss {record['val_loss']:.4f}, {record['val_bpb']:.4f} bits/byte"
-    if "hellaswag_acc" in record:
-        line += (f", HellaSwag acc {100 * record['hellaswag_acc']:.1f} % / acc_norm "
-                 f"{100 * record['hellaswag_acc_norm']:.1f} % on {record['hellaswag_n']} examples")
-    return line
-
-
-def print_sample(model, tokenizer, device) -> None:
-    model.eval()
-    torch.manual_seed(0)
-    text = model.generate("The", enc=tokenizer, max_new_tokens=40, temperature=0.8, top_k=50)
-    print(f"sample: {text!r}")
-
-
-def weights_checksum(model) -> torch.Tensor:
-    """The sum of every weight in float64, shape (1,), on the weights' device: equal on processes that hold
-    equal weights, and NaN or inf as soon as one weight is."""
-    return torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-
-
-def check_replicas_agree(model, world_size: int) -> None:
-    """DDP: every process must hold the same weights (same all-reduced gradients, deterministic Muon and
-    AdamW: 03). Compare a checksum of all parameters across processes before rank 0 saves them."""
-    if world_size == 1:
-        return
-    checksum = weights_checksum(model)
-    gathered = [torch.zeros_like(checksum) for _ in range(world_size)]
-    dist.all_gather(gathered, checksum)
-    values = [g.item() for g in gathered]
-    if not all(math.isfinite(v) for v in values):
-        return   # NaN never equals NaN: non-finite weights are the divergence guard's to report (save_healthy_checkpoint)
-    if len(set(values)) != 1:
-        raise SystemExit(f"error: the {world_size} DDP processes hold different weights "
-                         f"(checksums {[g.item() for g in gathered]}): the run is no longer data-parallel")
-    if dist.get_rank() == 0:
-        print(f"replicas agree: all {world_size} processes hold identical weights (checksum {checksum.item():.6f})")
-
-
-def run_lesson(script: str, *args: str) -> None:
-    """Run an earlier lesson as a subprocess (the tiny preset makes its own tokenizer and shards)."""
-    command = shlex.join(["python", script, *args])       # quoted: a path with spaces can be copied as is
-    print(f"running: {command}")
-    result = subprocess.run([sys.executable, str(house.REPO_DIR / script), *args], cwd=house.REPO_DIR)
-    if result.returncode != 0:
-        raise SystemExit(f"error: {command} failed (see above): fix that first")
-
-
-def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
-    """The tokenizer (checked against the shards' manifest); for the tiny preset, make both if missing."""
-    data_args = ["--data", str(run.data)] if run.data else []
-    check_data_flag(cfg, run)
-    if cfg.size == "tiny" and is_main:
-        if not run.tokenizer.exists() and run.tokenizer.name != "tokenizer.json":   # 01 could not make this name
-            raise SystemExit(f"error: no tokenizer at {run.tokenizer}: pass an existing one, or a path ending in "
-                             f"tokenizer.json for python 01_tokenizer.py to make it there")
-        if not run.tokenizer.exists():
-            run_lesson("01_tokenizer.py", "--preset", "tiny", "--out", str(run.tokenizer.parent), *data_args)
-        if not (run.data_dir / "manifest.json").exists():
-            run_lesson("04_data.py", "--preset", "tiny", "--tokenizer", str(run.tokenizer), "--out",
-                       str(run.data_dir), *data_args)
-    if dist.is_initialized():
-        dist.barrier()
-    if not run.tokenizer.exists():
-        raise SystemExit(f"error: no tokenizer at {run.tokenizer}: run python 01_tokenizer.py first (or pass --tokenizer)")
-    manifest = data_lib.read_manifest(run.data_dir, needs=("tokenizer_sha256", "vocab_size"))
-    if is_main:   # a shard changed in place at the same size would train unnoticed: sha256 once per run (linnet: ≈ 5 s)
-        house.shards.check_shards(run.data_dir, manifest["shards"], sha256=True)
-    tokenizer = tokenizer_lib.load_tokenizer(run.tokenizer)
-    if manifest["tokenizer_sha256"] != tokenizer_lib.tokenizer_sha256(run.tokenizer):
-        fix = ("pass the --tokenizer the run was started with (its shards need it)" if run.resume else
-               f"pass the matching --tokenizer, or make shards for this one in a new folder: python 04_data.py "
-               f"--tokenizer {house.shown(run.tokenizer)} --out NEW_DIR, then --data-dir NEW_DIR")
-        raise SystemExit(f"error: the shards in {house.shown(run.data_dir)} were made with another tokenizer than "
-                         f"{house.shown(run.tokenizer)}: {fix}")
-    if manifest["vocab_size"] != tokenizer.get_vocab_size():
-        raise SystemExit(f"error: manifest vocab {manifest['vocab_size']} != tokenizer vocab "
-                         f"{tokenizer.get_vocab_size()}: rerun python 04_data.py with this tokenizer")
-    check_preset_fits(cfg, tokenizer, run.tokenizer, is_main)
-    if run.hellaswag and is_main:   # found (or fetched) now, not at the first evaluation after hundreds of steps
-        hellaswag_file_or_stop()
-    return tokenizer
-
-
-def check_data_flag(cfg: TrainConfig, run: RunConfig) -> None:
-    """--data builds the tiny preset's tokenizer and shards when they are missing. Given while shards exist, it
-    must name what they were made from: a --data that would be ignored is refused, never dropped in silence."""
-    if run.data is None:
-        return
-    if cfg.size != "tiny":
-        raise SystemExit("error: --data is for the tiny preset (it builds the tokenizer and shards from it); for "
-                         "linnet run python 01_tokenizer.py and python 04_data.py on your text, then pass --tokenizer "
-                         "and --data-dir")
-    files = {str(f.resolve()) for f in house.list_text_files([run.data])}   # a missing path: one line here
-    if not (run.data_dir / "manifest.json").exists():
-        return
-    made_from = set()
-    for source in data_lib.read_manifest(run.data_dir).get("sources", []):
-        location = source.get("location", [])
-        made_from |= {str(Path(p).resolve()) for p in (location if isinstance(location, list) else [location])}
-    if made_from != files:
-        raise SystemExit(f"error: --data {house.shown(run.data)} is not the text the shards in "
-                         f"{house.shown(run.data_dir)} were made from: drop --data to train on those shards, or pass "
-                         f"a new --data-dir and --tokenizer to build new ones from it")
-
-
-def hellaswag_file_or_stop() -> Path:
-    """06's HellaSwag file (cached, the course copy, or downloaded); without one, one line that says what to do."""
-    try:
-        return house.sources.find_hellaswag_file()
-    except house.NotFound:
-        raise SystemExit(f"error: no HellaSwag file and no internet: download {house.sources.HELLASWAG_URL} to "
-                         f"{house.shown(house.sources.HELLASWAG_CACHE)}, or train without it: --no-hellaswag")
-
-
-def check_preset_fits(cfg: TrainConfig, tokenizer, tokenizer_path: Path, is_main: bool) -> None:
-    """The linnet preset needs a GPU, and is meant for the 32,768-token tokenizer (not the tiny one)."""
-    if cfg.size == "linnet" and not torch.cuda.is_available():
-        raise SystemExit("error: the linnet preset (497M parameters) needs a CUDA GPU: use --preset tiny on this machine")
-    vocab = tokenizer.get_vocab_size()
-    if cfg.size == "linnet" and vocab != tokenizer_lib.LINNET_VOCAB_SIZE and is_main:
-        print(f"warning: {tokenizer_path} has {vocab:,} tokens, not linnet's {tokenizer_lib.LINNET_VOCAB_SIZE:,} "
-              f"(left over from a tiny run?): for the real job run python 01_tokenizer.py, then python 04_data.py")
+    except (KeyboardInterrupt, runs.Interrupted) as stop:   # Ctrl-C or SIGTERM: saved (the loop said so) or not
+        if not getattr(stop, "saved", False):
+            print("\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
+        raise SystemExit(128 + getattr(stop, "signum", signal.SIGINT)) from None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ training step and 03's Muon + AdamW on 05's learning-rate schedule:
     fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (fast/rope_qk_norm.py): GPU only;
                     "fused, compiled" is what 05_train.py trains with on a GPU
 
-Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.moe_impl,
+Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.model.moe_impl,
 and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
 (02 has one RoPE; the table-vs-angles speed was measured once, BENCHMARKS.md rows 5 and 6).
 
@@ -84,11 +84,11 @@ def batch_stream(args, vocab_size):
 def train_path(name, args, vocab_size, device) -> dict:
     """Train one path for args.steps steps; returns its per-step losses and gradient norms."""
     moe_impl, compiled, cast_experts_once, rope_impl = PATHS[name]
-    cfg = dataclasses.replace(train_lib.PRESETS["linnet"], depth=args.depth, seq_len=args.seq_len,
-                              micro_batch=args.micro_batch, moe_impl=moe_impl,
+    cfg = dataclasses.replace(train_lib.PRESETS["linnet"], micro_batch=args.micro_batch,
+                              model=model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, moe_impl=moe_impl,
+                                                        rope_impl=rope_impl),
                               total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
-                              planned_steps=args.steps, cast_experts_once=cast_experts_once,
-                              model_overrides={"rope_impl": rope_impl})
+                              planned_steps=args.steps, cast_experts_once=cast_experts_once)
     torch.manual_seed(args.seed)
     model, _ = train_lib.build_model(cfg, vocab_size, device)
     runner = torch.compile(model) if compiled else model
@@ -98,7 +98,7 @@ def train_path(name, args, vocab_size, device) -> dict:
     stream = batch_stream(args, vocab_size)
     losses, grad_norms, t0 = [], [], time.perf_counter()
     for step in range(args.steps):
-        train_lib.set_learning_rates(optimizers, train_lib.lr_multiplier(step, cfg))
+        train_lib.apply_schedule(optimizers, step, cfg)
         batches = [next(stream) for _ in range(args.accum)]
         loss, grad_norm, _ = train_lib.train_step(model, runner, optimizers, batches, cfg, device)
         losses.append(loss.item())

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
 from fast import moe as moe_fast  # noqa: E402
+import house.runs  # noqa: E402
 
 model_lib = importlib.import_module("02_model")
 muon_lib = importlib.import_module("03_muon")
@@ -94,7 +95,7 @@ def build_training(args, device):
     """The model, its runner, 05's TrainConfig for one step of args.accum micro-batches, 03's optimizers,
     and the random-token generator, after args.warmup full steps (compilation happens there)."""
     model, runner, config = build(args, device)
-    cfg = train_lib.TrainConfig(seq_len=args.seq_len, micro_batch=args.micro_batch,
+    cfg = train_lib.TrainConfig(model=config, micro_batch=args.micro_batch,
                                 total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
                                 cast_experts_once=args.cast_experts_once)
     optimizers, _ = muon_lib.build_optimizers(model, lr=1e-3, weight_decay=0.1, batched=args.muon_batched)
@@ -293,7 +294,7 @@ def device_name(device):
 def report(args, device, config, tokens, seconds, what):
     flops = model_lib.flops_per_token(config, args.seq_len)
     tokens_per_s = tokens / seconds
-    peak = train_lib.peak_flops(device)
+    peak = house.runs.peak_flops(device)
     return {"what": what, "moe": args.moe, "compile": args.compile, "compile_mode": args.compile_mode,
             "plain": args.plain, "cast_experts_once": args.cast_experts_once, "residual": getattr(args, "residual", "fp32"), "micro_batch": args.micro_batch,
             "accum": args.accum, "ms": round(1000 * seconds, 1), "tokens_per_s": round(tokens_per_s),

@@ -42,6 +42,7 @@ import math
 from pathlib import Path
 
 import house
+import house.runs
 
 tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
@@ -51,7 +52,7 @@ eval_lib = importlib.import_module("06_eval")
 
 TINY = train_lib.PRESETS["tiny"]
 TOKEN_BUDGET = TINY.planned_steps * TINY.total_batch_tokens          # 300 × 1,024 = 307,200
-EVAL_SEQ_LEN = TINY.seq_len                                         # 64: validation windows of 64 + 1 tokens
+EVAL_SEQ_LEN = TINY.model.block_size                                        # 64: validation windows of 64 + 1 tokens
 EVAL_BATCH = TINY.micro_batch                                       # 8: the batch this script scores with
 AGREEMENT_BPB = 0.01                                                # the log's last val_bpb vs this script's
 # What 01 and 04 make with --preset tiny from embedded/corpus, the repo's own (deterministic: same files, same hashes).
@@ -61,9 +62,8 @@ MAKE_DATA = "python 01_tokenizer.py --preset tiny, then python 04_data.py --pres
 
 
 def tiny_model_config(cfg, vocab_size: int = tokenizer_lib.TINY_VOCAB_SIZE) -> "model_lib.LLMConfig":
-    """The model 05 builds for a TrainConfig (its depth, experts and overrides) at the tiny vocabulary."""
-    return model_lib.LLMConfig(depth=cfg.depth, block_size=cfg.seq_len, vocab_size=vocab_size,
-                               n_experts=cfg.n_experts, n_active_experts=cfg.n_active_experts, **cfg.model_overrides)
+    """The model 05 builds for a TrainConfig (its `model`) at the tiny vocabulary."""
+    return dataclasses.replace(cfg.model, vocab_size=vocab_size)
 
 
 FLOP_BUDGET = model_lib.flops_per_token(tiny_model_config(TINY), EVAL_SEQ_LEN) * TOKEN_BUDGET   # 379.7 GFLOP
@@ -85,11 +85,11 @@ def read_run(out: Path) -> tuple[dict, list[dict]]:
         refuse(f"{house.shown(out)} holds no latest.pt: pass the --out of a finished python 05_train.py --preset tiny run")
     if not (out / "log.jsonl").is_file():
         refuse(f"{house.shown(out)} holds latest.pt but no log.jsonl: pass the whole --out folder of the run")
-    checkpoint = train_lib.read_train_config(out / "latest.pt")
+    checkpoint = house.runs.read_train_config(out / "latest.pt", train_lib.load_checkpoint)
     missing = [k for k in ("train_config", "config", "step", "tokenizer_sha256", "data_sha256") if k not in checkpoint]
     if missing:
         refuse(f"{house.shown(out / 'latest.pt')} has no {', '.join(missing)}: it was not written by this repo's 05_train.py")
-    return checkpoint, train_lib.read_log(out / "log.jsonl")[1]
+    return checkpoint, house.runs.read_log(out / "log.jsonl")[1]
 
 
 def check_finished(cfg, checkpoint: dict, evals: list[dict]) -> None:
@@ -108,12 +108,12 @@ def check_finished(cfg, checkpoint: dict, evals: list[dict]) -> None:
 def check_budget(cfg, model_config) -> dict:
     """Rule 2: tokens = steps × total_batch_tokens ≤ 307,200 and their training FLOPs ≤ the tiny model's."""
     tokens = cfg.steps_to_run * cfg.total_batch_tokens
-    flops = model_lib.flops_per_token(model_config, cfg.seq_len) * tokens
+    flops = model_lib.flops_per_token(model_config, cfg.model.block_size) * tokens
     if tokens > TOKEN_BUDGET:
         refuse(f"over budget: {cfg.steps_to_run} steps × {cfg.total_batch_tokens:,} tokens = {tokens:,} training tokens, "
                f"the budget is {TOKEN_BUDGET:,}: lower --planned-steps/--max-steps or --total-batch-tokens")
     if flops > FLOP_BUDGET * (1 + 1e-9):
-        refuse(f"over budget: {flops / 1e9:.1f} GFLOP of training compute ({model_lib.flops_per_token(model_config, cfg.seq_len):,} "
+        refuse(f"over budget: {flops / 1e9:.1f} GFLOP of training compute ({model_lib.flops_per_token(model_config, cfg.model.block_size):,} "
                f"FLOPs/token × {tokens:,} tokens), the budget is {FLOP_BUDGET / 1e9:.1f} GFLOP: a bigger model "
                "must train on fewer tokens")
     return {"tokens": tokens, "flops": flops}
@@ -121,8 +121,8 @@ def check_budget(cfg, model_config) -> dict:
 
 def check_evaluation(cfg, last_eval: dict, data_dir: Path) -> None:
     """Rule 3: 64-token windows over the whole validation shard, as the log's last evaluation shows."""
-    if cfg.seq_len != EVAL_SEQ_LEN:
-        refuse(f"the run used --seq-len {cfg.seq_len}: the speedrun evaluates windows of {EVAL_SEQ_LEN} tokens "
+    if cfg.model.block_size != EVAL_SEQ_LEN:
+        refuse(f"the run used --seq-len {cfg.model.block_size}: the speedrun evaluates windows of {EVAL_SEQ_LEN} tokens "
                f"(the model's context is part of the fixed evaluation); train with --seq-len {EVAL_SEQ_LEN}")
     if cfg.eval_batches is not None:
         refuse(f"the run evaluated {cfg.eval_batches} validation batches (eval_batches); the speedrun scores the "
@@ -130,7 +130,8 @@ def check_evaluation(cfg, last_eval: dict, data_dir: Path) -> None:
     if "val_tokens" not in last_eval:
         refuse("the log's evaluations do not say how many tokens they scored (val_tokens): train with this "
                "repo's current 05_train.py")
-    whole = len(data_lib.ShardLoader(data_dir, "val", cfg.micro_batch, cfg.seq_len)) * cfg.micro_batch * cfg.seq_len
+    seq = cfg.model.block_size
+    whole = len(data_lib.ShardLoader(data_dir, "val", cfg.micro_batch, seq)) * cfg.micro_batch * seq
     if last_eval["val_tokens"] != whole:
         refuse(f"the last evaluation scored {last_eval['val_tokens']:,} validation tokens, the whole shard at "
                f"micro-batch {cfg.micro_batch} is {whole:,}: the evaluation was changed")
@@ -145,7 +146,7 @@ def check_data(checkpoint: dict, tokenizer_path: Path, data_dir: Path) -> dict:
         refuse(f"--tokenizer {house.shown(tokenizer_path)} is not the embedded corpus's tiny tokenizer: pass the one "
                f"the run was trained with, or make it with {MAKE_DATA}")
     manifest = data_lib.read_manifest(data_dir)
-    if train_lib.data_sha256(data_dir) != checkpoint["data_sha256"]:
+    if house.runs.data_sha256(data_dir) != checkpoint["data_sha256"]:
         refuse(f"the run was not trained on the shards in --data-dir {house.shown(data_dir)} (their manifest differs "
                "from the one its checkpoint records): pass the --data-dir the run used")
     if shards_fingerprint(manifest) != COURSE_SHARDS_SHA256:
@@ -170,20 +171,26 @@ def recipe_flags(cfg) -> str:
     """The 05 flags that turn the tiny preset (or tiny-plus) into this run's TrainConfig (what to write on the
     leaderboard)."""
     base = train_lib.PRESETS.get(cfg.preset, TINY)
+    old = train_lib.flat_fields(base)            # the training fields and the model's (02) in one dict
+    changed = {k: v for k, v in train_lib.flat_fields(cfg).items()
+               if v != old.get(k) and k not in ("compile", "preset", "vocab_size")}   # vocab: the tokenizer's
+    flagged = {k: v for k, v in changed.items() if k in train_lib.FLAG_FIELDS}
+    try:   # what these flags make: 02 derives the rest of the model (n_layer, n_embd, ...) from them
+        made = train_lib.flat_fields(train_lib.preset_with_flags(base.preset, flagged))
+    except house.UserError:
+        made = old
     flags = [] if cfg.preset == "tiny" else [f"--preset {cfg.preset}"]
-    for field in dataclasses.fields(cfg):
-        new, old = getattr(cfg, field.name), getattr(base, field.name)
-        if new == old or field.name in ("compile", "preset"):
+    for name, new in changed.items():
+        if name not in flagged and new == made.get(name):
             continue
         if isinstance(new, bool):
-            flags.append(f"--{field.name.replace('_', '-')}" if new else f"{field.name}=False (a code change)")
-            continue
-        if field.name == "moe_impl" and new == "grouped_fp8":
+            flags.append(f"--{name.replace('_', '-')}" if new else f"{name}=False (a code change)")
+        elif name == "moe_impl" and new == "grouped_fp8":
             flags.append("--fp8")
-        elif field.name in train_lib.FLAG_FIELDS:
-            flags.append(f"{train_lib.FLAG_NAMES.get(field.name, '--' + field.name.replace('_', '-'))} {new}")
+        elif name in flagged:
+            flags.append(f"{train_lib.FLAG_NAMES.get(name, '--' + name.replace('_', '-'))} {new}")
         else:
-            flags.append(f"{field.name}={new!r} (a code change)")
+            flags.append(f"{name}={new!r} (a code change)")
     return " ".join(flags) or "(none: the tiny preset as is)"
 
 

@@ -17,6 +17,7 @@ import torch
 from helpers import REPO_DIR, lesson, run_script
 
 train_lib = lesson("05_train")
+house = lesson("house")
 model_lib = lesson("02_model")
 muon_lib = lesson("03_muon")
 
@@ -70,7 +71,7 @@ def test_validation_scores_the_whole_shard_and_bits_per_byte_are_exact(tiny_run)
     _, evals = read_steps(tiny_run["out"])
     manifest = data_lib.read_manifest(tiny_run["data_dir"])
     val = next(r for r in manifest["shards"] if r["split"] == "val")
-    T = train_lib.PRESETS["tiny"].seq_len
+    T = train_lib.PRESETS["tiny"].model.block_size
     for r in evals:
         assert r["val_tokens"] >= 65_536 and r["val_tokens"] > val["tokens"] - 9 * T, (r, val["tokens"])
         assert r["val_bpb"] == pytest.approx(r["val_loss"] * r["val_tokens"] / (math.log(2) * r["val_bytes"]), rel=1e-9)
@@ -122,7 +123,7 @@ def test_batch_must_divide():
     cfg = train_lib.PRESETS["linnet"]
     assert train_lib.grad_accum_steps(cfg, 1) == 16
     assert train_lib.grad_accum_steps(cfg, 8) == 2
-    with pytest.raises(SystemExit, match="not divisible"):
+    with pytest.raises(house.UserError, match="not divisible"):
         train_lib.grad_accum_steps(cfg, 3)
 
 
@@ -130,8 +131,7 @@ def test_gradient_accumulation_equals_one_big_batch():
     """1 × 2B and 2 × B give the same gradient — without the balance term, which is a square of a
     per-micro-batch mean and so (in linnet too) depends on how the step is cut into micro-batches."""
     cfg = train_lib.PRESETS["tiny"]
-    config = model_lib.LLMConfig(depth=2, block_size=32, vocab_size=256, n_experts=4, n_active_experts=2,
-                                 balance_coef=0.0, **cfg.model_overrides)
+    config = dataclasses.replace(cfg.model, block_size=32, vocab_size=256, balance_coef=0.0)   # depth 2, 4 experts top-2
     torch.manual_seed(0)
     one, two = model_lib.LLM(config), model_lib.LLM(config)
     two.load_state_dict(one.state_dict())
@@ -239,7 +239,7 @@ def test_resume_forgets_steps_logged_after_the_last_checkpoint(tmp_path):
     records = [{"step": s, "loss": 1.0} for s in range(8)] + [{"kind": "eval", "step": 5, "val_loss": 1.0},
                                                               {"kind": "eval", "step": 7, "val_loss": 1.0}]
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    train_lib.trim_log(log, 5)   # the checkpoint holds 5 finished steps: steps 5, 6, 7 will be redone
+    lesson("house.runs").trim_log(log, 5)   # the checkpoint holds 5 finished steps: steps 5, 6, 7 will be redone
     steps, evals = read_steps(tmp_path)
     assert [r["step"] for r in steps] == [0, 1, 2, 3, 4] and [r["step"] for r in evals] == [5]
 
@@ -265,12 +265,17 @@ def test_relative_paths_work_from_any_directory(tiny_run, tmp_path):
 def test_resume_refuses_what_would_change_the_run_and_takes_the_rest():
     saved = train_lib.PRESETS["tiny"]
     for field, value, what in [("depth", 3, "the model"), ("micro_batch", 4, "the data order"),
-                               ("lr", 1e-2, "schedule"), ("planned_steps", 600, "schedule"), ("seed", 1, "data order")]:
+                               ("lr", 1e-2, "schedule"), ("planned_steps", 600, "schedule"), ("seed", 1, "data order"),
+                               ("rope_impl", "reference", "the RoPE code path")]:
         flag = "--" + field.replace("_", "-")
-        with pytest.raises(SystemExit, match=f"error: {flag} {value} cannot change on --resume.*{what}"):
-            train_lib.refuse_changes_on_resume(saved, dataclasses.replace(saved, **{field: value}))
+        with pytest.raises(house.UserError, match=f"^{flag} {value} cannot change on --resume.*{what}"):
+            train_lib.refuse_changes_on_resume(saved, {field: value})
+    with pytest.raises(house.UserError, match="^--seq-len 128 cannot change on --resume .the checkpoint has 64.: it "
+                                              "changes the model's context and the data order"):
+        train_lib.refuse_changes_on_resume(saved, {"block_size": 128})
     safe = dataclasses.replace(saved, max_steps=7, eval_every=3, hellaswag_every=5, checkpoint_every=2, compile=False)
-    train_lib.refuse_changes_on_resume(saved, safe)   # honoured: no error
+    train_lib.refuse_changes_on_resume(saved, train_lib.flat_fields(safe))   # honoured: no error
+    train_lib.refuse_changes_on_resume(saved, {"depth": 2, "n_active_experts": 2, "max_steps": 9})   # unchanged: no error
 
 
 def test_resume_command_repeats_the_flags_the_run_was_started_with(tmp_path):
@@ -309,7 +314,7 @@ def knob_config(*flags):
 def test_knob_flags_land_in_the_train_config():
     cfg = knob_config("--balance-coef", "0", "--optimizer", "adamw", "--n-experts", "4", "--top-k", "1",
                       "--warmup-frac", "0.3")
-    assert (cfg.balance_coef, cfg.optimizer, cfg.n_experts, cfg.n_active_experts, cfg.warmup_frac) == (
+    assert (cfg.model.balance_coef, cfg.optimizer, cfg.model.n_experts, cfg.model.n_active_experts, cfg.warmup_frac) == (
         0.0, "adamw", 4, 1, 0.3)
     assert train_lib.lr_multiplier(0, cfg) == pytest.approx(1 / 90) and train_lib.lr_multiplier(90, cfg) == 1.0
     assert train_lib.lr_multiplier(0, knob_config("--warmup-frac", "0")) == 1.0   # no warm-up: the peak at once
@@ -318,7 +323,8 @@ def test_knob_flags_land_in_the_train_config():
 @pytest.mark.parametrize("coef", [0.0, 0.01])
 def test_balance_coef_reaches_the_loss(coef):
     """balance_coef 0: the training loss IS the cross-entropy; linnet's 0.01 adds the balance term."""
-    cfg = dataclasses.replace(train_lib.PRESETS["tiny"], balance_coef=coef)
+    tiny = train_lib.PRESETS["tiny"]
+    cfg = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, balance_coef=coef))
     model, _ = train_lib.build_model(cfg, 1024, torch.device("cpu"))
     model.train()
     torch.manual_seed(0)
@@ -345,17 +351,17 @@ def test_optimizer_adamw_is_one_adamw_holding_every_parameter():
 def test_dense_has_the_moe_active_parameters():
     """--n-experts 1: one FFN of top-k × ffn = 2 × 128; the same expert parameters per token as top-2 of 4."""
     moe, dense = knob_config(), knob_config("--n-experts", "1", "--top-k", "1")
-    assert (dense.n_experts, dense.n_active_experts, dense.model_overrides["ffn_dim"]) == (1, 1, 256)
+    assert (dense.model.n_experts, dense.model.n_active_experts, dense.model.ffn_dim) == (1, 1, 256)
     _, moe_config = train_lib.build_model(moe, 1024, torch.device("cpu"))
     model, dense_config = train_lib.build_model(dense, 1024, torch.device("cpu"))
     a, b = model_lib.count_parameters(moe_config), model_lib.count_parameters(dense_config)
     assert a["active_experts"] == b["active_experts"] == 98_304
     assert (a["active"], b["active"]) == (189_632, 189_248)   # only the router differs: 2 layers × 3 × 64
     assert sum(p.numel() for p in model.parameters()) == b["total"] == 189_248
-    assert knob_config("--n-experts", "1").model_overrides["ffn_dim"] == 256   # --top-k 1 may be left out
-    with pytest.raises(SystemExit, match="error: --top-k 2 with --n-experts 1"):
+    assert knob_config("--n-experts", "1").model.ffn_dim == 256   # --top-k 1 may be left out
+    with pytest.raises(house.UserError, match="^--top-k 2 with --n-experts 1"):
         knob_config("--n-experts", "1", "--top-k", "2")
-    with pytest.raises(SystemExit, match="error: --top-k 3 is more than --n-experts 2"):
+    with pytest.raises(house.UserError, match="^--top-k 3 is more than --n-experts 2"):
         knob_config("--n-experts", "2", "--top-k", "3")
 
 
@@ -364,6 +370,48 @@ def test_resume_refuses_a_changed_knob():
     for field, value, flag in [("balance_coef", 0.0, "--balance-coef"), ("optimizer", "adamw", "--optimizer"),
                                ("n_experts", 1, "--n-experts"), ("n_active_experts", 1, "--top-k"),
                                ("warmup_frac", 0.3, "--warmup-frac")]:
-        with pytest.raises(SystemExit, match=f"^error: {flag} {value} cannot change on --resume") as refused:
-            train_lib.refuse_changes_on_resume(saved, dataclasses.replace(saved, **{field: value}))
+        with pytest.raises(house.UserError, match=f"^{flag} {value} cannot change on --resume") as refused:
+            train_lib.refuse_changes_on_resume(saved, {field: value})
         assert "\n" not in str(refused.value)
+
+
+# --- One config: TrainConfig.model is 02's LLMConfig; flags map onto it ----------------------------------------
+
+def test_depth_makes_the_model_anew_from_the_presets_fields():
+    """02 derives the rest of a model from depth once, when its config is made: --depth builds a new one from the
+    fields the preset gives, so tiny keeps its 64 width and linnet's width follows the depth."""
+    tiny = knob_config("--depth", "4").model
+    assert (tiny.depth, tiny.n_layer, tiny.n_embd, tiny.n_head, tiny.head_dim, tiny.ffn_dim, tiny.block_size) == (
+        4, 4, 64, 2, 32, 128, 64)
+    linnet, _ = train_lib.configs_from_args(train_lib.parse_args(["--preset", "linnet", "--depth", "4"]))
+    assert linnet.model == model_lib.LLMConfig(depth=4) and (linnet.model.n_layer, linnet.model.n_embd) == (4, 256)
+    flagged = knob_config("--seq-len", "32", "--top-k", "1", "--rope-impl", "reference", "--fp8", "--x0-mix").model
+    assert (flagged.block_size, flagged.n_active_experts, flagged.rope_impl, flagged.moe_impl, flagged.x0_mix) == (
+        32, 1, "reference", "grouped_fp8", True)
+    assert train_lib.grad_accum_steps(knob_config("--seq-len", "32"), 1) == 4       # the batch: 1,024 / (8 × 32)
+
+
+FLAT_TINY_PLUS = {   # the train_config of a tiny-plus checkpoint written before TrainConfig.model (commit 510e243)
+    "preset": "tiny-plus", "depth": 2, "n_experts": 4, "n_active_experts": 2, "balance_coef": 0.01,
+    "model_overrides": {"n_embd": 64, "n_head": 2, "n_kv_head": 1, "head_dim": 32, "ffn_dim": 128}, "moe_impl": "auto",
+    "seq_len": 64, "micro_batch": 8, "total_batch_tokens": 1024, "planned_steps": 300, "max_steps": None,
+    "warmup_frac": 0.1, "decay_start_frac": 0.5, "decay_shape": "linear", "lr": 0.003, "min_lr": 0.0003,
+    "muon_lr_multiplier": 10.0, "weight_decay": 0.1, "grad_clip": 1.0, "optimizer": "muon", "eval_every": 100,
+    "eval_batches": None, "hellaswag_every": 100, "hellaswag_subset": 50, "hellaswag_final": 100,
+    "checkpoint_every": 100, "compile": None, "cast_experts_once": True, "seed": 1337, "zero_init_out": True,
+    "x0_mix": True, "logit_softcap": 15.0, "muon_momentum_warmup": True, "router_on_adamw": False}
+
+
+def test_a_checkpoint_written_before_the_model_was_nested_is_read():
+    plus = train_lib.PRESETS["tiny-plus"]
+    expected = dataclasses.replace(plus, model=dataclasses.replace(plus.model, vocab_size=1024))
+    assert train_lib.saved_train_config({"train_config": FLAT_TINY_PLUS, "config": {"vocab_size": 1024}}) == expected
+    dense = {**FLAT_TINY_PLUS, "n_experts": 1, "n_active_experts": 1,
+             "model_overrides": {**FLAT_TINY_PLUS["model_overrides"], "ffn_dim": 256}}
+    saved = train_lib.saved_train_config({"train_config": dense, "config": {"vocab_size": 1024}})
+    assert (saved.model.n_experts, saved.model.n_active_experts, saved.model.ffn_dim, saved.model.n_embd) == (1, 1, 256, 64)
+    nested = {"train_config": dataclasses.asdict(expected), "config": {}}
+    assert train_lib.saved_train_config(nested) == expected                         # and today's, nested
+    with pytest.raises(house.UserError, match=r"^--depth 4 cannot change on --resume \(the checkpoint has 2\): it "
+                                              r"changes the model; drop --depth, or start a new run with another --out$"):
+        train_lib.refuse_changes_on_resume(saved, {"depth": 4})

@@ -18,7 +18,7 @@ from helpers import REPO_DIR, lesson, one_error_line, run_script, shakespeare_te
 house = lesson("house")
 tok = lesson("01_tokenizer")
 data = lesson("04_data")
-train_lib = lesson("05_train")
+runs = lesson("house.runs")                  # 05's run log
 
 SIZES = ["--shard-tokens", "3000", "--val-tokens", "2000"]   # a few shards from ~300 KB of text
 
@@ -95,12 +95,12 @@ def test_damaged_log_line_before_the_last_is_one_line(inputs, trained, tmp_path)
 def test_read_log_drops_a_torn_last_line_and_names_a_damaged_one(tmp_path, capsys):
     path = tmp_path / "log.jsonl"
     path.write_text('{"step": 0, "loss": 7.0}\n\n{"kind": "eval", "step": 1, "val_loss": 6.9}\n{"step": 1, "lo')
-    steps, evals = train_lib.read_log(path)
+    steps, evals = runs.read_log(path)
     assert [r["step"] for r in steps] == [0] and [r["step"] for r in evals] == [1]
     assert "dropped line 4" in capsys.readouterr().out
     path.write_text('{"step": 0}\n[1, 2]\n{"step": 1}\n')       # valid JSON, but not a record
-    with pytest.raises(SystemExit, match=r"log.jsonl line 2 is damaged"):
-        train_lib.trim_log(path, 1)
+    with pytest.raises(house.UserError, match=r"log.jsonl line 2 is damaged"):
+        runs.trim_log(path, 1)
     assert path.read_text() == '{"step": 0}\n[1, 2]\n{"step": 1}\n'
 
 

@@ -14,8 +14,8 @@ import torch
 
 from helpers import lesson, one_error_line, run_script
 
-train_lib = lesson("05_train")
 house = lesson("house")
+runs = lesson("house.runs")
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +133,12 @@ def test_folder_lock_refuses_a_live_owner_and_releases(tmp_path):
 # --- signals: a second one never cuts a save short --------------------------------------------------------
 
 def test_a_second_signal_waits_for_the_save_and_stops_otherwise():
-    stop = train_lib.StopRequest()                 # not installed: its handler is called by hand
+    stop = runs.StopRequest()                 # not installed: its handler is called by hand
     stop.on_signal(signal.SIGTERM, None)
     assert stop.requested == signal.SIGTERM
     with stop.saving():
         stop.on_signal(signal.SIGINT, None)        # during the save: noted, nothing raised
-    with pytest.raises(train_lib.Interrupted):
+    with pytest.raises(runs.Interrupted):
         stop.on_signal(signal.SIGINT, None)        # outside it: stop at once
 
 

@@ -20,6 +20,7 @@ from helpers import REPO_DIR, lesson, one_error_line, run_script
 import house
 
 train_lib = lesson("05_train")
+runs = lesson("house.runs")
 model_lib = lesson("02_model")
 eval_lib = lesson("06_eval")
 
@@ -139,11 +140,11 @@ def test_kill_9_during_a_save_then_restart_removes_the_temp_file_and_resumes(inp
 
 def test_the_divergence_limit_leaves_room_for_the_balance_term():
     """--balance-coef 8 on 4 experts adds up to 32 to a healthy loss: that is not an explosion."""
-    cfg = dataclasses.replace(train_lib.PRESETS["tiny"], balance_coef=8.0)
-    config = model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 1024})
-    train_lib.stop_if_unhealthy(6.9 + 8.0 * 1.2, torch.tensor(0.5), 0, None, cfg, config)   # no SystemExit
-    with pytest.raises(SystemExit, match="exploding"):
-        train_lib.stop_if_unhealthy(2 * 6.93 + 8.0 * 4 + 1, torch.tensor(0.5), 0, None, cfg, config)
+    tiny = train_lib.PRESETS["tiny"]
+    cfg = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, balance_coef=8.0, vocab_size=1024))
+    train_lib.stop_if_unhealthy(6.9 + 8.0 * 1.2, torch.tensor(0.5), 0, None, cfg)   # no error
+    with pytest.raises(house.UserError, match="exploding"):
+        train_lib.stop_if_unhealthy(2 * 6.93 + 8.0 * 4 + 1, torch.tensor(0.5), 0, None, cfg)
 
 
 def test_a_missing_hellaswag_file_stops_before_training_and_says_no_hellaswag(monkeypatch):
@@ -151,16 +152,17 @@ def test_a_missing_hellaswag_file_stops_before_training_and_says_no_hellaswag(mo
         raise house.NotFound("no HellaSwag file and no internet: download URL and pass --hellaswag-file PATH")
 
     monkeypatch.setattr(house.sources, "find_hellaswag_file", missing)
-    with pytest.raises(SystemExit, match=r"download .* to .*hellaswag_val.jsonl, or train without it: --no-hellaswag$"):
-        train_lib.hellaswag_file_or_stop()
+    with pytest.raises(house.NotFound, match=r"download .* to .*hellaswag_val.jsonl, or train without it: --no-hellaswag$"):
+        runs.hellaswag_file_or_stop(house.sources.find_hellaswag_file, house.sources.HELLASWAG_URL,
+                                    house.sources.HELLASWAG_CACHE)
 
 
 def test_nan_weights_make_the_checksum_nan():
     model = model_lib.LLM(model_lib.LLMConfig(**{**model_lib.TINY_TRAINING_SHAPE, "vocab_size": 64}))
-    assert math.isfinite(train_lib.weights_checksum(model).item())
+    assert math.isfinite(runs.weights_checksum(model).item())
     with torch.no_grad():
         next(model.parameters())[0, 0] = float("nan")
-    assert math.isnan(train_lib.weights_checksum(model).item())
+    assert math.isnan(runs.weights_checksum(model).item())
 
 
 # --- 5. --fp8 (02 section 5b): contradictions and resume name the flag the user typed --------------------

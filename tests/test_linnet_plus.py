@@ -25,7 +25,7 @@ def test_linnet_has_no_switch_on_and_builds_the_plain_model():
     assert type(model_lib.LLM(model_lib.LLMConfig(**TINY))) is model_lib.LLM
     for preset in ("linnet", "tiny"):
         cfg = train_lib.PRESETS[preset]
-        assert not (cfg.zero_init_out or cfg.x0_mix or cfg.logit_softcap or cfg.muon_momentum_warmup
+        assert not (cfg.model.zero_init_out or cfg.model.x0_mix or cfg.model.logit_softcap or cfg.muon_momentum_warmup
                     or cfg.router_on_adamw) and cfg.decay_shape == "cosine"
 
 
@@ -33,10 +33,12 @@ def test_plus_presets_are_linnet_with_the_measured_recipe():
     for name in ("linnet", "tiny"):
         plus = train_lib.PRESETS[f"{name}-plus"]
         assert plus.size == name
-        assert {k: getattr(plus, k) for k in train_lib.PLUS_RECIPE} == train_lib.PLUS_RECIPE
-        rest = {f: getattr(plus, f) for f in train_lib.TrainConfig.__dataclass_fields__ if f not in train_lib.PLUS_RECIPE}
-        base = {f: getattr(train_lib.PRESETS[name], f) for f in rest}
-        assert {k: v for k, v in rest.items() if k != "preset"} == {k: v for k, v in base.items() if k != "preset"}
+        recipe = {**train_lib.PLUS_MODEL, **train_lib.PLUS_TRAINING}
+        fields = train_lib.flat_fields(plus)               # the training fields and the model's, in one dict
+        assert {k: fields[k] for k in recipe} == recipe
+        base = train_lib.flat_fields(train_lib.PRESETS[name])
+        assert {k: v for k, v in fields.items() if k not in recipe and k != "preset"} == \
+            {k: v for k, v in base.items() if k not in recipe and k != "preset"}
 
 
 def test_x0_mix_starts_as_linnets_block_and_zero_init_zeroes_the_outputs():
@@ -104,7 +106,7 @@ def test_plus_flags_land_in_the_train_config():
     args = train_lib.parse_args(["--preset", "tiny", "--x0-mix", "--logit-softcap", "15", "--decay-shape", "linear",
                                  "--out", "/tmp/never-written"])
     cfg, _ = train_lib.configs_from_args(args)
-    assert cfg.x0_mix and cfg.logit_softcap == 15.0 and cfg.decay_shape == "linear" and not cfg.zero_init_out
+    assert cfg.model.x0_mix and cfg.model.logit_softcap == 15.0 and cfg.decay_shape == "linear" and not cfg.model.zero_init_out
 
 
 def test_benchmarks_headline_follows_from_the_raw_results():

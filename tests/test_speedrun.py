@@ -95,15 +95,16 @@ def test_the_rules_and_the_readme_say_the_same():
 
 
 def edit_checkpoint(run, **changes):
-    """Change keys of latest.pt; `train_config__x` / `config__x` change one field of those dicts."""
+    """Change keys of latest.pt; `train_config__x` / `config__x` change one field of those dicts, and
+    `train_config__model__x` one field of the model's config inside the train config."""
     path = run / "latest.pt"
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     for key, value in changes.items():
-        outer, _, inner = key.partition("__")
-        if inner:
-            ckpt[outer][inner] = value
-        else:
-            ckpt[outer] = value
+        *outer, inner = key.split("__")
+        target = ckpt
+        for name in outer:
+            target = target[name]
+        target[inner] = value
     torch.save(ckpt, path)
 
 
@@ -140,7 +141,7 @@ BROKEN = {   # name: (how the copy of the run differs, needles of the one error 
     "over the token budget": (lambda f, run: edit_checkpoint(run, train_config__total_batch_tokens=16_384),
                               ("over budget", "327,680 training tokens", "307,200")),
     "over the compute budget": (lambda f, run: edit_checkpoint(run, config__n_layer=100), ("over budget", "GFLOP", "379.7")),
-    "other eval windows": (lambda f, run: edit_checkpoint(run, train_config__seq_len=128), ("--seq-len 128", "64")),
+    "other eval windows": (lambda f, run: edit_checkpoint(run, train_config__model__block_size=128), ("--seq-len 128", "64")),
     "part of the val shard": (lambda f, run: edit_checkpoint(run, train_config__eval_batches=2), ("eval_batches", "whole")),
     "eval changed in the log": (lambda f, run: edit_last_eval(run, val_tokens=4096), ("scored 4,096", "200,704", "changed")),
     "other tokenizer": (lambda f, run: edit_checkpoint(run, tokenizer_sha256="0" * 64), ("another tokenizer",)),

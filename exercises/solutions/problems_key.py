@@ -12,6 +12,7 @@ formula the problem asks for. tests/test_problems.py checks that the key states 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+import house.runs
 
 tokenizer_lib = importlib.import_module("01_tokenizer")
 model_lib = importlib.import_module("02_model")
@@ -51,8 +54,7 @@ def linnet() -> "model_lib.LLMConfig":
 
 def tiny_model_config(cfg) -> "model_lib.LLMConfig":
     """The model 05 builds from a TrainConfig at the tiny tokenizer's vocabulary (1,024)."""
-    return model_lib.LLMConfig(depth=cfg.depth, block_size=cfg.seq_len, vocab_size=tokenizer_lib.TINY_VOCAB_SIZE,
-                               n_experts=cfg.n_experts, n_active_experts=cfg.n_active_experts, **cfg.model_overrides)
+    return dataclasses.replace(cfg.model, vocab_size=tokenizer_lib.TINY_VOCAB_SIZE)
 
 
 def session1() -> dict:
@@ -196,7 +198,7 @@ def val_windows(n_tokens: int, B: int, T: int) -> dict:
 
 def session5() -> dict:
     linnet_cfg, tiny = train_lib.PRESETS["linnet"], train_lib.PRESETS["tiny"]
-    val = val_windows(TINY_VAL_SHARD_TOKENS, tiny.micro_batch, tiny.seq_len)
+    val = val_windows(TINY_VAL_SHARD_TOKENS, tiny.micro_batch, tiny.model.block_size)
     budget = tiny.planned_steps * tiny.total_batch_tokens
     return {
         "5.1a": LINNET_STEPS * linnet_cfg.total_batch_tokens,
@@ -214,7 +216,7 @@ def session6() -> dict:
     linnet_cfg, tiny = train_lib.PRESETS["linnet"], train_lib.PRESETS["tiny"]
     lr = train_lib.lr_multiplier
     c = linnet()
-    full_mfu = train_lib.H100_BF16_PEAK_FLOPS / model_lib.flops_per_token(c, 1024)
+    full_mfu = house.runs.H100_BF16_PEAK_FLOPS / model_lib.flops_per_token(c, 1024)
     mfu = lambda tokens_per_s: 100 * tokens_per_s / full_mfu
     return {
         "6.1a": max(1, int(linnet_cfg.warmup_frac * linnet_cfg.planned_steps)),
@@ -230,7 +232,7 @@ def session6() -> dict:
         "6.3c": mfu(ORIGINAL_TOKENS_PER_S),
         "6.3d": LINNET_STEPS * linnet_cfg.total_batch_tokens / H200_STEP_TOKENS_PER_S / 3600,
         "6.4a": min(1.0, linnet_cfg.grad_clip / 2.5),
-        "6.4b": model_lib.flops_per_token(tiny_model_config(tiny), tiny.seq_len) * tiny.planned_steps
+        "6.4b": model_lib.flops_per_token(tiny_model_config(tiny), tiny.model.block_size) * tiny.planned_steps
                 * tiny.total_batch_tokens / 1e9,
     }
 
