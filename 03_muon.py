@@ -28,7 +28,6 @@ import argparse
 import importlib
 import math
 import re
-import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -676,11 +675,7 @@ def main(argv=None):
     """Run experiments 1–3 (printing what to notice), print the linnet table, then save the four plots."""
     args = parse_args(argv)
     house.check_writable(args.out)          # a read-only --out fails now, not after the sweep
-    preset_given = any(a == "--preset" or a.startswith("--preset=") for a in (argv if argv is not None else sys.argv[1:]))
-    if args.preset == "linnet" and not preset_given and house.default_device() == "cpu":
-        print("No CUDA GPU found: running the tiny preset instead (the linnet preset's race is sized for a GPU; "
-              "pass --preset linnet to run it here anyway, or --preset tiny to skip this message).")
-        args.preset = "tiny"
+    house.tiny_without_gpu(args, argv, "the linnet preset's race is sized for a GPU: --preset linnet runs it here")
     preset = dict(PRESETS[args.preset])
     if args.quick:
         preset = quick_preset(preset)

@@ -16,7 +16,7 @@ a checkpoint holds (--resume continues on the exact next batch), the plots, the 
 Writes to out/05_train/ (or --out): latest.pt (the checkpoint), log.jsonl (a line per step and per evaluation)
 and the plots. linnet (docs/ARCHITECTURE.md): 524,288 tokens a step, peak lr 1e-3 (AdamW) and 1e-2 (Muon),
 5,281 steps ≈ 2.77B tokens, ≈ 1.21 validation bits per byte at the end. Speeds: BENCHMARKS.md. Precision:
-bf16 autocast, --fp8 for the expert GEMMs (02 section 5b). Not handled: tensor/pipeline parallelism or FSDP
+bf16 autocast, --fp8 for the expert GEMMs (fast/fp8.py). Not handled: tensor/pipeline parallelism or FSDP
 (DDP only; the 497M model fits one GPU), a new world size on --resume (it changes the data order).
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import math
 import os
-import shlex
 import signal
 import sys
 import time
@@ -111,10 +110,8 @@ PLUS_MODEL = dict(zero_init_out=True, x0_mix=True, logit_softcap=15.0)
 PLUS_TRAINING = dict(muon_momentum_warmup=True, decay_shape="linear", decay_start_frac=0.5)
 MODEL_FIELDS = {"linnet": {}, "tiny": TINY_MODEL, "linnet-plus": PLUS_MODEL, "tiny-plus": {**TINY_MODEL, **PLUS_MODEL}}
 PRESETS = {
-    # linnet-497M on one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB (BENCHMARKS.md), 16 accumulation steps.
-    "linnet": TrainConfig(),
-    # A laptop CPU: 300 steps in under a minute, same code path. Validation scores the whole validation shard
-    # (≈ 201k tokens of both sources, ≈ 2 s): a few thousand tokens from one document would measure that document.
+    "linnet": TrainConfig(),   # one 80 GB GPU: micro-batch 32 × 1024 peaks at 35 GB, 16 accumulation steps
+    # A laptop CPU: 300 steps in under a minute. Validation scores the whole validation shard (≈ 201k tokens, 2 s).
     "tiny": TrainConfig(
         preset="tiny", model=model_lib.LLMConfig(**TINY_MODEL), micro_batch=8, total_batch_tokens=1024,
         planned_steps=300, lr=3e-3, min_lr=3e-4, eval_every=100, eval_batches=None, hellaswag_every=100,
@@ -156,10 +153,8 @@ def grad_accum_steps(cfg: TrainConfig, world_size: int) -> int:
 
 
 def dense_equal_active(cfg: TrainConfig) -> TrainConfig:
-    """The dense baseline at EQUAL ACTIVE PARAMETERS (`--n-experts 1`): a token of the MoE runs top_k experts
-    of width F, so the dense model gets one FFN of width top_k × F (linnet: top-2 of 8 × 2,048 → one FFN of
-    4,096; tiny: top-2 of 4 × 128 → one of 256). Only the router shrinks (1 × C instead of E × C per layer):
-    tiny, 189,248 active parameters dense vs 189,632 MoE. Total parameters drop (tiny 287,936 → 189,248)."""
+    """The dense baseline at EQUAL ACTIVE PARAMETERS (`--n-experts 1`): one FFN of width top_k × F (linnet: 4,096)
+    where a token of the MoE runs top_k experts of width F; only the router shrinks (tiny: 189,248 vs 189,632)."""
     m = cfg.model
     dense = dataclasses.replace(m, n_experts=1, n_active_experts=1, ffn_dim=m.n_active_experts * m.ffn_dim)
     return dataclasses.replace(cfg, model=dense)
@@ -206,11 +201,9 @@ def apply_schedule(optimizers, step: int, cfg: TrainConfig) -> None:
 # --- 3. One training step: accumulate over micro-batches, clip, step both optimizers ----------------------
 
 def train_step(model, runner, optimizers, batches, cfg: TrainConfig, device: torch.device):
-    """One optimizer step: forward/backward over the micro-batches `batches` ((x, y) pairs), clip, step both
-    optimizers. Each micro-batch's loss is divided by their number, so the gradients add up to the gradient of
-    the MEAN loss of the whole step (1 × 2B ≡ 2 × B, see the test). `runner` runs the forward pass: `model`,
-    `torch.compile(model)` or its DDP wrapper. Returns (mean loss, grad norm before clipping, router stats
-    averaged over the micro-steps) as tensors: no host sync here."""
+    """One optimizer step over the micro-batches `batches` ((x, y) pairs): each loss divided by their number, so
+    the gradients add up to the MEAN loss's (1 × 2B ≡ 2 × B, a test says). `runner`: `model`, compiled or DDP.
+    Returns (mean loss, grad norm before clipping, mean router stats) as tensors: no host sync here."""
     batches = list(batches)
     accum, ddp = len(batches), isinstance(runner, torch.nn.parallel.DistributedDataParallel)
     # On a GPU cast the expert weights to bf16 once for all micro-steps (same maths, fast/moe.py);
@@ -302,14 +295,10 @@ class Guards:
 
 
 def stop_if_unhealthy(loss_value: float, grad_norm, step: int, last_good: Path | None, cfg: TrainConfig) -> None:
-    """The divergence guard, checked after every step, before anything of it is saved. A step is healthy when
-      - its loss is finite and at most 2 × ln(vocab) + balance_coef × E: ln(vocab) is the loss of a uniform
-        guess, where a fresh model starts (tiny: ln 1,024 = 6.93, the first step measures 6.95), and the balance
-        term adds at most balance_coef × E (E experts); a run above that is exploding;
-      - its gradient norm (before clipping) is finite and not exactly 0: a zero gradient means the network
-        saturated and nothing learns any more (--lr 50 on the tiny preset, without this guard: loss 54 at
-        step 1, 178 at step 7, then grad norm 0.0 from step 8 while the weights grew to 2.6e18, NaN at step 17).
-    Otherwise the run stops with one line naming the last checkpoint written from a healthy state."""
+    """The divergence guard, after every step, before anything of it is saved. A healthy step has a finite loss of
+    at most 2 × ln(vocab) + balance_coef × E (a fresh model starts at ln(vocab), a uniform guess) and a finite,
+    non-zero gradient norm (0 = saturated: --lr 50 on tiny without this guard read 0.0 from step 8 while the weights
+    grew to 2.6e18). Otherwise one line names the last checkpoint written from a healthy state."""
     limit, norm = loss_limit(cfg), float(grad_norm)
     if not math.isfinite(loss_value):
         reason = f"loss became {loss_value}"
@@ -359,7 +348,7 @@ def train(cfg: TrainConfig, run: RunConfig) -> Path:
 def build_model_and_optimizers(cfg: TrainConfig, vocab_size: int, device: torch.device):
     """Seed; the model (02) and its optimizers (03: Muon for matrices, AdamW for the rest): (model, config, optimizers)."""
     runs.seed_everything(cfg.seed)
-    model, model_config = build_model(cfg, vocab_size, device)
+    model, model_config = build_model(cfg, vocab_size, device)                 # 02
     if cfg.optimizer == "adamw":   # the ablation: one AdamW for every parameter, at the AdamW lr (03's baseline)
         optimizers = muon_lib.adamw_only(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         for group in optimizers[0].param_groups:
@@ -378,8 +367,7 @@ def build_model(cfg: TrainConfig, vocab_size: int, device: torch.device):
 
 
 def uses_compile(cfg: TrainConfig, device: torch.device) -> bool:
-    """--compile if given, else on with CUDA; never for emulated FP8 (its plain GEMM syncs with the host,
-    which breaks the graph at every expert: noisy and slower)."""
+    """--compile if given, else on with CUDA; never for emulated FP8 (its GEMM syncs with the host: slower)."""
     wanted = cfg.compile if cfg.compile is not None else device.type == "cuda"
     return wanted and not fp8_emulated(cfg, device)
 
@@ -399,9 +387,7 @@ def compile_and_wrap(model, cfg: TrainConfig, procs: runs.Processes):
 
 
 def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
-    """The tokenizer (01), checked against the shards' manifest (04); the tiny preset makes both where they are
-    missing (python 01_tokenizer.py, python 04_data.py). The linnet preset needs a GPU, and is meant for the
-    32,768-token tokenizer (not the tiny one)."""
+    """The tokenizer (01), checked against the shards' manifest (04); the tiny preset makes both where missing."""
     runs.check_data_flag(run.data, run.data_dir, cfg.size == "tiny", data_lib.read_manifest)
     if cfg.size == "tiny" and is_main:
         runs.make_tiny_inputs(run.tokenizer, run.data_dir, run.data)
@@ -449,10 +435,9 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
 
 def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConfig, run: RunConfig,
                             last_good: Path | None) -> Path:
-    """Save only weights that are healthy THEMSELVES, else stop naming the last good checkpoint (the atomic rename
-    left it untouched). The step's own loss was measured BEFORE its update, so a healthy step can still leave
-    broken weights (--lr 1000: a fine loss, then weights that score 16,613 bits per byte): the weights about to be
-    saved must be finite and give a healthy loss on one validation batch (`probe_loss`). Returns the path."""
+    """Save only weights healthy THEMSELVES (finite, a healthy loss on one validation batch: `probe_loss`), else
+    stop naming the last good checkpoint. A step's loss is measured BEFORE its update, so a healthy step can leave
+    broken weights (--lr 1000: a fine loss, then 16,613 bits per byte). Returns the path."""
     if not math.isfinite(runs.weights_checksum(model).item()):   # NaN/inf in any weight makes the sum so
         stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
     probe = probe_loss(model, run.data_dir, cfg)
@@ -477,8 +462,8 @@ def probe_loss(model, data_dir: Path, cfg: TrainConfig) -> float:
 
 
 def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader, is_main: bool) -> int:
-    """Fresh run: an empty log, step 0. `run.resume`: model, optimizers, data position and RNG states back
-    exactly as they were after the last saved step; returns the number of finished steps."""
+    """Fresh run: an empty log, step 0. `run.resume`: model, optimizers, data position and RNG states back as
+    they were after the last saved step. Returns the number of finished steps."""
     if is_main:
         runs.remove_stale_temp_files(run.out)          # left by a save that was killed (kill -9, power cut)
     if not run.resume:
@@ -521,8 +506,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def saved_train_config(checkpoint: dict) -> TrainConfig:
-    """The TrainConfig a checkpoint was trained with (fields this version does not know are left out); one
-    written before the model's fields were nested in `model` is read too."""
+    """The TrainConfig a checkpoint was trained with (unknown fields left out; a flat, older one is read too)."""
     saved = runs.nested_train_config(checkpoint)
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     return TrainConfig(**{k: v for k, v in saved.items() if k in known},
@@ -552,9 +536,8 @@ def hellaswag_limit(finished: int, is_last: bool, cfg: TrainConfig, run: RunConf
 
 
 def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> dict:
-    """Validation loss and bits per byte on the first `eval_batches` validation batches (None: all of them),
-    with the number of tokens and bytes they hold; HellaSwag (acc and acc_norm, lm-eval's way) on the first
-    `hellaswag_limit` examples (None: all 10,042)."""
+    """Validation loss and bits per byte on the first `eval_batches` validation batches (None: all), and 06's
+    HellaSwag (acc, acc_norm) on the first `hellaswag_limit` examples (None: all 10,042)."""
     bpb = eval_lib.bits_per_byte(model, data_dir, tokenizer, batch_size=cfg.micro_batch, seq_len=cfg.model.block_size,
                                  max_batches=cfg.eval_batches, device=device)
     record = {"kind": "eval", "step": step, "val_loss": bpb["loss"], "val_bpb": bpb["bpb"],
@@ -568,8 +551,7 @@ def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> 
 
 
 def run_summary(cfg: TrainConfig, accum: int, max_steps: int, procs: runs.Processes, run: RunConfig) -> str:
-    """Four lines printed before the first step: model size, how the batch is made, what validation scores
-    (the same tokens every time), device and log; a fifth where --fp8 is emulated (no FP8 GEMM here)."""
+    """Printed before the first step: the model, the batch, what validation scores, device and log, emulated FP8."""
     counts, seq = model_lib.count_parameters(cfg.model), cfg.model.block_size
     val = data_lib.ShardLoader(run.data_dir, "val", cfg.micro_batch, seq)
     batches = len(val) if cfg.eval_batches is None else min(cfg.eval_batches, len(val))
@@ -821,18 +803,12 @@ def parse_args(argv=None):
     parser = house.ArgumentParser(
         description="Train linnet-497M (or the tiny preset) with linnet's recipe. Without a CUDA GPU the default "
                     "runs the tiny preset end to end (running 01_tokenizer.py and 04_data.py first if needed).",
-        epilog="examples: python 05_train.py --preset tiny | python 05_train.py --max-steps 5281 | "
-               "python 05_train.py --resume | torchrun --nproc_per_node 8 05_train.py",
         formatter_class=house.HelpFormatter)
     house.add_common_args(parser, "05_train", presets=tuple(PRESETS))
     add_flags(parser)
     add_knob_flags(parser)
     args = parser.parse_args(argv)
-    args.preset_given = any(a == "--preset" or a.startswith("--preset=") for a in (argv if argv is not None else sys.argv[1:]))
-    if not torch.cuda.is_available() and args.preset == "linnet" and not args.preset_given:
-        print("No CUDA GPU found: running the tiny preset end to end instead "
-              "(the linnet preset needs an 80 GB GPU; pass --preset tiny to skip this message).")
-        args.preset = "tiny"
+    args.preset_given = house.tiny_without_gpu(args, argv, "the linnet preset needs an 80 GB GPU")
     args.tokenizer = (args.tokenizer or DEFAULT_TOKENIZER).resolve()
     if args.tokenizer.is_dir():                       # the folder 01 wrote (or an exported model's)
         args.tokenizer = args.tokenizer / "tokenizer.json"
@@ -861,11 +837,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     add("--lr", type=house.positive_float, help="AdamW peak learning rate; Muon uses 10× (linnet: 1e-3)")
     add("--depth", type=pos, help="model depth; everything else follows (linnet: 12)")
     add("--moe-impl", choices=list(model_lib.MOE_IMPLS), help="MoE code path (02; the presets use auto; grouped_fp8 = --fp8)")
-    add("--rope-impl", choices=list(model_lib.ROPE_IMPLS), help="RoPE + QK-norm code path (02): fused = one GPU "
-        "kernel, reference = the plain ops, auto = the kernel where it runs (the presets use auto)")
-    add("--fp8", action="store_true", help="run the expert GEMMs in FP8 (02 section 5b): inputs rounded to 4 "
-        "significant bits; the kernel exists on an H100/H200 only, elsewhere it is emulated (same rounding, no speed). "
-        "Evaluations during the run use it too; 06 scores the checkpoint in bf16. BENCHMARKS.md: its speed and loss")
+    add("--rope-impl", choices=list(model_lib.ROPE_IMPLS), help="RoPE + QK-norm code path (02; fused = fast/'s kernel)")
+    add("--fp8", action="store_true", help="the expert GEMMs in FP8 (fast/fp8.py): an H100/H200 kernel, emulated "
+        "elsewhere (same rounding, no speed); evaluations during the run too, 06 scores in bf16")
     add("--eval-every", type=pos, help="steps between validation evaluations")
     add("--hellaswag-every", type=pos, help="steps between HellaSwag evaluations (fixed subset)")
     add("--no-hellaswag", action="store_true", help="skip HellaSwag during and after training")
@@ -882,9 +856,8 @@ def add_knob_flags(parser: argparse.ArgumentParser) -> None:
          "(linnet: 0.01; 0 = off)")
     knob("--optimizer", choices=["muon", "adamw"], help="muon: Muon for matrices + AdamW for the rest (linnet); "
          "adamw: one AdamW for every parameter at the AdamW --lr")
-    knob("--n-experts", type=house.positive_int, help="experts per layer (linnet: 8). 1 = the dense model at EQUAL "
-         "ACTIVE PARAMETERS: a token of the MoE runs top-k experts of width F, so the dense model gets one FFN of "
-         "width top-k × F (linnet: 2 × 2048 = 4096); only the router shrinks")
+    knob("--n-experts", type=house.positive_int, help="experts per layer (linnet: 8). 1 = the dense model at equal "
+         "active parameters: one FFN of width top-k × F (linnet: 4096)")
     knob("--top-k", dest="n_active_experts", type=house.positive_int, help="experts each token uses (linnet: 2)")
     knob("--warmup-frac", type=house.probability, help="fraction of the planned steps spent warming the lr up "
          "(linnet: 0.1; 0 = start at the peak lr)")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import json
 import math
 import re
 import time

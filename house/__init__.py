@@ -16,7 +16,7 @@ names below; `house` never imports a lesson (it takes paths, dicts, tensors and 
 from house.cli import (DEVICES, ArgumentParser, HelpFormatter, NotFound, UserError, add_common_args, check_writable,
                        default_device, int_from_to, is_first_process, is_out_of_memory, non_negative_float,
                        non_negative_int, pick_device, positive_float, positive_int, probability, progress, prompt, seed,
-                       speaks)
+                       speaks, tiny_without_gpu)
 from house.files import LOCK_NAME, atomic_path, disk_is_full, folder_lock, pid_is_alive, save_plot, write_json
 from house.paths import (DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_DIR, EMBEDDED_HELLASWAG, OUT_DIR, RAW_DATA_DIR,
                          REPO_DIR, SHARED_CORPUS_DIR, SHARED_DATA_DIR, shown)

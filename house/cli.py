@@ -191,6 +191,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def tiny_without_gpu(args, argv, why: str) -> bool:
+    """Whether --preset was given on the command line; if not, the default linnet preset becomes tiny without a
+    GPU, said in one line (`why`: what the linnet preset needs). A notebook passes argv; a script, sys.argv."""
+    given = any(a == "--preset" or a.startswith("--preset=") for a in (argv if argv is not None else sys.argv[1:]))
+    if args.preset == "linnet" and not given and default_device() == "cpu":
+        print(f"No CUDA GPU found: running the tiny preset instead ({why}; pass --preset tiny to skip this message).")
+        args.preset = "tiny"
+    return given
+
+
 DEVICES = ("cuda", "cpu", "mps")   # what --device accepts (argparse `choices=`)
 
 

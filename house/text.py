@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from house.cli import NotFound, UserError
-from house.paths import EMBEDDED_CORPUS_DIR, shown
+from house.paths import EMBEDDED_CORPUS_DIR, shown  # noqa: F401 (list_text_files's example)
 
 TEXT_SUFFIXES = (".jsonl", ".jsonl.zst", ".txt", ".parquet")
 
