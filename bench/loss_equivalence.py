@@ -57,7 +57,7 @@ PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_on
     "fast, compiled": ("grouped", True, True, "reference"),
     "fused, eager": ("grouped", False, True, "fused"),        # + RoPE and QK-norm in one Triton kernel (fast/)
     "fused, compiled": ("grouped", True, True, "fused"),      # what 05 trains with on a GPU since issue 25
-    "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # 02 section 5b, 05 --fp8: not the same maths, how close?
+    "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # fast/fp8.py, 05 --fp8: not the same maths, how close?
 }
 DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled", "fused, compiled"]
 
