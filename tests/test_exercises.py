@@ -4,9 +4,12 @@ import collections
 import hashlib
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -951,10 +954,13 @@ def repo_copy(tmp_path):
 
 
 def check_in(repo, source: str, *args):
-    """Write `source` as the student's exercises/acc_norm.py in `repo` and check it there, as a student does."""
+    """Write `source` as the student's exercises/acc_norm.py in `repo` and check it there, as a student does
+    (its temporary folders, and what a refusal keeps, in tmp_path/tmp: never in this machine's /tmp)."""
     (repo / "exercises" / "acc_norm.py").write_text(source)
+    (repo.parent / "tmp").mkdir(exist_ok=True)
     return subprocess.run([sys.executable, "-m", "exercises.check", "acc_norm", "--time-limit", str(LIMIT), *args],
-                          cwd=repo, capture_output=True, text=True, timeout=300)
+                          cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(repo.parent / "tmp")})
 
 
 def verdict_of(result) -> str:
@@ -1032,7 +1038,7 @@ REWRITES = {   # a WRONG acc_norm that rewrites the checker at import so that th
     "ctypes, unseen by the audit hook": ("import ctypes\nlibc = ctypes.CDLL(None)\n"
                                          "fd = libc.open(CHECKER.encode(), os.O_WRONLY | os.O_APPEND)\n"
                                          "libc.write(fd, NEW.encode(), len(NEW.encode()))\nlibc.close(fd)\n",
-                                         "your code changed exercises/checker/run.py while it ran: "),
+                                         "exercises/checker/run.py was changed while your code ran: "),
 }
 
 
@@ -1055,6 +1061,183 @@ def test_rewriting_the_checker_at_import_is_refused_and_undone(how, tmp_path):
         assert fingerprint() == before        # the lessons, the solutions, fast/, house/ and the checker: as they were
     if how.startswith("ctypes"):
         assert said.endswith("; it was put back"), said
+
+
+# --- what else writes in the repo while a check runs: an editor, `python 05_train.py`, the student saving ------
+# The comparison after a run cannot tell who changed a file, so it counts only what could change a verdict
+# (guarded.py) and destroys nothing: what it puts back, it first keeps outside the repo.
+
+CORRECT = ("import numpy as np\n\n\ndef acc_norm_choice(token_logprobs, endings):\n"
+           "    return int(np.argmax([float(np.sum(lp)) / len(e) for lp, e in zip(token_logprobs, endings)]))\n")
+
+
+def check_while(repo, outside, source: str = CORRECT):
+    """check_in, while `outside(repo)` — another program — writes in the repo: the student's code, once started,
+    waits until the writer is done, so that every write falls inside the student's run."""
+    started, done, failed = repo.parent / "started", repo.parent / "done", []
+    wait = (f"import os as _os, time as _time\nopen({str(started)!r}, 'w').close()\n_END = _time.time() + 60\n"
+            f"while not _os.path.exists({str(done)!r}) and _time.time() < _END:\n    _time.sleep(0.01)\n")
+
+    def writer():
+        deadline = time.monotonic() + 240
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            if started.exists():
+                outside(repo)
+        except BaseException as error:  # noqa: BLE001 — raised again below, in the test's own thread
+            failed.append(error)
+        finally:
+            done.touch()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = check_in(repo, wait + source)
+    finally:
+        done.touch()
+        thread.join()
+    if failed:
+        raise failed[0]
+    assert started.exists(), result.stdout + result.stderr
+    return result
+
+
+def kept_at(result, change: str) -> Path:
+    """Where the refusal says what was there is kept: its line `  CHANGE — kept at PATH`."""
+    found = re.search(rf"^  {re.escape(change)} — kept at (\S+)$", result.stdout, re.MULTILINE)
+    assert found, result.stdout + result.stderr
+    return Path(found.group(1))
+
+
+NOTHING_THAT_GRADES = {   # what other programs add (or remove) while a check runs, none of it read by the checker
+    "out/run/latest.pt": b"a checkpoint: python 05_train.py in another terminal",
+    "out/run/log.jsonl": b'{"step": 1}\n',
+    "wandb/run-1/files/output.log": b"wandb's own folder",
+    "train.log": b"a log",
+    ".02_model.py.swp": b"vim's swap file of a lesson being edited",
+    "02_model.py~": b"an editor's backup",
+    "house/.cli.py.swp": b"vim's swap file in a graded folder",
+    "notebooks/.ipynb_checkpoints/02_model-checkpoint.ipynb": b"{}",
+    "exercises/notes.txt": b"the student's notes",
+    "exercises/.ipynb_checkpoints/rope-checkpoint.py": b"x = 1\n",
+}
+
+
+def test_what_another_program_adds_to_the_repo_is_left_alone(tmp_path):
+    """out/ (checkpoints), wandb/, logs, swap and backup files, .ipynb_checkpoints/, added while a check runs —
+    and an old run's folder removed meanwhile: none of them can change what the checker imports or grades, so
+    they stay as the other program left them, and the verdict is the student's."""
+    repo = repo_copy(tmp_path)
+    (repo / "notebooks").mkdir()
+    (repo / "notebooks" / "02_model.ipynb").write_text("{}")
+    (repo / "runs" / "old").mkdir(parents=True)
+    (repo / "runs" / "old" / "model.pt").write_bytes(b"an old run, removed by its owner during the check")
+
+    def another_program(repo):
+        for name, data in NOTHING_THAT_GRADES.items():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_bytes(data)
+        shutil.rmtree(repo / "runs")
+
+    result = check_while(repo, another_program)
+    assert result.returncode == 0 and verdict_of(result) == "correct: acc_norm", result.stdout + result.stderr
+    for name, data in NOTHING_THAT_GRADES.items():
+        assert (repo / name).read_bytes() == data, name
+    assert not (repo / "runs").exists()
+    assert not list((tmp_path / "tmp").glob("linnet-check-kept-*"))       # nothing was moved away
+
+
+def test_the_students_files_saved_during_a_check_stay_as_saved(tmp_path):
+    """The student saves exercises/acc_norm.py (the file being checked) and exercises/rope.py while the check
+    runs (as during `--all`): neither is put back, the run is not refused, and it checked the bytes it copied."""
+    repo = repo_copy(tmp_path)
+    saved = {"acc_norm.py": "# saved during the check\ndef acc_norm_choice(token_logprobs, endings):\n    return 0\n",
+             "rope.py": "# saved during the check\n"}
+
+    def the_students_editor(repo):
+        for name, text in saved.items():
+            (repo / "exercises" / name).write_text(text)
+
+    result = check_while(repo, the_students_editor)
+    assert result.returncode == 0 and verdict_of(result) == "correct: acc_norm", result.stdout + result.stderr
+    for name, text in saved.items():
+        assert (repo / "exercises" / name).read_text() == text, name
+
+
+EDITS = {   # how an editor saves a lesson: both leave 02_model.py with the edited bytes
+    "in place": lambda path, data: path.write_bytes(data),
+    "a new file renamed over it": lambda path, data: (path.with_name(".02_model.py.new").write_bytes(data),
+                                                      os.replace(path.with_name(".02_model.py.new"), path)),
+}
+
+
+@pytest.mark.parametrize("how", list(EDITS))
+def test_a_lesson_edited_during_a_check_is_refused_and_the_edit_kept(how, tmp_path):
+    """02_model.py saved by an editor while the check runs: the run is refused (the lesson it was graded by
+    changed), the lesson is put back for the next run, and the edited bytes are at the path the message names,
+    outside the repo."""
+    repo = repo_copy(tmp_path)
+    lesson = repo / "02_model.py"
+    original = lesson.read_bytes()
+    edited = original + b"\n# an edit saved during the check\n"
+    result = check_while(repo, lambda repo: EDITS[how](lesson, edited))
+    said = verdict_of(result)
+    assert result.returncode == 1 and said.startswith("refused: acc_norm — 02_model.py was changed while your code "
+                                                      "ran: "), result.stdout + result.stderr
+    assert said.endswith("; it was put back"), said
+    assert lesson.read_bytes() == original
+    kept = kept_at(result, "changed 02_model.py")
+    assert kept.read_bytes() == edited
+    assert kept.is_relative_to(tmp_path / "tmp") and not kept.is_relative_to(repo)
+
+
+LIBC_WRITES = ("import ctypes, os\nlibc = ctypes.CDLL(None)\nREPO = {repo!r}\n\n\n"
+               "def make(name, data=None):\n"
+               "    path = (REPO + '/' + name).encode()\n"
+               "    if data is None:\n        return libc.mkdir(path, 0o755)\n"
+               "    fd = libc.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n"
+               "    libc.write(fd, data, len(data))\n    libc.close(fd)\n\n\n")
+ADDED_BY_CTYPES = {   # what a file adds through ctypes (unseen by the audit hook) -> what the refusal lists
+    "a module in the root": ("make('numpy.py', b'raise SystemExit')\n", ["added numpy.py"]),
+    "a package in the root": ("make('pkg')\nmake('pkg/__init__.py', b'')\nmake('pkg/data.txt', b'x')\n",
+                              ["added pkg"]),
+    "a namespace package's module": ("make('ns')\nmake('ns/mod.py', b'')\n", ["added ns"]),
+    "a .pyc in the root's __pycache__": ("make('__pycache__/x.cpython-312.pyc', b'junk')\n",
+                                         ["added __pycache__/x.cpython-312.pyc"]),
+    "a module in exercises/": ("make('exercises/helper.py', b'')\n", ["added exercises/helper.py"]),
+    "docs/ made a package": ("make('docs/__init__.py', b'')\n", ["added docs/__init__.py"]),
+    "a module in house/": ("make('house/evil.py', b'')\n", ["added house/evil.py"]),
+}
+
+
+@pytest.mark.parametrize("what", list(ADDED_BY_CTYPES))
+def test_what_could_be_imported_next_time_is_refused_moved_away_and_kept(what, tmp_path):
+    """A module, a package, a namespace package's module or a .pyc added through ctypes could run in the next
+    checker's process: refused, moved out of the repo (the repo as it was, for the next run), kept where the
+    message says. What nothing imports, added the same way (out/, a log), is left alone."""
+    repo = repo_copy(tmp_path)
+    (repo / "docs").mkdir()
+    (repo / "docs" / "index.md").write_text("docs/ is not a package")
+    (repo / "__pycache__").mkdir(exist_ok=True)        # as a Python that writes bytecode leaves it
+    student = repo / "exercises" / "acc_norm.py"
+    fingerprint = lambda: {p: p.read_bytes() for p in repo.rglob("*")  # noqa: E731
+                           if p.is_file() and p != student and "__pycache__" not in p.parts}
+    before = fingerprint()
+    code, listed = ADDED_BY_CTYPES[what]
+    plain = "make('out')\nmake('out/latest.pt', b'weights')\nmake('run.log', b'log')\n"
+    result = check_in(repo, LIBC_WRITES.format(repo=str(repo)) + plain + code + "\n\n" + CORRECT)
+    said = verdict_of(result)
+    assert result.returncode == 1 and said.startswith(f"refused: acc_norm — {listed[0].split()[1]} was added"), \
+        result.stdout + result.stderr
+    assert said.endswith("; it was put back"), said
+    after = fingerprint()
+    assert after.pop(repo / "out" / "latest.pt") == b"weights" and after.pop(repo / "run.log") == b"log"
+    assert after == before, set(after) ^ set(before)
+    for change in listed:
+        kept = kept_at(result, change)
+        assert kept.exists() and kept.is_relative_to(tmp_path / "tmp")
+        assert not (repo / change.split()[1]).exists()
 
 
 WRONG_AND_SAYS_CORRECT = {   # a WRONG acc_norm that says "correct: acc_norm" itself, and where it says it

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from exercises.checker import (REPO_DIR, checks_01_tokenizer, checks_02_model, checks_03_muon, checks_04_data,
                                checks_05_train, checks_06_eval)
-from exercises.checker.guarded import Guarded
+from exercises.checker.guarded import Guarded, refusal
 from exercises.checker.report import Crashed, Wrong, new_seed, use_seed
-from exercises.checker.rules import CHANGE_REFUSAL, pass_through
+from exercises.checker.rules import pass_through
 from exercises.checker.sandbox import (TIME_LIMIT, ProcessDied, RefusedAtRun, RemoteError, Sandbox, StudentExit,
                                        TimedOut)
 
@@ -70,18 +70,16 @@ def run_check(name: str, module, seed: int | None = None, time_limit: float | No
         copy = Path(home) / path.name       # the student's process runs this copy, in a folder of its own:
         copy.write_bytes(path.read_bytes())  # what `ast` reads below is what runs, and no relative path leads home
         import_lessons()                    # the references are loaded before any of the student's code runs
-        guarded = Guarded.take()
+        guarded = Guarded.take(EXERCISES)
         written = sys.dont_write_bytecode
         sys.dont_write_bytecode = True      # nothing of the checker's own changes a guarded folder meanwhile
         try:
             passed, message = checked(name, copy, limit, guarded, shown=path)
         finally:
             sys.dont_write_bytecode = written
-            changes, all_back = guarded.restore()   # after the student's process ended: put back what it changed
+            changes = guarded.restore()     # after the student's process ended: put back what changed meanwhile
     if changes:
-        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
-        passed, message = False, (f"refused: {name} — your code {changes[0]}{more} while it ran: {CHANGE_REFUSAL}; "
-                                  + ("it was put back" if all_back else "not all of it could be put back"))
+        passed, message = False, refusal(name, changes)
     return verdict(passed, message.replace(str(copy), str(path)))
 
 
