@@ -22,7 +22,7 @@ tokenizer_lib = lesson("01_tokenizer")
 
 BAD_NUMBERS = [                                            # one per script, run as a user runs it
     ("01_tokenizer.py", "--vocab-size", "-5", "a positive integer"),
-    ("02_model.py", "--max-new-tokens", "0", "a positive integer"),
+    ("02_model.py", "--max-new-tokens", "0", "an integer from 1 to 10,000"),
     ("03_muon.py", "--steps", "0", "a positive integer"),
     ("04_data.py", "--shard-tokens", "0", "a positive integer"),
     ("06_eval.py", "--limit", "-1", "a positive integer"),
