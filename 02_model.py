@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import house
-from fast import fp8
+from fast import fp8, moe as fused_moe
 from fast import rope_qk_norm as fused_rope
 from house import checkpoints
 
@@ -47,7 +47,7 @@ def round_up(x: int, multiple: int) -> int:
     return (x + multiple - 1) // multiple * multiple
 
 
-MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8")   # section 5 (grouped_fp8: fast/fp8.py)
+MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8", "fused")   # section 5 (fast/fp8.py, fast/moe.py)
 ROPE_IMPLS = ("auto", "reference", "fused")                    # section 4 (fused: fast/rope_qk_norm.py)
 
 
@@ -399,8 +399,7 @@ def moe_grouped(x, w_v, c_proj, top_e, top_w):
     1. sort the N·k token-slots by expert; count slots per expert on the device (scatter_add);
     2. offsets = cumsum(counts) tell F.grouped_mm where each expert's rows end;
     3. two grouped GEMMs (w_v, then c_proj) with SwiGLU between;
-    4. un-permute by the inverse permutation, weight and sum each token's k slots (docs/PERFORMANCE.md).
-    grouped_mm wants 16-byte aligned strides and, on CUDA, bf16. moe_impl "grouped_fp8": fast/fp8.py."""
+    4. un-permute, weight, sum each token's k slots. grouped_mm: 16-byte strides, bf16 on CUDA. Twins: fast/."""
     N, C = x.shape
     E, k = w_v.shape[0], top_e.shape[1]
     order, counts = sort_slots(top_e.reshape(-1), E)                    # (N·k,), (E,)
@@ -450,7 +449,8 @@ class MoE(nn.Module):
         x_flat = x.reshape(B * T, C)                            # (N, C)
         probs, top_w, top_e = route(self.router(x_flat), self.top_k)   # (N, E), (N, k), (N, k)
         xc = x_flat.to(compute_dtype(x))
-        run = {"grouped": moe_grouped, "reference": moe_reference, "grouped_fp8": fp8.moe_grouped_fp8}[self.choose_impl(x)]
+        run = {"grouped": moe_grouped, "reference": moe_reference, "grouped_fp8": fp8.moe_grouped_fp8,
+               "fused": fused_moe.moe_fused}[self.choose_impl(x)]
         w_v, c_proj = (self.w_v, self.c_proj) if expert_weights is None else expert_weights
         y = run(xc, w_v, c_proj, top_e, top_w).view(B, T, C)
 

@@ -577,8 +577,9 @@ def accept_context_vars():
     """quack 0.6.5 keys its kernel cache on everything an epilogue's code reaches, and stops at objects it has no
     key for. nvidia-cutlass-dsl 4.8.1 (the newest, which pip pairs with it) reaches objects it has none for (a
     module-level ContextVar `_LOC_TRANSFORMS`, the method descriptor `code.co_positions`), so every quack GEMM
-    raised TypeError on the H200 (2026-12-04). For a benchmark in one process a leaf keyed by its type and name is
-    enough (nothing here varies those objects): teach quack's key function that, and change nothing else."""
+    raised TypeError on the H200 (2026-12-04). The cause (found 2026-12-06, BENCHMARKS.md "Throughput IV"): the wheels
+    were installed with `pip --target` into a folder not named site-packages, so quack walked into cutlass's own code;
+    installed normally no patch is needed. Kept for such installs: a leaf keyed by its type and name."""
     from quack.gemm_runtime import identity
     if getattr(identity.semantic_value_key, "accepts_leaves", False):
         return

@@ -14,10 +14,12 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     python bench/throughput.py --what attention               # SDPA backends at linnet's shapes
     python bench/throughput.py --what rope --warmup 3 --steps 20   # RoPE + QK-norm: fused kernel vs plain ops
     python bench/throughput.py --moe grouped_fp8              # the expert GEMMs in FP8 (05 --fp8)
+    python bench/throughput.py --moe fused                    # the experts on quack's fused GEMMs (fast/moe.py)
     python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
 
 `--plain NAME` picks the plain side of a fast/plain pair through the argument the lessons use:
     moe            LLMConfig.moe_impl = "reference" (02: the loop over experts, not moe_grouped)
+    moe_fused      LLMConfig.moe_impl = "grouped" (02's moe_grouped, not fast/moe.py's fused quack kernels)
     cast_experts   TrainConfig.cast_experts_once = False (05: cast the expert weights in every micro-step,
                    not once per step with fast/moe.py's cast_expert_weights)
     rope           LLMConfig.rope_impl = "reference": 02's plain RoPE + QK-norm ops, not the fused Triton kernel
@@ -76,6 +78,7 @@ def build(args, device):
 
 PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lessons choose with
     "moe": "LLMConfig.moe_impl='reference' (the loop over experts)",
+    "moe_fused": "LLMConfig.moe_impl='grouped' (02's moe_grouped, not fast/moe.py's fused quack kernels)",
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
     "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
     "rope": "LLMConfig.rope_impl='reference' (02's plain RoPE + QK-norm ops, not fast/rope_qk_norm.py's kernel)",
@@ -86,6 +89,8 @@ def apply_plain(args):
     """--plain: choose the plain side of each named pair through the lessons' own arguments."""
     if "moe" in args.plain:
         args.moe = "reference"
+    elif "moe_fused" in args.plain:
+        args.moe = "grouped"
     if "cast_experts" in args.plain:
         args.cast_experts_once = False
     args.muon_batched = "muon_batched" not in args.plain

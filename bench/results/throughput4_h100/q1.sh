@@ -1,0 +1,9 @@
+#!/bin/bash
+# Call 1 of a warm pair: the first half of the cu13 wheel arrives in .whlA/ (kept while warm); the baseline step.
+set -u
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $OUT/device.txt
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a $OUT/device.txt
+date -u | tee -a $OUT/device.txt; ls -la .whlA
+STEP="bench/throughput.py --what step --micro-batch 32 --accum 16 --warmup 1 --steps 3"
+timeout 420 python3 $STEP --moe grouped --json $OUT/step_grouped_1.jsonl > $OUT/step_grouped_1.log 2>&1
+echo "grouped_1 rc=$? $(tail -c 400 $OUT/step_grouped_1.log)"
