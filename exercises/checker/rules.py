@@ -27,7 +27,11 @@ CHANGE_REFUSAL = ("the lessons, the worked solutions, fast/, house/ and the chec
 
 # per exercise: lessons the student's process may hold because their objects are the exercise's INPUTS
 # (train_step is handed 02's LLM and 03's optimizers, which use fast/; the answer, 05_train, stays out of reach)
-INPUT_LESSONS = {"train_step": ("01_tokenizer", "02_model", "03_muon", "fast")}
+INPUT_LESSONS = {"train_step": ("01_tokenizer", "02_model", "03_muon", "fast"),
+                 "ddp": ("01_tokenizer", "02_model", "fast")}      # ddp wraps 02's LLM (systems track)
+# per exercise: environment variables set in the student's process before its file loads (Triton reads
+# TRITON_INTERPRET when a kernel is decorated: rope_triton runs on a CPU through Triton's interpreter)
+ENVIRONMENT = {"rope_triton": {"TRITON_INTERPRET": "1"}}
 # per exercise: modules the student's process may not import at all
 BLOCKED_MODULES = {"bpe_trainer": ("tokenizers",)}
 # per exercise: library functions replaced by a refusal in the student's process (name fragments, and where)
@@ -51,6 +55,9 @@ FORBIDDEN_CALLS = {
     "rms_cross_entropy": {name: "write RMSNorm and the log-sum-exp yourself" for name in (
         "rms_norm", "logsumexp", "log_softmax", "cross_entropy", "nll_loss", "RMSNorm", "CrossEntropyLoss",
         "NLLLoss", "LogSoftmax")},
+    "ddp": {"DistributedDataParallel": "write the buckets, the hooks and the all-reduces yourself"},
+    "rope_triton": {name: "compute RoPE and the norm inside your Triton kernel" for name in (
+        "layer_norm", "rms_norm", "LayerNorm", "RMSNorm")},
     "bpe_trainer": {"BpeTrainer": "count and merge the pairs yourself (HF's trainer is what the check compares with)",
                     "train_from_iterator": "count and merge the pairs yourself"},
 }

@@ -12,7 +12,7 @@ import types
 from pathlib import Path
 
 from exercises.checker import (REPO_DIR, checks_01_tokenizer, checks_02_model, checks_03_muon, checks_04_data,
-                               checks_05_train, checks_06_eval)
+                               checks_05_train, checks_06_eval, checks_systems)
 from exercises.checker.guarded import Guarded, refusal
 from exercises.checker.report import Crashed, Wrong, new_seed, use_seed
 from exercises.checker.rules import pass_through
@@ -41,18 +41,24 @@ EXERCISES = {
     "hellaswag_requests": ("06_eval.py", "HellaSwag requests: the three tokenisations, lm-eval's whitespace rule"),
 }
 
+# the systems track (exercises/build/, specs in exercises/build/specs/): checked by name, not part of --all
+SYSTEMS = {component["name"]: component for component in checks_systems.COMPONENTS}
+
 CHECKS = {**checks_01_tokenizer.CHECKS, **checks_02_model.CHECKS, **checks_03_muon.CHECKS,
-          **checks_04_data.CHECKS, **checks_05_train.CHECKS, **checks_06_eval.CHECKS}
-assert CHECKS.keys() == EXERCISES.keys()
+          **checks_04_data.CHECKS, **checks_05_train.CHECKS, **checks_06_eval.CHECKS, **checks_systems.CHECKS}
+assert CHECKS.keys() == EXERCISES.keys() | SYSTEMS.keys()
 
 
 def exercise_path(name: str, solution: bool = False) -> Path:
+    if name in SYSTEMS:
+        return REPO_DIR / SYSTEMS[name]["solution_file" if solution else "student_file"]
     return REPO_DIR / "exercises" / ("solutions" if solution else "") / f"{name}.py"
 
 
 def load_exercise(name: str, solution: bool = False):
     """exercises.<name> (the file a student edits) or exercises.solutions.<name>, imported HERE (for tests)."""
-    return importlib.import_module(f"exercises.{'solutions.' if solution else ''}{name}")
+    build = "build." if name in SYSTEMS else ""
+    return importlib.import_module(f"exercises.{'solutions.' if solution else ''}{build}{name}")
 
 
 def run_check(name: str, module, seed: int | None = None, time_limit: float | None = None) -> tuple[bool, str]:
@@ -86,6 +92,9 @@ def run_check(name: str, module, seed: int | None = None, time_limit: float | No
 def checked(name: str, module, limit: float, guarded: Guarded | None = None, shown: Path | None = None):
     """(passed, message) of checking `module` (the path of the student's copy, or an object with its functions)."""
     is_file = isinstance(module, (str, Path))
+    skipped = checks_systems.skip_reason(name)
+    if skipped:
+        return False, f"skipped: {name} — {skipped}"
     refused = pass_through(name, types.SimpleNamespace(__file__=str(module)) if is_file else module)
     if refused:
         return False, f"refused: {name} — {refused}"
@@ -186,7 +195,8 @@ def main(argv=None) -> int:
         prog="python -m exercises.check",
         description="Check an exercise against the numbered lesson's real implementation. Your code runs in its "
                     "own process, which cannot reach the lessons or the worked solutions.",
-        epilog="Exercises: " + ", ".join(EXERCISES) + ". Run from the repo root.")
+        epilog="Exercises: " + ", ".join(EXERCISES) + "; the systems track (exercises/build/): " + ", ".join(SYSTEMS)
+               + ". Run from the repo root.")
     parser.add_argument("name", nargs="?", help="which exercise (the file name in exercises/, without .py)")
     parser.add_argument("--all", action="store_true", help="check every exercise, one line each")
     parser.add_argument("--solution", action="store_true",
@@ -202,12 +212,15 @@ def main(argv=None) -> int:
     if args.list:
         for name, (lesson_file, what) in EXERCISES.items():
             print(f"{name:20s} {lesson_file:16s} {what}")
+        for name, component in SYSTEMS.items():
+            print(f"{name:20s} {'systems track':16s} {component['what']} (spec: {component['spec_file']})")
         return 0
     if args.all == bool(args.name):
         raise SystemExit("error: name one exercise (python -m exercises.check rope) or pass --all; "
                          f"exercises: {', '.join(EXERCISES)}")
-    if args.name and args.name not in EXERCISES:
-        raise SystemExit(f"error: there is no exercise {args.name!r}; choose one of: {', '.join(EXERCISES)}")
+    if args.name and args.name not in CHECKS:
+        raise SystemExit(f"error: there is no exercise {args.name!r}; choose one of: {', '.join(EXERCISES)} "
+                         f"(systems track: {', '.join(SYSTEMS)})")
     if not math.isfinite(args.time_limit):
         raise SystemExit(f"error: --time-limit must be a positive, finite number of seconds, got {args.time_limit:g}")
     if args.time_limit <= 0:

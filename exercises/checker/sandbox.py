@@ -86,7 +86,7 @@ class Sandbox:
     def __init__(self, name: str, path: Path, time_limit: float = None, guarded: dict | None = None):
         """`path`: the student's private copy, alone in its folder (the process's working folder); `guarded`:
         the identities of what grades it (guarded.py's Guarded.for_child)."""
-        self.name, self.path = name, Path(path)
+        self.name, self.path, self.guarded = name, Path(path), guarded   # guarded: a second process (ddp) gets it too
         self.time_limit = TIME_LIMIT if time_limit is None else time_limit
         self.used, self.callbacks, self.pending, self.pid = 0.0, {}, None, None
         to_child, self.to_child = os.pipe()
@@ -223,7 +223,8 @@ class Zygote:
 
     def __init__(self):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = {**os.environ, "PYTHONPATH": str(REPO_DIR), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        path = os.pathsep.join([str(REPO_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
                "PYTHONDONTWRITEBYTECODE": "1"}             # it writes nothing into the guarded folders
         self.proc = subprocess.Popen([sys.executable, "-c", "from exercises.checker.student import zygote_main; "
                                       f"zygote_main({theirs.fileno()})"], cwd=REPO_DIR, pass_fds=(theirs.fileno(),),

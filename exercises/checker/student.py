@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from exercises.checker import REPO_DIR
 from exercises.checker.identity import make_judge
-from exercises.checker.rules import (BLOCKED_MODULES, FAST_DIR, INPUT_LESSONS, LESSON_NAME, REFUSAL,
+from exercises.checker.rules import (BLOCKED_MODULES, ENVIRONMENT, FAST_DIR, INPUT_LESSONS, LESSON_NAME, REFUSAL,
                                      RUNTIME_FORBIDDEN, SOLUTIONS_DIR)
 from exercises.checker.wire import HANDLE, PICKLED, decode, encode, receive, send
 
@@ -195,6 +195,7 @@ def child_main(spec: dict) -> None:
     if name == "hellaswag_requests":
         import tokenizers  # noqa: F401 — the checker sends a tokenizers.Tokenizer
     REPORT_FD = wfd
+    os.environ.update(ENVIRONMENT.get(name, {}))         # before the file loads (rope_triton: TRITON_INTERPRET)
     os.chdir(spec["home"])                               # a folder of its own, holding only its copy of the file
     install_guards(name, spec["guarded"])
     send(wfd, ("ok", None))
