@@ -210,7 +210,11 @@ def check_encoder(ex, tok, big: str, seed: int) -> None:
                     f"{ENCODE_SECONDS:g} s", "cache each word's ids: a text repeats its words")
     for text, back in zip(texts, texts_back):
         if back != text:
-            raise Wrong(f"decode(encode({text[:60]!r}))", f"got {back[:80]!r}", "decode = decode_bytes, then UTF-8")
+            k = next((k for k in range(min(len(text), len(back))) if text[k] != back[k]), min(len(text), len(back)))
+            raise Wrong(f"decode(encode({text[:60]!r}))", f"differs from the text at character {k}: expected "
+                        f"{text[k:k + 10]!r}, got {back[k:k + 10]!r}",
+                        "decode the JOINED bytes once (decode_bytes, then UTF-8): a character's bytes can be split "
+                        "between two tokens")
     for raw, back in zip(byte_strings, bytes_back):
         if back != raw:
             k = next((k for k in range(min(len(raw), len(back))) if raw[k] != back[k]), min(len(raw), len(back)))

@@ -1,0 +1,88 @@
+"""The build track (exercises/checker/tracks.py): each worked solution passes in the sandbox, three wrong designs
+per component each end with a message naming what differs, the handout holds none of the lessons' defining lines
+and grades "0 of N" with exit status 1."""
+import re
+import subprocess
+import sys
+import types
+
+import pytest
+
+from helpers import REPO_DIR
+
+from exercises.checker import run as check
+from exercises.checker import tracks
+
+SOLUTIONS = REPO_DIR / "exercises" / "solutions" / "build"
+
+
+def variant(component: str, *replacements) -> types.ModuleType:
+    """The worked solution with each (old, new) replaced once (old must be there): a wrong design, in-process."""
+    source = (SOLUTIONS / f"{component}.py").read_text()
+    for old, new in replacements:
+        assert source.count(old) == 1, f"{old!r} is not in the worked solution once"
+        source = source.replace(old, new)
+    module = types.ModuleType(f"wrong_{component}")
+    exec(compile(source, f"<wrong {component}>", "exec"), module.__dict__)
+    return module
+
+
+def wrong(component: str, *replacements, seed: int = 11) -> str:
+    passed, message = check.run_check(component, variant(component, *replacements), seed=seed)
+    assert not passed, message
+    return message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [c.name for c in tracks.of_track("build")])
+def test_worked_solution_passes_in_the_sandbox(name):
+    passed, message = check.check_component(tracks.BY_NAME[name], solution=True, seed=5)
+    assert passed, message
+
+
+# --- tokenizer --------------------------------------------------------------------------------------------
+
+def test_tokenizer_tie_to_the_alphabetically_first_pair():
+    message = wrong("tokenizer", ("heap = [(-n, vocab[a], vocab[b], (a, b))", "heap = [(-n, a, b, (a, b))"),
+                    ("heapq.heappush(heap, (-pairs[pair], vocab[pair[0]], vocab[pair[1]], pair))",
+                     "heapq.heappush(heap, (-pairs[pair], pair[0], pair[1], pair))"))
+    assert re.search(r"merge \d+: expected .* got .*\n.*hint: +a tie", message), message
+
+
+def test_tokenizer_encoder_merges_the_leftmost_pair_first():
+    message = wrong("tokenizer", ("r, i = min((self.rank.get(p, len(self.rank)), i)",
+                                  "i, r = min((i, self.rank.get(p, len(self.rank)))"),
+                    ("if r == len(self.rank):\n                    break",
+                     "if all(self.rank.get(p) is None for p in zip(parts, parts[1:])):\n                    break\n"
+                     "                i = next(i for i, p in enumerate(zip(parts, parts[1:])) if p in self.rank)"))
+    assert re.search(r"token \d+: expected id \d+ .* got \d+ — around", message) and "LOWEST rank" in message, message
+
+
+def test_tokenizer_decode_per_token_loses_bytes():
+    message = wrong("tokenizer", ('return b"".join(self.bytes[int(i)] for i in ids)',
+                                  'return b"".join(self.bytes[int(i)].decode("utf-8", "replace").encode() for i in ids)'))
+    assert "differs from the text at character" in message and "JOINED bytes" in message, message
+
+
+# --- muon -------------------------------------------------------------------------------------------------
+
+def test_muon_momentum_applied_after_orthogonalisation():
+    message = wrong("muon", ("buf.lerp_(p.grad, 1 - mu)                                  # μ·buf + (1−μ)·g\n"
+                             "                update = p.grad.lerp(buf, mu) if group[\"nesterov\"] else buf\n"
+                             "                O = orthogonalise(update, group[\"ns_coefficients\"], group[\"ns_steps\"], group[\"eps\"])",
+                             "O = orthogonalise(p.grad, group[\"ns_coefficients\"], group[\"ns_steps\"], group[\"eps\"])\n"
+                             "                buf.lerp_(O.float(), 1 - mu)\n"
+                             "                O = p.grad.lerp(buf, mu) if group[\"nesterov\"] else buf"))
+    assert "step 0, parameter 0" in message and "momentum_buffer[" in message and "RAW gradients" in message, message
+
+
+def test_muon_decay_with_the_adjusted_lr():
+    message = wrong("muon", ("p.mul_(1 - lr * group[\"weight_decay\"])", "p.mul_(1 - lr * ratio * group[\"weight_decay\"])"))
+    assert "step 0, parameter 1 of shape (48, 16)" in message and "parameter after the step[" in message, message
+    assert "yours decayed with the shape-adjusted lr" in message, message
+
+
+def test_muon_embedding_on_muon():
+    message = wrong("muon", ('hidden_matrix = p.ndim == 2 and "wte" not in name and "lm_head" not in name',
+                             "hidden_matrix = p.ndim == 2"))
+    assert "transformer.wte.weight is in Muon" in message and "tied embedding" in message, message
