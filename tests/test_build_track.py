@@ -86,3 +86,25 @@ def test_muon_embedding_on_muon():
     message = wrong("muon", ('hidden_matrix = p.ndim == 2 and "wte" not in name and "lm_head" not in name',
                              "hidden_matrix = p.ndim == 2"))
     assert "transformer.wte.weight is in Muon" in message and "tied embedding" in message, message
+
+
+# --- model ------------------------------------------------------------------------------------------------
+
+def test_model_transposed_weight():
+    message = wrong("model", ("return self.c_proj(y.transpose(1, 2).reshape(B, T, C))",
+                              "return y.transpose(1, 2).reshape(B, T, C) @ self.c_proj.weight"))
+    assert "transformer.h.0.attn (attn; everything before it in the block matched)[" in message, message
+    assert "nn.Linear computes x @ W.T" in message, message
+
+
+def test_model_kv_cache_position_off_by_one():
+    message = wrong("model", ("q = F.layer_norm(self.rotary_emb(q, past)", "q = F.layer_norm(self.rotary_emb(q, max(past - 1, 0))"),
+                    ("k = F.layer_norm(self.rotary_emb(k, past)", "k = F.layer_norm(self.rotary_emb(k, max(past - 1, 0))"))
+    assert re.search(r"logits of the token at position \d+ \(cached step 1; the steps before matched\)", message), message
+    assert "RoPE position is the number of tokens already in the cache" in message, message
+
+
+def test_model_router_weights_not_renormalised():
+    message = wrong("model", ("top_w = top_w / top_w.sum(dim=-1, keepdim=True)", "top_w = top_w"))
+    assert "transformer.h.0.moe (moe; everything before it in the block matched)[" in message, message
+    assert "renormalised to sum to 1" in message, message

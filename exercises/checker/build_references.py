@@ -4,4 +4,70 @@ repo's checks call these now (fresh cases every run); exercises/handout.py calls
 """
 from __future__ import annotations
 
-MAKERS = {}
+import importlib
+
+import torch
+
+MODEL_HOOKS = ("ln1", "attn", "ln2", "moe")
+
+
+def first_tensor(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def model_case(seed: int) -> dict:
+    """A linnet of random widths drawn from `seed`, with random weights in the published layout, and what 02's LLM
+    computes with them: logits and every block's intermediate outputs, a KV-cache walk, a greedy generation."""
+    M = importlib.import_module("02_model")
+    for attempt in range(20):
+        gen = torch.Generator().manual_seed(seed * 31 + attempt)
+        pick = lambda options: options[int(torch.randint(len(options), (1,), generator=gen))]  # noqa: E731
+        n_kv = pick([1, 2])
+        cfg = dict(n_layer=pick([2, 3]), n_head=n_kv * pick([2, 3]), n_kv_head=n_kv, head_dim=pick([8, 16]),
+                   ffn_dim=pick([32, 48]), n_experts=pick([3, 4]), n_active_experts=2, vocab_size=pick([64, 128]),
+                   block_size=32, rope_base=pick([50000.0, 10000.0]))
+        cfg["n_embd"] = cfg["n_head"] * cfg["head_dim"]
+        model = M.LLM(M.LLMConfig(depth=cfg["n_layer"], **{k: v for k, v in cfg.items()},
+                                  moe_impl="reference", rope_impl="reference")).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():      # weights of every scale, norms and filters not at init
+                fan_in = p.shape[-1] if p.ndim > 1 else 1
+                p.copy_(torch.randn(p.shape, generator=gen) / fan_in ** 0.5 if p.ndim > 1 else
+                        1 + 0.2 * torch.randn(p.shape, generator=gen))
+                if "router" in name:
+                    p.mul_(4.0)                            # well-separated router choices (no near-ties)
+        T = int(torch.randint(cfg["block_size"] // 2, cfg["block_size"] + 1, (1,), generator=gen))
+        idx = torch.randint(0, cfg["vocab_size"], (2, T), generator=gen)
+        logits, hooks, margin = run_with_hooks(M, model, idx)
+        if margin > 1e-3:
+            break
+    seq = torch.randint(0, cfg["vocab_size"], (1, cfg["block_size"]), generator=gen)
+    prompt = int(torch.randint(3, 12, (1,), generator=gen))
+    with torch.no_grad():
+        full = model(seq)[0][0]                                        # (T, V)
+        generated = model.generate(seq[0, :5].tolist(), max_new_tokens=20, temperature=0, use_cache=True)
+    return dict(config=cfg, state_dict=M.export_linnet_state_dict(model), idx=idx, logits=logits, hooks=hooks,
+                cache_seq=seq, cache_prompt=prompt, cache_logits=full, gen_prompt=seq[0, :5].tolist(),
+                gen_new=20, gen_expected=list(generated))
+
+
+def run_with_hooks(M, model, idx):
+    """(logits, {"transformer.h.{i}.{part}": output}, the smallest gap between a chosen and a refused expert)."""
+    outputs, gaps, handles = {}, [], []
+    for i, block in enumerate(model.transformer.h):
+        handles.append(block.register_forward_hook(
+            lambda m, a, out, i=i: outputs.__setitem__(f"transformer.h.{i}", first_tensor(out).detach().clone())))
+        for part in MODEL_HOOKS:
+            handles.append(getattr(block, part).register_forward_hook(
+                lambda m, a, out, key=f"transformer.h.{i}.{part}": outputs.__setitem__(key, first_tensor(out).detach().clone())))
+        handles.append(block.moe.router.register_forward_hook(
+            lambda m, a, out, k=model.config.n_active_experts: gaps.append(
+                (lambda p: (p[:, k - 1] - p[:, k]).min().item())(out.float().softmax(-1).sort(-1, descending=True).values))))
+    with torch.no_grad():
+        logits = model(idx)[0]
+    for h in handles:
+        h.remove()
+    return logits, outputs, min(gaps)
+
+
+MAKERS = {"model": model_case}
