@@ -108,3 +108,23 @@ def test_model_router_weights_not_renormalised():
     message = wrong("model", ("top_w = top_w / top_w.sum(dim=-1, keepdim=True)", "top_w = top_w"))
     assert "transformer.h.0.moe (moe; everything before it in the block matched)[" in message, message
     assert "renormalised to sum to 1" in message, message
+
+
+# --- train ------------------------------------------------------------------------------------------------
+
+def test_train_accumulation_sums_the_losses():
+    message = wrong("train", ("(loss / len(micro_batches)).backward()", "loss.backward()"))
+    assert "3 micro-batches of 2 rows ≡ one batch of 6: step 0" in message and "grad_norm (before clipping)" in message
+    assert "yours is 3× one big batch's" in message, message
+
+
+def test_train_warmup_off_by_one():
+    message = wrong("train", ("return (step + 1) / warmup", "return step / warmup"))
+    assert re.search(r"lr_multiplier\(step 0, planned_steps 20.*\n.*expected 0\.5, got 0\.0", message), message
+
+
+def test_train_resume_without_the_optimizer_state():
+    message = wrong("train", ("        for opt, state in zip(optimizers, saved[\"optimizers\"]):\n"
+                              "            opt.load_state_dict(state)\n", ""))
+    assert "stopped after 11 steps (as if killed)" in message and "step 9's loss" in message, message
+    assert "every optimizer's state" in message, message

@@ -4,6 +4,7 @@ repo's checks call these now (fresh cases every run); exercises/handout.py calls
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import torch
@@ -70,4 +71,30 @@ def run_with_hooks(M, model, idx):
     return logits, outputs, min(gaps)
 
 
-MAKERS = {"model": model_case}
+WSD_CASES = [(20, 0.10, 0.80, 0.06, "20 steps: warm-up over steps 0-1, stable to 15, cosine over 16-19"),
+             (100, 0.05, 0.50, 0.0, "short warm-up, decay from half-way down to 0"),
+             (5, 0.10, 0.80, 0.06, "5 steps: 10 % of 5 rounds down to 0, so warm-up lasts 1 step"),
+             (1, 0.10, 0.80, 0.06, "a single step"),
+             (18_965, 0.10, 0.80, 0.06, "linnet: 18,965 planned steps, min_lr/lr = 6e-5/1e-3")]
+LOOP = dict(planned_steps=16, warmup_frac=0.2, decay_start_frac=0.5, min_ratio=0.1)
+
+
+def train_case(seed: int) -> dict:
+    """05's lr_multiplier on the schedule cases (one drawn from `seed`) and on the loop's schedule."""
+    T = importlib.import_module("05_train")
+    gen = torch.Generator().manual_seed(seed)
+    u = lambda lo, hi: round(lo + (hi - lo) * float(torch.rand((), generator=gen)), 3)  # noqa: E731
+    cases = WSD_CASES + [(int(torch.randint(10, 400, (), generator=gen)), u(0.01, 0.3), u(0.4, 0.9), u(0, 0.2),
+                          f"drawn from seed {seed}")]
+
+    def multipliers(planned, warmup, decay, min_ratio, steps):
+        cfg = dataclasses.replace(T.PRESETS["linnet"], planned_steps=planned, warmup_frac=warmup,
+                                  decay_start_frac=decay, lr=1.0, min_lr=min_ratio)
+        return [T.lr_multiplier(s, cfg) for s in range(steps)]
+
+    return dict(wsd_cases=[list(c) for c in cases], wsd_values=[multipliers(*c[:4], c[0] + 3) for c in cases],
+                loop_multipliers=multipliers(LOOP["planned_steps"], LOOP["warmup_frac"], LOOP["decay_start_frac"],
+                                             LOOP["min_ratio"], LOOP["planned_steps"]))
+
+
+MAKERS = {"model": model_case, "train": train_case}
