@@ -128,3 +128,22 @@ def test_train_resume_without_the_optimizer_state():
                               "            opt.load_state_dict(state)\n", ""))
     assert "stopped after 11 steps (as if killed)" in message and "step 9's loss" in message, message
     assert "every optimizer's state" in message, message
+
+
+# --- hellaswag --------------------------------------------------------------------------------------------
+
+def test_hellaswag_acc_norm_per_word_not_per_character():
+    message = wrong("hellaswag", ("per_char = [v / max(len(c), 1) for v, c in zip(s, choices)]",
+                                  "per_char = [v / max(len(c.split()), 1) for v, c in zip(s, choices)]"))
+    assert re.search(r"example \d+ .*\n.*pred_norm: expected \d, got \d", message) and "in characters" in message, message
+
+
+def test_hellaswag_without_preprocessing():
+    message = wrong("hellaswag", ('text = text.strip().replace(" [title]", ". ")', "return text"))
+    assert re.search(r"example \d+ .*\n.*ending \d: summed log-prob expected", message), message
+    assert "preprocess(activity_label" in message, message
+
+
+def test_hellaswag_context_cut_from_the_right():
+    message = wrong("hellaswag", ("full = (ctx_ids + cont_ids)[-(window + 1):]", "full = (ctx_ids + cont_ids)[:window + 1]"))
+    assert "example 0 " in message and "ending 0: summed log-prob expected" in message and "cut from the left" in message

@@ -97,4 +97,32 @@ def train_case(seed: int) -> dict:
                                              LOOP["min_ratio"], LOOP["planned_steps"]))
 
 
-MAKERS = {"model": model_case, "train": train_case}
+EDGE_ROWS = [   # lm-eval's rules at work: " [title]", [...] spans, double spaces, capitalize(), a trailing space
+    dict(activity_label="Making tea", ctx_a="How to make tea [title] Boil  the water. [step] Pour it", ctx_b="OVER the leaves ",
+         endings=["[substeps] and wait three minutes.", "and  drink it cold.", "then sing.", "[title] Serve hot."], label=0),
+    dict(activity_label="Running", ctx_a="A man runs.", ctx_b="", endings=["He stops.", "he  flies", "x", "He runs  on."],
+         label=3),
+]
+
+
+def hellaswag_case(seed: int) -> dict:
+    """Rows (a few drawn from the embedded validation file, two made to exercise the rules), a tokenizer, and what
+    06's evaluate_hellaswag (lm-eval mode, the plain scorer) gives on them with the checker's small scoring LM."""
+    import house
+    from exercises.checker import checks_build_hellaswag as H
+    E = importlib.import_module("06_eval")
+    gen = torch.Generator().manual_seed(seed)
+    pool = house.sources.read_hellaswag_rows(house.sources.find_hellaswag_file(None), 400)
+    picked = [pool[int(i)] for i in torch.randperm(len(pool), generator=gen)[:10]]
+    rows = [{k: r[k] for k in ("activity_label", "ctx_a", "ctx_b", "endings", "label")} for r in picked] + EDGE_ROWS
+    tokenizer_json = H.scoring_tokenizer(rows)
+    tokenizer, model = H.tokenizer_from(tokenizer_json), H.ScoringLM(H.tokenizer_from(tokenizer_json).get_vocab_size(), seed)
+    examples = [E.prepare_example({**r, "ind": i, "ctx": r["ctx_a"] + " " + r["ctx_b"], "source_id": "x~y",
+                                   "split_type": "zeroshot"}) for i, r in enumerate(rows)]
+    result = E.evaluate_hellaswag(model, tokenizer, examples, mode="lm-eval", nanogpt=False, reference=True)
+    return dict(rows=rows, tokenizer=tokenizer_json, model_seed=seed, acc=result["acc"], acc_norm=result["acc_norm"],
+                sums=[r["logprob_sum"] for r in result["records"]], per_char=[r["logprob_per_char"] for r in result["records"]],
+                pred=[r["pred"] for r in result["records"]], pred_norm=[r["pred_norm"] for r in result["records"]])
+
+
+MAKERS = {"model": model_case, "train": train_case, "hellaswag": hellaswag_case}
