@@ -147,3 +147,89 @@ def test_hellaswag_without_preprocessing():
 def test_hellaswag_context_cut_from_the_right():
     message = wrong("hellaswag", ("full = (ctx_ids + cont_ids)[-(window + 1):]", "full = (ctx_ids + cont_ids)[:window + 1]"))
     assert "example 0 " in message and "ending 0: summed log-prob expected" in message and "cut from the left" in message
+
+
+# --- the handout, the refusals, the points ---------------------------------------------------------------
+
+LESSONS = ["01_tokenizer.py", "02_model.py", "03_muon.py", "05_train.py", "06_eval.py"]
+
+
+def defining_lines() -> set[str]:
+    """Every `def`/`class` line of the lessons the components rebuild, as written (stripped)."""
+    lines = set()
+    for lesson in LESSONS:
+        for line in (REPO_DIR / lesson).read_text().splitlines():
+            if re.match(r"\s*(def|class) \w+", line):
+                lines.add(line.strip())
+    return lines
+
+
+@pytest.fixture(scope="module")
+def handout(tmp_path_factory):
+    out = tmp_path_factory.mktemp("handout") / "build"
+    result = subprocess.run([sys.executable, "-m", "exercises.handout", str(out), "--track", "build", "--seed", "3"],
+                            cwd=REPO_DIR, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_handout_holds_no_defining_line_of_the_lessons_nor_a_solution(handout):
+    files = [p for p in handout.rglob("*") if p.is_file()]
+    names = {p.relative_to(handout).as_posix() for p in files}
+    assert not any(n.startswith(("exercises/solutions", "house/", "fast/", "notebooks/", "tests/")) or
+                   re.match(r"0\d_", n) for n in names), sorted(names)
+    assert "exercises/checker/build_references.py" not in names
+    assert {c.student for c in tracks.of_track("build")} <= names and {c.spec for c in tracks.of_track("build")} <= names
+    wanted = defining_lines()
+    assert len(wanted) > 200
+    for path in files:
+        if path.suffix in (".py", ".md", ".txt", ".json"):
+            found = wanted & {line.strip() for line in path.read_text(encoding="utf-8").splitlines()}
+            assert not found, f"{path.relative_to(handout)} holds {sorted(found)[:3]}"
+
+
+def test_fresh_handout_grades_zero_of_five(handout):
+    result = subprocess.run([sys.executable, "-m", "exercises.check", "--track", "build"], cwd=handout,
+                            capture_output=True, text=True, timeout=300)
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode != 0
+    assert lines[-1].startswith("0 of 5 components correct — 0 of 100 points"), result.stdout
+    assert sum(line.startswith("not done yet:") for line in lines) == 5, result.stdout
+
+
+@pytest.mark.slow
+def test_handout_grades_the_worked_solutions_on_its_stored_cases(handout, tmp_path):
+    import shutil
+    tree = tmp_path / "tree"
+    shutil.copytree(handout, tree)
+    for c in tracks.of_track("build"):
+        shutil.copy(c.solution(), tree / c.student)
+    result = subprocess.run([sys.executable, "-m", "exercises.check", "--track", "build"], cwd=tree,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0 and "5 of 5 components correct — 100 of 100 points" in result.stdout, \
+        result.stdout + result.stderr
+
+
+def test_a_build_file_that_imports_a_lesson_is_refused(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text("import importlib\nM = importlib.import_module('02_model')\nbuild = lambda cfg: M.LLM(cfg)\n")
+    passed, message = check.run_check("model", path, seed=1)
+    assert not passed and message.startswith("refused: model") and "02_model" in message, message
+    path.write_text("from exercises.solutions.build.model import build\n")
+    passed, message = check.run_check("model", path, seed=1)
+    assert not passed and message.startswith("refused: model") and "solutions" in message, message
+
+
+def test_muon_may_not_hand_the_work_to_torch(tmp_path):
+    path = tmp_path / "muon.py"
+    path.write_text("import torch\nMuon = lambda *a, **k: torch.optim.Muon(*a, **k)\n"
+                    "def build_optimizers(model, **k):\n    return []\n")
+    passed, message = check.run_check("muon", path, seed=1)
+    assert not passed and "torch.optim.Muon" in message and message.startswith(("refused", "error")), message
+
+
+def test_course_plan_lists_the_points_of_the_registry():
+    course = (REPO_DIR / "docs" / "COURSE.md").read_text()
+    for c in tracks.of_track("build"):
+        assert re.search(rf"\| `?{c.name}`? \|.*\| {c.points} \| {c.minutes / 60:g} h \|", course), c.name
+    assert f"{sum(c.points for c in tracks.of_track('build'))} points" in course
