@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from exercises.checker import REPO_DIR
-from exercises.checker.rules import CHANGE_REFUSAL, FAST_DIR, INPUT_LESSONS, LESSON_NAME, SOLUTIONS_DIR
+from exercises.checker.rules import CASES_DIR, CHANGE_REFUSAL, FAST_DIR, INPUT_LESSONS, LESSON_NAME, SOLUTIONS_DIR
 
 CHECKER_DIR = Path(__file__).resolve().parent
 EXERCISES_DIR = REPO_DIR / "exercises"
@@ -62,9 +62,9 @@ def label(path: Path) -> str:
 
 
 def is_answer(path: Path, allowed: tuple) -> bool:
-    """A file the student's process may not even read: a lesson's file (any extension), a solution, fast/
-    (unless the exercise's inputs use them: `allowed`, rules.INPUT_LESSONS)."""
-    if path.is_relative_to(SOLUTIONS_DIR):
+    """A file the student's process may not even read: a lesson's file (any extension), a solution, a handout's
+    stored cases, fast/ (unless the exercise's inputs use them: `allowed`, rules.INPUT_LESSONS)."""
+    if path.is_relative_to(SOLUTIONS_DIR) or path.is_relative_to(CASES_DIR):
         return True
     if path.is_relative_to(FAST_DIR):
         return FAST_DIR.name not in allowed

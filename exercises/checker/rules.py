@@ -19,6 +19,7 @@ from exercises.checker import REPO_DIR
 
 SOLUTIONS_DIR = REPO_DIR / "exercises" / "solutions"
 FAST_DIR = REPO_DIR / "fast"   # the lessons' fast twins, out of reach like them (fp8_quantize is checked with fast.fp8)
+CASES_DIR = REPO_DIR / "exercises" / "checker" / "cases"   # a handout's stored cases (exercises/handout.py): answers
 LESSON_NAME = re.compile(r"0[1-6]_(tokenizer|model|muon|data|train|eval)")   # a numbered lesson's name
 REFUSAL = ("the check compares your code with the lesson, so handing the work to the lesson (or to the worked "
            "solution) would compare it with itself")
@@ -33,7 +34,14 @@ INPUT_LESSONS = {"train_step": ("01_tokenizer", "02_model", "03_muon", "fast"),
 # TRITON_INTERPRET when a kernel is decorated: rope_triton runs on a CPU through Triton's interpreter)
 ENVIRONMENT = {"rope_triton": {"TRITON_INTERPRET": "1"}}
 # per exercise: modules the student's process may not import at all
-BLOCKED_MODULES = {"bpe_trainer": ("tokenizers",)}
+BLOCKED_MODULES = {"bpe_trainer": ("tokenizers",), "tokenizer": ("tokenizers",)}
+# per exercise: (module, attribute) replaced by a refusal in the student's process (the build track's Muon is
+# compared with torch.optim.Muon, so it may not hand the work to it)
+RUNTIME_FORBIDDEN_ATTRS = {
+    "muon": ((("torch.optim", "Muon"), ("torch.optim._muon", "Muon"), ("torch.optim._muon", "muon"),
+              ("torch.optim._muon", "_zeropower_via_newtonschulz"), ("torch.optim._muon", "_single_tensor_muon")),
+             "write Muon yourself: torch.optim.Muon is what the check compares it with"),
+}
 # per exercise: library functions replaced by a refusal in the student's process (name fragments, and where)
 RUNTIME_FORBIDDEN = {
     "gqa_attention": (("scaled_dot_product", "multi_head_attention"),

@@ -12,7 +12,7 @@ import types
 from pathlib import Path
 
 from exercises.checker import (REPO_DIR, checks_01_tokenizer, checks_02_model, checks_03_muon, checks_04_data,
-                               checks_05_train, checks_06_eval, checks_systems)
+                               checks_05_train, checks_06_eval, checks_systems, tracks)
 from exercises.checker.guarded import Guarded, refusal
 from exercises.checker.report import Crashed, Wrong, new_seed, use_seed
 from exercises.checker.rules import pass_through
@@ -104,7 +104,7 @@ def checked(name: str, module, limit: float, guarded: Guarded | None = None, sho
     try:
         if is_file:
             sandbox = Sandbox(name, Path(module), limit, guarded.for_child(name))
-        CHECKS[name](sandbox or module)
+        check_of(name)(sandbox or module)
     except NotImplementedError as todo:
         return False, f"not done yet: {todo}"
     except Wrong as wrong:
@@ -123,6 +123,8 @@ def checked(name: str, module, limit: float, guarded: Guarded | None = None, sho
     except ImportError as error:
         return False, f"error: {where} does not import: {error}"
     except AttributeError as missing:  # the module lacks the function the check calls
+        if name in tracks.BY_NAME:
+            return False, f"error: {name} — {missing}: {tracks.BY_NAME[name].spec} names what the file defines"
         return False, f"error: {name} — {missing}: keep the function names from the exercise file"
     except TimedOut:
         return False, (f"error: {name} took longer than {limit:g} s (the time limit per exercise, --time-limit): "
@@ -140,6 +142,11 @@ def checked(name: str, module, limit: float, guarded: Guarded | None = None, sho
             if printed.strip():
                 print(students_output(name, printed), file=sys.stderr)
     return True, f"correct: {name}"
+
+
+def check_of(name: str):
+    """The check of a guided exercise or of a track's component."""
+    return CHECKS[name] if name in CHECKS else tracks.BY_NAME[name].check
 
 
 def verdict(passed: bool, message: str) -> tuple[bool, str]:
@@ -190,6 +197,63 @@ class NoSolutions(importlib.abc.MetaPathFinder):
         return None
 
 
+def check_common_args(args) -> int:
+    """Refuse a bad --time-limit / --seed, apply --strict; returns this run's seed (printed first)."""
+    if args.time_limit is not None and not math.isfinite(args.time_limit):
+        raise SystemExit(f"error: --time-limit must be a positive, finite number of seconds, got {args.time_limit:g}")
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise SystemExit(f"error: --time-limit must be a positive number of seconds, got {args.time_limit:g}")
+    if args.seed is not None and args.seed < 0:
+        raise SystemExit(f"error: --seed must be 0 or more, got {args.seed}")
+    if args.strict:
+        if args.solution:
+            raise SystemExit("error: --strict grades the students' files; --solution needs exercises/solutions/")
+        sys.meta_path.insert(0, NoSolutions())
+        for module in [m for m in sys.modules if m.startswith("exercises.solutions")]:
+            del sys.modules[module]
+    seed = new_seed() if args.seed is None else args.seed
+    print(f"seed {seed}: every exercise adds a case drawn from it (--seed {seed} replays this run)"
+          + (" — strict" if args.strict else ""), flush=True)
+    return seed
+
+
+def check_component(component: tracks.Component, solution: bool, seed: int | None = None,
+                    time_limit: float | None = None) -> tuple[bool, str]:
+    """Check a track's component: the student's file (or the worked solution), in its own process."""
+    path = component.solution() if solution else REPO_DIR / component.student
+    if not path.is_file():
+        return False, f"error: {path.relative_to(REPO_DIR)} is not there"
+    if tracks.is_empty(path):
+        return False, (f"not done yet: {component.name} — {component.student} is empty: write it from "
+                       f"{component.spec} ({component.points} points, about {component.minutes / 60:g} h)")
+    return run_check(component.name, path, seed, component.time_limit if time_limit is None else time_limit)
+
+
+def track_main(args) -> int:
+    """--track T [NAME]: the track's components, one verdict each, then N of M components and the points."""
+    components = tracks.of_track(args.track)
+    if args.list:
+        for c in components:
+            print(f"{c.name:10s} {c.points:3d} points  ~{c.minutes / 60:g} h  {c.student:30s} {c.spec:26s} {c.what}")
+        return 0
+    if args.all or (args.name and args.name not in [c.name for c in components]):
+        raise SystemExit(f"error: --track {args.track} checks its components: name one of "
+                         f"{', '.join(c.name for c in components)}, or none for all of them")
+    seed = check_common_args(args)
+    chosen = [c for c in components if args.name in (None, c.name)]
+    n_correct = points = 0
+    try:
+        for c in chosen:
+            passed, message = check_component(c, args.solution, seed, args.time_limit)
+            print(message, flush=True)
+            n_correct, points = n_correct + passed, points + c.points * passed
+    except KeyboardInterrupt:
+        print(f"interrupted: {n_correct} of {len(chosen)} components correct so far", flush=True)
+        return 130
+    print(f"{n_correct} of {len(chosen)} components correct — {points} of {sum(c.points for c in chosen)} points")
+    return 0 if n_correct == len(chosen) else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m exercises.check",
@@ -204,11 +268,18 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="list the exercises and their lessons")
     parser.add_argument("--seed", type=int, default=None,
                         help="replay a run: the seed of its fresh cases (each run prints its seed first)")
-    parser.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="SECONDS",
-                        help=f"seconds your code may run per exercise (default {TIME_LIMIT:g})")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help=f"seconds your code may run per exercise (default {TIME_LIMIT:g}; a track's "
+                             "component: its own, exercises/checker/tracks.py)")
+    parser.add_argument("--track", choices=tracks.TRACKS, default=None,
+                        help="grade a track's whole components instead (NAME: one of them): "
+                             + "; ".join(f"{t}: {', '.join(c.name for c in tracks.of_track(t))}" for t in tracks.TRACKS))
     parser.add_argument("--strict", action="store_true",
                         help="for grading: exercises/solutions/ is importable in neither process; --solution refused")
     args = parser.parse_args(argv)
+    if args.track:
+        return track_main(args)
+    args.time_limit = TIME_LIMIT if args.time_limit is None else args.time_limit
     if args.list:
         for name, (lesson_file, what) in EXERCISES.items():
             print(f"{name:20s} {lesson_file:16s} {what}")
@@ -221,21 +292,7 @@ def main(argv=None) -> int:
     if args.name and args.name not in CHECKS:
         raise SystemExit(f"error: there is no exercise {args.name!r}; choose one of: {', '.join(EXERCISES)} "
                          f"(systems track: {', '.join(SYSTEMS)})")
-    if not math.isfinite(args.time_limit):
-        raise SystemExit(f"error: --time-limit must be a positive, finite number of seconds, got {args.time_limit:g}")
-    if args.time_limit <= 0:
-        raise SystemExit(f"error: --time-limit must be a positive number of seconds, got {args.time_limit:g}")
-    if args.seed is not None and args.seed < 0:
-        raise SystemExit(f"error: --seed must be 0 or more, got {args.seed}")
-    if args.strict:
-        if args.solution:
-            raise SystemExit("error: --strict grades the students' files; --solution needs exercises/solutions/")
-        sys.meta_path.insert(0, NoSolutions())
-        for module in [m for m in sys.modules if m.startswith("exercises.solutions")]:
-            del sys.modules[module]
-    seed = new_seed() if args.seed is None else args.seed
-    print(f"seed {seed}: every exercise adds a case drawn from it (--seed {seed} replays this run)"
-          + (" — strict" if args.strict else ""), flush=True)
+    seed = check_common_args(args)
     names = list(EXERCISES) if args.all else [args.name]
     n_correct = 0
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from exercises.checker import REPO_DIR
 from exercises.checker.report import Crashed, Wrong
-from exercises.checker.wire import CALLBACK, HANDLE, PICKLED, TimedOut, decode, encode, receive, send
+from exercises.checker.wire import ATTR, CALLBACK, HANDLE, PICKLED, TimedOut, decode, encode, receive, send
 
 TIME_LIMIT = 60.0           # seconds of the student's code per exercise (--time-limit)
 
@@ -110,12 +110,16 @@ class Sandbox:
 
     def make(self, builder, *args):
         """Run the checker's own `builder(*args)` (e.g. tiny_training_setup) in the student's process and
-        keep what it returns there: the objects the student's code works on in place."""
+        keep what it returns there: the objects the student's code works on in place. An argument `ex.NAME`
+        arrives there as the student's own NAME (a builder that drives the student's class: the build track);
+        what the student's code raises in it comes back as a RemoteError, with the student's frames."""
         return self.request(("make", builder.__module__, builder.__name__), args, {})
 
     def encode_arg(self, value):
         if isinstance(value, Remote):
             return {HANDLE: value._handle}
+        if isinstance(value, RemoteFunction) and value.target[0] == "module":   # ex.Muon handed to a builder
+            return {ATTR: value.target[1]}
         if isinstance(value, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)):
             self.callbacks[id(value)] = value
             return {CALLBACK: id(value)}

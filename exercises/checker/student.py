@@ -29,9 +29,9 @@ import torch.nn.functional as F
 
 from exercises.checker import REPO_DIR
 from exercises.checker.identity import make_judge
-from exercises.checker.rules import (BLOCKED_MODULES, ENVIRONMENT, FAST_DIR, INPUT_LESSONS, LESSON_NAME, REFUSAL,
-                                     RUNTIME_FORBIDDEN, SOLUTIONS_DIR)
-from exercises.checker.wire import HANDLE, PICKLED, decode, encode, receive, send
+from exercises.checker.rules import (BLOCKED_MODULES, CASES_DIR, ENVIRONMENT, FAST_DIR, INPUT_LESSONS, LESSON_NAME,
+                                     REFUSAL, RUNTIME_FORBIDDEN, RUNTIME_FORBIDDEN_ATTRS, SOLUTIONS_DIR)
+from exercises.checker.wire import ATTR, HANDLE, PICKLED, decode, encode, receive, send
 
 CHECKER_FILES = os.path.dirname(__file__) + os.sep   # the checker's frames are left out of the student's traceback
 VIOLATIONS: list[str] = []
@@ -75,7 +75,7 @@ def zygote_main(fd: int) -> None:
 
 def protected(path, allowed: tuple = ()) -> bool:
     """A numbered lesson's file (any extension, anywhere in the repo: .py, .pyc, .ipynb), exercises/solutions/,
-    or fast/ unless the exercise's inputs use it (`allowed`)."""
+    a handout's stored cases, or fast/ unless the exercise's inputs use it (`allowed`)."""
     try:
         real = os.path.realpath(os.fsdecode(path))
     except (TypeError, ValueError):
@@ -83,7 +83,8 @@ def protected(path, allowed: tuple = ()) -> bool:
     if real in STUDENT_FILES:
         return False
     fast = FAST_DIR.name not in allowed and real.startswith(str(FAST_DIR) + os.sep)
-    return real.startswith(str(SOLUTIONS_DIR)) or fast or (real.startswith(str(REPO_DIR)) and
+    cases = real.startswith(str(CASES_DIR) + os.sep)
+    return real.startswith(str(SOLUTIONS_DIR)) or fast or cases or (real.startswith(str(REPO_DIR)) and
                                                              bool(LESSON_NAME.match(os.path.basename(real))))
 
 
@@ -147,6 +148,13 @@ def install_guards(name: str, guarded: dict) -> None:
 
 def forbid_calls(name: str) -> None:
     """Replace the library functions this exercise is about by ones that refuse (and remember the refusal)."""
+    if name in RUNTIME_FORBIDDEN_ATTRS:
+        attrs, why = RUNTIME_FORBIDDEN_ATTRS[name]
+        say = refuse
+        for module_name, attr in attrs:
+            def refused(*args, where=f"{module_name}.{attr}", **kwargs):
+                say(f"your code uses {where}: {why}")
+            setattr(importlib.import_module(module_name), attr, refused)
     if name not in RUNTIME_FORBIDDEN:
         return
     fragments, what = RUNTIME_FORBIDDEN[name]
@@ -219,6 +227,8 @@ def child_main(spec: dict) -> None:
     def on_marker(marker, data):
         if marker == PICKLED:
             return pickle.loads(data)
+        if marker == ATTR:
+            return getattr(module, data)
         return objects[data] if marker == HANDLE else callback(data)
 
     def run(fn):
@@ -260,7 +270,7 @@ def child_main(spec: dict) -> None:
         args, kwargs = decode(args, on_marker), decode(kwargs, on_marker)
         if target[0] == "make":               # the checker's own code (tiny_training_setup), not the student's
             builder = getattr(importlib.import_module(target[1]), target[2])
-            send(wfd, ("ok", encode(builder(*args), on_other)))
+            send(wfd, run(lambda: builder(*args)))   # a builder may run the student's code (the build track)
             continue
         owner = module if target[0] == "module" else objects[target[1]]
         attr = target[-1]

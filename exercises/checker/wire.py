@@ -20,9 +20,9 @@ class TimedOut(BaseException):
     """The student's code ran past the time limit."""
 
 
-TENSOR, ARRAY, NPSCALAR, DICT, SET, DTYPE, HANDLE, CALLBACK, PICKLED, GENERATOR = (
+TENSOR, ARRAY, NPSCALAR, DICT, SET, DTYPE, HANDLE, CALLBACK, PICKLED, GENERATOR, ATTR = (
     "\0tensor", "\0array", "\0npscalar", "\0dict", "\0set", "\0dtype", "\0handle", "\0callback", "\0pickled",
-    "\0generator")
+    "\0generator", "\0attr")     # ATTR: a name of the student's module (its class, its function), resolved there
 
 
 def encode(value, on_other):

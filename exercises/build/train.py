@@ -1,0 +1,1 @@
+# The train: write it here from docs/build/train.md; `python -m exercises.check --track build train` checks it.
