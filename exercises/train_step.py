@@ -1,4 +1,4 @@
-"""Exercise train_step — one optimizer step of linnet's training loop (lesson: 05_train.py, section 2,
+"""Exercise train_step — one optimizer step of linnet's training loop (lesson: 05_train.py, section 3,
 train_step). About 20 lines.
 
 A step of linnet reads more tokens than fit in memory at once (524,288 tokens = 16 micro-batches of

@@ -1,4 +1,5 @@
-"""Exercise wsd_schedule — linnet's warm-up / stable / decay learning rate (lesson: 05_train.py, section 1).
+"""Exercise wsd_schedule — linnet's warm-up / stable / decay learning rate (lesson: 05_train.py,
+section 2, lr_multiplier).
 
 The learning rate at step s is peak_lr · lr_multiplier(s). WSD ("warmup-stable-decay") has three parts,
 measured in planned steps P (linnet: P = 18,965):

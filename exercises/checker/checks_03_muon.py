@@ -51,7 +51,7 @@ def check_newton_schulz_step(ex) -> None:
                         hint="03 runs in bf16, so the tolerance here is loose; if (a) passed this one should too")
 
 
-# --- muon_update (03_muon.py, section 2: Muon.step → muon_update_ → newton_schulz, adjust_lr) ----------
+# --- muon_update (03_muon.py, section 2: Muon.step → muon_update_, adjust_lr; section 1: newton_schulz) ---
 
 def check_muon_update(ex) -> None:
     muon = importlib.import_module("03_muon")

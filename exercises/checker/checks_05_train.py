@@ -12,7 +12,7 @@ from exercises.checker.report import Wrong, call, check_returns, compare_tensors
 from exercises.checker.sandbox import make
 
 
-# --- wsd_schedule (05_train.py, section 1: lr_multiplier) --------------------------------------------
+# --- wsd_schedule (05_train.py, section 2: lr_multiplier) --------------------------------------------
 
 def check_wsd_schedule(ex) -> None:
     train = importlib.import_module("05_train")
@@ -47,7 +47,7 @@ def check_wsd_schedule(ex) -> None:
                             "at min_ratio")
 
 
-# --- train_step (05_train.py, section 2: train_step) -----------------------------------------------------
+# --- train_step (05_train.py, section 3: train_step) -----------------------------------------------------
 
 def tiny_training_setup(seed: int):
     """A small 02 LLM, its 03 optimizers (Muon + AdamW) and 3 steps × 2 micro-batches of random tokens."""

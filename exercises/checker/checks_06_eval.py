@@ -42,7 +42,7 @@ def check_acc_norm(ex) -> None:
                         "the str); return the index of the highest, the first one on a tie")
 
 
-# --- hellaswag_requests (06_eval.py, section 2: example_pairs, encode_requests, hellaswag_requests) -------
+# --- hellaswag_requests (06_eval.py, section 2: example_pairs, encode_requests; section 4: hellaswag_requests) ---
 
 def hellaswag_examples() -> list[dict]:
     """Hand-made examples in 06's prepared form (context/choices preprocessed, raw_ctx/raw_endings raw)."""

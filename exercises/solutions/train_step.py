@@ -1,4 +1,4 @@
-"""Worked solution for exercises/train_step.py (lesson: 05_train.py, section 2, train_step)."""
+"""Worked solution for exercises/train_step.py (lesson: 05_train.py, section 3, train_step)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Worked solution for exercises/wsd_schedule.py (lesson: 05_train.py, section 1)."""
+"""Worked solution for exercises/wsd_schedule.py (lesson: 05_train.py, section 2, lr_multiplier)."""
 from __future__ import annotations
 
 import math
