@@ -8,16 +8,19 @@ as a user would start it (a subprocess), with --no-hellaswag. From each run's lo
   - min share: the smallest expert's share of layer 1's token-slots over the last 50 steps (uniform = 1/E;
                near 0 = an expert starved, the router collapsed).
 A knob's effect is its difference from the baseline run with the same seed (same init, same data order),
-mean ± sd over the seeds; it counts as real when |mean| > 2 sd/√n (the table says which).
+mean ± sd over the seeds; it is beyond seed noise by the paired t-test of house/stats.py (README, "Beyond seed
+noise": |t| > 4.30 with 3 seeds, 3.18 with 4).
 
-    python bench/knobs.py                                  # all knobs, seeds 1337 1 2 (≈ 20 s a run on 2 cores)
-    python bench/knobs.py --knobs baseline dense --seeds 1337 1 2 3 4
-Writes bench/results/knobs_tiny.json (every run's numbers) and prints the Markdown table the README shows.
+    python bench/knobs.py --seeds 1337 1 2 3               # all knobs, 4 seeds (≈ 20 s a run on 2 idle cores)
+    python bench/knobs.py --knobs baseline dense --seeds 4 5 --json /tmp/more.json
+    python bench/knobs.py --table-from bench/results/knobs_tiny.json /tmp/more.json    # one table of both
+Writes bench/results/knobs_tiny.json (every run's numbers, with the commit, torch and CPU that made them: CPU
+runs repeat to the last digit on the same CPU and torch, not across them) and prints the README's table.
 """
 from __future__ import annotations
 
 import json
-import math
+import platform
 import shlex
 import statistics
 import subprocess
@@ -28,6 +31,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_DIR))
 import house  # noqa: E402
+from house import stats  # noqa: E402
 
 KNOBS = {   # name → the flags that take one piece of the recipe away (README: Knobs to break the recipe)
     "baseline": [],
@@ -69,9 +73,9 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 def table(runs: list[dict]) -> str:
     """Markdown: one row per knob, mean ± sd over seeds, and the per-seed difference from the baseline.
 
-    The seed (init and data order) moves the tiny run's bits per byte by ≈ 0.03, more than most knobs, and
+    The seed (init and data order) moves the tiny run's bits per byte by ≈ 0.02, more than most knobs, and
     moves it alike with and without a knob; so a knob's effect is the difference from the baseline WITH THE
-    SAME SEED, mean ± sd over seeds, and it is "beyond seed noise" when |mean| > 2 sd/√n."""
+    SAME SEED, mean ± sd over seeds, and "beyond seed noise" is house.stats.paired's verdict on them."""
     by_knob: dict[str, list[dict]] = {}
     for r in runs:
         by_knob.setdefault(r["knob"], []).append(r)
@@ -86,12 +90,23 @@ def table(runs: list[dict]) -> str:
         if knob == "baseline" or not deltas:
             delta, verdict = "—", "—"
         else:
-            d_m, d_sd = mean_sd(deltas)
-            delta = f"{d_m:+.4f} ± {d_sd:.4f}"
-            verdict = "yes" if len(deltas) > 1 and abs(d_m) > 2 * d_sd / math.sqrt(len(deltas)) else "no"
+            test = stats.paired(deltas)
+            delta, verdict = f"{test.mean:+.4f} ± {test.sd:.4f}", test.label()
         lines.append(f"| {knob} | {len(rs)} | {m:.4f} ± {sd:.4f} | {delta} | {verdict} | {t_m:.3f} ± {t_sd:.3f} | "
                      f"{s_m:.2f} ± {s_sd:.2f} |")
     return "\n".join(lines)
+
+
+def machine() -> dict:
+    """What made the runs: a CPU run repeats to the last digit only on the same code, torch and CPU."""
+    import torch
+
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_DIR, capture_output=True, text=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else \
+        platform.processor()
+    return {"commit": commit.stdout.strip() or "unknown", "torch": torch.__version__, "cpu": cpu,
+            "python": platform.python_version()}
 
 
 @house.speaks
@@ -105,10 +120,17 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="04's shards (default: 05's)")
     parser.add_argument("--json", type=Path, default=REPO_DIR / "bench/results/knobs_tiny.json",
                         help="every run's numbers")
-    parser.add_argument("--table-from", type=Path, default=None, help="print the table of an earlier --json, run nothing")
+    parser.add_argument("--table-from", type=Path, nargs="+", default=None,
+                        help="print the table of earlier --json files (their runs together), run nothing")
     args = parser.parse_args(argv)
     if args.table_from is not None:
-        print(table(json.loads(args.table_from.read_text())["runs"]))
+        runs = [r for path in args.table_from for r in json.loads(path.read_text())["runs"]]
+        twice = sorted({(r["knob"], r["seed"]) for r in runs if sum(1 for s in runs if (s["knob"], s["seed"]) ==
+                                                                     (r["knob"], r["seed"])) > 1})
+        if twice:
+            raise house.UserError(f"{twice[0][0]} seed {twice[0][1]} is in more than one --table-from file: "
+                                  "keep one record per knob and seed")
+        print(table(runs))
         return
     knobs = ["baseline", *[k for k in args.knobs if k != "baseline"]]
     house.check_writable(args.out)
@@ -120,7 +142,7 @@ def main(argv=None) -> None:
             r = runs[-1]
             print(f"{knob:>15} seed {seed:>4}: val bpb {r['val_bpb']:.4f}  train {r['train_loss']:.3f}  "
                   f"min share {r['min_share']:.2f}  ({r['seconds']:.0f} s)", flush=True)
-    house.write_json(args.json, {"date": time.strftime("%Y-%m-%d"), "runs": runs, "table": table(runs)})
+    house.write_json(args.json, {"date": time.strftime("%Y-%m-%d"), **machine(), "runs": runs, "table": table(runs)})
     print(table(runs))
     print(f"wrote {house.shown(args.json)}")
 
