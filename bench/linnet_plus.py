@@ -4,7 +4,8 @@ The protocol, so anyone can rerun it:
   data      the course corpus, tokenized with the 32k tokenizer as bench/short_run.sh does (validation: the
             whole validation shard, ≈ 200k tokens);
   baseline  linnet's recipe at N steps × 16,384 tokens, its WSD schedule planned for N;
-  switch    the baseline plus one switch, same N, same seeds: its effect is Δ final validation loss (mean ± sd);
+  switch    the baseline plus one switch, same N, same seeds: its effect is Δ final validation loss (mean ± sd),
+            per seed, beyond seed noise by house/stats.py's paired t-test (README, "Beyond seed noise");
   combined  every switch whose mean Δ was negative, at f·N steps with the schedule planned for f·N
             (f = 0.5, 0.6, 0.7; and the baseline at 0.7·N for scale): the smallest f whose mean final loss
             is ≤ the baseline's at N is the answer,
@@ -21,7 +22,6 @@ On a CPU, `--preset tiny --steps 30` runs the same protocol in miniature (the te
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -32,6 +32,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_DIR))
 import house  # noqa: E402
+from house import stats  # noqa: E402
 
 SWITCHES = {   # name → 05 flags (each off in linnet)
     "zero-init": ["--zero-init-out"],
@@ -120,10 +121,9 @@ def paired_deltas(runs: list[dict], name: str, steps: int, base_steps: int | Non
 
 
 def delta_cell(deltas: list[float]) -> tuple[str, str]:
-    """'mean ± sd' of the per-seed differences, and whether the mean is beyond 2 standard errors."""
-    m, sd = mean_sd(deltas)
-    beyond = len(deltas) > 1 and abs(m) > 2 * sd / math.sqrt(len(deltas))
-    return f"{m:+.4f} ± {sd:.4f}", "yes" if beyond else "no"
+    """'mean ± sd' of the per-seed differences, and house.stats.paired's verdict on them ('no (t = 1.84 < 4.30, n = 3)')."""
+    test = stats.paired(deltas)
+    return f"{test.mean:+.4f} ± {test.sd:.4f}", test.label()
 
 
 def switch_table(runs: list[dict], steps: int) -> str:
@@ -152,7 +152,7 @@ def combined_table(runs: list[dict], steps: int, fractions=FRACTIONS) -> tuple[s
     rows = ["| run | steps × 16,384 tokens | seeds | final val loss (mean ± sd) | Δ vs baseline at N, same seed | "
             "beyond seed noise? |", "|---|---|---|---|---|---|",
             f"| baseline | {steps} (100 %) | {len(losses(runs, 'baseline', steps))} | {b_mean:.4f} ± {b_sd:.4f} | — | — |"]
-    reached = []
+    reached = {}
     for f in fractions:
         n = round(f * steps)
         xs = losses(runs, "combined", n)
@@ -161,10 +161,15 @@ def combined_table(runs: list[dict], steps: int, fractions=FRACTIONS) -> tuple[s
             delta, beyond = delta_cell(paired_deltas(runs, "combined", n, base_steps=steps))
             rows.append(f"| combined | {n} ({f:.0%}) | {len(xs)} | {m:.4f} ± {sd:.4f} | {delta} | {beyond} |")
             if m <= b_mean:
-                reached.append(f)
-    line = (f"tokens to reach the baseline's validation loss: {round(100 * min(reached))} %" if reached else
-            "tokens to reach the baseline's validation loss: more than "
-            f"{round(100 * max(fractions))} % (no combined run reached it)")
+                reached[f] = stats.paired(paired_deltas(runs, "combined", n, base_steps=steps))
+    if reached:
+        f = min(reached)
+        shown = "lower beyond seed noise" if reached[f].beyond else "lower on average, not beyond seed noise"
+        line = (f"tokens to reach the baseline's validation loss: {round(100 * f)} % (mean of {reached[f].n} seeds; "
+                f"{shown} {reached[f].label().split(' ', 1)[1]})")
+    else:
+        line = ("tokens to reach the baseline's validation loss: more than "
+                f"{round(100 * max(fractions))} % (no combined run reached it)")
     return "\n".join(rows), line
 
 
