@@ -136,17 +136,18 @@ def test_prose_section_pointers_name_the_heading_they_describe(where, text):
     """"`02_model.py` §5 (router, experts, balance loss)": heading 5 exists and shares a word with the "what"."""
     for line in text.splitlines():
         lesson = None
-        for m in re.finditer(r"0[1-6]_[a-z]+\.py|(?:§|section )(\d+)(?:[–-](\d+))?(?: \(([^)]*)\))?", line):
+        for m in re.finditer(r"0[1-6]_[a-z]+\.py|(?:§|[Ss]ection )(\d+)([a-z]?)(?:[–-](\d+))?(?: \(([^)]*)\))?", line):
             if m.group(0).endswith(".py"):
                 lesson = m.group(0)
                 continue
             if lesson is None:
                 continue
             sections = lesson_sections(lesson)
-            numbers = range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
+            assert not m.group(2), f"{where}: {lesson} has no lettered section {m.group(0)!r}: {line.strip()[:120]}"
+            numbers = range(int(m.group(1)), int(m.group(3) or m.group(1)) + 1)
             for n in numbers:
                 assert n in sections, f"{where}: {lesson} has no section {n}: {line.strip()[:120]}"
-            if m.group(3):
+            if m.group(4):
                 titles = " ".join(sections[n][0] for n in numbers)
-                assert words(m.group(3)) & words(titles), (f"{where}: {lesson} §{m.group(1)} is "
-                                                           f"{titles!r}, not {m.group(3)!r}")
+                assert words(m.group(4)) & words(titles), (f"{where}: {lesson} §{m.group(1)} is "
+                                                           f"{titles!r}, not {m.group(4)!r}")
