@@ -27,9 +27,10 @@ The rules (checked in this order; a run that breaks one is refused in one line, 
 
 What it cannot check: that the code which trained the run kept the validation shard out of training (05
 reads the train split only; the score line gives the commit the run was trained at, so others can look).
-One seed is one sample: the baseline's score moves by ≈ 0.03 bits per byte (sd) from seed to seed (4 seeds:
-2.689 to 2.753), more than most recipe changes move it. So an entry is 4 seeds (--seed 1337, 1, 2, 3) of one
-recipe, compared with others seed by seed (README, "Speedrun leaderboard"): pass the 4 run folders together,
+One seed is one sample: the baseline's score moves by ≈ 0.02 bits per byte (sd) from seed to seed (4 seeds:
+2.689 to 2.736, bench/results/knobs_tiny*.json), more than most recipe changes move it. So an entry is 4 seeds
+(--seed 1337, 1, 2, 3) of one recipe, compared with others seed by seed by the paired t-test of README, "Beyond
+seed noise" (house/stats.py): pass the 4 run folders together,
 and the last line is their mean ± sd:
     python -m exercises.speedrun out/my_run_s1337 out/my_run_s1 out/my_run_s2 out/my_run_s3
 """
