@@ -23,57 +23,23 @@ from pathlib import Path
 
 import house
 import house.runs
+from house import stats
+from house.stats import incomplete_beta, t_critical, t_two_sided_p  # noqa: F401  (where the tests look)
 
 REQUIRED_SEEDS = (1337, 1, 2, 3)
 
 
-# --- 1. Student's t, from the regularised incomplete beta function -----------------------------------------
-
-def incomplete_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b), by its continued fraction (Lentz's method), on the side where it converges fast."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - incomplete_beta(b, a, 1.0 - x)
-    front = math.exp(a * math.log(x) + b * math.log1p(-x) - math.lgamma(a) - math.lgamma(b) + math.lgamma(a + b)) / a
-    f, c, d = 1.0, 1.0, 0.0
-    for i in range(400):
-        m = i // 2
-        num = 1.0 if i == 0 else (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)) if i % 2 == 0 else
-                                  -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)))
-        d = 1.0 / (1.0 + num * d or 1e-300)
-        c = 1.0 + num / c or 1e-300
-        f *= c * d
-        if abs(1.0 - c * d) < 1e-14:
-            break
-    return front * (f - 1.0)
-
-
-def t_two_sided_p(t: float, df: int) -> float:
-    """P(|T| ≥ |t|) for Student's t with df degrees of freedom: I_{df/(df+t²)}(df/2, 1/2)."""
-    return incomplete_beta(df / 2, 0.5, df / (df + t * t))
-
-
-def t_critical(df: int, level: float = 0.95) -> float:
-    """The two-sided critical value: |T| exceeds it with probability 1 − level (df 2: 4.303, df 3: 3.182)."""
-    low, high = 0.0, 1e4
-    for _ in range(200):
-        mid = (low + high) / 2
-        low, high = (mid, high) if t_two_sided_p(mid, df) > 1 - level else (low, mid)
-    return (low + high) / 2
-
+# --- 1. The paired t-test: house/stats.py's, the one rule of the repo (README, "Beyond seed noise") ----------
 
 def paired_t(deltas: list[float], level: float = 0.95) -> dict:
     """The paired t-test of per-seed differences: mean, sd, standard error, t, df, critical value, p, interval."""
     n = len(deltas)
     if n < 2:
         raise house.UserError(f"a paired t-test needs at least 2 seeds in both arms, got {n}")
-    mean, sd = statistics.fmean(deltas), statistics.stdev(deltas)
-    se, crit = sd / math.sqrt(n), t_critical(n - 1, level)
-    t = mean / se if se > 0 else math.copysign(math.inf, mean) if mean else 0.0
-    p = t_two_sided_p(t, n - 1) if math.isfinite(t) else 0.0
-    return {"n": n, "mean": mean, "sd": sd, "se": se, "t": t, "df": n - 1, "crit": crit, "p": p, "level": level,
-            "low": mean - crit * se, "high": mean + crit * se, "beyond": abs(t) > crit}
+    v = stats.paired(deltas, level)
+    se = v.sd / math.sqrt(n)
+    return {"n": n, "mean": v.mean, "sd": v.sd, "se": se, "t": v.t, "df": n - 1, "crit": v.critical, "p": v.p,
+            "level": level, "low": v.mean - v.critical * se, "high": v.mean + v.critical * se, "beyond": v.beyond}
 
 
 # --- 2. The runs: 05's --out folders, or bench/knobs.py's records ------------------------------------------

@@ -10,6 +10,7 @@ names below; `house` never imports a lesson (it takes paths, dicts, tensors and 
   text.py         reading .jsonl / .jsonl.zst / .txt / .parquet, streamed
   sources.py      the Hugging Face Hub (linnet's two datasets, listed and downloaded), the tiny preset's text
   shards.py       a folder of shards: manifest checks, sha256, is a shard whole, resuming a killed 04 run
+  stats.py        "beyond seed noise": the paired t-test over seeds (and Welch's t), the one rule every table uses
   runs.py         a training run's plumbing (05): processes and DDP, RNG states, Ctrl-C, the run log and W&B,
                   resume refusals (`from house import runs`: it imports torch, so `import house` does not)
 """

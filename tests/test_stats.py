@@ -35,25 +35,39 @@ def t_cdf(x: float, df: int) -> float:
     return 0.5 + total * h / 3
 
 
-@pytest.mark.parametrize("df", sorted(stats.T_CRITICAL_95))
-def test_critical_values_are_students_t(df):
-    value = stats.T_CRITICAL_95[df]
-    assert abs(t_cdf(value, df) - 0.975) < 0.0006, (df, t_cdf(value, df))
-    assert stats.t_critical(df) == value
+@pytest.mark.parametrize("df,table", [(1, 12.71), (2, 4.30), (3, 3.18), (4, 2.78), (9, 2.26), (30, 2.04)])
+def test_critical_values_are_students_t(df, table):
+    """house.stats.t_critical (incomplete beta + bisection) against Simpson's rule on the density, and the table."""
+    value = stats.t_critical(df)
+    assert abs(t_cdf(value, df) - 0.975) < 1e-4, (df, t_cdf(value, df))
+    assert round(value, 2) == table
 
 
 def test_the_cutoffs_the_readme_states():
-    assert stats.t_critical(2) == 4.30 and stats.t_critical(3) == 3.18
-    assert stats.t_critical(2.9) == 4.30                      # a fractional df (Welch) rounds down: stricter
-    assert stats.t_critical(35) == stats.T_CRITICAL_95[30]
+    assert round(stats.t_critical(2), 2) == 4.30 and round(stats.t_critical(3), 2) == 3.18
+    assert stats.t_critical(3) < stats.t_critical(2.5) < stats.t_critical(2)     # Welch's fractional df
     with pytest.raises(ValueError):
-        stats.t_critical(0.5)
+        stats.t_critical(0)
     assert "4.30 with 3 seeds, 3.18 with 4" in README
+
+
+def test_one_implementation_of_the_rule():
+    """bench/knobs.py, bench/linnet_plus.py and exercises/ablation.py decide with house/stats.py, and nothing
+    else in the repo computes a t cutoff of its own."""
+    from exercises import ablation
+    assert ablation.t_critical is stats.t_critical and ablation.t_two_sided_p is stats.t_two_sided_p
+    for script in ("bench/knobs.py", "bench/linnet_plus.py", "exercises/ablation.py"):
+        assert "from house import stats" in (REPO_DIR / script).read_text(encoding="utf-8"), script
+    own = [p for p in [*REPO_DIR.glob("*.py"), *REPO_DIR.glob("*/*.py"), *REPO_DIR.glob("*/*/*.py")]
+           if p.name != "stats.py" and "out" not in p.parts and "tests" not in p.parts
+           and re.search(r"def (t_critical|incomplete_beta|paired_t)\b|4\.30[0-9]*\s*if|12\.71",
+                         p.read_text(encoding="utf-8")) and p.name != "ablation.py"]
+    assert not own, own
 
 
 def test_paired_is_a_t_test_on_the_differences():
     v = stats.paired([0.0134, 0.0136, 0.0019])     # mean 2.49 standard errors: "yes" by the old rule, not by t(2)
-    assert v.n == 3 and abs(v.t - 2.49) < 0.01 and v.critical == 4.30 and not v.beyond
+    assert v.n == 3 and abs(v.t - 2.49) < 0.01 and round(v.critical, 2) == 4.30 and not v.beyond
     assert v.label() == "no (t = 2.49 < 4.30, n = 3)"
     assert stats.paired([-0.03, -0.02, -0.04, -0.03]).beyond              # n = 4: t = 7.3 > 3.18
     assert stats.paired([0.01, 0.01, 0.01]).beyond and not stats.paired([0.0, 0.0]).beyond   # sd 0
