@@ -152,3 +152,12 @@ def test_the_leaderboard_scores_are_the_records():
         if knob != "baseline":
             v = knob_test(knob)
             assert f"t = {abs(v.t):.2f}" in line, (knob, v.label(), line)
+
+
+def test_knobs_prints_the_table_of_both_record_files(capsys):
+    import knobs
+    knobs.main(["--table-from", *map(str, KNOB_RECORDS)])
+    table = capsys.readouterr().out
+    assert knob_test("AdamW only").label() in table and "| AdamW only | 4 |" in table
+    with pytest.raises(SystemExit):                      # one record per knob and seed: the same file twice is refused
+        knobs.main(["--table-from", str(KNOB_RECORDS[1]), str(KNOB_RECORDS[1])])
