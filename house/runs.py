@@ -139,12 +139,20 @@ def set_rng_state(state: dict) -> None:
 
 # --- What a checkpoint names besides its tensors: the code, the shards ------------------------------------
 
-def git_commit() -> str:
+def git_commit(repo: Path = REPO_DIR) -> str:
+    """HEAD's hash; with a dirty tree, the files that differ from it too, so a checkpoint never names a clean
+    commit its code was not: "34f7400d… (uncommitted changes: 05_train.py)"."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal"], cwd=repo,
+                                capture_output=True, text=True, timeout=10).stdout if head else ""
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    changed = [line[3:].strip('"') for line in status.splitlines() if len(line) > 3]
+    if not changed:
+        return head or "unknown"
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return f"{head} (uncommitted changes: {', '.join(changed[:5])}{more})"
 
 
 def data_sha256(data_dir: Path) -> str:
