@@ -496,7 +496,7 @@ def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader,
 def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise house.NotFound(f"--resume found no checkpoint at {path}: start without --resume, or pass --out")
-    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    checkpoint = checkpoints.read_checkpoint_file(path)   # plain data only (RNG states too): a file never runs code
     missing = [k for k in ("model", "train_config", "optimizers", "loader", "rng", "step")
                if not (isinstance(checkpoint, dict) and k in checkpoint)]
     if missing:

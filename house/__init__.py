@@ -12,6 +12,8 @@ names below; `house` never imports a lesson (it takes paths, dicts, tensors and 
   shards.py       a folder of shards: manifest checks, sha256, is a shard whole, resuming a killed 04 run
   runs.py         a training run's plumbing (05): processes and DDP, RNG states, Ctrl-C, the run log and W&B,
                   resume refusals (`from house import runs`: it imports torch, so `import house` does not)
+  checkpoints.py  checkpoint files: read as data only (torch.load weights_only=True), exports, their tokenizer
+  convert_checkpoint.py  `python -m house.convert_checkpoint OLD`: an older 05 latest.pt as plain data
 """
 from house.cli import (DEVICES, ArgumentParser, HelpFormatter, NotFound, UserError, add_common_args, check_writable,
                        default_device, int_from_to, is_first_process, is_out_of_memory, non_negative_float,

@@ -43,11 +43,12 @@ def find_checkpoint(path) -> tuple[Path, Path | None]:
     return candidates[0], (cfg if cfg.is_file() else None)
 
 
-def read_checkpoint_file(path: Path, weights_only: bool = True):
-    """torch.load (or safetensors) a file onto the CPU, or a UserError if it is not readable.
+def read_checkpoint_file(path: Path):
+    """torch.load (or safetensors) a file onto the CPU as data only, or a UserError if it is not readable.
 
-    `weights_only=False` is for our own training checkpoints (05), which also hold optimizer states and RNG
-    states; a file from elsewhere should be read with the default `True` (it cannot run code on load)."""
+    Always `weights_only=True`: tensors and plain values (dicts, lists, numbers, strings) come back, and a file
+    that would unpickle any other object is refused before it is built (loading it could run code). 05's own
+    latest.pt holds plain values only (its RNG states too); one written before that is named (not_data)."""
     import torch
 
     path = Path(path)
@@ -57,16 +58,41 @@ def read_checkpoint_file(path: Path, weights_only: bool = True):
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as e:  # corrupt / truncated / not a checkpoint
-        if weights_only and isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
-            raise UserError(f"{path} holds Python objects beyond tensors and plain values, which this repo never "
-                            f"unpickles (loading them could run code): if it is a 05 latest.pt, score it with "
-                            f"python 06_eval.py --checkpoint {shown(path)} or export it with python 02_model.py "
-                            f"--export {shown(path)} --out DIR") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt / truncated / not a checkpoint / not data
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+            raise UserError(not_data(path)) from None
         first_line = (plain_text(str(e)).strip().splitlines() or [""])[0][:200]
         raise UserError(f"cannot read {path} as a checkpoint ({type(e).__name__}: {first_line}): "
                         f"it is damaged or not a checkpoint — re-download or re-create it") from None
+
+
+OLD_FORMAT = {"numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
+              "numpy.core.multiarray._reconstruct"}   # what a 05 latest.pt of before issue 32 unpickles: its numpy RNG state
+
+
+def unsafe_globals(path) -> list[str]:
+    """The Python objects a torch.save file would unpickle beyond tensors and plain values, read off its pickle's
+    opcodes (torch's scan: nothing is built, nothing runs); ["?"] if the scan itself fails."""
+    import torch
+
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        return ["?"]
+
+
+def not_data(path) -> str:
+    """Why a file that torch.load(weights_only=True) refused is not read: a 05 latest.pt of the older format (a
+    pickled numpy RNG state: convert it once), or anything else (never unpickled here)."""
+    names = sorted(unsafe_globals(path), key=lambda name: name in OLD_FORMAT)   # the unexpected ones first
+    if names and set(names) <= OLD_FORMAT:
+        return (f"{path} was written by an older 05_train.py: its numpy RNG state is a pickled object, which this repo "
+                f"no longer loads (a checkpoint is data, never code): convert it once with python -m "
+                f"house.convert_checkpoint {shown(path)}")
+    return (f"{path} holds Python objects beyond tensors and plain values ({', '.join(names[:3])}), which this repo "
+            f"never unpickles (loading them could run code): it is not a checkpoint this repo wrote; use its "
+            f".safetensors or a plain state dict")
 
 
 def plain_text(text: str) -> str:
@@ -468,7 +494,7 @@ def read_training_checkpoint(path) -> dict | None:
         path = path / "latest.pt"
     if not (path.is_file() and path.suffix in (".pt", ".pth")):
         return None
-    checkpoint = read_checkpoint_file(path, weights_only=False)       # ours: optimizer and RNG states too
+    checkpoint = read_checkpoint_file(path)                           # data only: optimizer and RNG states too
     if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
         raise UserError(f"{path} is not a 05_train checkpoint (no 'model' and 'config'): "
                         f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")

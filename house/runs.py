@@ -123,7 +123,10 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every stream's state as plain data (tuples, lists, ints, tensors), so torch.load(weights_only=True) reads
+    it back: numpy's (name, keys, pos, has_gauss, gauss) keeps its 624 keys as a list, not a pickled ndarray."""
+    name, keys, *rest = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), *rest], "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -131,7 +134,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -172,7 +176,7 @@ def read_train_config(path: Path, load) -> dict:
     if not path.exists():
         return load(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)   # data, never code
     except Exception:
         return load(path)
     return checkpoint if isinstance(checkpoint, dict) and "train_config" in checkpoint else load(path)

@@ -98,7 +98,7 @@ def edit_checkpoint(run, **changes):
     """Change keys of latest.pt; `train_config__x` / `config__x` change one field of those dicts, and
     `train_config__model__x` one field of the model's config inside the train config."""
     path = run / "latest.pt"
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     for key, value in changes.items():
         *outer, inner = key.split("__")
         target = ckpt
