@@ -7,6 +7,7 @@ a house.UserError (a missing path: house.NotFound) that names the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
@@ -188,9 +189,10 @@ CONFIG_JSON_TYPES = {"depth": int, "block_size": int, "vocab_size": int, "n_expe
                      "rope_base": (int, float), "balance_coef": (int, float), "qk_norm": bool,
                      "zero_init_out": bool, "x0_mix": bool, "logit_softcap": (int, float)}
 # linnet's published config.json also describes the model in words for the Hub (model_type "linnet", the
-# architecture, the dtype, the pipeline tag): read, never used. Any other key a linnet config lacks is refused.
+# architecture, the dtype, the pipeline tag): read, never used; our exports add the sha256 of their tokenizer.json
+# (checked by pick_tokenizer, not a model field). Any other key a linnet config lacks is refused.
 CONFIG_CARD_KEYS = ("model_type", "architectures", "torch_dtype", "pipeline_tag", "transformers_version", "attention",
-                    "ffn", "normalization", "sequence_mixing", "sparsity", "optimizer")
+                    "ffn", "normalization", "sequence_mixing", "sparsity", "optimizer", "tokenizer_sha256")
 LINNET_KEYS = ("depth", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_dim", "block_size", "vocab_size",
                "n_experts", "n_active_experts", "rope_base")   # the fields of linnet's own config.json, in its order
 
@@ -271,16 +273,18 @@ def config_value_ok(value, kind) -> bool:
     return isinstance(value, kind)
 
 
-def published_config(fields: dict) -> dict:
+def published_config(fields: dict, tokenizer_sha256: str | None = None) -> dict:
     """config.json as linnet's published repo writes it (model_type, architectures, the derived widths, dtype,
-    pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+). `fields`:
-    the model config as a dict; how it runs (moe_impl, rope_impl) is not part of the model."""
+    pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+), then the
+    sha256 of the tokenizer.json exported beside it, if given. `fields`: the model config as a dict; how it runs
+    (moe_impl, rope_impl) is not part of the model."""
     ours = {k: v for k, v in fields.items() if k in CONFIG_JSON_TYPES and k not in LINNET_KEYS}
+    made_with = {"tokenizer_sha256": tokenizer_sha256} if tokenizer_sha256 else {}
     return {"model_type": "linnet", "architectures": ["LLM"], **{k: fields[k] for k in LINNET_KEYS},
-            "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours}
+            "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours, **made_with}
 
 
-def save_pytorch_model_bin(sd: dict, path: Path, config: dict | None = None) -> Path:
+def save_pytorch_model_bin(sd: dict, path: Path, config: dict | None = None, tokenizer_sha256: str | None = None) -> Path:
     """Write {name: tensor} as linnet's published file: a plain torch state_dict (`torch.save`), atomically.
     The tied pair keeps one storage under both names, as the original `model.state_dict()` does, so the file
     loads with linnet's own `load_state_dict` and with ours. (linnet's published file is bf16; ours keeps the
@@ -291,7 +295,7 @@ def save_pytorch_model_bin(sd: dict, path: Path, config: dict | None = None) -> 
 
     out = OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
     if config is not None:                                             # kept for the loader's checks (saved_config)
-        out._metadata = OrderedDict({"": {"linnet_config": published_config(config)}})
+        out._metadata = OrderedDict({"": {"linnet_config": published_config(config, tokenizer_sha256)}})
     with atomic_path(path) as tmp:
         torch.save(out, tmp)
         tmp.chmod(0o644)                                               # readable by whoever it is handed to
@@ -318,18 +322,26 @@ def check_export_folder(out_dir: Path, overwrite: bool = False) -> None:
                         f"--overwrite to replace those files")
 
 
-def write_export_folder(out_dir: Path, state_dict: dict, config: dict, tokenizer: Path, eos: str, pad: str) -> Path:
+def write_export_folder(out_dir: Path, state_dict: dict, config: dict, tokenizer: Path, eos: str, pad: str,
+                        trained_with: str | None = None) -> Path:
     """linnet's published folder: pytorch_model.bin (its config inside), config.json, tokenizer.json (the same
-    bytes: the same sha256) and the tokenizer_config.json transformers reads (`eos`, `pad`: special tokens).
-    Every file atomic; an `out_dir` that cannot be written is a UserError first."""
+    bytes: the same sha256, which config.json and the weights' record carry: pick_tokenizer checks it) and the
+    tokenizer_config.json transformers reads (`eos`, `pad`: special tokens). The tokenizer is read once: bytes
+    that are not `trained_with` (the sha256 the checkpoint names) are refused before anything is written. Every
+    file atomic; an `out_dir` that cannot be written is a UserError first."""
     check_writable(out_dir)
-    save_pytorch_model_bin(state_dict, out_dir / "pytorch_model.bin", config)
-    write_json(out_dir / "config.json", published_config(config))
+    tokenizer_bytes = Path(tokenizer).read_bytes()
+    sha = hashlib.sha256(tokenizer_bytes).hexdigest()
+    if trained_with and trained_with != sha:   # 02 checked the file; these are the bytes written (01 --overwrite?)
+        raise UserError(f"{tokenizer} changed while it was being exported: it is no longer the tokenizer the "
+                        f"checkpoint was trained with; pass the --tokenizer the run used")
+    save_pytorch_model_bin(state_dict, out_dir / "pytorch_model.bin", config, sha)
+    write_json(out_dir / "config.json", published_config(config, sha))
     write_json(out_dir / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config["block_size"], "unk_token": None,
         "bos_token": None, "eos_token": eos, "pad_token": pad, "add_prefix_space": False, "trim_offsets": True})
     with atomic_path(out_dir / "tokenizer.json") as tmp:
-        tmp.write_bytes(Path(tokenizer).read_bytes())
+        tmp.write_bytes(tokenizer_bytes)
     return out_dir
 
 
@@ -356,17 +368,39 @@ def exported_tokenizer(path) -> Path | None:
     return None
 
 
+def check_export_tokenizer(tokenizer: Path) -> None:
+    """An export folder's tokenizer.json must be the file it was exported with: the sha256 its config.json records
+    and the one inside its pytorch_model.bin (saved_config; read memory-mapped, weights only). Older exports and
+    linnet's own folder record none."""
+    folder, recorded = Path(tokenizer).parent, set()
+    with contextlib.suppress(Exception):   # an unreadable config.json or weights file: the loader says so, next
+        recorded.add(json.loads((folder / "config.json").read_text()).get("tokenizer_sha256"))
+    with contextlib.suppress(Exception):
+        import torch
+
+        sd = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+        recorded.add((saved_config(sd) or {}).get("tokenizer_sha256"))
+    actual = file_sha256(tokenizer)
+    other = sorted(str(sha) for sha in recorded - {None, actual})
+    if other:
+        raise UserError(f"{tokenizer} is not the tokenizer this export was made with (it recorded sha256 "
+                        f"{other[0][:12]}…, the file has {actual[:12]}…): put the export's own tokenizer.json "
+                        f"back, or export the checkpoint again with python 02_model.py --export")
+
+
 def file_sha256(path) -> str:
     """Hex sha256 of a file's bytes (a tokenizer's fingerprint: 01's tokenizer_sha256 of a file is the same)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def pick_tokenizer(checkpoint, given: Path | None, default: Path) -> Path:
-    """The tokenizer to use with `checkpoint`: an exported folder's own tokenizer.json wins; a `given` one that
-    differs from it (by sha256) is a UserError. Without a folder tokenizer: `given`, else `default`."""
+    """The tokenizer to use with `checkpoint`: an exported folder's own tokenizer.json wins, if it is the one the
+    export recorded (its sha256: check_export_tokenizer); a `given` one that differs from it (by sha256) is a
+    UserError. Without a folder tokenizer: `given`, else `default`."""
     own = exported_tokenizer(checkpoint)
     if own is None:
         return Path(given) if given is not None else Path(default)
+    check_export_tokenizer(own)
     if given is not None and Path(given).resolve() != own.resolve():
         if not Path(given).is_file() or file_sha256(given) != file_sha256(own):
             raise UserError(f"{checkpoint} carries its own tokenizer.json, and --tokenizer {given} is another "

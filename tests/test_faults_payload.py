@@ -27,7 +27,7 @@ TEXTS = ["the quick brown fox jumps over the lazy dog. " * 20, "def f(x):\n    r
 
 
 class OpensAFile:
-    """Unpickled, it calls open(marker, "w"): the file appears. torch.load(weights_only=False) would run it."""
+    """Unpickled, it calls open(marker, "w"): the file appears. torch.load without weights_only would run it."""
 
     def __init__(self, marker):
         self.marker = str(marker)
