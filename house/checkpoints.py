@@ -61,11 +61,20 @@ def read_checkpoint_file(path: Path):
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt / truncated / not a checkpoint / not data
-        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
-            raise UserError(not_data(path)) from None
-        first_line = (plain_text(str(e)).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"cannot read {path} as a checkpoint ({type(e).__name__}: {first_line}): "
+        refused = isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e)
+        names = unsafe_globals(path) if refused else []
+        if names and names != ["?"]:      # objects a weights-only load does not build (a damaged file names none)
+            raise UserError(not_data(path, names)) from None
+        raise UserError(f"cannot read {path} as a checkpoint ({type(e).__name__}: {load_error(e)}): "
                         f"it is damaged or not a checkpoint — re-download or re-create it") from None
+
+
+def load_error(e: Exception) -> str:
+    """The first line of what went wrong, at most 200 characters; for torch's weights-only refusal, its reason
+    (e.g. "Unsupported operand 110": random bytes), not its advice to load with weights_only off."""
+    text = plain_text(str(e))
+    reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    return (reason.group(1) if reason else (text.strip().splitlines() or [""])[0]).strip()[:200]
 
 
 OLD_FORMAT = {"numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
@@ -83,10 +92,10 @@ def unsafe_globals(path) -> list[str]:
         return ["?"]
 
 
-def not_data(path) -> str:
+def not_data(path, names: list[str] | None = None) -> str:
     """Why a file that torch.load(weights_only=True) refused is not read: a 05 latest.pt of the older format (a
-    pickled numpy RNG state: convert it once), or anything else (never unpickled here)."""
-    names = sorted(unsafe_globals(path), key=lambda name: name in OLD_FORMAT)   # the unexpected ones first
+    pickled numpy RNG state: convert it once), or anything else (never unpickled here). `names`: unsafe_globals."""
+    names = sorted(unsafe_globals(path) if names is None else names, key=lambda name: name in OLD_FORMAT)   # odd first
     if names and set(names) <= OLD_FORMAT:
         return (f"{path} was written by an older 05_train.py: its numpy RNG state is a pickled object, which this repo "
                 f"no longer loads (a checkpoint is data, never code): convert it once with python -m "

@@ -118,6 +118,16 @@ def test_speedrun_refuses_a_payload(hostile):
     refused_without_running(proc, hostile)
 
 
+def test_a_damaged_file_is_called_damaged_not_a_payload(tmp_path):
+    """Random bytes fail torch's weights-only reader too: named as damaged, with its reason, never with torch's
+    advice to load with weights_only off."""
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(house.UserError, match=r"cannot read .*corrupt.pt as a checkpoint \(UnpicklingError: "
+                                              r"[^)]+\): it is damaged") as refused:
+        checkpoints.read_checkpoint_file(tmp_path / "corrupt.pt")
+    assert "weights_only" not in str(refused.value)
+
+
 def test_from_pretrained_and_the_readers_refuse_a_payload(hostile):
     for path in (hostile["export"], hostile["export"] / "pytorch_model.bin", hostile["pt"]):
         with pytest.raises(house.UserError, match="holds Python objects beyond tensors"):
