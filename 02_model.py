@@ -666,8 +666,8 @@ def export_pretrained(checkpoint, out_dir, tokenizer=None, overwrite: bool = Fal
     tokenizer_lib.load_tokenizer(tokenizer)                          # one line if missing or corrupt
     model, trained_with = load_any_checkpoint(checkpoint)            # every key and shape checked
     checkpoints.check_made_with(checkpoint, trained_with, tokenizer)
-    return checkpoints.write_export_folder(out_dir, export_linnet_state_dict(checkpoints.check_finite(model, checkpoint)),
-                                           model.config.to_dict(), tokenizer, tokenizer_lib.EOT, tokenizer_lib.PAD)
+    sd, config = export_linnet_state_dict(checkpoints.check_finite(model, checkpoint)), model.config.to_dict()
+    return checkpoints.write_export_folder(out_dir, sd, config, tokenizer, tokenizer_lib.EOT, tokenizer_lib.PAD, trained_with)
 
 
 def original_code_line(config: LLMConfig) -> str:

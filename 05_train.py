@@ -132,6 +132,7 @@ class RunConfig:
     resume: bool = False             # continue from out/latest.pt on the exact next batch
     hellaswag: bool = True           # HellaSwag during and after training (06)
     wandb: bool = False              # also log to Weights & Biases
+    inputs: dict | None = None       # the tokenizer's and the manifest's sha256, taken once (prepare_inputs)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -396,10 +397,11 @@ def prepare_inputs(cfg: TrainConfig, run: RunConfig, is_main: bool):
     if not run.tokenizer.exists():
         raise house.NotFound(f"no tokenizer at {run.tokenizer}: run python 01_tokenizer.py first (or pass --tokenizer)")
     manifest = data_lib.read_manifest(run.data_dir, needs=("tokenizer_sha256", "vocab_size"))
+    run.inputs = runs.input_hashes(run.tokenizer, run.data_dir)   # before they are read: a later change stops a save
     if is_main:   # a shard changed in place at the same size would train unnoticed: sha256 once per run (linnet: ≈ 5 s)
         house.shards.check_shards(run.data_dir, manifest["shards"], sha256=True)
     tokenizer = tokenizer_lib.load_tokenizer(run.tokenizer)
-    runs.check_shards_fit(manifest, run.tokenizer, tokenizer_lib.tokenizer_sha256(run.tokenizer),
+    runs.check_shards_fit(manifest, run.tokenizer, run.inputs["tokenizer_sha256"],
                           tokenizer.get_vocab_size(), run.data_dir, run.resume)
     if cfg.size == "linnet" and not torch.cuda.is_available():
         raise house.UserError("the linnet preset (497M parameters) needs a CUDA GPU: use --preset tiny on this machine")
@@ -426,8 +428,7 @@ def save_checkpoint(path: Path, model, optimizers, loader, step: int, cfg: Train
         "rng": runs.rng_state(),
         "step": step,                                          # the number of finished steps
         "git_commit": runs.git_commit(),
-        "tokenizer_sha256": tokenizer_lib.tokenizer_sha256(run.tokenizer),
-        "data_sha256": runs.data_sha256(run.data_dir),         # which shards (04's manifest)
+        **run.inputs,                      # tokenizer_sha256, data_sha256 (04's manifest): as the run started
     }
     with house.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -438,6 +439,7 @@ def save_healthy_checkpoint(model, optimizers, loader, step: int, cfg: TrainConf
     """Save only weights healthy THEMSELVES (finite, a healthy loss on one validation batch: `probe_loss`), else
     stop naming the last good checkpoint. A step's loss is measured BEFORE its update, so a healthy step can leave
     broken weights (--lr 1000: a fine loss, then 16,613 bits per byte). Returns the path."""
+    runs.check_inputs_unchanged(run.inputs, run.tokenizer, run.data_dir, step, last_good)   # 01/04 rewrote one?
     if not math.isfinite(runs.weights_checksum(model).item()):   # NaN/inf in any weight makes the sum so
         stop_diverged(f"weights became inf/nan after step {step}, so they were not saved", last_good, cfg)
     probe = probe_loss(model, run.data_dir, cfg)
@@ -473,8 +475,7 @@ def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader,
         return 0
     checkpoint = load_checkpoint(run.checkpoint_path)
     refuse_changes_on_resume(saved_train_config(checkpoint), flat_fields(cfg))
-    runs.refuse_other_inputs_on_resume(checkpoint, tokenizer_lib.tokenizer_sha256(run.tokenizer), run.tokenizer,
-                                       run.data_dir)
+    runs.refuse_other_inputs_on_resume(checkpoint, run.inputs, run.tokenizer, run.data_dir)
     if checkpoint["step"] >= cfg.steps_to_run:
         raise house.UserError(f"{run.checkpoint_path} has already finished {checkpoint['step']} steps and this run "
                               f"stops at {cfg.steps_to_run}: nothing to train; pass a larger --max-steps "
@@ -496,7 +497,7 @@ def start_or_resume(cfg: TrainConfig, run: RunConfig, model, optimizers, loader,
 def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise house.NotFound(f"--resume found no checkpoint at {path}: start without --resume, or pass --out")
-    checkpoint = checkpoints.read_checkpoint_file(path, weights_only=False)   # ours: optimizer and RNG states too
+    checkpoint = checkpoints.read_checkpoint_file(path)   # plain data only (RNG states too): a file never runs code
     missing = [k for k in ("model", "train_config", "optimizers", "loader", "rng", "step")
                if not (isinstance(checkpoint, dict) and k in checkpoint)]
     if missing:

@@ -247,7 +247,7 @@ def copy(src: Path, dst: Path) -> Path:
 
 def torch_load(path: Path):
     import torch
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def step_of(path: Path) -> int | None:

@@ -13,6 +13,8 @@ names below; `house` never imports a lesson (it takes paths, dicts, tensors and 
   stats.py        "beyond seed noise": the paired t-test over seeds (and Welch's t), the one rule every table uses
   runs.py         a training run's plumbing (05): processes and DDP, RNG states, Ctrl-C, the run log and W&B,
                   resume refusals (`from house import runs`: it imports torch, so `import house` does not)
+  checkpoints.py  checkpoint files: read as data only (torch.load weights_only=True), exports, their tokenizer
+  convert_checkpoint.py  `python -m house.convert_checkpoint OLD`: an older 05 latest.pt as plain data
 """
 from house.cli import (DEVICES, ArgumentParser, HelpFormatter, NotFound, UserError, add_common_args, check_writable,
                        default_device, int_from_to, is_first_process, is_out_of_memory, non_negative_float,

@@ -7,6 +7,7 @@ a house.UserError (a missing path: house.NotFound) that names the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
@@ -43,11 +44,12 @@ def find_checkpoint(path) -> tuple[Path, Path | None]:
     return candidates[0], (cfg if cfg.is_file() else None)
 
 
-def read_checkpoint_file(path: Path, weights_only: bool = True):
-    """torch.load (or safetensors) a file onto the CPU, or a UserError if it is not readable.
+def read_checkpoint_file(path: Path):
+    """torch.load (or safetensors) a file onto the CPU as data only, or a UserError if it is not readable.
 
-    `weights_only=False` is for our own training checkpoints (05), which also hold optimizer states and RNG
-    states; a file from elsewhere should be read with the default `True` (it cannot run code on load)."""
+    Always `weights_only=True`: tensors and plain values (dicts, lists, numbers, strings) come back, and a file
+    that would unpickle any other object is refused before it is built (loading it could run code). 05's own
+    latest.pt holds plain values only (its RNG states too); one written before that is named (not_data)."""
     import torch
 
     path = Path(path)
@@ -57,16 +59,50 @@ def read_checkpoint_file(path: Path, weights_only: bool = True):
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as e:  # corrupt / truncated / not a checkpoint
-        if weights_only and isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
-            raise UserError(f"{path} holds Python objects beyond tensors and plain values, which this repo never "
-                            f"unpickles (loading them could run code): if it is a 05 latest.pt, score it with "
-                            f"python 06_eval.py --checkpoint {shown(path)} or export it with python 02_model.py "
-                            f"--export {shown(path)} --out DIR") from None
-        first_line = (plain_text(str(e)).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"cannot read {path} as a checkpoint ({type(e).__name__}: {first_line}): "
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt / truncated / not a checkpoint / not data
+        refused = isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e)
+        names = unsafe_globals(path) if refused else []
+        if names and names != ["?"]:      # objects a weights-only load does not build (a damaged file names none)
+            raise UserError(not_data(path, names)) from None
+        raise UserError(f"cannot read {path} as a checkpoint ({type(e).__name__}: {load_error(e)}): "
                         f"it is damaged or not a checkpoint — re-download or re-create it") from None
+
+
+def load_error(e: Exception) -> str:
+    """The first line of what went wrong, at most 200 characters; for torch's weights-only refusal, its reason
+    (e.g. "Unsupported operand 110": random bytes), not its advice to load with weights_only off."""
+    text = plain_text(str(e))
+    reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    return (reason.group(1) if reason else (text.strip().splitlines() or [""])[0]).strip()[:200]
+
+
+OLD_FORMAT = {"numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
+              "numpy.core.multiarray._reconstruct"}   # what a 05 latest.pt of before issue 32 unpickles: its numpy RNG state
+
+
+def unsafe_globals(path) -> list[str]:
+    """The Python objects a torch.save file would unpickle beyond tensors and plain values, read off its pickle's
+    opcodes (torch's scan: nothing is built, nothing runs); ["?"] if the scan itself fails."""
+    import torch
+
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        return ["?"]
+
+
+def not_data(path, names: list[str] | None = None) -> str:
+    """Why a file that torch.load(weights_only=True) refused is not read: a 05 latest.pt of the older format (a
+    pickled numpy RNG state: convert it once), or anything else (never unpickled here). `names`: unsafe_globals."""
+    names = sorted(unsafe_globals(path) if names is None else names, key=lambda name: name in OLD_FORMAT)   # odd first
+    if names and set(names) <= OLD_FORMAT:
+        return (f"{path} was written by an older 05_train.py: its numpy RNG state is a pickled object, which this repo "
+                f"no longer loads (a checkpoint is data, never code): convert it once with python -m "
+                f"house.convert_checkpoint {shown(path)}")
+    return (f"{path} holds Python objects beyond tensors and plain values ({', '.join(names[:3])}), which this repo "
+            f"never unpickles (loading them could run code): it is not a checkpoint this repo wrote; use its "
+            f".safetensors or a plain state dict")
 
 
 def plain_text(text: str) -> str:
@@ -162,9 +198,10 @@ CONFIG_JSON_TYPES = {"depth": int, "block_size": int, "vocab_size": int, "n_expe
                      "rope_base": (int, float), "balance_coef": (int, float), "qk_norm": bool,
                      "zero_init_out": bool, "x0_mix": bool, "logit_softcap": (int, float)}
 # linnet's published config.json also describes the model in words for the Hub (model_type "linnet", the
-# architecture, the dtype, the pipeline tag): read, never used. Any other key a linnet config lacks is refused.
+# architecture, the dtype, the pipeline tag): read, never used; our exports add the sha256 of their tokenizer.json
+# (checked by pick_tokenizer, not a model field). Any other key a linnet config lacks is refused.
 CONFIG_CARD_KEYS = ("model_type", "architectures", "torch_dtype", "pipeline_tag", "transformers_version", "attention",
-                    "ffn", "normalization", "sequence_mixing", "sparsity", "optimizer")
+                    "ffn", "normalization", "sequence_mixing", "sparsity", "optimizer", "tokenizer_sha256")
 LINNET_KEYS = ("depth", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_dim", "block_size", "vocab_size",
                "n_experts", "n_active_experts", "rope_base")   # the fields of linnet's own config.json, in its order
 
@@ -245,16 +282,18 @@ def config_value_ok(value, kind) -> bool:
     return isinstance(value, kind)
 
 
-def published_config(fields: dict) -> dict:
+def published_config(fields: dict, tokenizer_sha256: str | None = None) -> dict:
     """config.json as linnet's published repo writes it (model_type, architectures, the derived widths, dtype,
-    pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+). `fields`:
-    the model config as a dict; how it runs (moe_impl, rope_impl) is not part of the model."""
+    pipeline tag), then the fields only this repo has (head_dim, QK-norm, the balance weight, linnet+), then the
+    sha256 of the tokenizer.json exported beside it, if given. `fields`: the model config as a dict; how it runs
+    (moe_impl, rope_impl) is not part of the model."""
     ours = {k: v for k, v in fields.items() if k in CONFIG_JSON_TYPES and k not in LINNET_KEYS}
+    made_with = {"tokenizer_sha256": tokenizer_sha256} if tokenizer_sha256 else {}
     return {"model_type": "linnet", "architectures": ["LLM"], **{k: fields[k] for k in LINNET_KEYS},
-            "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours}
+            "torch_dtype": "float32", "pipeline_tag": "text-generation", **ours, **made_with}
 
 
-def save_pytorch_model_bin(sd: dict, path: Path, config: dict | None = None) -> Path:
+def save_pytorch_model_bin(sd: dict, path: Path, config: dict | None = None, tokenizer_sha256: str | None = None) -> Path:
     """Write {name: tensor} as linnet's published file: a plain torch state_dict (`torch.save`), atomically.
     The tied pair keeps one storage under both names, as the original `model.state_dict()` does, so the file
     loads with linnet's own `load_state_dict` and with ours. (linnet's published file is bf16; ours keeps the
@@ -265,7 +304,7 @@ def save_pytorch_model_bin(sd: dict, path: Path, config: dict | None = None) -> 
 
     out = OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
     if config is not None:                                             # kept for the loader's checks (saved_config)
-        out._metadata = OrderedDict({"": {"linnet_config": published_config(config)}})
+        out._metadata = OrderedDict({"": {"linnet_config": published_config(config, tokenizer_sha256)}})
     with atomic_path(path) as tmp:
         torch.save(out, tmp)
         tmp.chmod(0o644)                                               # readable by whoever it is handed to
@@ -292,18 +331,26 @@ def check_export_folder(out_dir: Path, overwrite: bool = False) -> None:
                         f"--overwrite to replace those files")
 
 
-def write_export_folder(out_dir: Path, state_dict: dict, config: dict, tokenizer: Path, eos: str, pad: str) -> Path:
+def write_export_folder(out_dir: Path, state_dict: dict, config: dict, tokenizer: Path, eos: str, pad: str,
+                        trained_with: str | None = None) -> Path:
     """linnet's published folder: pytorch_model.bin (its config inside), config.json, tokenizer.json (the same
-    bytes: the same sha256) and the tokenizer_config.json transformers reads (`eos`, `pad`: special tokens).
-    Every file atomic; an `out_dir` that cannot be written is a UserError first."""
+    bytes: the same sha256, which config.json and the weights' record carry: pick_tokenizer checks it) and the
+    tokenizer_config.json transformers reads (`eos`, `pad`: special tokens). The tokenizer is read once: bytes
+    that are not `trained_with` (the sha256 the checkpoint names) are refused before anything is written. Every
+    file atomic; an `out_dir` that cannot be written is a UserError first."""
     check_writable(out_dir)
-    save_pytorch_model_bin(state_dict, out_dir / "pytorch_model.bin", config)
-    write_json(out_dir / "config.json", published_config(config))
+    tokenizer_bytes = Path(tokenizer).read_bytes()
+    sha = hashlib.sha256(tokenizer_bytes).hexdigest()
+    if trained_with and trained_with != sha:   # 02 checked the file; these are the bytes written (01 --overwrite?)
+        raise UserError(f"{tokenizer} changed while it was being exported: it is no longer the tokenizer the "
+                        f"checkpoint was trained with; pass the --tokenizer the run used")
+    save_pytorch_model_bin(state_dict, out_dir / "pytorch_model.bin", config, sha)
+    write_json(out_dir / "config.json", published_config(config, sha))
     write_json(out_dir / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config["block_size"], "unk_token": None,
         "bos_token": None, "eos_token": eos, "pad_token": pad, "add_prefix_space": False, "trim_offsets": True})
     with atomic_path(out_dir / "tokenizer.json") as tmp:
-        tmp.write_bytes(Path(tokenizer).read_bytes())
+        tmp.write_bytes(tokenizer_bytes)
     return out_dir
 
 
@@ -330,17 +377,39 @@ def exported_tokenizer(path) -> Path | None:
     return None
 
 
+def check_export_tokenizer(tokenizer: Path) -> None:
+    """An export folder's tokenizer.json must be the file it was exported with: the sha256 its config.json records
+    and the one inside its pytorch_model.bin (saved_config; read memory-mapped, weights only). Older exports and
+    linnet's own folder record none."""
+    folder, recorded = Path(tokenizer).parent, set()
+    with contextlib.suppress(Exception):   # an unreadable config.json or weights file: the loader says so, next
+        recorded.add(json.loads((folder / "config.json").read_text()).get("tokenizer_sha256"))
+    with contextlib.suppress(Exception):
+        import torch
+
+        sd = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+        recorded.add((saved_config(sd) or {}).get("tokenizer_sha256"))
+    actual = file_sha256(tokenizer)
+    other = sorted(str(sha) for sha in recorded - {None, actual})
+    if other:
+        raise UserError(f"{tokenizer} is not the tokenizer this export was made with (it recorded sha256 "
+                        f"{other[0][:12]}…, the file has {actual[:12]}…): put the export's own tokenizer.json "
+                        f"back, or export the checkpoint again with python 02_model.py --export")
+
+
 def file_sha256(path) -> str:
     """Hex sha256 of a file's bytes (a tokenizer's fingerprint: 01's tokenizer_sha256 of a file is the same)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def pick_tokenizer(checkpoint, given: Path | None, default: Path) -> Path:
-    """The tokenizer to use with `checkpoint`: an exported folder's own tokenizer.json wins; a `given` one that
-    differs from it (by sha256) is a UserError. Without a folder tokenizer: `given`, else `default`."""
+    """The tokenizer to use with `checkpoint`: an exported folder's own tokenizer.json wins, if it is the one the
+    export recorded (its sha256: check_export_tokenizer); a `given` one that differs from it (by sha256) is a
+    UserError. Without a folder tokenizer: `given`, else `default`."""
     own = exported_tokenizer(checkpoint)
     if own is None:
         return Path(given) if given is not None else Path(default)
+    check_export_tokenizer(own)
     if given is not None and Path(given).resolve() != own.resolve():
         if not Path(given).is_file() or file_sha256(given) != file_sha256(own):
             raise UserError(f"{checkpoint} carries its own tokenizer.json, and --tokenizer {given} is another "
@@ -468,7 +537,7 @@ def read_training_checkpoint(path) -> dict | None:
         path = path / "latest.pt"
     if not (path.is_file() and path.suffix in (".pt", ".pth")):
         return None
-    checkpoint = read_checkpoint_file(path, weights_only=False)       # ours: optimizer and RNG states too
+    checkpoint = read_checkpoint_file(path)                           # data only: optimizer and RNG states too
     if not (isinstance(checkpoint, dict) and "model" in checkpoint and "config" in checkpoint):
         raise UserError(f"{path} is not a 05_train checkpoint (no 'model' and 'config'): "
                         f"pass a 05 .pt, or a pytorch_model.bin / .safetensors")

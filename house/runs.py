@@ -123,7 +123,10 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every stream's state as plain data (tuples, lists, ints, tensors), so torch.load(weights_only=True) reads
+    it back: numpy's (name, keys, pos, has_gauss, gauss) keeps its 624 keys as a list, not a pickled ndarray."""
+    name, keys, *rest = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), *rest], "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -131,7 +134,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -160,6 +164,33 @@ def data_sha256(data_dir: Path) -> str:
     return hashlib.sha256((Path(data_dir) / "manifest.json").read_bytes()).hexdigest()
 
 
+def input_hashes(tokenizer: Path, data_dir: Path) -> dict:
+    """What a run is made from, taken ONCE when it starts: the SHA-256 of its tokenizer file and of the shards'
+    manifest. Every checkpoint of the run carries these, never those of a file that replaced one later."""
+    return {"tokenizer_sha256": hashlib.sha256(Path(tokenizer).read_bytes()).hexdigest(),
+            "data_sha256": data_sha256(data_dir)}
+
+
+def check_inputs_unchanged(inputs: dict, tokenizer: Path, data_dir: Path, step: int, last_good: Path | None) -> None:
+    """Before each save: the tokenizer and the manifest are still the files the run started with (`inputs`).
+    `01 --overwrite` or 04 under a running run would make its checkpoint claim inputs it was not trained on: one
+    line instead, before anything is written (the last checkpoint, `last_good`, stays as it was)."""
+    for key, what, path in (("tokenizer_sha256", "tokenizer", Path(tokenizer)),
+                            ("data_sha256", "shards' manifest", Path(data_dir) / "manifest.json")):
+        try:
+            now = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            now = None
+        if now == inputs[key]:
+            continue
+        change = "was removed" if now is None else f"changed (sha256 {inputs[key][:12]}… when the run started, {now[:12]}… now)"
+        kept = f"{shown(last_good)} is the last checkpoint, made with the run's own" if last_good else \
+            "this run wrote no checkpoint"
+        raise UserError(f"the {what} {shown(path)} {change} while this run trained on it: step {step} was not saved "
+                        f"and the run stopped; {kept}; put back the {what} the run started with and continue with "
+                        f"--resume, or start a new run on the new one")
+
+
 STALE_TEMP = re.compile(r"\.(latest\.pt|log\.jsonl|[a-z_]+\.png)\.tmp(\d+)")   # house.atomic_path's names
 
 
@@ -180,7 +211,7 @@ def read_train_config(path: Path, load) -> dict:
     if not path.exists():
         return load(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)   # data, never code
     except Exception:
         return load(path)
     return checkpoint if isinstance(checkpoint, dict) and "train_config" in checkpoint else load(path)
@@ -212,12 +243,13 @@ def refuse_changes_on_resume(saved: dict, new: dict, may_change, what_it_changes
                             f"{what_it_changes.get(name, 'the run')}; drop {flag}, or start a new run with another --out")
 
 
-def refuse_other_inputs_on_resume(checkpoint: dict, tokenizer_sha256: str, tokenizer: Path, data_dir: Path) -> None:
-    """The tokenizer and the shards must be the ones the checkpoint was trained on (it names their SHA-256s)."""
-    if checkpoint["tokenizer_sha256"] != tokenizer_sha256:
+def refuse_other_inputs_on_resume(checkpoint: dict, inputs: dict, tokenizer: Path, data_dir: Path) -> None:
+    """The tokenizer and the shards must be the ones the checkpoint was trained on (it names their SHA-256s;
+    `inputs`: this run's, input_hashes)."""
+    if checkpoint["tokenizer_sha256"] != inputs["tokenizer_sha256"]:
         raise UserError(f"--tokenizer {shown(tokenizer)} is not the tokenizer this checkpoint was trained with: it "
                         "changes the model's vocabulary; pass the --tokenizer of the first run")
-    if checkpoint.get("data_sha256", data_sha256(data_dir)) != data_sha256(data_dir):
+    if checkpoint.get("data_sha256", inputs["data_sha256"]) != inputs["data_sha256"]:
         raise UserError(f"--data-dir {shown(data_dir)} holds other shards than this checkpoint was trained on: it "
                         "changes the data order; pass the --data-dir of the first run")
 

@@ -25,7 +25,7 @@ TINY = m.TINY_REFERENCE_SHAPE
 def reference():
     """Outputs of linnet's original model code (tests/data/README.md says how they were made): its config,
     its weights (bf16 values, loaded as fp32), a batch, the logits and both losses."""
-    ref = torch.load(ORIGINAL_REFERENCE, weights_only=False)
+    ref = torch.load(ORIGINAL_REFERENCE, weights_only=True)
     ref["config"] = {**ref["config"], **ref.pop("widths"), "head_dim": 32}
     ref["state_dict"] = {k: v.float() for k, v in ref["state_dict"].items()}
     return ref

@@ -54,7 +54,7 @@ def test_default_run_on_cpu_falls_back_to_tiny_and_learns(tiny_run):
     assert "hellaswag_acc" in evals[-1]
     for name in ("loss", "lr_gradnorm", "throughput", "experts", "hellaswag"):
         assert (out / f"{name}.png").stat().st_size > 10_000, name
-    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == len(steps)
     assert set(ckpt) >= {"model", "config", "optimizers", "loader", "rng", "git_commit", "train_config"}
     assert "sample:" in result.stdout
@@ -168,7 +168,7 @@ def test_a_signal_saves_a_checkpoint_and_exits_interrupted(tiny_run, tmp_path, s
     argv = shlex.split(hint[len("continue with "):])
     assert argv[argv.index("--out") + 1] == str(out)                  # pasted, the quoted path is one argument
     steps, _ = read_steps(out)
-    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == len(steps) < train_lib.PRESETS["tiny"].planned_steps
 
 
@@ -177,7 +177,7 @@ def test_resume_refuses_a_checkpoint_with_nan_weights(tiny_run, tmp_path):
     out = tmp_path / "nan"
     assert run_tiny(tiny_run, out, "--max-steps", "3").returncode == 0
     ckpt_path = out / "latest.pt"
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     ckpt["model"]["transformer.h.0.attn.c_proj.weight"].fill_(float("nan"))
     torch.save(ckpt, ckpt_path)
     result = run_tiny(tiny_run, out, "--max-steps", "6", "--resume")
@@ -299,7 +299,7 @@ def test_resume_with_flags_refused_or_honoured(tiny_run, tmp_path):
     assert honoured.returncode == 0, honoured.stderr[-2000:]
     steps, evals = read_steps(out)
     assert [r["step"] for r in steps] == list(range(6)) and [r["step"] for r in evals] == [3, 4, 6]
-    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 6 and ckpt["train_config"]["eval_every"] == 2
 
 

@@ -165,7 +165,7 @@ def test_export_with_another_tokenizer_is_one_line(tiny_run, tmp_path):
 def save_without_config(tiny_run, folder, drop_inv_freq: bool):
     from safetensors.torch import save_file
 
-    sd = dict(torch.load(tiny_run["checkpoint"], weights_only=False)["model"])
+    sd = dict(torch.load(tiny_run["checkpoint"], weights_only=True)["model"])
     if drop_inv_freq:
         sd = {k: v for k, v in sd.items() if not k.endswith("inv_freq")}
     sd.pop("lm_head.weight")                                                          # tied: stored once
@@ -187,7 +187,7 @@ def test_no_config_json_and_shapes_off_head_dim_64_is_one_line(tiny_run, tmp_pat
 
 
 def test_eval_of_nan_checkpoint_is_one_line(tiny_run, tmp_path):
-    checkpoint = torch.load(tiny_run["checkpoint"], weights_only=False)
+    checkpoint = torch.load(tiny_run["checkpoint"], weights_only=True)
     checkpoint["model"]["transformer.h.1.attn.c_proj.weight"][0, 0] = float("nan")
     torch.save(checkpoint, tmp_path / "diverged.pt")
     proc = run_script("06_eval.py", "--checkpoint", str(tmp_path / "diverged.pt"), "--tokenizer", str(tiny_run["tokenizer"]),

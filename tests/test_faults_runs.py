@@ -69,7 +69,7 @@ def test_overwrite_replaces_the_run_when_asked(inputs, held):
     proc = train(inputs, held, "--max-steps", "2", "--planned-steps", "6", "--overwrite")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert fingerprints(held)["latest.pt"] != before["latest.pt"]
-    assert torch.load(held / "latest.pt", map_location="cpu", weights_only=False)["step"] == 2
+    assert torch.load(held / "latest.pt", map_location="cpu", weights_only=True)["step"] == 2
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def test_divergence_names_a_checkpoint_that_evaluates_finite(inputs, tmp_path):
                                                  "--checkpoint-every", "1", "--max-steps", "100"), timeout=300)
     line = one_error_line(proc, "stopped instead of training on", str(out / "latest.pt"), "lower --lr")
     assert "its weights gave a healthy loss" in line
-    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
     model = model_lib.LLM(model_lib.LLMConfig.from_dict(ckpt["config"]))
     model_lib.load_linnet_state_dict(model, ckpt["model"])
@@ -129,13 +129,13 @@ def test_kill_9_during_a_save_then_restart_removes_the_temp_file_and_resumes(inp
         if left:
             break
     assert left, "never caught a save in progress in 5 tries"
-    step = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)["step"]   # the previous save, whole
+    step = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)["step"]   # the previous save, whole
     resumed = run_script("05_train.py", *tiny_args(inputs, out, "--resume", "--max-steps", str(step + 2)),
                          timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"removed {left[0].name}" in resumed.stdout and f"resumed from" in resumed.stdout
     assert not list(out.glob(".*.tmp*"))
-    assert torch.load(out / "latest.pt", map_location="cpu", weights_only=False)["step"] == step + 2
+    assert torch.load(out / "latest.pt", map_location="cpu", weights_only=True)["step"] == step + 2
 
 
 def test_the_divergence_limit_leaves_room_for_the_balance_term():
