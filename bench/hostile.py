@@ -712,7 +712,8 @@ def diverged(c: Ctx, name: str, *flags) -> tuple[str, Proc, str]:
 
 @case("divergence (--lr 1000; --lr 50 reached by warm-up): the 'last good' checkpoint", "wrong")
 def _(c: Ctx):
-    results = [diverged(c, "lr1000", "--lr", "1000"), diverged(c, "lr50", "--lr", "50", "--warmup-frac", "1")]
+    results = [diverged(c, "lr1000", "--lr", "1000"), diverged(c, "lr50", "--lr", "50", "--warmup-frac", "1",
+                                                                           "--decay-start-frac", "1")]
     bad = [r for r in results if r[0] != HELD]
     v, p, why = (bad or results[1:])[0]
     return Outcome(worse(*(r[0] for r in results)), p, why="; ".join(r[2] for r in results))

@@ -205,7 +205,7 @@ def score_line(result: dict, budget: dict, cfg, checkpoint: dict, out: Path) -> 
 def score_run(out: Path, tokenizer_path: Path, data_dir: Path) -> dict:
     """Rules 1–5 for one run folder, then its score line (printed) and its score."""
     checkpoint, evals = read_run(out)
-    cfg = train_lib.saved_train_config(checkpoint)
+    cfg = train_lib.saved_train_config(checkpoint, out / "latest.pt")
     check_finished(cfg, checkpoint, evals)
     budget = check_budget(cfg, model_lib.LLMConfig.from_dict(checkpoint["config"]))
     check_data(checkpoint, tokenizer_path, data_dir)
