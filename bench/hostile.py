@@ -1351,16 +1351,17 @@ def judge_followed(p: Proc, followed: Proc | None, out: Path, steps: int, expect
 @case("SIGHUP mid-run (a closed terminal, a dropped ssh), then the printed command", "r3")
 def _(c: Ctx):
     out = c.path("run")
-    p, steps = interrupted_run(c, signal.SIGHUP, out, "--planned-steps", "40", max_steps=40)
+    p, steps = interrupted_run(c, signal.SIGHUP, out, "--planned-steps", "120", max_steps=120)
     saved = judge_interrupt(p, out, steps, 128 + signal.SIGHUP)
     if saved.verdict != HELD:
         return saved
-    return judge_followed(p, follow_printed(c, p, "continue with "), out, 40, 128 + signal.SIGHUP, "continue with ")
+    return judge_followed(p, follow_printed(c, p, "continue with "), out, 120, 128 + signal.SIGHUP, "continue with ")
 
 
 @case("SIGHUP after the terminal is gone (its pty closed: every write fails)", "r3")
 def _(c: Ctx):
     import pty
+    import threading
 
     out = c.path("run")
     master, slave = pty.openpty()
@@ -1368,6 +1369,12 @@ def _(c: Ctx):
     proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=c.env(), stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True, preexec_fn=_limit_memory)
     os.close(slave)
+
+    def terminal():                                    # shows what the run prints, until it goes away
+        with contextlib.suppress(OSError):
+            while os.read(master, 4096):
+                pass
+    threading.Thread(target=terminal, daemon=True).start()
     wait_for(lambda: len(log_steps(out / "log.jsonl")) >= 3, proc, 90)
     os.close(master)                                   # the terminal goes away
     signal_group(proc, signal.SIGHUP)
@@ -1508,12 +1515,12 @@ def _(c: Ctx):
     results = []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         out = c.path(f"data_{sig}")
-        args = ["--preset", "tiny", "--tokenizer", c.shared("tok"), "--shard-tokens", "100000", "--val-tokens",
-                "100000", "--out", out]
+        args = ["--preset", "tiny", "--tokenizer", c.shared("tok"), "--shard-tokens", "20000", "--val-tokens",
+                "100000", "--out", out]                # ~170 shards: still tokenizing when the signal comes
         proc = c.start("04_data.py", *args, name=f"04_{sig}")
         wait_for((out / "progress.json").exists, proc, 90)
         signal_group(proc, sig)
-        p = c.finish(proc)
+        p = c.finish(proc, c.timeout + 120)   # a loaded machine: time to start
         if p.timed_out or "Traceback" in p.err:
             results.append((HANG if p.timed_out else TRACEBACK, p))
             continue
@@ -1539,7 +1546,7 @@ def _(c: Ctx):
         wait_for(lambda: "scoring:" in (c.dir / f".06_{sig}" / "stdout").read_text(), proc, 90)
         time.sleep(2)
         signal_group(proc, sig)
-        p = c.finish(proc)
+        p = c.finish(proc, c.timeout + 120)   # a loaded machine: time to start
         if p.timed_out or "Traceback" in p.err:
             results.append((HANG if p.timed_out else TRACEBACK, p))
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import math
 import os
@@ -85,31 +86,43 @@ def stopping_at_once(signals=(signal.SIGTERM, signal.SIGHUP)):
 
 
 class Unbroken:
-    """A text stream whose writes never raise: what it cannot write (a terminal gone: EIO) it drops."""
+    """A text stream whose writes never raise: what it cannot write (a terminal gone: EIO) it drops, and tells
+    `on_lost()` (05: the terminal went away, maybe before its SIGHUP arrives: save and stop as on SIGHUP)."""
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, on_lost=None):
+        self.stream, self.on_lost = stream, on_lost
 
     def write(self, text: str) -> int:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             return self.stream.write(text)
-        return len(text)
+        except (OSError, ValueError) as e:
+            self.lost(e)
+            return len(text)
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        try:
             self.stream.flush()
+        except (OSError, ValueError) as e:
+            self.lost(e)
+
+    def lost(self, error: Exception) -> None:
+        """EIO (a hung-up terminal) or EPIPE (the reader of a pipe gone): the terminal went away."""
+        if self.on_lost is not None and getattr(error, "errno", None) in (errno.EIO, errno.EPIPE):
+            self.on_lost()
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
 
 
-def keep_printing() -> None:
+def keep_printing(on_lost=None) -> None:
     """After SIGHUP the terminal may be gone, and a write to it fails (EIO): from now on sys.stdout and sys.stderr
     drop what they cannot write instead of raising, so that a script cleans up (05: saves) and stops as it says,
-    even unheard."""
+    even unheard. `on_lost()`, if given, is called on each write that failed."""
     for name in ("stdout", "stderr"):
         if not isinstance(getattr(sys, name), Unbroken):
             setattr(sys, name, Unbroken(getattr(sys, name)))
+        if on_lost is not None:
+            getattr(sys, name).on_lost = on_lost
 
 
 def progress(iterable=None, file=None, **kwargs):

@@ -367,14 +367,21 @@ class StopRequest:
     def __init__(self):
         self.requested: int | None = None
         self.in_save = False
-        self.previous = {}
+        self.previous, self.streams = {}, (sys.stdout, sys.stderr)
 
     def install(self) -> StopRequest:
+        self.streams = sys.stdout, sys.stderr
+        keep_printing(on_lost=self.terminal_lost)   # a write that fails (the terminal is gone) stops as SIGHUP does
         for sig in self.SIGNALS:
             if signal.getsignal(sig) != signal.SIG_IGN:   # ignored stays ignored: `nohup` outlives its terminal
                 self.previous[sig] = signal.getsignal(sig)
                 signal.signal(sig, self.on_signal)
         return self
+
+    def terminal_lost(self) -> None:
+        """A write to the terminal failed: it went away, its SIGHUP maybe not yet here. Save and stop as on it."""
+        if self.requested is None:
+            self.requested = signal.SIGHUP
 
     def on_signal(self, signum, frame) -> None:
         if signum == signal.SIGHUP:
@@ -399,6 +406,8 @@ class StopRequest:
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if self.requested != signal.SIGHUP:   # after a hangup, printing stays harmless to the end
+            sys.stdout, sys.stderr = self.streams
 
 
 def what_to_run_next(checkpoint: Path, log: Path, since: float, steps_to_run: int, read, resume: str,

@@ -476,3 +476,23 @@ def test_an_unknown_config_field_is_one_line_naming_it_and_the_commit(inputs, tw
                                 str(inputs["tokenizer"]), "--data-dir", str(inputs["data_dir"]), "--no-hellaswag",
                                 "--bpb-batches", "1", "--out", str(tmp_path / "eval"), timeout=300)):
             one_error_line(proc, "holds a model config field this code does not know (future_field = 1)")
+
+
+def test_a_write_to_a_terminal_gone_before_its_sighup_arrives_saves_and_stops_as_sighup(monkeypatch):
+    """The terminal closed and the run printed before the kernel's SIGHUP reached it: the write fails (EIO); the
+    run treats it as the hangup (save, stop, 129) instead of dying on the error, and nothing it prints raises."""
+    monkeypatch.setattr(sys, "stdout", DeadTerminal())
+    monkeypatch.setattr(sys, "stderr", DeadTerminal())
+    stop = runs.StopRequest().install()
+    try:
+        print("step 4 | loss 5.1", flush=True)
+        assert stop.requested == signal.SIGHUP
+    finally:
+        stop.restore()
+    print("interrupted after step 4: checkpoint saved", flush=True)      # still harmless after the loop
+    ok = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", ok)
+    stop = runs.StopRequest().install()
+    print("step 1", flush=True)
+    stop.restore()
+    assert stop.requested is None and sys.stdout is ok and ok.getvalue() == "step 1\n"
