@@ -74,7 +74,11 @@ class Proc:
 
 
 def _limit_memory():
+    """In each case's process: a memory limit, and the signals a program started from a terminal gets (a harness
+    run under nohup or in the background would pass on an ignored SIGHUP or SIGINT)."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def script_cmd(script: str, *args) -> list[str]:

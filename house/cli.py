@@ -64,7 +64,7 @@ def exit_status(stop: BaseException) -> int:
 
 @contextlib.contextmanager
 def stopping_at_once(signals=(signal.SIGTERM, signal.SIGHUP)):
-    """Within it, SIGTERM and SIGHUP raise `Stopped`; a signal ignored when it starts stays ignored (`nohup python
+    """Within it, SIGTERM and SIGHUP raise `Stopped`; a SIGHUP ignored when it starts stays ignored (`nohup python
     05_train.py` keeps running when its terminal closes), and the handlers before are put back on the way out.
     Outside the main thread (where no handler can be set) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
@@ -75,7 +75,7 @@ def stopping_at_once(signals=(signal.SIGTERM, signal.SIGHUP)):
         if signum == signal.SIGHUP:
             keep_printing()
         raise Stopped(signum)
-    previous = {sig: signal.getsignal(sig) for sig in signals if signal.getsignal(sig) != signal.SIG_IGN}
+    previous = {sig: signal.getsignal(sig) for sig in signals if not nohup(sig)}
     try:
         for sig in previous:
             signal.signal(sig, stop)
@@ -83,6 +83,11 @@ def stopping_at_once(signals=(signal.SIGTERM, signal.SIGHUP)):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def nohup(sig: int) -> bool:
+    """True for SIGHUP started ignored (`nohup`, a job meant to outlive its terminal): it stays ignored."""
+    return sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN
 
 
 class Unbroken:

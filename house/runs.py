@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from house.cli import NotFound, UserError, is_out_of_memory, keep_printing
+from house.cli import NotFound, UserError, is_out_of_memory, keep_printing, nohup
 from house.files import atomic_path, pid_is_alive
 from house.paths import REPO_DIR, shown
 from house.text import list_text_files
@@ -373,7 +373,7 @@ class StopRequest:
         self.streams = sys.stdout, sys.stderr
         keep_printing(on_lost=self.terminal_lost)   # a write that fails (the terminal is gone) stops as SIGHUP does
         for sig in self.SIGNALS:
-            if signal.getsignal(sig) != signal.SIG_IGN:   # ignored stays ignored: `nohup` outlives its terminal
+            if not nohup(sig):   # `nohup`: an ignored SIGHUP stays ignored, the run outlives its terminal
                 self.previous[sig] = signal.getsignal(sig)
                 signal.signal(sig, self.on_signal)
         return self
