@@ -655,7 +655,7 @@ def load_any_checkpoint(path) -> tuple[LLM, str | None]:
     training = checkpoints.read_training_checkpoint(path)            # None: not a 05 checkpoint
     if training is None:
         return LLM.from_pretrained(path), None
-    model = LLM(LLMConfig.from_dict({**training["config"], "moe_impl": "auto"}))   # how it ran is not the model
+    model = LLM(checkpoints.saved_model_config(training, path, LLMConfig))   # an unknown field: refused in one line
     return load_linnet_state_dict(model, training["model"]), training.get("tokenizer_sha256")
 
 

@@ -713,10 +713,10 @@ def main(argv: list[str] | None = None) -> dict:
         house.check_writable(args.out)          # a read-only --out fails now, not after tokenizing
         with house.folder_lock(args.out):       # one writer per folder
             return make_shards(args)
-    except KeyboardInterrupt:                   # Ctrl-C: one line on what a rerun keeps, exit 128 + SIGINT
+    except KeyboardInterrupt as stop:           # Ctrl-C, SIGTERM, SIGHUP: one line on what a rerun keeps
         kept = "nothing was changed (--verify only reads)" if args.verify else shards.kept_after_interrupt(args.out)
         print(f"\ninterrupted: {kept}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(house.cli.exit_status(stop)) from None   # 128 + the signal
 
 
 def make_shards(args) -> dict:

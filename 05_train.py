@@ -255,10 +255,8 @@ def loop(cfg: TrainConfig, run: RunConfig, procs: runs.Processes, model, runner,
                 if not is_last:  # refresh the plots quietly; the captions are printed once, at the end
                     save_plots(run.log_path, run.out, quiet=True)
             guards.after_step(step, loss_value, grad_norm, is_last)                  # 4. the guards, in one call
-    except torch.cuda.OutOfMemoryError:
-        raise house.UserError(f"CUDA out of memory with micro-batch {cfg.micro_batch} × {cfg.model.block_size}: try "
-                              f"--micro-batch {max(1, cfg.micro_batch // 2)} (the step stays "
-                              f"{cfg.total_batch_tokens:,} tokens)") from None
+    except (MemoryError, RuntimeError) as e:   # out of memory (CUDA's or the CPU's): one line; anything else as it is
+        raise runs.out_of_memory(e, cfg.micro_batch, cfg.model.block_size, cfg.total_batch_tokens) from None
     finally:
         guards.stop.restore()
         log.close()                        # end the progress bar's line before any message (idempotent)
@@ -269,7 +267,7 @@ class Guards:
       - the divergence guard (`stop_if_unhealthy`): a broken loss or gradient norm stops the run;
       - at a checkpoint (every `checkpoint_every` steps and the last), DDP's processes must hold identical weights;
       - a checkpoint is written only from healthy weights (`save_healthy_checkpoint`); `last_good` names the last;
-      - Ctrl-C or SIGTERM (house.runs.StopRequest): the step finishes, is saved, and the run stops (130 / 143)."""
+      - Ctrl-C, SIGTERM or SIGHUP (house.runs.StopRequest): the step finishes, is saved, the run stops (130/143/129)."""
 
     def __init__(self, cfg: TrainConfig, run: RunConfig, procs: runs.Processes, log: runs.RunLog, model, optimizers,
                  loader):
@@ -290,8 +288,8 @@ class Guards:
                                                          self.last_good)
         if self.stop.requested:
             self.log.close()
-            self.log.say(f"interrupted after step {finished}: checkpoint saved to {house.shown(run.checkpoint_path)}; "
-                         f"continue with {resume_command(cfg, run)}")
+            then = "the run is complete" if is_last else f"continue with {resume_command(cfg, run)}"
+            self.log.say(f"interrupted after step {finished}: checkpoint saved to {house.shown(run.checkpoint_path)}; {then}")
             raise runs.Interrupted(self.stop.requested, saved=True)
 
 
@@ -506,12 +504,11 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def saved_train_config(checkpoint: dict) -> TrainConfig:
-    """The TrainConfig a checkpoint was trained with (unknown fields left out; a flat, older one is read too)."""
+def saved_train_config(checkpoint: dict, path="the checkpoint") -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with (a flat, older one is read too; an unknown field refused)."""
     saved = runs.nested_train_config(checkpoint)
-    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
-    return TrainConfig(**{k: v for k, v in saved.items() if k in known},
-                       model=model_lib.LLMConfig.from_dict(saved["model"]))
+    checkpoints.refuse_unknown_fields(checkpoint, path, model_lib.LLMConfig, TrainConfig, saved)
+    return TrainConfig(**{**saved, "model": model_lib.LLMConfig(**saved["model"])})
 
 
 # --- 6. What to watch during a run: the step's record, evaluation, the summary ----------------------------
@@ -751,7 +748,8 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
         flags["moe_impl"] = "grouped_fp8"
     if not args.resume:
         return preset_with_flags(args.preset, flags), run
-    saved = saved_train_config(runs.read_train_config(run.checkpoint_path, load_checkpoint))
+    runs.refuse_resume_without_checkpoint(run.checkpoint_path, run.log_path)   # a log but no checkpoint: one line
+    saved = saved_train_config(runs.read_train_config(run.checkpoint_path, load_checkpoint), run.checkpoint_path)
     if args.fp8 and saved.model.moe_impl != "grouped_fp8":
         raise house.UserError(f"--fp8 cannot change on --resume (the checkpoint has moe_impl {saved.model.moe_impl}): "
                               "it changes the MoE code path of the model; drop --fp8, or start a new run with another --out")
@@ -759,7 +757,7 @@ def configs_from_args(args) -> tuple[TrainConfig, RunConfig]:
         flags["preset"] = args.preset
     refuse_changes_on_resume(saved, flags)   # so every model flag left equals the checkpoint's
     cfg = dataclasses.replace(saved, **{k: v for k, v in flags.items() if k not in MODEL_FLAGS})
-    check_max_steps(cfg, resume=True)
+    runs.check_schedule(dataclasses.asdict(cfg), True, lambda step: lr_multiplier(step, cfg))
     return cfg, run
 
 
@@ -785,18 +783,8 @@ def preset_with_flags(preset: str, flags: dict) -> TrainConfig:
     cfg = dataclasses.replace(PRESETS[preset], model=model, **{k: v for k, v in flags.items() if k not in MODEL_FLAGS})
     cfg = dense_equal_active(cfg) if dense else cfg
     grad_accum_steps(cfg, int(os.environ.get("WORLD_SIZE", 1)))   # the batch divides (torchrun: WORLD_SIZE processes)
-    check_max_steps(cfg, resume=False)
+    runs.check_schedule(dataclasses.asdict(cfg), False, lambda step: lr_multiplier(step, cfg))   # lr never climbs
     return cfg
-
-
-def check_max_steps(cfg: TrainConfig, resume: bool) -> None:
-    """--max-steps may stop a run early, never run it past its schedule (silently capped before)."""
-    if cfg.max_steps is None or cfg.max_steps <= cfg.planned_steps:
-        return
-    fix = ("a run's schedule cannot grow on --resume: start a new run with --planned-steps "
-           f"{cfg.max_steps}" if resume else f"pass --planned-steps {cfg.max_steps} too, or a smaller --max-steps")
-    raise house.UserError(f"--max-steps {cfg.max_steps} is past the {cfg.planned_steps} steps the {cfg.preset} "
-                          f"schedule plans (the lr reaches its minimum there): {fix}")
 
 
 def parse_args(argv=None):
@@ -880,6 +868,7 @@ def add_knob_flags(parser: argparse.ArgumentParser) -> None:
 
 @house.speaks
 def main(argv=None) -> None:
+    started, run = time.time(), None
     try:
         args = parse_args(argv)
         cfg, run = configs_from_args(args)   # bad numbers and refused flags stop here, in one line
@@ -888,9 +877,12 @@ def main(argv=None) -> None:
             # a finished run is never replaced without being asked
             runs.refuse_to_replace_a_run(run.out, [run.checkpoint_path, run.log_path], run.resume or args.overwrite)
             train(cfg, run)
-    except (KeyboardInterrupt, runs.Interrupted) as stop:   # Ctrl-C or SIGTERM: saved (the loop said so) or not
+    except (KeyboardInterrupt, runs.Interrupted) as stop:   # a signal: saved (the loop said what next) or not
         if not getattr(stop, "saved", False):
-            print("\ninterrupted: stopped without saving (checkpoints written before are untouched)", file=sys.stderr)
+            again = ["python", "05_train.py", *(sys.argv[1:] if argv is None else argv)]   # the command as given
+            after = runs.what_to_run_next(run.checkpoint_path, run.log_path, 0 if run.resume else started,
+                                          cfg.steps_to_run, load_checkpoint, resume_command(cfg, run), again) if run else ""
+            print(f"\ninterrupted: stopped without saving (checkpoints written before are untouched){after}", file=sys.stderr)
         raise SystemExit(128 + getattr(stop, "signum", signal.SIGINT)) from None
 
 

@@ -1,4 +1,4 @@
-"""Issue 24's hostile-user table, re-run: 72 things a user can do wrong, each tried for real.
+"""Issues 24 and 32: the hostile-user table, re-run: 87 things a user can do wrong, each tried for real.
 
 Every case runs the real scripts as a user runs them (`python 05_train.py ...` in a subprocess, from the repo
 root), each in its own temporary folder: LINNET_OUT points there and every --out is explicit, so nothing
@@ -15,7 +15,7 @@ Each case says what "held" means, and the script computes the verdict:
   hang                 still running at the per-case timeout (killed);
   not run here: why    needs what this machine has not (a GPU, the whole test suite, the network).
 
-    python bench/hostile.py                    # all 72 cases (≈ 10 min on 2 CPU cores), writes the table
+    python bench/hostile.py                    # all 87 cases (≈ 15 min on 2 CPU cores), writes the table
     python bench/hostile.py --only 1,5,33      # a few cases (prints, writes nothing unless --table)
     python bench/hostile.py --list             # the cases' numbers and names
 Writes bench/results/hostile_table.md: the table (# | case | exit | first line of message | verdict), the
@@ -74,7 +74,11 @@ class Proc:
 
 
 def _limit_memory():
+    """In each case's process: a memory limit, and the signals a program started from a terminal gets (a harness
+    run under nohup or in the background would pass on an ignored SIGHUP or SIGINT)."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def script_cmd(script: str, *args) -> list[str]:
@@ -416,7 +420,8 @@ class Outcome:
 
 CASES: list[Case] = []
 GROUPS = {"data": "data lost", "wrong": "wrong result in silence", "msg": "misleading or traceback",
-          "new": "README order and new users", "held": "held last round"}
+          "new": "README order and new users", "held": "held last round",
+          "r3": "issue 32: a terminal gone, advice followed, silence"}
 
 
 def case(name: str, group: str):
@@ -712,7 +717,8 @@ def diverged(c: Ctx, name: str, *flags) -> tuple[str, Proc, str]:
 
 @case("divergence (--lr 1000; --lr 50 reached by warm-up): the 'last good' checkpoint", "wrong")
 def _(c: Ctx):
-    results = [diverged(c, "lr1000", "--lr", "1000"), diverged(c, "lr50", "--lr", "50", "--warmup-frac", "1")]
+    results = [diverged(c, "lr1000", "--lr", "1000"), diverged(c, "lr50", "--lr", "50", "--warmup-frac", "1",
+                                                                           "--decay-start-frac", "1")]
     bad = [r for r in results if r[0] != HELD]
     v, p, why = (bad or results[1:])[0]
     return Outcome(worse(*(r[0] for r in results)), p, why="; ".join(r[2] for r in results))
@@ -1318,6 +1324,253 @@ def _(c: Ctx):
     return Outcome(MISLEADING if v == HELD and not nothing_in(out) else v, p)
 
 
+# === Issue 32 (robustness III): a terminal that goes away, advice that works, what was accepted in silence ====
+
+def follow_printed(c: Ctx, p: Proc, after: str) -> Proc | None:
+    """Run the command `p` printed after `after` (a "python 05_train.py ..." line), as a user pastes it."""
+    m = re.search(re.escape(after) + r"(python \S+\.py .+)$", p.text, re.M)
+    if m is None:
+        return None
+    argv = shlex.split(m.group(1))
+    return c.run("", cmd=[PY, str(REPO_DIR / argv[1]), *argv[2:]])
+
+
+def finished_once(out: Path, steps: int) -> bool:
+    """The run holds every step exactly once: latest.pt at `steps`, the log's steps 0 … steps - 1."""
+    return step_of(out / "latest.pt") == steps and [r["step"] for r in log_steps(out / "log.jsonl")] == list(range(steps))
+
+
+def judge_followed(p: Proc, followed: Proc | None, out: Path, steps: int, expect_rc: int, after: str) -> Outcome:
+    """A stop whose printed command, followed, must finish the run exactly."""
+    if p.timed_out or "Traceback" in p.err:
+        return Outcome(HANG if p.timed_out else TRACEBACK, p)
+    if followed is None:
+        return Outcome(MISLEADING, p, show="interrupted", why=f"no command printed after {after!r}")
+    ok = p.rc == expect_rc and followed.rc == 0 and finished_once(out, steps)
+    return Outcome(HELD if ok else MISLEADING, p, show="interrupted",
+                   why="" if ok else f"exit {p.rc} (want {expect_rc}); the printed command: exit {followed.rc}, "
+                                     f"{first_line(followed)}; steps {step_of(out / 'latest.pt')}")
+
+
+@case("SIGHUP mid-run (a closed terminal, a dropped ssh), then the printed command", "r3")
+def _(c: Ctx):
+    out = c.path("run")
+    p, steps = interrupted_run(c, signal.SIGHUP, out, "--planned-steps", "120", max_steps=120)
+    saved = judge_interrupt(p, out, steps, 128 + signal.SIGHUP)
+    if saved.verdict != HELD:
+        return saved
+    return judge_followed(p, follow_printed(c, p, "continue with "), out, 120, 128 + signal.SIGHUP, "continue with ")
+
+
+@case("SIGHUP after the terminal is gone (its pty closed: every write fails)", "r3")
+def _(c: Ctx):
+    import pty
+    import threading
+
+    out = c.path("run")
+    master, slave = pty.openpty()
+    cmd = script_cmd("05_train.py", *c.train_args(out, "--max-steps", "300"))
+    proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=c.env(), stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True, preexec_fn=_limit_memory)
+    os.close(slave)
+
+    def terminal():                                    # shows what the run prints, until it goes away
+        with contextlib.suppress(OSError):
+            while os.read(master, 4096):
+                pass
+    threading.Thread(target=terminal, daemon=True).start()
+    wait_for(lambda: len(log_steps(out / "log.jsonl")) >= 3, proc, 90)
+    os.close(master)                                   # the terminal goes away
+    signal_group(proc, signal.SIGHUP)
+    t0 = time.time()
+    try:
+        rc = proc.wait(timeout=c.timeout)
+    except subprocess.TimeoutExpired:
+        signal_group(proc, signal.SIGKILL)
+        return Outcome(HANG, Proc(cmd, None, "", "", True, time.time() - t0))
+    steps = log_steps(out / "log.jsonl")
+    p = Proc(cmd, rc, "", "", False, time.time() - t0)
+    c.procs.append(p)
+    saved = step_of(out / "latest.pt")
+    if saved is None or saved < len(steps) or temp_files(out):
+        return Outcome(LOST, p, message=f"latest.pt at step {saved}", why=f"{len(steps)} steps logged")
+    ok = rc == 128 + signal.SIGHUP
+    return Outcome(HELD if ok else MISLEADING, p, message=f"exit {rc}, latest.pt at step {saved} of {len(steps)} "
+                   "logged (nothing can be read on a closed terminal)", why="" if ok else f"exit {rc}, want 129")
+
+
+@case("two quick Ctrl-Cs (the second before any save): the printed command", "r3")
+def _(c: Ctx):
+    out = c.path("run")
+    p, _ = interrupted_run(c, signal.SIGINT, out, "--planned-steps", "40", max_steps=40, twice=0.05)
+    after = "continue with " if (out / "latest.pt").exists() else "start it again with "   # the step ended between
+    return judge_followed(p, follow_printed(c, p, after), out, 40, 130, after)
+
+
+@case("kill -9 before the first save, then --resume: its advice", "r3")
+def _(c: Ctx):
+    out = c.path("run")
+    args = c.train_args(out, "--planned-steps", "40", "--max-steps", "40")
+    proc = c.start("05_train.py", *args, name="run")
+    wait_for(lambda: len(log_steps(out / "log.jsonl")) >= 3, proc, 90)
+    signal_group(proc, signal.SIGKILL)
+    c.finish(proc)
+    p = c.run("05_train.py", *args, "--resume")
+    verdict = refusal(p, "without --resume and with --overwrite")
+    if verdict != HELD:
+        return Outcome(verdict, p)
+    followed = c.run("05_train.py", *args, "--overwrite")        # what it says: no --resume, --overwrite
+    ok = followed.rc == 0 and finished_once(out, 40)
+    return Outcome(HELD if ok else MISLEADING, p, why="" if ok else f"followed: exit {followed.rc}, {first_line(followed)}")
+
+
+@case("05 --min-lr above --lr (the 'decay' would climb)", "r3")
+def _(c: Ctx):
+    p = c.run("05_train.py", *c.train_args(c.path("run"), "--min-lr", "0.01"))
+    return Outcome(refusal(p, "--min-lr", "above --lr", accepted=WRONG, changed=c.path("run").exists()), p)
+
+
+@case("05 --warmup-frac 0.9 --decay-start-frac 0.5 (the lr drops in one step)", "r3")
+def _(c: Ctx):
+    p = c.run("05_train.py", *c.train_args(c.path("run"), "--warmup-frac", "0.9", "--decay-start-frac", "0.5"))
+    return Outcome(refusal(p, "--warmup-frac", "--decay-start-frac", accepted=WRONG, changed=c.path("run").exists()), p)
+
+
+@case("CPU out of memory in 05 (a 1.8 GB address space, --micro-batch 2048)", "r3")
+def _(c: Ctx):
+    args = c.train_args(c.path("run"), "--max-steps", "3", "--micro-batch", "2048", "--total-batch-tokens", "131072")
+    p = c.run("", cmd=["prlimit", f"--as={1800 << 20}", *script_cmd("05_train.py", *args)])
+    return Outcome(refusal(p, "out of memory", "--micro-batch 1024"), p)
+
+
+@case("a checkpoint whose config has a field this code does not know -> 05 --resume, 02, 06", "r3")
+def _(c: Ctx):
+    import torch
+
+    out = copy(c.shared("half"), c.path("run"))
+    checkpoint = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    checkpoint["config"]["future_field"] = 1
+    if isinstance(checkpoint.get("train_config", {}).get("model"), dict):
+        checkpoint["train_config"]["model"]["future_field"] = 1
+    torch.save(checkpoint, out / "latest.pt")
+    runs = [c.run("05_train.py", *c.train_args(out, "--resume", "--planned-steps", "60", "--max-steps", "30")),
+            c.run("02_model.py", "--checkpoint", out / "latest.pt", "--tokenizer", c.shared("tok"), "--prompt", "To be",
+                  "--max-new-tokens", "2"),
+            c.run("06_eval.py", *c.eval_args(out / "latest.pt", c.path("eval"), "--tokenizer", c.shared("tok")))]
+    verdicts = [refusal(p, "future_field", "does not know", accepted=WRONG) for p in runs]
+    bad = [p for v, p in zip(verdicts, runs) if v != HELD]
+    return Outcome(worse(*verdicts), (bad or runs)[0])
+
+
+@case("tiny-plus export as model.safetensors, config.json without logit_softcap -> 06", "r3")
+def _(c: Ctx):
+    import torch
+    from safetensors.torch import save_file
+
+    run = c.path("plus")
+    c.run("05_train.py", *c.train_args(run, "--max-steps", "2", "--planned-steps", "60")[2:], "--preset", "tiny-plus")
+    exported = c.run("02_model.py", "--export", run / "latest.pt", "--tokenizer", c.shared("tok"), "--out", c.path("exp"))
+    if exported.rc != 0:
+        return Outcome(refusal(exported), exported, why="setup: the tiny-plus export failed")
+    folder = c.path("st")
+    folder.mkdir()
+    sd = torch.load(c.path("exp") / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    save_file({k: v.contiguous().clone() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    config = json.loads((c.path("exp") / "config.json").read_text())
+    config.pop("logit_softcap")
+    (folder / "config.json").write_text(json.dumps(config))
+    shutil.copy(c.path("exp") / "tokenizer.json", folder / "tokenizer.json")
+    p = c.run("06_eval.py", *c.eval_args(folder, c.path("eval")))
+    return Outcome(refusal(p, "logit_softcap", accepted=WRONG), p)
+
+
+def hellaswag_06(c: Ctx, path: Path, name: str) -> Proc:
+    return c.run("06_eval.py", "--preset", "tiny", "--checkpoint", c.shared("full") / "latest.pt", "--tokenizer",
+                 c.shared("tok"), "--data-dir", c.shared("data"), "--hellaswag-file", path, "--bpb-batches", "1",
+                 "--out", c.path(name))
+
+
+@case("HellaSwag file with a repeated example (scored twice before)", "r3")
+def _(c: Ctx):
+    rows = hellaswag_rows(5)
+    path = c.path("dup.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:2]))
+    return Outcome(refusal(hellaswag_06(c, path, "eval"), "dup.jsonl:6", "repeats", accepted=WRONG))
+
+
+@case("HellaSwag file in latin-1", "r3")
+def _(c: Ctx):
+    rows = hellaswag_rows(5)
+    rows[0] = {**rows[0], "ctx": rows[0]["ctx"] + " café"}
+    path = c.path("latin1.jsonl")
+    path.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1", "replace"))
+    return Outcome(refusal(hellaswag_06(c, path, "eval"), "UTF-8"))
+
+
+@case("06 --max-new-tokens 10**9", "r3")
+def _(c: Ctx):
+    p = c.run("06_eval.py", *c.eval_args(c.shared("full") / "latest.pt", c.path("eval"), "--tokenizer",
+                                         c.shared("tok"), "--sample", "To be", "--max-new-tokens", str(10 ** 9)))
+    return Outcome(refusal(p, "10,000", changed=c.path("eval").exists()), p)
+
+
+@case("Ctrl-C, SIGTERM, SIGHUP in 04: the shards kept, the rerun it advises resumes", "r3")
+def _(c: Ctx):
+    results = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        out = c.path(f"data_{sig}")
+        args = ["--preset", "tiny", "--tokenizer", c.shared("tok"), "--shard-tokens", "20000", "--val-tokens",
+                "100000", "--out", out]                # ~170 shards: still tokenizing when the signal comes
+        proc = c.start("04_data.py", *args, name=f"04_{sig}")
+        wait_for((out / "progress.json").exists, proc, 90)
+        signal_group(proc, sig)
+        p = c.finish(proc, c.timeout + 120)   # a loaded machine: time to start
+        if p.timed_out or "Traceback" in p.err:
+            results.append((HANG if p.timed_out else TRACEBACK, p))
+            continue
+        said = lines_of(p.err)[-1] if lines_of(p.err) else ""
+        rerun = c.run("04_data.py", *args) if "rerun the same command" in said else None
+        ok = (p.rc == 128 + sig and said.startswith("interrupted:") and rerun is not None and rerun.rc == 0
+              and "resuming:" in rerun.out)
+        p.why = "" if ok else f"exit {p.rc}, said {said!r}, rerun {rerun and rerun.rc}"
+        results.append((HELD if ok else MISLEADING, p))
+    bad = [r for r in results if r[0] != HELD]
+    v, p = (bad or results)[0]
+    return Outcome(worse(*(r[0] for r in results)), p, why=p.why)
+
+
+@case("Ctrl-C, SIGTERM, SIGHUP in 06: one line, no results.json", "r3")
+def _(c: Ctx):
+    results = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        out = c.path(f"eval_{sig}")
+        proc = c.start("06_eval.py", "--preset", "tiny", "--checkpoint", c.shared("full") / "latest.pt", "--tokenizer",
+                       c.shared("tok"), "--data-dir", c.shared("data"), "--limit", "10042", "--batch-tokens", "512",
+                       "--out", out, name=f"06_{sig}")
+        wait_for(lambda: "scoring:" in (c.dir / f".06_{sig}" / "stdout").read_text(), proc, 90)
+        time.sleep(2)
+        signal_group(proc, sig)
+        p = c.finish(proc, c.timeout + 120)   # a loaded machine: time to start
+        if p.timed_out or "Traceback" in p.err:
+            results.append((HANG if p.timed_out else TRACEBACK, p))
+            continue
+        said = lines_of(p.err)[-1] if lines_of(p.err) else ""
+        ok = p.rc == 128 + sig and said.startswith("interrupted:") and not (out / "results.json").exists()
+        p.why = "" if ok else f"exit {p.rc}, said {said!r}"
+        results.append((HELD if ok else MISLEADING, p))
+    bad = [r for r in results if r[0] != HELD]
+    v, p = (bad or results)[0]
+    return Outcome(worse(*(r[0] for r in results)), p, why=p.why)
+
+
+@case("exercises.check --time-limit inf / nan", "r3")
+def _(c: Ctx):
+    runs = [c.run("", cmd=[PY, "-m", "exercises.check", "rope", "--time-limit", v]) for v in ("inf", "nan")]
+    verdicts = [refusal(p, "--time-limit", "finite") for p in runs]
+    bad = [p for v, p in zip(verdicts, runs) if v != HELD]
+    return Outcome(worse(*verdicts), (bad or runs)[0])
+
+
 # --- running cases and writing the table ------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -1382,7 +1635,7 @@ def counts(rows: list[Row]) -> str:
 
 def report(rows: list[Row], seconds: float, when: str) -> str:
     failed = [r for r in rows if r.verdict != HELD and not r.verdict.startswith("not run")]
-    parts = [f"# Issue 24's hostile-user table, re-run\n",
+    parts = [f"# Issues 24 and 32: the hostile-user table, re-run\n",
              f"`python bench/hostile.py` on {when}: {len(rows)} cases in {seconds / 60:.1f} min "
              f"(2 shared CPU cores, no GPU). **{counts(rows)}.**\n",
              "Every verdict is computed by the script (bench/hostile.py says what each case calls held); "

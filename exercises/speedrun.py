@@ -579,7 +579,7 @@ def score_recipe(recipe: Recipe, commit: str, tokenizer: Path | None, data_dir: 
 def check_seed(out: Path, seed: int, result: dict, data: Path) -> dict:
     """One seed's run against the rules, from its checkpoint's own proofs; its score."""
     checkpoint = read_checkpoint(out / "latest.pt")
-    cfg = train_lib.saved_train_config(checkpoint)
+    cfg = train_lib.saved_train_config(checkpoint, out / "latest.pt")
     check_settings(cfg, checkpoint, data)
     check_proofs(checkpoint, cfg, data, seed)
     budget = check_budget(cfg, result["flops_per_token"])
@@ -736,7 +736,7 @@ def commit_shown(commit: str) -> str:
 def check_run(out: Path, tokenizer_path: Path, data_dir: Path) -> dict:
     """Every claim of a finished run folder against what its checkpoint proves; its score with this tree's 06."""
     checkpoint = read_checkpoint(out / "latest.pt")
-    cfg = train_lib.saved_train_config(checkpoint)
+    cfg = train_lib.saved_train_config(checkpoint, out / "latest.pt")
     check_settings(cfg, checkpoint, data_dir)
     check_pinned_data(tokenizer_path, data_dir)
     check_proofs(checkpoint, cfg, data_dir)

@@ -8,6 +8,7 @@ a house.UserError (a missing path: house.NotFound) that names the fix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -567,3 +568,32 @@ def original_code_line(fields: dict, derived: dict) -> str:
                 f"({', '.join(changed)}: same keys, other outputs): load it with this repo's LLM.from_pretrained")
     args = ", ".join(f"{k}={fields[k]}" for k in LINNET_ARGS)
     return f"linnet's own code loads it too: LLM(LLMConfig({args})) + load_state_dict"
+
+
+def refuse_unknown_fields(checkpoint: dict, path, model_class, train_class=None, train_config: dict | None = None):
+    """A 05 checkpoint whose config holds a field this code does not know is refused in one line, never read with
+    the field dropped: another version of linnet wrote it, and what the field changes (a model's logits, like
+    logit_softcap; a run's schedule) this code cannot do; the line names the commit the checkpoint records. Checked:
+    the model's config ("config", fields of `model_class`); with `train_class`, `train_config` too (05's, its model
+    nested under "model")."""
+    sections = [(checkpoint.get("config") or {}, model_class, "model")]
+    if train_class is not None:
+        sections += [(train_config, train_class, "training"), (train_config.get("model") or {}, model_class, "model")]
+    commit = checkpoint.get("git_commit")
+    use = (f"the code that wrote it (git checkout {commit[:12]})" if isinstance(commit, str) and commit != "unknown"
+           else "the version of this repo that wrote it")
+    for fields, cls, what in sections:
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            listed = ", ".join(f"{k} = {fields[k]!r}" for k in unknown[:3])
+            effect = "compute another model" if what == "model" else "train another run"
+            raise UserError(f"{shown(path)} holds a {what} config field this code does not know ({listed}): another "
+                            f"version of linnet wrote it, and dropping the field could {effect}; use {use}, or delete "
+                            f"the field if you added it")
+
+
+def saved_model_config(checkpoint: dict, path, config_class):
+    """The model config a 05 checkpoint saved ("config") as `config_class` (02's LLMConfig), an unknown field refused
+    (refuse_unknown_fields); moe_impl "auto": how it ran is not the model."""
+    refuse_unknown_fields(checkpoint, path, config_class)
+    return config_class(**{**checkpoint["config"], "moe_impl": "auto"})

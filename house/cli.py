@@ -5,14 +5,19 @@ Library code RAISES: a mistake the user can fix is a `UserError` (a missing path
 also a FileNotFoundError), a bad argument from calling code a ValueError. Only a script SPEAKS: its `main`
 is decorated with `speaks`, which turns a UserError into one line `error: …` on stderr and exit status 1
 (never a traceback); anything else is a bug and keeps its traceback. A notebook or your own script calls
-the functions and catches the exceptions like any other."""
+the functions and catches the exceptions like any other. SIGTERM and SIGHUP (a terminal that went away) stop a
+script as Ctrl-C does (`Stopped`, a KeyboardInterrupt), unless they are ignored (`nohup`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import functools
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from house.paths import OUT_DIR, shown
@@ -33,13 +38,96 @@ def speaks(main):
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
+            with stopping_at_once():   # SIGTERM and SIGHUP: as Ctrl-C, exit status 128 + the signal
+                return main(*args, **kwargs)
         except UserError as e:
             raise SystemExit(f"error: {e}" if is_first_process() else 1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             print("\ninterrupted: stopped (files written before are untouched; nothing was half-written)", file=sys.stderr)
-            raise SystemExit(130) from None
+            raise SystemExit(exit_status(stop)) from None
     return run
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`) or SIGHUP (a closed terminal, a dropped ssh), raised where the script is, as
+    Ctrl-C raises KeyboardInterrupt: every `except KeyboardInterrupt` cleans up and says what it kept."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_status(stop: BaseException) -> int:
+    """128 + the signal that stopped a script: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + getattr(stop, "signum", signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stopping_at_once(signals=(signal.SIGTERM, signal.SIGHUP)):
+    """Within it, SIGTERM and SIGHUP raise `Stopped`; a SIGHUP ignored when it starts stays ignored (`nohup python
+    05_train.py` keeps running when its terminal closes), and the handlers before are put back on the way out.
+    Outside the main thread (where no handler can be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        if signum == signal.SIGHUP:
+            keep_printing()
+        raise Stopped(signum)
+    previous = {sig: signal.getsignal(sig) for sig in signals if not nohup(sig)}
+    try:
+        for sig in previous:
+            signal.signal(sig, stop)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def nohup(sig: int) -> bool:
+    """True for SIGHUP started ignored (`nohup`, a job meant to outlive its terminal): it stays ignored."""
+    return sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN
+
+
+class Unbroken:
+    """A text stream whose writes never raise: what it cannot write (a terminal gone: EIO) it drops, and tells
+    `on_lost()` (05: the terminal went away, maybe before its SIGHUP arrives: save and stop as on SIGHUP)."""
+
+    def __init__(self, stream, on_lost=None):
+        self.stream, self.on_lost = stream, on_lost
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError) as e:
+            self.lost(e)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError) as e:
+            self.lost(e)
+
+    def lost(self, error: Exception) -> None:
+        """EIO (a hung-up terminal) or EPIPE (the reader of a pipe gone): the terminal went away."""
+        if self.on_lost is not None and getattr(error, "errno", None) in (errno.EIO, errno.EPIPE):
+            self.on_lost()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def keep_printing(on_lost=None) -> None:
+    """After SIGHUP the terminal may be gone, and a write to it fails (EIO): from now on sys.stdout and sys.stderr
+    drop what they cannot write instead of raising, so that a script cleans up (05: saves) and stops as it says,
+    even unheard. `on_lost()`, if given, is called on each write that failed."""
+    for name in ("stdout", "stderr"):
+        if not isinstance(getattr(sys, name), Unbroken):
+            setattr(sys, name, Unbroken(getattr(sys, name)))
+        if on_lost is not None:
+            getattr(sys, name).on_lost = on_lost
 
 
 def progress(iterable=None, file=None, **kwargs):
@@ -149,8 +237,9 @@ def prompt(text: str) -> str:
 
 def is_out_of_memory(error: BaseException) -> bool:
     """True for running out of memory: CUDA's OutOfMemoryError, a CPU's MemoryError, or torch's CPU allocator
-    ("DefaultCPUAllocator: not enough memory")."""
-    return isinstance(error, MemoryError) or "out of memory" in str(error) or "not enough memory" in str(error)
+    ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows)."""
+    return isinstance(error, MemoryError) or any(words in str(error) for words in (
+        "out of memory", "not enough memory", "can't allocate memory", "Cannot allocate memory"))
 
 
 def positive_float(text: str) -> float:

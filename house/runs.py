@@ -1,5 +1,6 @@
-"""A training run's plumbing (05 uses it): processes and DDP, seeds and RNG states, Ctrl-C and SIGTERM, the run
-log (and W&B), checks across DDP replicas, peak FLOPs, the inputs a checkpoint names, the resume refusals.
+"""A training run's plumbing (05 uses it): processes and DDP, seeds and RNG states, Ctrl-C, SIGTERM and SIGHUP (and
+what to run after one), the run log (and W&B), checks across DDP replicas, peak FLOPs, the inputs a checkpoint
+names, the schedule's and the resume's refusals, running out of memory.
 
 Nothing here changes what is learned. It takes tensors, dicts, paths and callables, never a lesson: the
 fields of a config arrive as a dict, a checkpoint reader as a function."""
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from house.cli import NotFound, UserError
+from house.cli import NotFound, UserError, is_out_of_memory, keep_printing, nohup
 from house.files import atomic_path, pid_is_alive
 from house.paths import REPO_DIR, shown
 from house.text import list_text_files
@@ -255,13 +256,52 @@ def refuse_other_inputs_on_resume(checkpoint: dict, inputs: dict, tokenizer: Pat
 
 
 def refuse_to_replace_a_run(out: Path, files: list[Path], asked: bool) -> None:
-    """A new run in an `out` that holds one of `files` (a checkpoint, a log) stops in one line, before anything
-    is deleted or written, unless `asked` (--resume continues it, --overwrite replaces it)."""
+    """A new run in an `out` that holds one of `files` (the checkpoint first, then the log) stops in one line,
+    before anything is deleted or written, unless `asked` (--resume continues it, --overwrite replaces it). A log
+    without a checkpoint (a run stopped before its first save) has nothing to continue: the line says so."""
     held = [p.name for p in files if p.exists()]
     if asked or not held:
         return
+    if not files[0].exists():
+        raise UserError(f"{shown(out)} holds the log of a run that stopped before its first checkpoint "
+                        f"({' and '.join(held)}): nothing to continue; start it again with --overwrite (it replaces "
+                        f"that log), or pass another --out")
     raise UserError(f"{shown(out)} already holds a run ({' and '.join(held)}): continue it with --resume, start a "
                     f"new one with another --out, or replace it with --overwrite")
+
+
+def refuse_resume_without_checkpoint(checkpoint: Path, log: Path) -> None:
+    """--resume where a run left its log but no checkpoint (it stopped before its first save): one line whose
+    advice works, instead of "start without --resume", which refuses that folder in turn (it holds a log)."""
+    if log.exists() and not checkpoint.exists():
+        raise NotFound(f"--resume found no checkpoint at {shown(checkpoint)}: the run there stopped before its first "
+                       f"save (its {log.name} is all it left), so there is nothing to continue; start it again "
+                       f"without --resume and with --overwrite (it replaces that log), or pass another --out")
+
+
+def check_schedule(cfg: dict, resume: bool, lr_at) -> None:
+    """The learning-rate schedule of `cfg` (05's TrainConfig as a dict) must make sense, said in one line before any
+    work: --max-steps never past --planned-steps (capped in silence before); on a new run the lr's end never above
+    its peak (--min-lr above --lr: the decay would climb) and the warm-up over before the decay starts (else the lr
+    falls from the peak in one step). `lr_at(step)`: the schedule's fraction of the peak (05's lr_multiplier)."""
+    max_steps, planned, lr, min_lr = cfg["max_steps"], cfg["planned_steps"], cfg["lr"], cfg["min_lr"]
+    if max_steps is not None and max_steps > planned:
+        fix = (f"a run's schedule cannot grow on --resume: start a new run with --planned-steps {max_steps}" if resume
+               else f"pass --planned-steps {max_steps} too, or a smaller --max-steps")
+        raise UserError(f"--max-steps {max_steps} is past the {planned} steps the {cfg['preset']} schedule plans (the "
+                        f"lr reaches its minimum there): {fix}")
+    if resume:
+        return   # a saved run's schedule cannot change on --resume (refuse_changes_on_resume)
+    if min_lr > lr:
+        raise UserError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the decay would climb to {min_lr / lr:.3g}× the "
+                        f"peak instead of falling; pass a --min-lr of at most {lr:g} (e.g. --min-lr {lr / 10:g})")
+    warmup_frac, decay_frac = cfg["warmup_frac"], cfg["decay_start_frac"]
+    if warmup_frac > decay_frac:
+        end = max(1, int(warmup_frac * planned))   # the first step after the warm-up
+        raise UserError(f"--warmup-frac {warmup_frac:g} ends the warm-up after --decay-start-frac {decay_frac:g} "
+                        f"starts the decay: at step {end} the lr would fall from the peak to {lr_at(end):.2g} of it "
+                        f"in one step; pass a --warmup-frac of at most {decay_frac:g}, or a --decay-start-frac of at "
+                        f"least {warmup_frac:g}")
 
 
 # --- The inputs a run reads: 01's tokenizer, 04's shards ---------------------------------------------------
@@ -339,38 +379,54 @@ def check_shards_fit(manifest: dict, tokenizer: Path, tokenizer_sha256: str, voc
                         f"04_data.py with this tokenizer")
 
 
-# --- Ctrl-C and SIGTERM ---------------------------------------------------------------------------------
+# --- Ctrl-C, SIGTERM and SIGHUP, and what to run after one ----------------------------------------------
 
 class Interrupted(Exception):
-    """The run stopped on a signal: after saving (`saved`, a first Ctrl-C / SIGTERM) or at once (a second one
-    outside a save). A script's main exits with status 128 + signum (130 for Ctrl-C, 143 for SIGTERM)."""
+    """The run stopped on a signal: after saving (`saved`, a first signal during training) or at once (a second one
+    outside a save, or one outside the loop). A script's main exits with status 128 + signum (130 for Ctrl-C, 143
+    for SIGTERM, 129 for SIGHUP)."""
 
     def __init__(self, signum: int, saved: bool = False):
         super().__init__(signum)
         self.signum, self.saved = signum, saved
 
 
-class StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM (what a scheduler sends before it preempts a job) during training: the
-    first signal sets `requested` to its number (the loop finishes its step, saves and exits with status
-    128 + signal: 130 for Ctrl-C, 143 for SIGTERM, and a line that says "interrupted"); a second one stops at
-    once without saving — except while a checkpoint is being written (`saving()`), which it never cuts short."""
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+class StopRequest:
+    """Ctrl-C (SIGINT), SIGTERM (what a scheduler sends before it preempts a job) or SIGHUP (the terminal went away:
+    a closed window, a dropped ssh) during training: the first signal sets `requested` to its number (the loop
+    finishes its step, saves and exits with status 128 + signal: 130, 143, 129, and a line that says
+    "interrupted"); a second one stops at once without saving — except while a checkpoint is being written
+    (`saving()`), which it never cuts short. After SIGHUP nothing printed can stop the run (`keep_printing`)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.requested: int | None = None
         self.in_save = False
-        self.previous = {}
+        self.previous, self.streams = {}, (sys.stdout, sys.stderr)
 
     def install(self) -> StopRequest:
+        self.streams = sys.stdout, sys.stderr
+        keep_printing(on_lost=self.terminal_lost)   # a write that fails (the terminal is gone) stops as SIGHUP does
         for sig in self.SIGNALS:
-            self.previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, self.on_signal)
+            if not nohup(sig):   # `nohup`: an ignored SIGHUP stays ignored, the run outlives its terminal
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self.on_signal)
         return self
 
+    def terminal_lost(self) -> None:
+        """A write to the terminal failed: it went away, its SIGHUP maybe not yet here. Save and stop as on it."""
+        if self.requested is None:
+            self.requested = signal.SIGHUP
+
     def on_signal(self, signum, frame) -> None:
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            keep_printing()
+        name = signal_name(signum)
         if self.requested is None:
             self.requested = signum
             print(f"\n{name}: finishing this step, then saving a checkpoint (again: stop at once without saving)")
@@ -390,6 +446,38 @@ class StopRequest:
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if self.requested != signal.SIGHUP:   # after a hangup, printing stays harmless to the end
+            sys.stdout, sys.stderr = self.streams
+
+
+def what_to_run_next(checkpoint: Path, log: Path, since: float, steps_to_run: int, read, resume: str,
+                     again: list[str]) -> str:
+    """After a stop that saved nothing now (a second signal, or one outside the loop): what to run, from what the
+    folder holds. A checkpoint written since `since` (0: any; a --resume run continues the one it read) → `resume`,
+    the command that continues it (or, holding every step, that the run is complete); a log without one → `again`
+    (the command as given) with --overwrite; else `again` itself. `read(path)`: the checkpoint as a dict."""
+    if checkpoint.exists() and checkpoint.stat().st_mtime >= since:
+        with contextlib.suppress(Exception):   # unreadable: --resume says so in one line
+            step = read_train_config(checkpoint, read)["step"]
+            if step >= steps_to_run:
+                return f"; the run is complete: {shown(checkpoint)} holds all {step} steps"
+        return f"; continue with {resume}"
+    again = [a for a in again if a != "--resume"]
+    if log.exists() or checkpoint.exists():   # a log with no checkpoint, or the checkpoint --overwrite replaces
+        again += [] if "--overwrite" in again else ["--overwrite"]
+        return f"; nothing of this run was saved: start it again with {shlex.join(again)}"
+    return f"; start it again with {shlex.join(again)}"
+
+
+def out_of_memory(error: BaseException, micro_batch: int, block_size: int, total_batch_tokens: int) -> BaseException:
+    """Running out of memory during training (CUDA's, or the CPU's: house.is_out_of_memory) as one line that names
+    a micro-batch needing less (the step's tokens stay: more accumulation); any other error is returned as it is."""
+    if not is_out_of_memory(error):
+        return error
+    where = "CUDA" if isinstance(error, torch.cuda.OutOfMemoryError) or "CUDA" in str(error) else "CPU (RAM)"
+    fix = (f"try --micro-batch {max(1, micro_batch // 2)} (the step stays {total_batch_tokens:,} tokens)"
+           if micro_batch > 1 else "micro-batch 1 is the smallest: try a smaller --depth or --seq-len")
+    return UserError(f"{where} out of memory with micro-batch {micro_batch} × {block_size}: {fix}")
 
 
 # --- The run log: log.jsonl, the progress bar, W&B --------------------------------------------------------

@@ -235,3 +235,93 @@ def test_loss_equivalence_with_only_compiled_paths_on_a_cpu_is_one_line(tmp_path
     proc = run_script("bench/loss_equivalence.py", "--depth", "2", "--seq-len", "64", "--micro-batch", "4",
                       "--steps", "2", "--paths", "fp8-compiled", "--out", str(tmp_path), timeout=120)
     one_error_line(proc, "nothing to train here")
+
+
+# --- SIGTERM and SIGHUP (a terminal that went away) stop every script as Ctrl-C does (issue 32, item 4) -------
+
+def test_stopping_at_once_raises_stopped_keeps_ignored_signals_and_puts_the_handlers_back():
+    import os
+    import signal
+    import sys
+    import time
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        saved = sys.stdout, sys.stderr                        # SIGHUP makes them drop what a dead terminal refuses
+        try:
+            with pytest.raises(house.cli.Stopped) as stopped, house.cli.stopping_at_once():
+                os.kill(os.getpid(), sig)
+                time.sleep(5)                                 # the handler raises before this ends
+        finally:
+            sys.stdout, sys.stderr = saved
+        assert stopped.value.signum == sig and isinstance(stopped.value, KeyboardInterrupt)
+        assert house.cli.exit_status(stopped.value) == 128 + sig
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)              # nohup: a hangup stays ignored
+    try:
+        with house.cli.stopping_at_once():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGHUP, before[signal.SIGHUP])
+    assert house.cli.exit_status(KeyboardInterrupt()) == 130
+
+
+def signalled_script(args, started, sig, timeout=120):
+    """Run `python <args>` in its own session, send `sig` to its group once `started()` is true; (rc, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import REPO_DIR
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    def from_a_terminal():                    # pytest under nohup or in the background passes on ignored signals
+        for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO_DIR, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=from_a_terminal)
+    deadline = time.monotonic() + timeout
+    while not started() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=timeout)
+    return proc.returncode, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_04_stopped_by_a_signal_keeps_its_shards_and_the_rerun_it_advises_resumes(tmp_path, tiny_inputs, sig):
+    """04 killed by SIGTERM or a hangup once its first shards are written: exit 128 + signal, the line Ctrl-C gives
+    (what is kept, "rerun the same command"); the rerun, followed, resumes after the kept shards."""
+    import signal
+
+    from helpers import REPO_DIR
+    out = tmp_path / "out"
+    args = [str(REPO_DIR / "04_data.py"), "--preset", "tiny", "--tokenizer", str(tiny_inputs["tokenizer"]),
+            "--shard-tokens", "100000", "--val-tokens", "100000", "--out", str(out)]   # ~40 shards
+    rc, stderr = signalled_script(args, (out / "progress.json").exists, getattr(signal, sig))
+    kept = json.loads((out / "progress.json").read_text())["shards"]
+    assert rc == 128 + getattr(signal, sig) and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (f"interrupted: {len(kept)} finished shard{'s' * (len(kept) != 1)} kept "
+                                               f"in {out} (listed in progress.json); rerun the same command to resume "
+                                               "after them")
+    rerun = run_script(*args, timeout=300)
+    assert rerun.returncode == 0 and f"resuming: {len(kept)} finished shards verified" in rerun.stdout, rerun.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_06_stopped_by_a_hangup_is_one_line_and_writes_no_results(tmp_path, tiny_inputs):
+    import signal
+    import time
+
+    from helpers import REPO_DIR
+    out, began = tmp_path / "eval", time.monotonic()
+    args = [str(REPO_DIR / "06_eval.py"), "--preset", "tiny", "--tokenizer", str(tiny_inputs["tokenizer"]),
+            "--data-dir", str(tiny_inputs["data_dir"]), "--out", str(out), "--limit", "10042", "--batch-tokens", "512"]
+    rc, stderr = signalled_script(args, lambda: time.monotonic() - began > 8, signal.SIGHUP)
+    assert rc == 129 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("interrupted: stopped")
+    assert not (out / "results.json").exists()
