@@ -319,18 +319,16 @@ def tokenize_into(packer: ShardPacker, tokenizer, eot: int, stream, n_documents:
     `start` = (document, token offset) where the unfinished work begins: the documents before it are
     read (to keep the stream in step) but not tokenized, and that document's first `offset` tokens are
     already in a finished shard."""
-    from tqdm import tqdm
-
     start_doc, start_offset = start
     for _ in range(start_doc):   # already in finished shards: read, not tokenized
         next(stream)
     started, n_bytes, doc_index = time.perf_counter(), 0, start_doc
-    with tqdm(total=n_documents, initial=start_doc, unit="doc", desc="tokenizing", disable=not show_progress) as bar:
+    with house.progress(total=n_documents, initial=start_doc, unit="doc", desc="tokenizing", disable=not show_progress) as bar:
         for batch in iter_batches(stream, BATCH_CHARS):   # `with`: an error's line starts after the bar, not on it
             doc_index, batch_bytes = pack_batch(packer, tokenizer, eot, batch, doc_index, start_doc, start_offset)
             n_bytes += batch_bytes
-            bar.update(len(batch))
-            bar.set_postfix(MB_per_s=f"{n_bytes / 1e6 / (time.perf_counter() - started):.2f}")
+            bar.set_postfix(MB_per_s=f"{n_bytes / 1e6 / (time.perf_counter() - started):.2f}", refresh=False)
+            bar.update(len(batch))   # house.progress: in a log, a plain line every 30 s instead of a redrawn bar
     seconds = time.perf_counter() - started
     print(f"tokenized {n_bytes / 1e6:.2f} MB in {seconds:.1f} s: {n_bytes / 1e6 / seconds:.2f} MB/s "
           f"on {os.cpu_count()} cores")

@@ -130,14 +130,19 @@ def keep_printing(on_lost=None) -> None:
             getattr(sys, name).on_lost = on_lost
 
 
+LOG_INTERVAL = 30.0   # seconds between two of a progress bar's lines in a log
+
+
 def progress(iterable=None, file=None, **kwargs):
-    """tqdm's progress bar on a terminal. In a log (output that is not a terminal, e.g. `> log.txt`) one plain
-    line every 30 s instead: a bar rewritten in place would stay in the file as one very long line."""
+    """tqdm's progress bar on a terminal. In a log (output that is not a terminal, e.g. `> log.txt`, a pipe, a
+    notebook) one plain line every 30 s instead, and one at the end: a bar rewritten in place would stay in the
+    file as one very long line. A `mininterval` given applies on a terminal only. Change the postfix with
+    `set_postfix(..., refresh=False)`: a refresh draws the bar at once, so in a log it would be a line each time."""
     from tqdm import tqdm
 
     file = file or sys.stderr
     if not file.isatty():
-        kwargs.setdefault("mininterval", 30.0)
+        kwargs.update(mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL)   # tqdm's monitor redraws after maxinterval
         file = LogLines(file)
     return tqdm(iterable, file=file, **kwargs)
 

@@ -18,13 +18,14 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from house.cli import NotFound, UserError, is_out_of_memory, keep_printing, nohup
+from house.cli import NotFound, UserError, is_out_of_memory, keep_printing, nohup, progress
 from house.files import atomic_path, pid_is_alive
 from house.paths import REPO_DIR, shown
 from house.text import list_text_files
@@ -337,12 +338,34 @@ def command(first: list, paths: list, last: list = ()) -> str:
 
 
 def run_lesson(script: str, *args: str) -> None:
-    """Run an earlier lesson as a subprocess (the tiny preset makes its own tokenizer and shards)."""
+    """Run an earlier lesson as a subprocess (the tiny preset makes its own tokenizer and shards). Where
+    sys.stdout or sys.stderr is not this process's own (a notebook cell, contextlib.redirect_stdout, pytest's
+    capsys), what it prints passes through them line by line, so the cell shows it in its place (a child writing
+    to the inherited file descriptors would bypass Jupyter); otherwise (a terminal, a log file) it writes to
+    them itself, and a terminal keeps its live progress bars."""
     command = shlex.join(["python", script, *args])       # quoted: a path with spaces can be copied as is
-    print(f"running: {command}")
-    result = subprocess.run([sys.executable, str(REPO_DIR / script), *args], cwd=REPO_DIR)
-    if result.returncode != 0:
+    print(f"running: {command}", flush=True)
+    argv = [sys.executable, str(REPO_DIR / script), *args]
+    if sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__:
+        returncode = subprocess.run(argv, cwd=REPO_DIR).returncode
+    else:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}   # each line as it comes
+        with subprocess.Popen(argv, cwd=REPO_DIR, env=env, text=True, encoding="utf-8", errors="replace",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+            errors = threading.Thread(target=echo_lines, args=(child.stderr, "stderr"), daemon=True)
+            errors.start()
+            echo_lines(child.stdout, "stdout")
+            errors.join()
+        returncode = child.returncode
+    if returncode != 0:
         raise UserError(f"{command} failed (see above): fix that first")
+
+
+def echo_lines(pipe, stream: str) -> None:
+    """Print every line read from `pipe` to sys.stdout or sys.stderr (looked up per line: a notebook or
+    contextlib.redirect_stdout may swap them)."""
+    for line in pipe:
+        print(line, end="", file=getattr(sys, stream), flush=True)
 
 
 def check_data_flag(data: Path | None, data_dir: Path, tiny: bool, read_manifest) -> None:
@@ -495,13 +518,11 @@ class RunLog:
     def step(self, record: dict) -> None:
         if self.enabled:
             append_log(self.path, record, self.wandb_run)
-            if self.progress is None:
-                from tqdm import tqdm
-
-                self.progress = tqdm(initial=self.start_step, total=self.max_steps, unit="step",
-                                     dynamic_ncols=True, file=sys.stdout, mininterval=1.0)
-            self.progress.update(1)
-            self.progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+            if self.progress is None:   # house.progress: in a log (not a terminal) a plain line every 30 s
+                self.progress = progress(initial=self.start_step, total=self.max_steps, unit="step",
+                                         dynamic_ncols=True, file=sys.stdout, mininterval=1.0)
+            self.progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
+            self.progress.update(1)   # draws the bar (and the postfix above) when its interval has passed
 
     def eval(self, record: dict) -> None:
         if self.enabled:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from house.cli import NotFound, UserError
+from house.cli import NotFound, UserError, progress
 from house.files import atomic_path, write_json
 from house.paths import DATA_CACHE_DIR, EMBEDDED_CORPUS_DIR, EMBEDDED_HELLASWAG, RAW_DATA_DIR, SHARED_DATA_DIR, shown
 from house.text import list_text_files, open_text, read_documents
@@ -239,11 +239,9 @@ def download_raw(source: HFSource, n_documents: int, raw_dir: Path = RAW_DATA_DI
         return out
     for stale in raw_dir.glob(f".{out.name}.tmp*"):    # a killed download's temp file (atomic_path)
         stale.unlink()
-    from tqdm import tqdm
-
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         documents = source.iter_documents()
-        for i in tqdm(range(n_documents), desc=f"downloading {source.name}", unit="doc"):
+        for i in progress(range(n_documents), desc=f"downloading {source.name}", unit="doc"):   # a log: a line every 30 s
             text = next(documents, None)
             if text is None:
                 raise UserError(f"{source.repo} has only {i:,} documents: lower --mix {source.name}")

@@ -300,3 +300,35 @@ def test_the_tests_never_use_the_repos_own_out_folder():
     assert house.OUT_DIR != house.REPO_DIR / "out" and not house.OUT_DIR.is_relative_to(house.REPO_DIR)
     assert lesson("06_eval").DEFAULT_CHECKPOINT.is_relative_to(house.OUT_DIR)
     assert lesson("05_train").DEFAULT_DATA_DIR.is_relative_to(house.OUT_DIR.resolve())
+
+
+def test_run_lesson_prints_through_python_so_a_notebook_cell_shows_it(capsys):
+    """05 runs 01 and 04 as subprocesses (house.runs.run_lesson): what they print comes through this process's
+    sys.stdout and sys.stderr, which a Jupyter cell (or contextlib.redirect_stdout) captures; a child writing
+    to the terminal directly would bypass them. capsys sees only what passes through Python."""
+    from house.runs import run_lesson
+
+    run_lesson("01_tokenizer.py", "--help")
+    out = capsys.readouterr().out
+    assert out.startswith("running: python 01_tokenizer.py --help\nusage: 01_tokenizer.py"), out[:300]
+    with pytest.raises(house.UserError, match=r"python 01_tokenizer.py --preset nope failed \(see above\)"):
+        run_lesson("01_tokenizer.py", "--preset", "nope")
+    captured = capsys.readouterr()
+    assert captured.out == "running: python 01_tokenizer.py --preset nope\n"
+    assert captured.err.startswith("error: argument --preset: invalid choice: 'nope'"), captured.err
+
+
+def test_progress_in_a_log_is_a_line_every_30_s_and_the_last(monkeypatch):
+    """house.progress on output that is not a terminal: plain lines, never a redraw ("\\r"), none in between
+    before 30 s have passed (even with set_postfix each step and a mininterval meant for terminals)."""
+    import io
+
+    log = io.StringIO()
+    bar = house.progress(total=500, unit="step", file=log, mininterval=1.0, dynamic_ncols=True)
+    for _ in range(500):
+        bar.set_postfix(loss="1.000", refresh=False)
+        bar.update(1)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2, lines
+    assert lines[0].startswith("  0%|") and lines[1].startswith("100%|") and "500/500" in lines[1] and "loss=1.000" in lines[1]

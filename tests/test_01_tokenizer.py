@@ -53,6 +53,7 @@ def test_training_cuts_words_longer_than_the_bound_and_encoding_does_not():
     assert [len(tok.token_bytes(w).decode()) for w in tok.split_words(text)] == [1, 600, 299, 2, 301]
 
 
+@pytest.mark.slow
 def test_no_word_of_the_embedded_corpus_is_cut():
     """The bound leaves the tiny tokenizer byte-identical: no word of embedded/corpus reaches it (the longest, a
     table rule of the Python docs, has 132 characters)."""

@@ -291,6 +291,7 @@ def test_router_stats_after_forward():
     assert not any(t.requires_grad for t in s.values())
 
 
+@pytest.mark.slow
 def test_compiles_as_one_graph_in_bf16():
     """fullgraph=True fails on any graph break (a host sync, .item(), data-dependent shape).
     aot_eager traces exactly what inductor would get, without the minutes of CPU code generation."""

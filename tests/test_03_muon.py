@@ -318,6 +318,7 @@ def linnet_like_training(batched, steps=10, dtype=torch.float32):
     return model, opt, params
 
 
+@pytest.mark.slow
 def test_batched_muon_matches_reference():
     model, opt, fast = linnet_like_training(batched=True)
     _, ref_opt, plain = linnet_like_training(batched=False)
@@ -336,6 +337,7 @@ def test_batched_muon_matches_reference():
         torch.testing.assert_close(a["momentum_buffer"], b["momentum_buffer"], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_batched_muon_matches_reference_in_bf16():
     _, _, fast = linnet_like_training(batched=True, dtype=torch.bfloat16)
     _, _, plain = linnet_like_training(batched=False, dtype=torch.bfloat16)

@@ -305,6 +305,7 @@ def refusal(out, txt, tokenizer, tokenizer_path, val_tokens=200_000) -> str:
     return str(e.value).split("): ", 1)[1]
 
 
+@pytest.mark.slow
 def test_small_txt_file_gets_a_val_tokens_that_works_when_followed(tmp_path, tokenizer_path):
     """30 KB of text is fewer tokens than the tiny preset's validation shard: the refusal names the --val-tokens
     that leaves a training shard, and what each side gets; the printed value, passed, gives exactly that."""

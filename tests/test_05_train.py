@@ -62,6 +62,23 @@ def test_default_run_on_cpu_falls_back_to_tiny_and_learns(tiny_run):
 
 
 @pytest.mark.slow
+def test_output_in_a_log_is_lines_and_holds_what_01_and_04_printed(tiny_run):
+    """Piped (not a terminal), the progress bars of 05's steps and of 04's tokenizing are plain lines, a few of
+    them (house.progress: one every 30 s, and the last), never one long line of redraws; and what 01 and 04 print
+    when 05 runs them comes through 05's own output (house.runs.run_lesson), in order."""
+    out, err = tiny_run["result"].stdout, tiny_run["result"].stderr
+    assert "\r" not in out + err
+    assert max(map(len, (out + err).splitlines())) < 400
+    steps = [line for line in out.splitlines() if line.endswith("]") and "/300 [" in line]
+    assert 2 <= len(steps) <= 2 + tiny_run["seconds"] / 30 and steps[-1].startswith("100%|"), steps
+    tokenizing = [line for line in err.splitlines() if line.startswith("tokenizing:")]
+    assert tokenizing and tokenizing[-1].startswith("tokenizing: 100%|"), err[-2000:]
+    order = ["running: python 01_tokenizer.py", "saved ", "running: python 04_data.py", "tokenized ", "model: depth"]
+    where = [out.find(text) for text in order]
+    assert -1 not in where and where == sorted(where), dict(zip(order, where))
+
+
+@pytest.mark.slow
 def test_validation_scores_the_whole_shard_and_bits_per_byte_are_exact(tiny_run):
     """Every evaluation averages over the whole validation shard (≥ 65,536 tokens), says how many tokens and
     bytes, and its printed bits per byte = loss × tokens / (ln 2 × bytes) of exactly those tokens."""

@@ -193,6 +193,7 @@ def hellaswag():
     return ev.load_hellaswag(HELLASWAG, 1000)
 
 
+@pytest.mark.slow
 def test_score_requests_matches_reference(tiny_tokenizer, hellaswag):
     # 200 real examples, block 64 (05's tiny window): long contexts get cut. The expert loop ("reference")
     # is the faster MoE path for 800 single-sequence forwards on a CPU; 02's tests show it equals the
@@ -213,6 +214,7 @@ def test_no_requests_score_to_nothing():
     assert ev.score_requests(ev.tiny_random_model(64), []) == []
 
 
+@pytest.mark.slow
 def test_compiled_scorer_matches_eager(tiny_tokenizer, hellaswag):
     """06 --compile: torch.compile of the forward, dynamic shapes (every batch has its own B and T). On 60 real
     examples in fp32 the per-ending log-likelihoods equal the eager scorer's (on the H200 in bf16 they differ
@@ -228,6 +230,7 @@ def test_compiled_scorer_matches_eager(tiny_tokenizer, hellaswag):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_random_weights_score_near_a_quarter(tiny_tokenizer, hellaswag):
     """An untrained model knows nothing, so each accuracy should be 25 % up to sampling noise.
     On n = 1,000 examples the binomial sd is sqrt(.25·.75/1000) = 1.37 points; we accept ±4.5 sd
@@ -383,6 +386,7 @@ def test_plan_batches_covers_every_request_once_within_the_budget():
     assert ev.plan_batches([50, 10], batch_tokens=20) == [[0], [1]]      # longer than the budget: alone
 
 
+@pytest.mark.slow
 def test_token_budget_batching_matches_reference_in_original_order(tiny_tokenizer, hellaswag):
     """~100 real examples (400 requests) with a 600-token budget: dozens of batches of different
     row counts, every request scored in sorted order — and the results must come back in the
@@ -426,6 +430,7 @@ def test_hellaswag_speed_bench_smoke_run_on_cpu(tmp_path, tiny_tokenizer):
 
 # --- each token sequence once, each context once (issue "Throughput III", goal 3) -----------------------
 
+@pytest.mark.slow
 def test_identical_requests_are_scored_once_and_give_exactly_the_separate_scores(tiny_tokenizer, hellaswag):
     """With 05's 64-token window, cutting long contexts from the left makes many nanoGPT-style requests the
     same tokens as lm-eval's. evaluate_hellaswag scores each distinct sequence once for all three scorings;
@@ -458,6 +463,7 @@ def test_packed_rows_through_02s_hidden_are_ordinary_rows(tiny_tokenizer):
                                    model.hidden(idx)[0].numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_size", [64, 256])
 def test_packed_contexts_score_as_whole_rows_and_the_reference(tiny_tokenizer, hellaswag, block_size, monkeypatch):
     """score_requests(share_prefix=True) reads each context once, its endings after it under a mask. Over

@@ -22,6 +22,7 @@ def test_throughput_smoke_run_on_cpu(what):
         assert set(record["phases_ms"]) == {"data", "forward", "backward", "optimizer"}
 
 
+@pytest.mark.slow
 def test_loss_equivalence_smoke_run_on_cpu(tmp_path):
     """bench/loss_equivalence.py on a CPU: the readable path and the fast path, trained from the same weights
     on the same batches in fp32, give the same losses at every step (on the GPU the check is within bf16
@@ -41,6 +42,7 @@ def test_loss_equivalence_smoke_run_on_cpu(tmp_path):
     assert "plot: " in result.stdout
 
 
+@pytest.mark.slow
 def test_attention_backends_and_plain_choices_on_cpu():
     """--what attention times each SDPA backend that runs here; --plain picks the plain side of a pair through
     the lessons' own arguments (moe → LLMConfig.moe_impl="reference", cast_experts → TrainConfig.

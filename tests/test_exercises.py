@@ -715,6 +715,7 @@ def run_cli(*args, timeout=300):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_command_line_as_a_student_runs_it():
     """Every solution and every blank stub, each in its own guarded process, as `--all` runs them."""
     solved = run_cli("--all", "--solution", "--seed", "7", "--time-limit", str(LIMIT))
@@ -998,6 +999,7 @@ HARD_LINKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", list(HARD_LINKS))
 def test_a_hard_link_to_the_lesson_is_the_lesson(when, tmp_path):
     repo = repo_copy(tmp_path)
@@ -1014,6 +1016,7 @@ def test_a_hard_link_to_the_lesson_is_the_lesson(when, tmp_path):
     assert "would compare it with itself" in verdict_of(result)
 
 
+@pytest.mark.slow
 def test_a_relative_path_from_a_folder_held_open_is_the_lesson(tmp_path):
     """os.open(name, dir_fd=fd) after chdir("/"): the `open` event does not say which folder it starts from."""
     repo = repo_copy(tmp_path)
@@ -1042,6 +1045,7 @@ REWRITES = {   # a WRONG acc_norm that rewrites the checker at import so that th
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", list(REWRITES))
 def test_rewriting_the_checker_at_import_is_refused_and_undone(how, tmp_path):
     repo = repo_copy(tmp_path)
@@ -1124,6 +1128,7 @@ NOTHING_THAT_GRADES = {   # what other programs add (or remove) while a check ru
 }
 
 
+@pytest.mark.slow
 def test_what_another_program_adds_to_the_repo_is_left_alone(tmp_path):
     """out/ (checkpoints), wandb/, logs, swap and backup files, .ipynb_checkpoints/, added while a check runs —
     and an old run's folder removed meanwhile: none of them can change what the checker imports or grades, so
@@ -1148,6 +1153,7 @@ def test_what_another_program_adds_to_the_repo_is_left_alone(tmp_path):
     assert not list((tmp_path / "tmp").glob("linnet-check-kept-*"))       # nothing was moved away
 
 
+@pytest.mark.slow
 def test_the_students_files_saved_during_a_check_stay_as_saved(tmp_path):
     """The student saves exercises/acc_norm.py (the file being checked) and exercises/rope.py while the check
     runs (as during `--all`): neither is put back, the run is not refused, and it checked the bytes it copied."""
@@ -1172,6 +1178,7 @@ EDITS = {   # how an editor saves a lesson: both leave 02_model.py with the edit
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", list(EDITS))
 def test_a_lesson_edited_during_a_check_is_refused_and_the_edit_kept(how, tmp_path):
     """02_model.py saved by an editor while the check runs: the run is refused (the lesson it was graded by
@@ -1211,6 +1218,7 @@ ADDED_BY_CTYPES = {   # what a file adds through ctypes (unseen by the audit hoo
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", list(ADDED_BY_CTYPES))
 def test_what_could_be_imported_next_time_is_refused_moved_away_and_kept(what, tmp_path):
     """A module, a package, a namespace package's module or a .pyc added through ctypes could run in the next
@@ -1257,6 +1265,7 @@ WRONG_AND_SAYS_CORRECT = {   # a WRONG acc_norm that says "correct: acc_norm" it
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", list(WRONG_AND_SAYS_CORRECT))
 def test_a_file_that_prints_the_verdict_is_not_correct(where, tmp_path):
     """The exit status is the truth; the checker's verdict is the first line of its message, printed from its
@@ -1276,6 +1285,7 @@ def test_a_file_that_prints_the_verdict_is_not_correct(where, tmp_path):
         assert all(line.startswith("| ") for line in printed), printed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", ["inf", "nan", "-inf", "1e999"])
 def test_a_time_limit_that_is_not_a_finite_number_is_one_line(limit):
     result = run_cli("acc_norm", f"--time-limit={limit}", timeout=120)

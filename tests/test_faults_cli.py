@@ -38,6 +38,7 @@ MORE_BAD_NUMBERS = [                                       # the same parsers, c
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,flag,value,what", BAD_NUMBERS, ids=[f"{s}{f}={v}" for s, f, v, _ in BAD_NUMBERS])
 def test_nonsense_number_is_one_line(tmp_path, script, flag, value, what):
     proc = run_script(script, flag, value, "--out", str(tmp_path / "out"), timeout=60)
@@ -83,6 +84,7 @@ def unwritable(tmp_path):
     return blocker / "sub"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args", [
     ("01_tokenizer.py", ["--preset", "tiny"]),
     ("02_model.py", ["--preset", "tiny"]),
@@ -122,6 +124,7 @@ def tiny_run(tmp_path_factory):
     return dict(root=root, tokenizer=tok_path, checkpoint=root / "latest.pt", model=model)
 
 
+@pytest.mark.slow
 def test_export_writes_linnet_folder_that_loads_with_identical_logits(tiny_run, tmp_path):
     from tokenizers import Tokenizer
 
@@ -147,12 +150,14 @@ def test_export_writes_linnet_folder_that_loads_with_identical_logits(tiny_run, 
         assert torch.equal(loaded(idx)[0], tiny_run["model"](idx)[0])
 
 
+@pytest.mark.slow
 def test_export_to_unwritable_out_is_one_line(tiny_run, unwritable):
     proc = run_script("02_model.py", "--export", str(tiny_run["checkpoint"]), "--tokenizer", str(tiny_run["tokenizer"]),
                       "--out", str(unwritable), timeout=120)
     one_error_line(proc, "cannot write to")
 
 
+@pytest.mark.slow
 def test_export_with_another_tokenizer_is_one_line(tiny_run, tmp_path):
     other = tokenizer_lib.save_tokenizer(tokenizer_lib.train_tokenizer(TEXTS[:1], 280, show_progress=False),
                                          tmp_path / "other.json")
@@ -174,6 +179,7 @@ def save_without_config(tiny_run, folder, drop_inv_freq: bool):
     return folder / "model.safetensors"
 
 
+@pytest.mark.slow
 def test_no_config_json_and_shapes_off_head_dim_64_is_one_line(tiny_run, tmp_path):
     path = save_without_config(tiny_run, tmp_path / "bare", drop_inv_freq=True)
     with pytest.raises(house.UserError) as e:                                  # was: ZeroDivisionError
@@ -186,6 +192,7 @@ def test_no_config_json_and_shapes_off_head_dim_64_is_one_line(tiny_run, tmp_pat
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_eval_of_nan_checkpoint_is_one_line(tiny_run, tmp_path):
     checkpoint = torch.load(tiny_run["checkpoint"], weights_only=True)
     checkpoint["model"]["transformer.h.1.attn.c_proj.weight"][0, 0] = float("nan")
@@ -196,6 +203,7 @@ def test_eval_of_nan_checkpoint_is_one_line(tiny_run, tmp_path):
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_eval_of_truncated_checkpoint_is_one_line(tiny_run, tmp_path):
     data = tiny_run["checkpoint"].read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
@@ -207,18 +215,21 @@ def test_eval_of_truncated_checkpoint_is_one_line(tiny_run, tmp_path):
 
 # --- --device and the bench scripts' numbers: one line too --------------------------------------------
 
+@pytest.mark.slow
 def test_06_unknown_device_is_one_line(tmp_path):
     proc = run_script("06_eval.py", "--device", "foo", "--out", str(tmp_path / "out"), timeout=60)
     assert proc.returncode == 2
     one_error_line(proc, "argument --device: invalid choice: 'foo'")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_06_device_cuda_without_a_gpu_is_one_line(tmp_path):
     proc = run_script("06_eval.py", "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path / "out"), timeout=60)
     one_error_line(proc, "--device cuda but this machine has no CUDA device")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args,what", [
     ("bench/throughput.py", ["--steps", "0"], "argument --steps: must be a positive integer"),
     ("bench/hellaswag_speed.py", ["--warmup", "0"], "argument --warmup: must be a positive integer"),
@@ -230,6 +241,7 @@ def test_bench_bad_arguments_are_one_line(script, args, what):
     one_error_line(proc, what)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_loss_equivalence_with_only_compiled_paths_on_a_cpu_is_one_line(tmp_path):
     proc = run_script("bench/loss_equivalence.py", "--depth", "2", "--seq-len", "64", "--micro-batch", "4",

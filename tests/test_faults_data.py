@@ -88,6 +88,7 @@ def test_shard_cut_after_the_loader_opened_is_one_line_not_a_mmap_error(shards):
             pass
 
 
+@pytest.mark.slow
 def test_verify_finds_a_changed_byte_that_the_size_check_cannot(shards):
     path = shards / "shard_00004.npy"
     raw = bytearray(path.read_bytes())
@@ -98,6 +99,7 @@ def test_verify_finds_a_changed_byte_that_the_size_check_cannot(shards):
     assert "shard_00004.npy is changed (its sha256 differs" in line and "python 04_data.py" in line
 
 
+@pytest.mark.slow
 def test_05_refuses_a_shard_changed_at_the_same_size_before_any_step(shards, inputs, tmp_path):
     path = shards / "shard_00004.npy"
     raw = bytearray(path.read_bytes())
@@ -109,11 +111,13 @@ def test_05_refuses_a_shard_changed_at_the_same_size_before_any_step(shards, inp
     assert "python 04_data.py" in line and not (tmp_path / "run" / "latest.pt").exists()
 
 
+@pytest.mark.slow
 def test_verify_passes_a_whole_folder(shards):
     result = run_script("04_data.py", "--verify", "--out", str(shards), timeout=120)
     assert result.returncode == 0 and "match their sha256" in result.stdout, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_verify_of_a_folder_without_shards_is_one_line(tmp_path):
     line = one_error_line(run_script("04_data.py", "--verify", "--out", str(tmp_path), timeout=120))
     assert "no shards in" in line
@@ -227,6 +231,7 @@ def test_stale_download_temp_file_is_cleaned(tmp_path, monkeypatch):
 
 # --- the network, as a script sees it -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_linnet_preset_offline_is_one_line(tmp_path):
     """HF_HUB_OFFLINE=1 (run_script sets it): the Hub is never asked, one line says what to pass instead."""
     result = run_script("04_data.py", "--out", str(tmp_path / "o"), "--mix", "fineweb-edu:3",
@@ -238,6 +243,7 @@ def test_linnet_preset_offline_is_one_line(tmp_path):
 
 # --- 04's number flags and its folder: bounds that make sense, files that are not ours ---------------------------
 
+@pytest.mark.slow
 def test_shard_tokens_below_one_window_is_one_line_before_anything_runs(tmp_path):
     """`--shard-tokens 1` once wrote one file per token for hours: the minimum is one window of linnet's
     1,024 tokens + its target (data.MIN_SHARD_TOKENS), refused by argparse before anything is read."""
@@ -264,6 +270,7 @@ def test_largest_seed_interleaves(tmp_path, inputs):
     assert manifest["seed"] == 2 ** 32 - 1 and manifest_is_trustworthy(tmp_path / "s")
 
 
+@pytest.mark.slow
 def test_a_stray_file_named_like_a_shard_is_left_alone(shards, inputs):
     """A user's backup `shard_00003.bak.npy` (or `shard_7.npy`) in --out once crashed 04's clean-up with a
     ValueError; 04 only deletes the names it writes (shard_NNNNN.npy), and keeps the user's files."""

@@ -31,6 +31,7 @@ def test_a_repeated_example_is_refused_naming_both_lines(tmp_path):
     assert len(eval_lib.load_hellaswag(path, limit=3)) == 3
 
 
+@pytest.mark.slow
 def test_a_latin1_hellaswag_file_is_one_line(tmp_path, tiny_inputs):
     path = tmp_path / "latin1.jsonl"
     row = json.loads(hellaswag_lines(1)[0])
@@ -40,12 +41,14 @@ def test_a_latin1_hellaswag_file_is_one_line(tmp_path, tiny_inputs):
     one_error_line(proc, "is not UTF-8 text")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, flag", [("06_eval.py", "--max-new-tokens"), ("02_model.py", "--max-new-tokens")])
 def test_a_sample_of_a_billion_tokens_is_refused(script, flag):
     proc = run_script(script, flag, str(10 ** 9), timeout=60)
     one_error_line(proc, "must be an integer from 1 to 10,000")
 
 
+@pytest.mark.slow
 def test_another_models_results_are_not_replaced_unasked(tmp_path, tiny_inputs):
     out = tmp_path / "eval"
     out.mkdir()
@@ -59,6 +62,7 @@ def test_another_models_results_are_not_replaced_unasked(tmp_path, tiny_inputs):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_hellaswag_and_bits_per_byte_show_their_progress_in_a_log(tmp_path, tiny_inputs):
     """Piped (not a terminal): the bars are plain lines, not one line rewritten in place."""
     proc = run_script("06_eval.py", *tiny_args(tiny_inputs, tmp_path / "eval", "--limit", "40"))
@@ -68,6 +72,7 @@ def test_hellaswag_and_bits_per_byte_show_their_progress_in_a_log(tmp_path, tiny
     assert "HellaSwag: 40 examples on cpu" in proc.stdout and "--limit N scores fewer" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bits_per_byte_scores_what_05_scores(tiny_inputs):
     """A tiny model: batches of 8 windows of 64 over the whole validation shard, whatever the --preset, so 06's
     number for a checkpoint is 05's (README: 'hand on your model' scores the export with the linnet preset)."""
@@ -96,6 +101,7 @@ def test_ctrl_c_during_the_evaluation_is_one_line(tmp_path, tiny_inputs):
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_running_out_of_memory_while_scoring_is_one_line(tmp_path, tiny_inputs, monkeypatch):
     def no_memory(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "

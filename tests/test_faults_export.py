@@ -39,6 +39,7 @@ def folder_bytes(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_export_over_an_older_pytorch_model_bin_is_refused_and_leaves_the_folder_as_it_was(run, tmp_path):
     out = tmp_path / "published"
     out.mkdir()
@@ -51,6 +52,7 @@ def test_export_over_an_older_pytorch_model_bin_is_refused_and_leaves_the_folder
     assert folder_bytes(out) == before
 
 
+@pytest.mark.slow
 def test_export_beside_weights_of_another_name_is_refused_even_with_overwrite(run, tmp_path):
     out = tmp_path / "published"
     out.mkdir()
@@ -73,6 +75,7 @@ def test_export_over_an_earlier_export_needs_overwrite(run, tmp_path):
     assert folder_bytes(out) == before                                                # (the same model)
 
 
+@pytest.mark.slow
 def test_02_checkpoint_takes_a_05_latest_pt_and_an_exported_folder(run):
     for path in (run["checkpoint"], run["export"], run["export"] / "pytorch_model.bin"):
         proc = run_script("02_model.py", "--checkpoint", str(path), "--tokenizer", str(run["tok"]),
@@ -81,6 +84,7 @@ def test_02_checkpoint_takes_a_05_latest_pt_and_an_exported_folder(run):
         assert proc.stdout.strip().startswith("the quick")
 
 
+@pytest.mark.slow
 def test_02_checkpoint_of_a_folder_uses_its_own_tokenizer(run):
     proc = run_script("02_model.py", "--checkpoint", str(run["export"]), "--prompt", "the quick",
                       "--max-new-tokens", "3", timeout=120)                     # no --tokenizer: the folder's own
@@ -89,6 +93,7 @@ def test_02_checkpoint_of_a_folder_uses_its_own_tokenizer(run):
     assert checkpoints.pick_tokenizer(run["export"], run["tok"], run["other"]) == run["export"] / "tokenizer.json"  # same sha
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["02_model.py", "06_eval.py"])
 def test_a_different_tokenizer_for_an_exported_folder_is_refused(run, tmp_path, script):
     args = (["--prompt", "the quick"] if script == "02_model.py" else
@@ -97,6 +102,7 @@ def test_a_different_tokenizer_for_an_exported_folder_is_refused(run, tmp_path, 
     one_error_line(proc, "carries its own tokenizer.json", "drop --tokenizer")
 
 
+@pytest.mark.slow
 def test_hellaswag_speed_takes_the_folders_tokenizer(run, tmp_path):
     """bench/hellaswag_speed.py --checkpoint FOLDER scores with the folder's tokenizer.json, not the default."""
     hellaswag = tmp_path / "hs.jsonl"

@@ -80,6 +80,7 @@ def test_torn_last_log_line_is_dropped_on_resume(inputs, trained, tmp_path):
     assert not list(out.glob(".*.tmp*"))
 
 
+@pytest.mark.slow
 def test_damaged_log_line_before_the_last_is_one_line(inputs, trained, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(trained, out)
@@ -158,6 +159,7 @@ def test_read_manifest_of_a_corrupt_manifest_is_one_line(inputs, tmp_path, how):
     assert "rerun the python 04_data.py command" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,how,needle", [
     ("05_train.py", "empty", "empty, or not valid JSON"),
     ("05_train.py", "no tokenizer_sha256", "(no tokenizer_sha256)"),
@@ -176,6 +178,7 @@ def test_corrupt_manifest_stops_05_and_06_in_one_line(inputs, tmp_path, script, 
     assert nothing_in(out)
 
 
+@pytest.mark.slow
 def test_04_rerun_rebuilds_a_corrupt_manifest(inputs, tmp_path):
     folder = damaged_copy(inputs, tmp_path, "no tokenizer_sha256")          # valid JSON: once kept as "done"
     proc = run_script("04_data.py", "--source", f"bard={inputs['text']}", "--tokenizer", str(inputs["tokenizer"]),
@@ -187,6 +190,7 @@ def test_04_rerun_rebuilds_a_corrupt_manifest(inputs, tmp_path):
 
 # --- 3. A corrupt progress.json in a folder 04 did not finish: ignored with a note, rebuilt --------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content,problem", [
     (b"", "empty, or not valid JSON"), (b'{"config": {"format": 1, "tok', "empty, or not valid JSON"),
     (b"[1, 2]", "not a JSON object"), (b'{"config": {}}', "no shards"),
@@ -227,6 +231,7 @@ def odd(inputs, tmp_path_factory):
     return dict(where=where, made=made)
 
 
+@pytest.mark.slow
 def test_01_and_04_work_with_spaces_unicode_and_a_leading_dash(odd):
     for proc in odd["made"]:
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -266,6 +271,7 @@ CASES = [   # (script, args with {t} = a good tokenizer, {d} = good shards, {x} 
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args,needle", CASES, ids=[f"{s}:{' '.join(a)}" for s, a, _ in CASES])
 def test_bad_input_file_is_one_line_and_writes_nothing(inputs, tmp_path, script, args, needle):
     x = tmp_path / "x"
@@ -327,6 +333,7 @@ def test_hellaswag_field_of_the_wrong_type_names_the_line(tmp_path, bad, problem
     assert eval_lib.load_hellaswag(hellaswag_file(tmp_path, {"label": "2"}))[2]["label"] == 2   # the Hub's "2"
 
 
+@pytest.mark.slow
 def test_06_with_a_bad_hellaswag_line_is_one_line(inputs, tmp_path):
     path = hellaswag_file(tmp_path, {"label": 2.7})
     out = tmp_path / "out"
@@ -336,6 +343,7 @@ def test_06_with_a_bad_hellaswag_line_is_one_line(inputs, tmp_path):
     assert nothing_in(out)
 
 
+@pytest.mark.slow
 def test_06_empty_sample_is_one_line_before_any_work(tmp_path):
     proc = run_script("06_eval.py", "--preset", "tiny", "--sample=", "--out", str(tmp_path / "out"), timeout=60)
     assert proc.returncode == 2

@@ -82,6 +82,7 @@ def test_wandb_without_the_package_touches_nothing(inputs, held):
     assert fingerprints(held) == before
 
 
+@pytest.mark.slow
 def test_max_steps_past_the_schedule_is_one_line(tmp_path):
     proc = run_script("05_train.py", "--preset", "tiny", "--max-steps", "5281", "--out", str(tmp_path / "o"),
                       timeout=120)
@@ -120,6 +121,7 @@ def test_a_dead_owners_lock_is_taken_over_with_a_note(inputs, held):
     assert not (held / house.LOCK_NAME).exists()              # released at the end
 
 
+@pytest.mark.slow
 def test_folder_lock_refuses_a_live_owner_and_releases(tmp_path):
     with house.folder_lock(tmp_path) as lock:
         assert lock.read_text() == str(os.getpid())
@@ -144,11 +146,13 @@ def test_a_second_signal_waits_for_the_save_and_stops_otherwise():
 
 # --- a flag that would be ignored is refused, never dropped ------------------------------------------------
 
+@pytest.mark.slow
 def test_data_that_does_not_exist_is_one_line(inputs, tmp_path):
     proc = train(inputs, tmp_path / "o", "--data", str(tmp_path / "nowhere.jsonl"), "--max-steps", "2")
     one_error_line(proc, "nowhere.jsonl does not exist")
 
 
+@pytest.mark.slow
 def test_data_other_than_the_shards_were_made_from_is_refused(inputs, tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text('{"text": "some other text"}\n')
@@ -182,6 +186,7 @@ def test_other_write_errors_are_not_called_a_full_disk(tmp_path):
             raise PermissionError(13, "Permission denied")
 
 
+@pytest.mark.slow
 def test_03_on_a_cpu_says_it_runs_the_tiny_preset(tmp_path):
     proc = run_script("03_muon.py", "--out", str(tmp_path), "--steps", "2", "--quick", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -190,6 +195,7 @@ def test_03_on_a_cpu_says_it_runs_the_tiny_preset(tmp_path):
 
 # --- more inputs checked before work -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_seed_numpy_cannot_take_is_one_line(tmp_path):
     proc = run_script("05_train.py", "--preset", "tiny", "--seed", "4294967296", "--out", str(tmp_path / "o"), timeout=120)
     one_error_line(proc, "--seed", "from 0 to 4294967295")
@@ -211,6 +217,7 @@ def test_tokenizer_given_as_its_folder_is_used(inputs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_throughput_on_a_cpu_refuses_the_gpu_sized_step_and_an_unwritable_json(tmp_path):
     proc = run_script("bench/throughput.py", "--plain", "moe", timeout=120)
     one_error_line(proc, "no CUDA GPU", "--depth 2")

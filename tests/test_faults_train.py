@@ -53,6 +53,7 @@ BAD = [("--micro-batch", "0", "must be a positive integer"), ("--max-steps", "-3
        ("--top-k", "3", "more than --n-experts 2")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag,value,what", BAD, ids=[f"{f}={v}" for f, v, _ in BAD])
 def test_bad_number_is_one_line_before_any_work(tmp_path, flag, value, what):
     extra = ["--n-experts", "2"] if flag == "--top-k" else []
@@ -62,6 +63,7 @@ def test_bad_number_is_one_line_before_any_work(tmp_path, flag, value, what):
     assert not (tmp_path / "out").exists()          # refused before anything was written
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_one_line_before_training(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
@@ -173,6 +175,7 @@ def test_nan_weights_make_the_checksum_nan():
 
 # --- 5. --fp8 (02 section 5b): contradictions and resume name the flag the user typed --------------------
 
+@pytest.mark.slow
 def test_fp8_with_another_moe_impl_is_one_line(tmp_path):
     proc = run_script("05_train.py", "--preset", "tiny", "--fp8", "--moe-impl", "reference",
                       "--out", str(tmp_path / "out"), timeout=120)
@@ -180,6 +183,7 @@ def test_fp8_with_another_moe_impl_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_resume_with_fp8_names_fp8(inputs, tmp_path):
     out = tmp_path / "run"
     first = run_script("05_train.py", *tiny_args(inputs, out, "--max-steps", "2"), timeout=300)
@@ -188,6 +192,7 @@ def test_resume_with_fp8_names_fp8(inputs, tmp_path):
     one_error_line(proc, "--fp8 cannot change on --resume", "drop --fp8")
 
 
+@pytest.mark.slow
 def test_under_torchrun_a_user_error_is_said_once(tmp_path):
     """Every process parses the same flags; only rank 0 prints the line (torchrun then adds its own report)."""
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

@@ -79,6 +79,7 @@ def test_fp8_grouped_linear_keeps_the_weight_gradient_exact():
     assert 0.01 < rel_err(x.grad, exact_x) < 0.1
 
 
+@pytest.mark.slow
 def test_fp8_copies_made_once_per_step_give_the_same_gradients():
     """cast_expert_weights quantises the FP8 copies once per step (05 on a GPU): same loss, same gradients as
     quantising inside every forward."""
@@ -116,6 +117,7 @@ def test_06_scores_an_fp8_checkpoint_in_bf16_arithmetic(tmp_path):
     assert loaded.config.moe_impl == "auto" and loaded.transformer.h[0].moe.impl == "auto"
 
 
+@pytest.mark.slow
 def test_05_tiny_trains_with_fp8(tmp_path):
     proc = run_script("05_train.py", "--preset", "tiny", "--fp8", "--max-steps", "40", "--no-hellaswag",
                       "--out", str(tmp_path))

@@ -109,6 +109,7 @@ def test_plus_flags_land_in_the_train_config():
     assert cfg.model.x0_mix and cfg.model.logit_softcap == 15.0 and cfg.decay_shape == "linear" and not cfg.model.zero_init_out
 
 
+@pytest.mark.slow
 def test_benchmarks_headline_follows_from_the_raw_results():
     """BENCHMARKS.md's linnet+ line is what bench/linnet_plus.py computes from bench/results/linnet_plus/*.json."""
     results = sorted((REPO_DIR / "bench" / "results" / "linnet_plus").glob("*.json"))

@@ -41,6 +41,7 @@ def rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_fused_on_plain_kernels_equals_moe_grouped(compiled):
     leaves, k = routed(skew=1.5)
@@ -83,6 +84,7 @@ def test_the_quack_calls_pass_its_layouts(monkeypatch):
         assert rel(a, b) < 1e-5
 
 
+@pytest.mark.slow
 def test_fused_is_a_model_choice_and_runs_a_tiny_model():
     config = m.LLMConfig(**m.TINY_REFERENCE_SHAPE, moe_impl="fused")
     torch.manual_seed(0)

@@ -115,6 +115,7 @@ def interpreted_checks():
     print("interpreted kernel agrees")
 
 
+@pytest.mark.slow
 @needs_triton
 def test_triton_kernel_interpreted_matches_reference():
     code = ("import sys; sys.path[:0] = ['tests', 'bench']; "
@@ -296,6 +297,7 @@ def test_a_quack_that_cannot_import_is_a_row_not_a_crash(monkeypatch):
     assert row["error"].startswith("RuntimeError: quack not importable") and "ms" not in row
 
 
+@pytest.mark.slow
 @needs_triton
 def test_paths_filter_times_only_the_named_paths(tmp_path):
     """--paths today: only today's paths of both levers (interpreted, tiny shapes); the JSON line holds them."""

@@ -152,6 +152,32 @@ def test_kernel_runs_this_interpreter(notebook_out):
 
 
 @pytest.mark.slow
+def test_a_lesson_that_runs_another_prints_into_the_cell(notebook_out):
+    """05 runs 01 and 04 as subprocesses when their outputs are missing (house.runs.run_lesson): what they print
+    passes through the kernel's sys.stdout / sys.stderr, so the cell shows it in order, stdout and stderr apart,
+    and 00_overview's `quietly` (contextlib.redirect_stdout) keeps it (a child writing straight to the file
+    descriptor bypassed both: on the terminal that runs the notebook server, or in the cell despite `quietly`)."""
+    code = (f"import contextlib, io, sys; sys.path.insert(0, {str(REPO_DIR)!r})\n"
+            "from house.runs import run_lesson\n"
+            "kept = io.StringIO()\n"
+            "with contextlib.redirect_stdout(kept):\n    run_lesson('01_tokenizer.py', '--help')\n"
+            "print('kept:', kept.getvalue().splitlines()[:2])\n"
+            "run_lesson('01_tokenizer.py', '--help')\n"
+            "try:\n    run_lesson('01_tokenizer.py', '--preset', 'nope')\n"
+            "except Exception as e:\n    print('refused:', e)\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    execute(nb, NOTEBOOK_DIR)
+    streams = {name: "".join(o.get("text", "") for o in nb.cells[0].outputs if o.get("name") == name)
+               for name in ("stdout", "stderr")}
+    out = streams["stdout"]
+    assert out.startswith("kept: ['running: python 01_tokenizer.py --help', 'usage: 01_tokenizer.py"), out[:500]
+    assert out.count("usage: 01_tokenizer.py") == 2, out   # the kept line above, and the second call's own
+    assert out.index("kept:") < out.index("\nusage:") < out.index("running: python 01_tokenizer.py --preset nope") \
+        < out.index("refused:"), out
+    assert streams["stderr"].startswith("error: argument --preset: invalid choice"), streams
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_top_to_bottom(name, notebook_out):
     before = repo_snapshot()

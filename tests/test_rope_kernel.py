@@ -81,6 +81,7 @@ print(json.dumps(worst))
 """
 
 
+@pytest.mark.slow
 @needs_triton
 def test_rope_qk_norm_matches_reference_through_the_interpreter():
     """fp32 on a CPU: q, k, v and the qkv gradient agree to 1e-5 for positions t, offset + t and given positions,

@@ -129,6 +129,7 @@ def test_the_teacher_reruns_a_record_with_one_command(entry, data, tmp_path, mon
         assert f"{s['seed']} {s['bpb']:.4f}" in line
 
 
+@pytest.mark.slow
 def test_an_edited_record_is_refused(entry, tmp_path, monkeypatch):
     """A score moved by 0.002 (over the 1e-3 agreement) does not reproduce; a patch changed without its hash,
     or a record of other seeds, is refused before any training."""
@@ -199,6 +200,7 @@ def test_shards_that_are_not_the_pinned_ones_are_refused_shard_by_shard(data, tm
             "is not the pinned one", "its sha256 is")
 
 
+@pytest.mark.slow
 def test_seeds_are_the_scorers_not_the_recipes(tmp_path, entry):
     """Run 20 seeds, submit the best 4: impossible, the scorer trains 1337, 1, 2, 3; a record of others is refused."""
     refused([recipe_file(tmp_path, "--seed 5")], "sets --seed", "1337, 1, 2, 3")
@@ -296,6 +298,7 @@ def test_each_claim_of_a_run_folder_is_checked_against_its_checkpoint(own_run, d
     refused(["--check-run", run, *data_args(data)], *needles)
 
 
+@pytest.mark.slow
 def test_a_dirty_tree_is_named_in_the_checkpoint_and_the_line(tmp_path):
     """Issue 33: an uncommitted change to 05 trained a run whose line named the clean HEAD."""
     def git(*args):
@@ -335,6 +338,7 @@ def test_the_paired_rule_uses_t_with_n_minus_one_degrees_of_freedom():
     assert speedrun.paired_rule(base, plus)["verdict"].endswith("linnet+ beats baseline")
 
 
+@pytest.mark.slow
 def test_compare_prints_the_verdict_against_the_baseline_record(entry, capsys):
     line = speedrun.main(["--compare", str(entry["path"])])
     assert line.startswith("compare: two_steps − baseline per seed: 1337 +") and line.endswith("baseline beats two_steps")
@@ -379,6 +383,7 @@ def test_the_baseline_record_is_committed_with_the_required_seeds():
     assert f"{record['mean_bpb']:.4f} ± {record['sd_bpb']:.4f} (seeds 1337, 1, 2, 3: {scores})" in readme
 
 
+@pytest.mark.slow
 def test_the_rules_and_the_readme_say_the_same():
     readme = (REPO_DIR / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Speedrun leaderboard"):]
@@ -400,6 +405,7 @@ def test_the_pinned_data_is_what_01_and_04_make_from_the_course_corpus(data, cap
     speedrun.check_pinned_data(data["tok"], data["data"])      # every shard's bytes: no refusal
 
 
+@pytest.mark.slow
 def test_no_recipe_is_one_error_line_and_a_failing_exit_status(tmp_path):
     one_error_line(run_speedrun(), "pass a recipe")
     one_error_line(run_speedrun(tmp_path / "missing.txt"), "no recipe at")

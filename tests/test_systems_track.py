@@ -32,6 +32,7 @@ def slipped(tmp_path, solution, slips: list[tuple[str, str]]):
     return path
 
 
+@pytest.mark.slow
 def test_ddp_worked_solution_passes_on_two_gloo_processes():
     """As a student runs it: `python -m exercises.check ddp --solution`, two gloo processes, in under a minute."""
     started = time.monotonic()
@@ -42,6 +43,7 @@ def test_ddp_worked_solution_passes_on_two_gloo_processes():
     assert seconds < 120, f"the DDP check took {seconds:.0f} s"
 
 
+@pytest.mark.slow
 def test_ddp_blank_stub_is_not_done_yet():
     """Through a path (as the command line runs it) and through the module (as a registry's tests may)."""
     for exercise in (check.exercise_path("ddp"), check.load_exercise("ddp")):
@@ -79,6 +81,7 @@ DDP_SLIPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slip", DDP_SLIPS)
 def test_ddp_wrong_design_is_named(tmp_path, slip):
     edits, expected = DDP_SLIPS[slip]
@@ -95,6 +98,7 @@ def test_ddp_refuses_torch_ddp(tmp_path):
     assert not passed and message.startswith("refused: ddp — ddp.py line 4 uses DistributedDataParallel"), message
 
 
+@pytest.mark.slow
 def test_systems_components_are_listed_with_their_files():
     from exercises.checker.checks_systems import COMPONENTS
     for component in COMPONENTS:
