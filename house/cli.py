@@ -44,8 +44,22 @@ def speaks(main):
             raise SystemExit(f"error: {e}" if is_first_process() else 1) from None
         except KeyboardInterrupt as stop:
             print("\ninterrupted: stopped (files written before are untouched; nothing was half-written)", file=sys.stderr)
+            stopping_for_good(args or kwargs)
             raise SystemExit(exit_status(stop)) from None
+        except SystemExit as e:       # a script that said itself what a signal stopped (04, 05)
+            if isinstance(e.code, int) and e.code > 128:
+                stopping_for_good(args or kwargs)
+            raise
     return run
+
+
+def stopping_for_good(called_with_arguments) -> None:
+    """A script stopped by a signal is on its way out: another Ctrl-C while Python exits (its atexit callbacks)
+    would only print a traceback, so the stop signals are ignored from here. Not for a main() called with
+    arguments (a test, a notebook): the caller goes on."""
+    if not called_with_arguments and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 class Stopped(KeyboardInterrupt):

@@ -337,3 +337,23 @@ def test_06_stopped_by_a_hangup_is_one_line_and_writes_no_results(tmp_path, tiny
     assert rc == 129 and "Traceback" not in stderr, stderr[-2000:]
     assert stderr.strip().splitlines()[-1].startswith("interrupted: stopped")
     assert not (out / "results.json").exists()
+
+
+def test_a_script_stopped_by_a_signal_ignores_another_on_its_way_out():
+    """A second Ctrl-C while Python exits (its atexit callbacks) printed a traceback: once a script's main has
+    stopped on a signal, the stop signals are ignored; a main() called with arguments (a test) leaves them alone."""
+    import signal
+
+    def stopped(argv=None):
+        raise SystemExit(130)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(SystemExit):
+            house.speaks(stopped)(["--flag"])
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+        with pytest.raises(SystemExit):
+            house.speaks(stopped)()
+        assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in before)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
