@@ -1448,7 +1448,7 @@ def _(c: Ctx):
     import torch
 
     out = copy(c.shared("half"), c.path("run"))
-    checkpoint = torch.load(out / "latest.pt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(out / "latest.pt", map_location="cpu", weights_only=True)
     checkpoint["config"]["future_field"] = 1
     if isinstance(checkpoint.get("train_config", {}).get("model"), dict):
         checkpoint["train_config"]["model"]["future_field"] = 1
