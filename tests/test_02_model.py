@@ -519,6 +519,7 @@ def short_runs():
     return {qk: m.train_tiny(steps=40, data=data, track_logits=True, qk_norm=qk) for qk in (True, False)}
 
 
+@pytest.mark.slow
 def test_train_tiny_lowers_the_loss_and_tracks_logits(short_runs):
     model, h = short_runs[True]
     assert len(h["loss"]) == len(h["max_logit"]) == 40 and not model.training

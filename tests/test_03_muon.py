@@ -350,6 +350,7 @@ def test_group_by_shape_splits_dtype_and_keeps_order():
     assert fast_muon.group_by_shape(ps) == [[0, 3], [1], [2]]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_the_plain_path_resumes_on_the_batched_one():
     """Same state_dict layout: state saved by batched=False loads into batched=True and continues alike."""
     _, plain_opt, plain = linnet_like_training(batched=False, steps=3)

@@ -247,6 +247,7 @@ def test_random_weights_score_near_a_quarter(tiny_tokenizer, hellaswag):
     assert len(picks) == 4 and min(picks.values()) > 100                  # it really chooses, not always "A"
 
 
+@pytest.mark.slow
 def test_scoring_in_parts_tokenised_ahead_gives_the_same_records(tiny_tokenizer, hellaswag, monkeypatch):
     """`tokenized_ahead` cuts the examples into parts (the next one tokenised by a worker thread while this one
     is scored): the records, in order, and every score equal those of one part; the request counts add up."""

@@ -82,6 +82,7 @@ def test_muon_decay_with_the_adjusted_lr():
     assert "yours decayed with the shape-adjusted lr" in message, message
 
 
+@pytest.mark.slow
 def test_muon_embedding_on_muon():
     message = wrong("muon", ('hidden_matrix = p.ndim == 2 and "wte" not in name and "lm_head" not in name',
                              "hidden_matrix = p.ndim == 2"))
@@ -90,6 +91,7 @@ def test_muon_embedding_on_muon():
 
 # --- model ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_model_transposed_weight():
     message = wrong("model", ("return self.c_proj(y.transpose(1, 2).reshape(B, T, C))",
                               "return y.transpose(1, 2).reshape(B, T, C) @ self.c_proj.weight"))
@@ -97,6 +99,7 @@ def test_model_transposed_weight():
     assert "nn.Linear computes x @ W.T" in message, message
 
 
+@pytest.mark.slow
 def test_model_kv_cache_position_off_by_one():
     message = wrong("model", ("q = F.layer_norm(self.rotary_emb(q, past)", "q = F.layer_norm(self.rotary_emb(q, max(past - 1, 0))"),
                     ("k = F.layer_norm(self.rotary_emb(k, past)", "k = F.layer_norm(self.rotary_emb(k, max(past - 1, 0))"))
@@ -123,6 +126,7 @@ def test_train_warmup_off_by_one():
     assert re.search(r"lr_multiplier\(step 0, planned_steps 20.*\n.*expected 0\.5, got 0\.0", message), message
 
 
+@pytest.mark.slow
 def test_train_resume_without_the_optimizer_state():
     message = wrong("train", ("        for opt, state in zip(optimizers, saved[\"optimizers\"]):\n"
                               "            opt.load_state_dict(state)\n", ""))
@@ -173,6 +177,7 @@ def handout(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_handout_holds_no_defining_line_of_the_lessons_nor_a_solution(handout):
     files = [p for p in handout.rglob("*") if p.is_file()]
     names = {p.relative_to(handout).as_posix() for p in files}
@@ -188,6 +193,7 @@ def test_handout_holds_no_defining_line_of_the_lessons_nor_a_solution(handout):
             assert not found, f"{path.relative_to(handout)} holds {sorted(found)[:3]}"
 
 
+@pytest.mark.slow
 def test_fresh_handout_grades_zero_of_five(handout):
     result = subprocess.run([sys.executable, "-m", "exercises.check", "--track", "build"], cwd=handout,
                             capture_output=True, text=True, timeout=300)

@@ -149,6 +149,7 @@ def test_a_command_payload_is_named_and_never_runs(tmp_path):
     assert not marker.exists() and not (tmp_path / "converted.pt").exists()
 
 
+@pytest.mark.slow
 def test_the_converter_refuses_a_payload_beside_an_old_rng_state(hostile, tmp_path):
     """A payload in a file that also holds the old numpy RNG state is not "the old format": refused, not converted."""
     marker = tmp_path / "RAN"
