@@ -394,6 +394,7 @@ SCHEDULES = [(["--min-lr", "0.01"], "--min-lr 0.01 is above --lr 0.003: the deca
              (["--preset", "tiny-plus", "--warmup-frac", "0.6"], "after --decay-start-frac 0.5 starts the decay")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags,what", SCHEDULES, ids=[" ".join(f) for f, _ in SCHEDULES])
 def test_a_schedule_that_contradicts_itself_is_one_line_before_any_work(tmp_path, flags, what):
     proc = run_script("05_train.py", "--preset", "tiny", *flags, "--out", str(tmp_path / "out"), timeout=120)
