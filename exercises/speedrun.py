@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 import house
+from house import checkpoints
 import house.runs
 import house.shards
 import house.stats
@@ -461,6 +462,9 @@ def read_checkpoint(path: Path) -> dict:
         with torch.serialization.safe_globals(allowed):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:   # noqa: BLE001 - any unreadable file is the same answer
+        beyond = [name for name in checkpoints.unsafe_globals(path) if name not in checkpoints.OLD_FORMAT]
+        if beyond:                                        # a payload: named, never unpickled (house's wording)
+            refuse(checkpoints.not_data(house.shown(path), beyond))
         refuse(f"{house.shown(path)} is not a checkpoint this script can read as data ({type(e).__name__}): "
                "it was not written by this repo's 05_train.py")
     keys = ("step", "loader", "optimizers", "train_config", "config", "tokenizer_sha256", "data_sha256")

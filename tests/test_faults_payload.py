@@ -112,7 +112,7 @@ def test_05_resume_refuses_a_payload(hostile):
 @pytest.mark.slow
 def test_speedrun_refuses_a_payload(hostile):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "exercises.speedrun", str(hostile["run"]), "--tokenizer",
+    proc = subprocess.run([sys.executable, "-m", "exercises.speedrun", "--check-run", str(hostile["run"]), "--tokenizer",
                            str(hostile["tok"]), "--data-dir", str(hostile["root"] / "data")], cwd=REPO_DIR, env=env,
                           capture_output=True, text=True, timeout=300)
     refused_without_running(proc, hostile)
