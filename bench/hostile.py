@@ -1534,8 +1534,13 @@ def _(c: Ctx):
               and "resuming:" in rerun.out)
         p.why = "" if ok else f"exit {p.rc}, said {said!r}, rerun {rerun and rerun.rc}"
         results.append((HELD if ok else MISLEADING, p))
+    return worst_signal_outcome(results)
+
+
+def worst_signal_outcome(results):
+    """(verdict, proc) per signal → one Outcome: the worst verdict, shown with the first run that was not held."""
     bad = [r for r in results if r[0] != HELD]
-    v, p = (bad or results)[0]
+    _, p = (bad or results)[0]
     return Outcome(worse(*(r[0] for r in results)), p, why=p.why)
 
 
@@ -1558,9 +1563,7 @@ def _(c: Ctx):
         ok = p.rc == 128 + sig and said.startswith("interrupted:") and not (out / "results.json").exists()
         p.why = "" if ok else f"exit {p.rc}, said {said!r}"
         results.append((HELD if ok else MISLEADING, p))
-    bad = [r for r in results if r[0] != HELD]
-    v, p = (bad or results)[0]
-    return Outcome(worse(*(r[0] for r in results)), p, why=p.why)
+    return worst_signal_outcome(results)
 
 
 @case("exercises.check --time-limit inf / nan", "r3")
