@@ -548,6 +548,15 @@ def evaluate(model, step, cfg, device, data_dir, tokenizer, hellaswag_limit) -> 
     return record
 
 
+def moe_path(cfg: TrainConfig, device) -> str:
+    """Which MoE code this run's forward takes: 02's choice (moe_impl "auto": fused where quack runs) in its dtype."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        impl = model_lib.MoE.choose_impl(argparse.Namespace(impl=cfg.model.moe_impl), torch.empty(0, device=device))
+    quack = device.type == "cuda" and moe_fast.quack_ready()
+    return impl + ({True: " (quack's kernels)", False: " (its plain twins: quack does not run here)"}[quack]
+                   if impl == "fused" else "")
+
+
 def run_summary(cfg: TrainConfig, accum: int, max_steps: int, procs: runs.Processes, run: RunConfig) -> str:
     """Printed before the first step: the model, the batch, what validation scores, device and log, emulated FP8."""
     counts, seq = model_lib.count_parameters(cfg.model), cfg.model.block_size
@@ -558,7 +567,8 @@ def run_summary(cfg: TrainConfig, accum: int, max_steps: int, procs: runs.Proces
             f"batch: {cfg.total_batch_tokens:,} tokens/step = micro-batch {cfg.micro_batch} × {seq} "
             f"× {accum} accumulation × {procs.world_size} process(es); {max_steps} steps of {cfg.planned_steps} planned\n"
             f"validation: {batches * cfg.micro_batch * seq:,} tokens ({whole}) every {cfg.eval_every} steps and at the end\n"
-            f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; log: {run.log_path}"
+            f"device: {procs.device}{' (compiled)' if uses_compile(cfg, procs.device) else ''}; MoE: "
+            f"{moe_path(cfg, procs.device)}; log: {run.log_path}"
             + (f"\nnote: --fp8 is emulated on {procs.device} (FP8 grouped GEMMs need an H100/H200): the same rounding, "
                "no speed-up, not compiled; evaluations during the run use it too" if fp8_emulated(cfg, procs.device) else ""))
 

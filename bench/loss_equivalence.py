@@ -11,7 +11,9 @@ training step and 03's Muon + AdamW on 05's learning-rate schedule:
     fast, eager     moe_grouped, expert weights cast once per step (02, 05), RoPE + QK-norm as plain ops, eager
     fast, compiled  the same under torch.compile    (not on a CPU, where grouped_mm compiles in bf16 only)
     fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (fast/rope_qk_norm.py): GPU only;
-                    "fused, compiled" is what 05_train.py trains with on a GPU
+                    "fused, compiled" is what 05_train.py trains with on a GPU without quack
+    quack, compiled the same, with the experts on quack's fused GEMMs (fast/moe.py): a Hopper GPU with quack;
+                    what 05_train.py trains with there
 
 Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.model.moe_impl,
 and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
@@ -27,6 +29,8 @@ reference is the same maths if it sits as close to the fast path as that. Plot: 
                                   # FP8 experts (05 --fp8) against bf16, next to the bf16-vs-bf16 noise
     python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled fused-compiled
                                   # the fused RoPE + QK-norm kernel against the plain ops, next to the noise
+    python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled quack-compiled
+                                  # the experts on quack's kernels (fast/moe.py) against grouped_mm, next to the noise
 
 FP8 rounds the experts' GEMM inputs to ~2 significant digits, so it is not the same maths: the question is
 whether its loss stays within (or near) the bf16 noise band over a few hundred steps.
@@ -58,6 +62,7 @@ PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_on
     "fused, eager": ("grouped", False, True, "fused"),        # + RoPE and QK-norm in one Triton kernel (fast/)
     "fused, compiled": ("grouped", True, True, "fused"),      # what 05 trains with on a GPU since issue 25
     "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # fast/fp8.py, 05 --fp8: not the same maths, how close?
+    "quack, compiled": ("fused", True, True, "fused"),    # + the experts on quack's kernels (fast/moe.py): 05 where quack runs
 }
 DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled", "fused, compiled"]
 
@@ -116,7 +121,8 @@ def compare(runs: dict) -> dict:
         return sum(abs(x - y) for x, y in zip(runs[a]["loss"], runs[b]["loss"])) / len(runs[a]["loss"])
     pairs = [("reference", "fast, compiled"), ("reference", "fast, eager"), ("fast, eager", "fast, compiled"),
              ("fast, compiled", "fp8, compiled"), ("fast, compiled", "fused, compiled"),
-             ("fast, eager", "fused, compiled"), ("fused, eager", "fused, compiled")]
+             ("fast, eager", "fused, compiled"), ("fused, eager", "fused, compiled"), ("fused, compiled", "quack, compiled"),
+             ("fast, eager", "quack, compiled"), ("fast, compiled", "quack, compiled")]
     result = {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
     result.update({f"mean |{a} - {b}|": mean_diff(a, b) for a, b in pairs if a in runs and b in runs})
     return result
@@ -129,7 +135,7 @@ def plot(runs: dict, out_dir: Path, title: str):
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2),
               "fp8, compiled": dict(lw=1.2, color="tab:red"), "fused, eager": dict(lw=1.2, ls=":", color="tab:green"),
-              "fused, compiled": dict(lw=1.2, color="tab:green")}
+              "fused, compiled": dict(lw=1.2, color="tab:green"), "quack, compiled": dict(lw=1.2, color="tab:purple")}
     for name, run in runs.items():
         top.plot(run["loss"], label=name, **styles[name])
     top.set_ylabel("training loss")
@@ -147,7 +153,10 @@ def plot(runs: dict, out_dir: Path, title: str):
     bottom.set_xlabel("step")
     bottom.set_ylabel("loss difference")
     bottom.legend(fontsize=8)
-    if "fused, compiled" in runs:
+    if "quack, compiled" in runs:
+        caption = ("the experts on quack's fused kernels against grouped_mm: below, does the purple difference stay "
+                   "inside the grey bf16-vs-bf16 noise (plain eager vs plain compiled) at every step?")
+    elif "fused, compiled" in runs:
         caption = ("the fused RoPE + QK-norm kernel against the plain ops: below, does the green difference stay "
                    "inside the grey bf16-vs-bf16 noise (plain eager vs plain compiled) at every step?")
     elif "fp8, compiled" in runs:

@@ -329,6 +329,7 @@ def profile(args, device, path):
 
 
 KERNEL_KINDS = [  # (kind, substrings of the kernel name), first match wins
+    ("expert GEMMs (quack, fast/moe.py)", ("quack",)),
     ("expert GEMMs (grouped_mm)", ("GroupProblemShape", "grouped_gemm", "ptr_array")),
     ("attention (SDPA)", ("flash", "fmha", "cudnn", "attention", "sdpa")),
     ("Newton-Schulz / optimizer", ("multi_tensor", "adam", "foreach")),

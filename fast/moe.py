@@ -11,15 +11,19 @@
    work between the GEMMs moved into their epilogues (quack-kernels' CuTe-DSL GEMMs, the design of SonicMoE):
    - up: ONE kernel gathers each slot's token row, multiplies by its expert's w_v and applies SwiGLU on the way
      out (quack `gemm_act`); it also writes the pre-activation h, which the backward needs;
-   - down: a grouped GEMM, then each slot's row is weighted by its routing weight and added to its token;
+   - down: a grouped GEMM; each slot's row weighted by its routing weight and summed into its token by a gather
+     (the inverse permutation, as in moe_grouped), which torch.compile fuses into one pass;
    - backward of down: ONE kernel gathers dy's rows, multiplies by c_proj, folds in the routing weight p and
      SwiGLU's derivative, and reduces the gradient of p on the way out (quack `gemm_dact`);
-   - the input and weight gradients: grouped GEMMs (F.grouped_mm), as in moe_grouped's backward.
-   The two fused kernels replace a gather, two elementwise passes over (slots × 2F) and a reduction. The whole
-   expert path is one `torch.library` custom op with its backward registered, so torch.compile keeps it whole.
-   quack is an optional GPU library (requirements-gpu.txt); `KERNELS` names its five kernels and `PLAIN` their
-   plain twins (torch ops), which a CPU runs and tests/test_moe_fused.py compares: the plain twins against
-   moe_grouped anywhere, quack's against the plain twins on a Hopper GPU. Measured: BENCHMARKS.md, "Throughput IV".
+   - the weight gradients: ONE grouped GEMM each that gathers its rows along K itself (quack `gemm` with
+     cu_seqlens_k and A_idx), so x[tok] and dy[tok] are never written; the input gradient: F.grouped_mm.
+   The fused kernels replace three gathers, two elementwise passes over (slots × 2F) and a reduction. The expert
+   path is an autograd.Function with its backward written out; each quack call is a `torch.library` custom op, so
+   torch.compile traces the whole path and fuses what lies between the GEMMs.
+   quack is an optional GPU library (requirements-gpu.txt); `KERNELS` names its kernels and `PLAIN` their plain
+   twins (torch ops), which a CPU runs and tests/test_moe_fused.py compares: the plain twins against moe_grouped
+   anywhere, quack's against the plain twins on a Hopper GPU. Where quack runs (`quack_ready`), 02's moe_impl
+   "auto" picks this path: +5.4 % a training step on an H100 (BENCHMARKS.md, "Throughput IV, second round").
 """
 from __future__ import annotations
 
@@ -106,84 +110,100 @@ def import_quack():
         return None, f"quack-kernels is not importable ({type(e).__name__}: {str(e)[:160]}): pip install -r requirements-gpu.txt"
 
 
-def up_quack(x, w_il, tok, cu):
-    preact, a = import_quack()[0].gemm_act(x, w_il.transpose(-2, -1), activation="swiglu", cu_seqlens_m=cu,
-                                           A_idx=tok, store_preact=True)
-    return preact, a
+@torch.compiler.assume_constant_result
+def quack_ready() -> bool:
+    """Whether quack's kernels run here. torch.compile takes the answer as a constant instead of tracing the import
+    (tracing it breaks the graph at every MoE layer)."""
+    return import_quack()[0] is not None
 
 
-def down_backward_quack(dy, c_proj, h, tok, cu, p):
+# Each quack call is a torch.library custom op: torch.compile keeps it as one opaque node and traces everything
+# around it (the gathers, the routing weights, the sums), which it fuses with its neighbours.
+@torch.library.custom_op("linnet::quack_up", mutates_args=())
+def up_quack(x: torch.Tensor, w_il: torch.Tensor, tok: torch.Tensor, cu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    h, a = import_quack()[0].gemm_act(x, w_il.transpose(-2, -1), activation="swiglu", cu_seqlens_m=cu, A_idx=tok,
+                                      store_preact=True)
+    return h, a
+
+
+@up_quack.register_fake
+def _(x, w_il, tok, cu):
+    return x.new_empty(tok.shape[0], w_il.shape[1]), x.new_empty(tok.shape[0], w_il.shape[1] // 2)
+
+
+@torch.library.custom_op("linnet::quack_down_backward", mutates_args=())
+def down_backward_quack(dy: torch.Tensor, c_proj: torch.Tensor, h: torch.Tensor, tok: torch.Tensor, cu: torch.Tensor,
+                        p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     dh, a_p, dp = import_quack()[0].gemm_dact(dy, c_proj, h, activation="swiglu", cu_seqlens_m=cu, A_idx=tok,
                                               colvec_scale=p, colvec_reduce=True)
     return dh, a_p, dp
 
 
-QUACK = dict(PLAIN, up=up_quack, down_backward=down_backward_quack)
+@down_backward_quack.register_fake
+def _(dy, c_proj, h, tok, cu, p):
+    return torch.empty_like(h), h.new_empty(h.shape[0], h.shape[1] // 2), torch.empty_like(p)
+
+
+@torch.library.custom_op("linnet::quack_weight_grad", mutates_args=())
+def weight_grad_quack(rows_of: torch.Tensor, b: torch.Tensor, tok: torch.Tensor, cu: torch.Tensor) -> torch.Tensor:
+    """weight_grad_plain without writing rows_of[tok]: quack's GEMM gathers the columns of rows_ofᵀ along K."""
+    return import_quack()[0].gemm(rows_of.t(), b, cu_seqlens_k=cu, A_idx=tok)
+
+
+@weight_grad_quack.register_fake
+def _(rows_of, b, tok, cu):
+    return b.new_empty(cu.shape[0] - 1, rows_of.shape[1], b.shape[1])
+
+
+QUACK = dict(up=up_quack, down=down_plain, down_backward=down_backward_quack, weight_grad=weight_grad_quack)
 KERNELS = {"plain": PLAIN, "quack": QUACK}
 
 
-# --- The expert path as one custom op with its backward ------------------------------------------------------
+# --- The expert path with its backward ----------------------------------------------------------------------
 
-@torch.library.custom_op("linnet::moe_experts", mutates_args=())
-def moe_experts(x: torch.Tensor, w_v: torch.Tensor, c_proj: torch.Tensor, tok: torch.Tensor, cu: torch.Tensor,
-                p: torch.Tensor, kernels: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """y (N, C) = Σ over each token's slots of p · swiglu(x[tok] @ w_vᵀ) @ c_projᵀ, and h (saved for backward)."""
-    k = KERNELS[kernels]
-    h, a = k["up"](x, interleave_rows(w_v), tok, cu)
-    y_rows = k["down"](a, c_proj, cu) * p[:, None].to(x.dtype)           # (S, C)
-    return torch.zeros_like(x).index_add_(0, tok, y_rows), h
+def combine(rows, inverse):
+    """(S, C) rows sorted by expert → (N, C): each token's k rows summed; inverse (N, k): where its slots sit."""
+    return rows[inverse].sum(dim=1)
 
 
-@moe_experts.register_fake
-def _(x, w_v, c_proj, tok, cu, p, kernels):
-    return torch.empty_like(x), x.new_empty(tok.shape[0], w_v.shape[1])
+class Experts(torch.autograd.Function):
+    """y (N, C) = Σ over each token's slots of p · swiglu(x[tok] @ w_ilᵀ) @ c_projᵀ, with a hand-written backward
+    that hands dy straight to the fused down-backward kernel. torch.compile traces both directions."""
 
+    @staticmethod
+    def forward(ctx, x, w_il, c_proj, tok, cu, inverse, p, kernels):
+        k = KERNELS[kernels]
+        h, a = k["up"](x, w_il, tok, cu)
+        y = combine(k["down"](a, c_proj, cu) * p[:, None].to(x.dtype), inverse)
+        ctx.save_for_backward(x, w_il, c_proj, tok, cu, inverse, p, h)
+        ctx.kernels = kernels
+        return y
 
-@torch.library.custom_op("linnet::moe_experts_backward", mutates_args=())
-def moe_experts_backward(dy: torch.Tensor, x: torch.Tensor, w_v: torch.Tensor, c_proj: torch.Tensor,
-                         tok: torch.Tensor, cu: torch.Tensor, p: torch.Tensor, h: torch.Tensor,
-                         kernels: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """→ dx (N, C), dw_v (E, 2F, C), dc_proj (E, C, F), dp (S,) fp32."""
-    k = KERNELS[kernels]
-    dh, a_p, dp = k["down_backward"](dy.contiguous(), c_proj, h, tok, cu, p)
-    dc_proj = k["weight_grad"](dy, a_p, tok, cu)                        # Σ dy[tok]ᵀ (p·a)   (E, C, F)
-    w_il = interleave_rows(w_v)
-    dx_rows = F.grouped_mm(dh, w_il, offs=cu[1:])                       # (S, C)
-    dx = torch.zeros_like(x).index_add_(0, tok, dx_rows)
-    dw_v = deinterleave_rows(k["weight_grad"](x, dh, tok, cu).transpose(-2, -1))   # (E, 2F, C)
-    return dx, dw_v, dc_proj, dp
-
-
-@moe_experts_backward.register_fake
-def _(dy, x, w_v, c_proj, tok, cu, p, h, kernels):
-    return torch.empty_like(x), torch.empty_like(w_v), torch.empty_like(c_proj), torch.empty_like(p)
-
-
-def _setup(ctx, inputs, output):
-    x, w_v, c_proj, tok, cu, p, kernels = inputs
-    ctx.save_for_backward(x, w_v, c_proj, tok, cu, p, output[1])
-    ctx.kernels = kernels
-
-
-def _backward(ctx, dy, _dh):
-    x, w_v, c_proj, tok, cu, p, h = ctx.saved_tensors
-    dx, dw_v, dc_proj, dp = moe_experts_backward(dy, x, w_v, c_proj, tok, cu, p, h, ctx.kernels)
-    return dx, dw_v, dc_proj, None, None, dp, None
-
-
-moe_experts.register_autograd(_backward, setup_context=_setup)
+    @staticmethod
+    def backward(ctx, dy):
+        x, w_il, c_proj, tok, cu, inverse, p, h = ctx.saved_tensors
+        k = KERNELS[ctx.kernels]
+        dy = dy.to(h.dtype).contiguous()                                  # the grad may arrive in fp32
+        dh, a_p, dp = k["down_backward"](dy, c_proj, h, tok, cu, p)       # (S, 2F), (S, F), (S,)
+        dc_proj = k["weight_grad"](dy, a_p, tok, cu)                      # Σ dy[tok]ᵀ (p·a)   (E, C, F)
+        dx = combine(F.grouped_mm(dh, w_il, offs=cu[1:]), inverse)        # (N, C)
+        dw_il = k["weight_grad"](x, dh, tok, cu).transpose(-2, -1)        # (E, 2F, C) interleaved
+        return dx, dw_il, dc_proj, None, None, None, dp, None
 
 
 def moe_fused(x, w_v, c_proj, top_e, top_w, kernels: str | None = None):
     """02's moe_grouped on fused kernels: x (N, C); w_v (E, 2F, C); c_proj (E, C, F); top_e, top_w (N, k) → (N, C).
     `kernels`: "quack" or "plain" (default: quack where it imports, else the plain twins)."""
-    k = top_e.shape[1]
+    N, k = top_e.shape
     E = w_v.shape[0]
     flat_e = top_e.reshape(-1)
     order = torch.argsort(flat_e, stable=True)                          # slots grouped by expert
     counts = torch.zeros(E, dtype=torch.int64, device=x.device).scatter_add_(0, flat_e, torch.ones_like(flat_e))
     cu = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]).to(torch.int32)
     tok = (order // k).to(torch.int32)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=x.device)      # slot i of the flat (N·k) sits at row inverse[i]
     p = top_w.reshape(-1)[order].float()
-    kernels = kernels or ("quack" if x.is_cuda and import_quack()[0] is not None else "plain")
-    return moe_experts(x, w_v.to(x.dtype), c_proj.to(x.dtype), tok, cu, p, kernels)[0]
+    kernels = kernels or ("quack" if x.is_cuda and quack_ready() else "plain")
+    w_il = interleave_rows(w_v.to(x.dtype))
+    return Experts.apply(x, w_il, c_proj.to(x.dtype), tok, cu, inverse.view(N, k), p, kernels)

@@ -44,13 +44,15 @@ def rel(a, b):
 @pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_fused_on_plain_kernels_equals_moe_grouped(compiled):
-    leaves, k = routed(skew=1.5)
+    """fp32 eager to rounding; compiled in bf16 (grouped_mm's compile-time shape function takes bf16 only), where
+    the two differ by bf16's rounding of different but equal sums."""
+    leaves, k = routed(skew=1.5, dtype=torch.bfloat16 if compiled else torch.float32)
     fused = lambda *a: moe.moe_fused(*a, kernels="plain")                 # noqa: E731
     y0, g0 = run_moe(m.moe_grouped, leaves, k)
     y1, g1 = run_moe(torch.compile(fused, fullgraph=True) if compiled else fused, leaves, k)
-    assert rel(y1, y0) < 1e-6
+    assert rel(y1, y0) < (1e-2 if compiled else 1e-6)
     for name, a, b in zip(["x", "w_v", "c_proj", "router logits"], g1, g0):
-        assert rel(a, b) < 1e-5, name
+        assert rel(a, b) < (2e-2 if compiled else 1e-5), name
 
 
 def test_an_expert_with_no_tokens_gets_a_zero_gradient():
@@ -122,6 +124,22 @@ def test_quack_kernels_equal_their_plain_twins_in_bf16(skew):
 
 
 @needs_quack
+@pytest.mark.parametrize("skew", [0.0, 3.0], ids=["even", "an expert with no tokens"])
+def test_quacks_k_gathered_weight_gradient_equals_its_plain_twin(skew):
+    (x, w_v, c_proj, logits), k = routed(N=4096, C=768, Fd=2048, E=8, dtype=torch.bfloat16, device="cuda", skew=skew)
+    _, _, top_e = m.route(logits.detach() * (10 if skew else 1), k)
+    order = torch.argsort(top_e.reshape(-1), stable=True)
+    counts = torch.bincount(top_e.reshape(-1), minlength=8)
+    cu = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32)
+    tok = (order // k).to(torch.int32)
+    b = torch.randn(tok.shape[0], 2 * 2048, device="cuda", dtype=torch.bfloat16)
+    got, want = moe.weight_grad_quack(x.detach(), b, tok, cu), moe.weight_grad_plain(x.detach(), b, tok, cu)
+    assert got.shape == want.shape == (8, 768, 4096) and rel(got, want) < 1e-2
+    for e in torch.nonzero(counts == 0).flatten().tolist():
+        assert torch.equal(got[e], torch.zeros_like(got[e])), e
+
+
+@needs_quack
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_fused_on_quack_equals_moe_grouped_in_bf16(compiled):
     leaves, k = routed(N=8192, C=768, Fd=2048, E=8, dtype=torch.bfloat16, device="cuda", skew=0.5)
@@ -131,3 +149,25 @@ def test_fused_on_quack_equals_moe_grouped_in_bf16(compiled):
     assert rel(y1, y0) < 1e-2
     for name, a, b in zip(["x", "w_v", "c_proj", "router logits"], g1, g0):
         assert rel(a, b) < 2e-2, name
+
+
+def test_auto_takes_quack_only_on_a_gpu_and_05_says_which_path_runs(monkeypatch):
+    """moe_impl "auto" on a CPU stays grouped even where quack would import; 05 names the path once, before step 1."""
+    train = lesson("05_train")
+    monkeypatch.setattr(moe, "quack_ready", lambda: True)
+    moe_layer = m.MoE(m.LLMConfig(**m.TINY_REFERENCE_SHAPE))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert moe_layer.choose_impl(torch.empty(0)) == "grouped"
+    cpu = torch.device("cpu")
+    assert train.moe_path(train.TrainConfig(), cpu) == "grouped"
+    fused = train.TrainConfig(model=m.LLMConfig(**m.TINY_REFERENCE_SHAPE, moe_impl="fused"))
+    assert train.moe_path(fused, cpu) == "fused (its plain twins: quack does not run here)"
+
+
+@needs_quack
+def test_auto_is_fused_on_this_hopper_gpu_with_quack():
+    moe_layer = m.MoE(m.LLMConfig(**m.TINY_REFERENCE_SHAPE))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert moe_layer.choose_impl(torch.empty(0, device="cuda")) == "fused"
+    train = lesson("05_train")
+    assert train.moe_path(train.TrainConfig(), torch.device("cuda")) == "fused (quack's kernels)"

@@ -235,8 +235,8 @@ def _quack_gemm_ref(A, B, cu_seqlens_m, A_idx):
 
 
 class StandInQuack:
-    """quack.gemm_interface's gemm_act / gemm_dact for activation "swiglu", with their 0.6.5 signatures, written from
-    its gemm_act_ref / gemm_dact_ref and the dgated epilogue (quack/epilogue/library.py `dgated_mod`): gated columns
+    """quack.gemm_interface's gemm_act / gemm_dact for activation "swiglu" and gemm gathering along K, with their
+    0.6.5 signatures, written from its gemm_act_ref / gemm_dact_ref / gemm_ref and the dgated epilogue (quack/epilogue/library.py `dgated_mod`): gated columns
     interleaved (gate 2j, value 2j + 1); colvec_scale multiplies dout and the recomputed postact, colvec_reduce sums
     postact · dout before the scale. Checks the arguments bench/moe_kernels.py passes on a CPU."""
 
@@ -263,6 +263,20 @@ class StandInQuack:
         dx = torch.stack([dgate, dout * scale * gate * sig], dim=-1).reshape(PreAct.shape)
         out = (dx, postact * scale)
         return (*out, (postact * dout).sum(-1)) if colvec_reduce else out
+
+    @staticmethod
+    def gemm(A, B, out=None, bias=None, alpha=1.0, out_dtype=None, cu_seqlens_m=None, cu_seqlens_k=None, A_idx=None,
+             **rest):
+        """Only the varlen-K form with gather_A (quack's gemm_ref): out[i] = A[:, A_idx[cu[i]:cu[i+1]]] @ B[cu[i]:cu[i+1]]
+        for A (M, whatever), B (total_K, N) → (L, M, N)."""
+        assert cu_seqlens_m is None and cu_seqlens_k is not None and cu_seqlens_k.dtype == torch.int32
+        assert A_idx is not None and A_idx.dtype == torch.int32 and A_idx.is_contiguous() and bias is None
+        assert A.ndim == 2 and B.ndim == 2 and B.shape[0] == A_idx.shape[0] and alpha == 1.0
+        cu = cu_seqlens_k.tolist()
+        out = A.new_empty(len(cu) - 1, A.shape[0], B.shape[1])
+        for i in range(len(cu) - 1):
+            out[i] = A[:, A_idx[cu[i]:cu[i + 1]].long()] @ B[cu[i]:cu[i + 1]]
+        return out
 
 
 def test_quack_calls_match_its_reference_semantics(monkeypatch):
