@@ -433,12 +433,12 @@ class MoE(nn.Module):
         self.c_proj = nn.Parameter(torch.empty(E, C, Fd))
 
     def choose_impl(self, x) -> str:
-        """"auto": in bf16 fused on a Hopper GPU with quack (fast/moe.py), else grouped; grouped in fp32 on an eager
-        CPU; else the loop (grouped_mm's CUDA kernel and its compile-time shape function take bf16 only)."""
+        """"auto": in bf16 grouped, or fused when training on a Hopper GPU with quack (fast/moe.py); grouped in fp32
+        on an eager CPU; else the loop (grouped_mm's CUDA kernel and its compile-time shape function take bf16 only)."""
         if self.impl != "auto":
             return self.impl
         if compute_dtype(x) == torch.bfloat16:
-            return "fused" if x.is_cuda and fused_moe.quack_ready() else "grouped"
+            return "fused" if x.is_cuda and torch.is_grad_enabled() and fused_moe.quack_ready() else "grouped"
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
             return "grouped"
         return "reference"

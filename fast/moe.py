@@ -23,7 +23,7 @@
    quack is an optional GPU library (requirements-gpu.txt); `KERNELS` names its kernels and `PLAIN` their plain
    twins (torch ops), which a CPU runs and tests/test_moe_fused.py compares: the plain twins against moe_grouped
    anywhere, quack's against the plain twins on a Hopper GPU. Where quack runs (`quack_ready`), 02's moe_impl
-   "auto" picks this path: +5.4 % a training step on an H100 (BENCHMARKS.md, "Throughput IV, second round").
+   "auto" trains on this path (evaluation keeps moe_grouped): +5.4 % a training step on an H100 (BENCHMARKS.md, "Throughput IV, second round").
 """
 from __future__ import annotations
 

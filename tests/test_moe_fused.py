@@ -171,3 +171,10 @@ def test_auto_is_fused_on_this_hopper_gpu_with_quack():
         assert moe_layer.choose_impl(torch.empty(0, device="cuda")) == "fused"
     train = lesson("05_train")
     assert train.moe_path(train.TrainConfig(), torch.device("cuda")) == "fused (quack's kernels)"
+
+
+@needs_quack
+def test_evaluation_without_gradients_keeps_moe_grouped():
+    moe_layer = m.MoE(m.LLMConfig(**m.TINY_REFERENCE_SHAPE))
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        assert moe_layer.choose_impl(torch.empty(0, device="cuda")) == "grouped"
