@@ -1025,7 +1025,7 @@ def _(c: Ctx):
 
 @case("bare clone: the README's test command", "new")
 def _(c: Ctx):
-    return not_run("the whole suite takes 17–21 min on these 2 shared cores (.ci/run does it on a bare clone)")
+    return not_run("the whole suite takes ≈ 25 min on 2 idle cores (README; .ci/run does it on a bare clone)")
 
 
 @case("README main command first, then the tests it broke", "new")
