@@ -63,3 +63,17 @@ def test_attention_backends_and_plain_choices_on_cpu():
     error = result.stderr.strip().splitlines()[-1]
     assert "error: argument --plain: invalid choice: 'rope_cos_sin' (choose from" in error, error
     assert "moe" in error and "cast_experts" in error, error
+
+
+@pytest.mark.slow
+def test_ce_kernels_smoke_run_on_cpu(tmp_path):
+    """bench/ce_kernels.py on a CPU (fp32): the chunked loss head gives plain's loss and gradients; quack's row says
+    why it cannot run here instead of stopping the script."""
+    out = tmp_path / "ce.jsonl"
+    result = run_script("bench/ce_kernels.py", "--tokens", "256", "--C", "64", "--V", "512", "--chunk", "100",
+                        "--reps", "2", "--warmup", "1", "--json", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"plain", "chunked", "quack"} and rows["plain"]["ms"] > 0
+    assert rows["chunked"]["loss_diff"] < 1e-5 and rows["chunked"]["dx_rel"] < 1e-5 and rows["chunked"]["dw_rel"] < 1e-5
+    assert "error" in rows["quack"] or rows["quack"]["dw_rel"] < 1e-2

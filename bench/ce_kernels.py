@@ -1,0 +1,149 @@
+"""The loss head of a training micro-step, three ways: which one should 05 use? (Throughput IV, item 2)
+
+02 computes the loss as `F.cross_entropy(lm_head(x), targets)`: under bf16 autocast the (N, V) logits are written
+in bf16 (linnet: N = 32 × 1024 tokens, V = 32,768: 2.1 GB), cross-entropy reads them back in fp32, and the backward
+reads them a third time for softmax − one-hot (the H100 profile: 59 ms of a 1,462 ms step in its two passes, plus
+the GEMMs). Timed here, forward + backward (the gradients of x and of the tied weight), CUDA events:
+
+    plain     02's way: F.linear, then F.cross_entropy on the float logits (compiled on a GPU, as 05 runs it)
+    chunked   the same maths over --chunk rows at a time with the gradients made in the forward (the design of
+              Liger's and quack's fused linear cross-entropy, in torch ops): the (N, V) logits never exist whole
+    quack     quack-kernels' chunked_linear_cross_entropy (softmax pieces in the GEMM's epilogue; GPU + quack)
+
+Each row gives ms (median of --reps after --warmup), peak memory, |loss − plain's| and each gradient's relative
+error against plain's. Nothing here is used by a lesson yet: this measures which lever to build.
+
+    python bench/ce_kernels.py --json out/bench/ce_kernels.jsonl     # a GPU, linnet's shapes
+    python bench/ce_kernels.py --tokens 256 --C 64 --V 512           # a CPU smoke run (fp32, eager, no quack)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import house  # noqa: E402
+
+
+def plain_loss(x, w, targets):
+    return F.cross_entropy(F.linear(x, w).float(), targets)
+
+
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """mean cross-entropy of x @ wᵀ, one chunk of rows at a time; dx and dw are made in the forward and scaled by
+    the incoming gradient in the backward (so the backward needs no logits)."""
+
+    @staticmethod
+    def forward(ctx, x, w, targets, chunk: int):
+        n = x.shape[0]
+        loss = torch.zeros((), dtype=torch.float32, device=x.device)
+        dx, dw = torch.empty_like(x), torch.zeros(w.shape, dtype=torch.float32, device=w.device)
+        for start in range(0, n, chunk):
+            xc, tc = x[start:start + chunk], targets[start:start + chunk]
+            logits = (xc @ w.t()).float()                                     # (chunk, V)
+            lse = torch.logsumexp(logits, dim=-1)
+            loss += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            grad = torch.softmax(logits, dim=-1)                              # d(mean loss)/d logits, this chunk
+            grad[torch.arange(len(tc), device=x.device), tc] -= 1
+            grad = (grad / n).to(x.dtype)
+            dx[start:start + chunk] = grad @ w
+            dw += (grad.t() @ xc).float()
+        ctx.save_for_backward(dx, dw.to(w.dtype))
+        return loss / n
+
+    @staticmethod
+    def backward(ctx, g):
+        dx, dw = ctx.saved_tensors
+        return dx * g.to(dx.dtype), dw * g.to(dw.dtype), None, None
+
+
+def chunked_loss(x, w, targets, chunk):
+    return ChunkedLinearCrossEntropy.apply(x, w, targets, chunk)
+
+
+def quack_loss(x, w, targets, chunk):
+    from quack.linear_cross_entropy import chunked_linear_cross_entropy
+    return chunked_linear_cross_entropy(x, w, targets, chunk_size=chunk)
+
+
+def measure(name, fn, x0, w0, targets, ref, args, device):
+    """fn's loss and gradients against `ref` (plain's), then its time: a row, or the row with the error it raised."""
+    row = {"path": name}
+    try:
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        loss = fn(x, w, targets)
+        loss.backward()
+        if ref is not None:
+            row["loss_diff"] = abs(loss.item() - ref[0])
+            row["dx_rel"] = ((x.grad.float() - ref[1]).norm() / ref[1].norm()).item()
+            row["dw_rel"] = ((w.grad.float() - ref[2]).norm() / ref[2].norm()).item()
+        times = []
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for i in range(args.warmup + args.reps):
+            x.grad = w.grad = None
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn(x, w, targets).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                times.append(1000 * (time.perf_counter() - t0))
+        row["ms"] = round(statistics.median(times), 3)
+        if device.type == "cuda":
+            row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        return row, (loss.item(), x.grad.float(), w.grad.float())
+    except Exception as e:  # noqa: BLE001 -- a path that cannot run here is a row that says why
+        row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        return row, None
+
+
+@house.speaks
+def main(argv=None):
+    p = house.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", type=house.positive_int, default=32 * 1024, help="rows N (linnet: 32 × 1024)")
+    p.add_argument("--C", type=house.positive_int, default=768)
+    p.add_argument("--V", type=house.positive_int, default=32768)
+    p.add_argument("--chunk", type=house.positive_int, default=4096, help="rows per chunk (chunked, quack)")
+    p.add_argument("--warmup", type=house.non_negative_int, default=3)
+    p.add_argument("--reps", type=house.positive_int, default=10)
+    p.add_argument("--json", type=Path, default=None, help="append the rows as JSON lines to this file")
+    args = p.parse_args(argv)
+    if args.json is not None:
+        house.check_writable(args.json.parent, "--json PATH")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(args.tokens, args.C, generator=gen).to(device, dtype)
+    w0 = (torch.randn(args.V, args.C, generator=gen) * args.C ** -0.5).to(device, dtype)
+    targets = torch.randint(0, args.V, (args.tokens,), generator=gen).to(device)
+    compile_ = torch.compile if device.type == "cuda" else (lambda f: f)
+    paths = [("plain", compile_(plain_loss)),
+             ("chunked", compile_(lambda x, w, t: chunked_loss(x, w, t, args.chunk))),
+             ("quack", lambda x, w, t: quack_loss(x, w, t, args.chunk))]
+    rows, ref = [], None
+    for name, fn in paths:
+        row, got = measure(name, fn, x0, w0, targets, ref, args, device)
+        ref = ref if ref is not None else got
+        row.update(tokens=args.tokens, C=args.C, V=args.V, chunk=args.chunk, dtype=str(dtype).replace("torch.", ""),
+                   device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__)
+        rows.append(row)
+        shown = row.get("error") or "  ".join(f"{k} {row[k]:.3g}" for k in ("ms", "loss_diff", "dx_rel", "dw_rel")
+                                              if k in row)
+        print(f"{name:8s} {shown}")
+    if args.json is not None:
+        with open(args.json, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
