@@ -552,9 +552,8 @@ def moe_path(cfg: TrainConfig, device) -> str:
     """Which MoE code this run's forward takes: 02's choice (moe_impl "auto": fused where quack runs) in its dtype."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         impl = model_lib.MoE.choose_impl(argparse.Namespace(impl=cfg.model.moe_impl), torch.empty(0, device=device))
-    quack = device.type == "cuda" and moe_fast.quack_ready()
-    return impl + ({True: " (quack's kernels)", False: " (its plain twins: quack does not run here)"}[quack]
-                   if impl == "fused" else "")
+    ran = "quack's kernels" if device.type == "cuda" and moe_fast.quack_ready() else "its plain twins: quack does not run here"
+    return f"fused ({ran})" if impl == "fused" else impl
 
 
 def run_summary(cfg: TrainConfig, accum: int, max_steps: int, procs: runs.Processes, run: RunConfig) -> str:

@@ -34,13 +34,3 @@ def tiny_inputs(tmp_path_factory):
         assert made.returncode == 0, made.stderr[-2000:]
     return dict(tokenizer=tokenizer, data_dir=data_dir)
 
-
-# The files that take longest (CI durations, 2 cores), handed to the workers first so that no worker is left with
-# one of them at the end while the others wait (pytest.ini: -n auto --dist loadfile). Order only: every test runs.
-LONGEST_FIRST = ["test_readme.py", "test_speedrun.py", "test_notebooks.py", "test_05_train.py", "test_faults_train.py",
-                 "test_exercises.py", "test_faults_cli.py", "test_faults_eval.py"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))   # stable: the rest keep their order
