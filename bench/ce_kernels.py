@@ -8,12 +8,19 @@ the GEMMs). Timed here, forward + backward (the gradients of x and of the tied w
     plain     02's way: F.linear, then F.cross_entropy on the float logits (compiled on a GPU, as 05 runs it)
     chunked   the same maths over --chunk rows at a time with the gradients made in the forward (the design of
               Liger's and quack's fused linear cross-entropy, in torch ops): the (N, V) logits never exist whole
+    quack-ce  02's F.linear, then quack-kernels' cross_entropy: one pass over the logits, its backward written in
+              place of them (GPU + quack)
     quack     quack-kernels' chunked_linear_cross_entropy (softmax pieces in the GEMM's epilogue; GPU + quack)
+
+--norm times the other element-wise lever of the step instead: the residual add and the next RMSNorm
+(h = x + d in fp32, then rms_norm(h)·w in bf16, forward + backward), compiled torch against quack's rmsnorm with
+its residual input; at linnet's shapes both are bound by memory, so the floor is the bytes they move.
 
 Each row gives ms (median of --reps after --warmup), peak memory, |loss − plain's| and each gradient's relative
 error against plain's. Nothing here is used by a lesson yet: this measures which lever to build.
 
     python bench/ce_kernels.py --json out/bench/ce_kernels.jsonl     # a GPU, linnet's shapes
+    python bench/ce_kernels.py --norm --json out/bench/ce_kernels.jsonl
     python bench/ce_kernels.py --tokens 256 --C 64 --V 512           # a CPU smoke run (fp32, eager, no quack)
 """
 from __future__ import annotations
@@ -73,6 +80,42 @@ def quack_loss(x, w, targets, chunk):
     return chunked_linear_cross_entropy(x, w, targets, chunk_size=chunk)
 
 
+def quack_ce_loss(x, w, targets):
+    from quack.cross_entropy import cross_entropy
+    return cross_entropy(F.linear(x, w), targets, inplace_backward=True)
+
+
+def plain_norm(x, w, d):
+    """(x + d, rms_norm(x + d)·w): 02's residual add and the next block's RMSNorm, x fp32, d and the output bf16."""
+    h = x + d.float()
+    return h, F.rms_norm(h, (h.shape[-1],), w, 1e-6).to(d.dtype)
+
+
+def quack_norm(x, w, d):
+    from quack.rmsnorm import rmsnorm
+    n, h = rmsnorm(d, w, residual=x, out_dtype=d.dtype, residual_dtype=torch.float32, eps=1e-6, prenorm=True)
+    return h, n
+
+
+def norm_rows(args, device, compile_):
+    """--norm: (x fp32 (N, C), d bf16) → h, n; backward of h·gh + n·gn with fixed random gh, gn."""
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(args.tokens, args.C, generator=gen).to(device)
+    d0 = torch.randn(args.tokens, args.C, generator=gen).to(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    w0 = (1 + 0.1 * torch.randn(args.C, generator=gen)).to(device)
+    gh, gn = torch.randn_like(x0), torch.randn_like(d0)
+    d0.requires_grad_()                                     # d is a block's output: its gradient is made too
+    rows, ref = [], None
+    for name, fn in (("plain-norm", compile_(plain_norm)), ("quack-norm", quack_norm)):
+        def loss(x, w, d, fn=fn):
+            h, n = fn(x, w, d)
+            return (h * gh).sum() + (n.float() * gn.float()).sum()
+        row, got = measure(name, lambda x, w, d: loss(x, w, d), x0, w0, d0, ref, args, device)
+        ref = ref if ref is not None else got
+        rows.append(row)
+    return rows
+
+
 def measure(name, fn, x0, w0, targets, ref, args, device):
     """fn's loss and gradients against `ref` (plain's), then its time: a row, or the row with the error it raised."""
     row = {"path": name}
@@ -115,6 +158,7 @@ def main(argv=None):
     p.add_argument("--chunk", type=house.positive_int, default=4096, help="rows per chunk (chunked, quack)")
     p.add_argument("--warmup", type=house.non_negative_int, default=3)
     p.add_argument("--reps", type=house.positive_int, default=10)
+    p.add_argument("--norm", action="store_true", help="time the residual add + RMSNorm instead of the loss head")
     p.add_argument("--json", type=Path, default=None, help="append the rows as JSON lines to this file")
     args = p.parse_args(argv)
     if args.json is not None:
@@ -128,17 +172,19 @@ def main(argv=None):
     compile_ = torch.compile if device.type == "cuda" else (lambda f: f)
     paths = [("plain", compile_(plain_loss)),
              ("chunked", compile_(lambda x, w, t: chunked_loss(x, w, t, args.chunk))),
+             ("quack-ce", quack_ce_loss),
              ("quack", lambda x, w, t: quack_loss(x, w, t, args.chunk))]
-    rows, ref = [], None
-    for name, fn in paths:
+    rows, ref = (norm_rows(args, device, compile_) if args.norm else []), None
+    for name, fn in ([] if args.norm else paths):
         row, got = measure(name, fn, x0, w0, targets, ref, args, device)
         ref = ref if ref is not None else got
+        rows.append(row)
+    for row in rows:
         row.update(tokens=args.tokens, C=args.C, V=args.V, chunk=args.chunk, dtype=str(dtype).replace("torch.", ""),
                    device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__)
-        rows.append(row)
         shown = row.get("error") or "  ".join(f"{k} {row[k]:.3g}" for k in ("ms", "loss_diff", "dx_rel", "dw_rel")
                                               if k in row)
-        print(f"{name:8s} {shown}")
+        print(f"{row['path']:10s} {shown}")
     if args.json is not None:
         with open(args.json, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)

@@ -16,6 +16,7 @@ request alone, 06 before the packing) and packed (each distinct context once, 06
     python bench/hellaswag_speed.py ... --compare-reference 200      # fast vs plain scorer, 200 examples
     python bench/hellaswag_speed.py ... --nanogpt --compare-plain-rope  # then again with 02's plain RoPE + QK-norm
     python bench/hellaswag_speed.py ... --compile                    # 06's compiled forward (06 --compile)
+    python bench/hellaswag_speed.py ... --moe fused                  # the experts on fast/moe.py's quack kernels
     python bench/hellaswag_speed.py --depth 2 --limit 50 --tokenizer T  # a CPU smoke run
 
 --compare-reference N scores the first N examples with the plain one-request-per-forward
@@ -72,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--compare-plain-rope", action="store_true",
                         help="then time the same run with 02's plain RoPE + QK-norm ops (LLMConfig.rope_impl 'reference') "
                              "instead of its fused kernel, with how many decisions differ")
+    parser.add_argument("--moe", choices=list(model_lib.MOE_IMPLS), default="auto",
+                        help="LLMConfig.moe_impl of the scored model (default: auto, which evaluates on moe_grouped)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="06's compiled forward (06 --compile); the warm-up run compiles (its time is printed)")
     return parser.parse_args(argv)
@@ -80,9 +83,10 @@ def parse_args(argv=None):
 def build_model(args, tokenizer, device):
     if args.checkpoint is not None:
         model = eval_lib.load_model(args.checkpoint, device)
+        model = moe_twin(model, args.moe) if args.moe != model.config.moe_impl else model
     else:
         torch.manual_seed(0)
-        config = model_lib.LLMConfig(depth=args.depth, vocab_size=args.vocab)
+        config = model_lib.LLMConfig(depth=args.depth, vocab_size=args.vocab, moe_impl=args.moe)
         model = model_lib.LLM(config).to(device).eval()
     if tokenizer.get_vocab_size() > model.config.vocab_size:
         raise SystemExit(f"error: the tokenizer has {tokenizer.get_vocab_size()} tokens, the model "
@@ -90,12 +94,17 @@ def build_model(args, tokenizer, device):
     return model.to(torch.bfloat16) if device.type == "cuda" else model    # as 06's get_model does
 
 
-def rope_twin(model, impl: str):
-    """The same weights, dtype and device in a model whose RoPE + QK-norm runs as `impl` (LLMConfig.rope_impl)."""
-    twin = model_lib.LLM(dataclasses.replace(model.config, rope_impl=impl))
+def rope_twin(model, impl: str, field: str = "rope_impl"):
+    """The same weights, dtype and device in a model whose RoPE + QK-norm runs as `impl` (LLMConfig.rope_impl;
+    or another field of LLMConfig that says how the model runs, such as moe_impl)."""
+    twin = model_lib.LLM(dataclasses.replace(model.config, **{field: impl}))
     twin.load_state_dict(model.state_dict())
     parameter = next(model.parameters())
     return twin.to(parameter.device, parameter.dtype).eval()
+
+
+def moe_twin(model, impl: str):
+    return rope_twin(model, impl, field="moe_impl")
 
 
 def tokens_scored(tokenizer, examples, window, nanogpt: bool = False, batch_tokens: int = 65_536) -> dict:
@@ -187,7 +196,7 @@ def main(argv=None):
             "acc": result["acc"], "acc_norm": result["acc_norm"], "acc_nanogpt": result["acc_nanogpt"],
             **counts, "batch_tokens": args.batch_tokens, "batch_size": args.batch_size,
             "share_prefix": args.share_prefix,
-            "compiled": args.compile, "warmup_examples": args.warmup, "warmup_seconds": round(warmup_seconds, 1),
+            "compiled": args.compile, "moe_impl": model.config.moe_impl, "warmup_examples": args.warmup, "warmup_seconds": round(warmup_seconds, 1),
             "model": str(args.checkpoint) if args.checkpoint else f"random depth {args.depth} vocab {args.vocab}",
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
