@@ -257,6 +257,16 @@ def test_stopping_at_once_raises_stopped_keeps_ignored_signals_and_puts_the_hand
     import sys
     import time
 
+    started_ignored = signal.getsignal(signal.SIGHUP)         # pytest itself run under nohup ignores hangups
+    if started_ignored == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        stops_and_restores(os, signal, sys, time)
+    finally:
+        signal.signal(signal.SIGHUP, started_ignored)
+
+
+def stops_and_restores(os, signal, sys, time):
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         saved = sys.stdout, sys.stderr                        # SIGHUP makes them drop what a dead terminal refuses
