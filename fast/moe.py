@@ -23,7 +23,9 @@
    quack is an optional GPU library (requirements-gpu.txt); `KERNELS` names its kernels and `PLAIN` their plain
    twins (torch ops), which a CPU runs and tests/test_moe_fused.py compares: the plain twins against moe_grouped
    anywhere, quack's against the plain twins on a Hopper GPU. Where quack runs (`quack_ready`), 02's moe_impl
-   "auto" trains on this path (evaluation keeps moe_grouped): +5.4 % a training step on an H100 (BENCHMARKS.md, "Throughput IV, second round").
+   "auto" trains on this path: +5.4 % and +5.7 % a training step on two H100 starts (BENCHMARKS.md, "Throughput IV").
+   Evaluation keeps moe_grouped: quack compiles and autotunes for each new batch shape (≈ 195 s the first time 06
+   scores HellaSwag on a machine), while a training step has one shape.
 """
 from __future__ import annotations
 
