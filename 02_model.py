@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import house
-from fast import fp8, moe as fused_moe
+from fast import fp8, loss as fused_loss, moe as fused_moe
 from fast import rope_qk_norm as fused_rope
 from house import checkpoints
 
@@ -48,7 +48,7 @@ def round_up(x: int, multiple: int) -> int:
 
 
 MOE_IMPLS = ("auto", "reference", "grouped", "grouped_fp8", "fused")   # section 5 (fast/fp8.py, fast/moe.py)
-ROPE_IMPLS = ("auto", "reference", "fused")                    # section 4 (fused: fast/rope_qk_norm.py)
+ROPE_IMPLS = LOSS_IMPLS = ("auto", "reference", "fused")       # sections 4 and 6 (fast/rope_qk_norm.py, fast/loss.py)
 
 
 @dataclass
@@ -60,8 +60,8 @@ class LLMConfig:
     >>> c.n_layer, c.n_head, c.n_kv_head, c.n_embd, c.ffn_dim
     (12, 12, 4, 768, 2048)
 
-    `vocab_size` is padded up to a multiple of 64. How it runs, not what it is: `moe_impl` (section 5) and
-    `rope_impl` (section 4; "auto" = the fast/ kernel on CUDA). The last three fields are linnet+'s (section 6)."""
+    `vocab_size` is padded up to a multiple of 64. How it runs, not what it is: `moe_impl` (section 5), `rope_impl`
+    (section 4; "auto" = the fast/ kernel on CUDA), `loss_impl` (section 6). The last three are linnet+'s (section 6)."""
     depth: int = 12
     block_size: int = 1024
     vocab_size: int = 32768
@@ -76,6 +76,7 @@ class LLMConfig:
     rope_base: float = 50000.0
     moe_impl: str = "auto"
     rope_impl: str = "auto"
+    loss_impl: str = "auto"
     balance_coef: float = 0.01
     qk_norm: bool = True          # linnet: True. False only for the experiment of section 9 (no weights change)
     zero_init_out: bool = False   # linnet+: output projections start at 0 (each block starts as the identity)
@@ -99,10 +100,11 @@ class LLMConfig:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if not 1 <= self.n_active_experts <= self.n_experts:
             raise ValueError(f"n_active_experts must be in 1..n_experts ({self.n_experts}), got {self.n_active_experts}")
-        if self.moe_impl not in MOE_IMPLS:
-            raise ValueError(f"moe_impl must be one of {', '.join(MOE_IMPLS)}, got {self.moe_impl!r}")
-        if self.rope_impl not in ROPE_IMPLS:
-            raise ValueError(f"rope_impl must be one of {', '.join(ROPE_IMPLS)}, got {self.rope_impl!r}")
+        for name, allowed in (("moe_impl", MOE_IMPLS), ("rope_impl", ROPE_IMPLS), ("loss_impl", LOSS_IMPLS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.loss_impl == "fused" and self.logit_softcap:
+            raise ValueError("loss_impl 'fused' (fast/loss.py) has no logit_softcap: use 'auto' or 'reference'")
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-able) with every field, derived ones included: what a checkpoint stores."""
@@ -129,9 +131,8 @@ PARTS = ("embedding", "attention", "experts", "router", "norms+conv")   # what c
 
 
 def count_parameters(config: LLMConfig) -> dict:
-    """Parameters by part, from the config alone. Embedding is counted once (tied with lm_head).
-
-    "active" is what one token touches: everything but the experts it was not routed to.
+    """Parameters by part, from the config alone. Embedding is counted once (tied with lm_head). "active" is what
+    one token touches: everything but the experts it was not routed to.
 
     >>> p = count_parameters(LLMConfig(depth=12)); p["total"], p["active"]
     (497145600, 157406976)"""
@@ -153,7 +154,6 @@ def count_parameters(config: LLMConfig) -> dict:
 
 def flops_per_token(config: LLMConfig, seq_len: int | None = None) -> int:
     """Training FLOPs per token, PaLM/nanoGPT convention: 6·N_active + 12·n_layer·T·n_embd.
-
     >>> flops_per_token(LLMConfig(depth=12), 1024)   # 0.944 G (weights) + 0.113 G (attention)
     1057688064"""
     T = config.block_size if seq_len is None else seq_len
@@ -352,7 +352,6 @@ def swiglu(h):
 def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k), top_e (N, k)
     """The router's decision: softmax over the E experts, keep the k most probable, renormalise their
     weights to sum to 1 (linnet: E = 8, k = 2).
-
     >>> probs, top_w, top_e = route(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), k=2)
     >>> top_e.tolist(), [round(w, 3) for w in top_w[0].tolist()]   # softmax 0.644, 0.237 → renormalised
     ([[0, 1]], [0.731, 0.269])"""
@@ -364,7 +363,6 @@ def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k),
 def balance_loss(probs):  # (N, E) → scalar
     """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router probability
     is uniform, up to E when every token prefers one expert (not Switch's, which weighs by tokens routed).
-
     >>> balance_loss(torch.full((5, 8), 1 / 8)).item(), balance_loss(torch.eye(8)[[0, 0]]).item()
     (1.0, 8.0)"""
     mean_prob = probs.mean(dim=0)                           # (E,)
@@ -543,12 +541,14 @@ class LLM(nn.Module):
         `expert_weights`: one (w_v, c_proj) pair per layer (fast/moe.py; None: the parameters)."""
         self.check_input(idx)
         x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
-        logits = self.head(x)                                        # (B, T, V)
+        fused = targets is not None and self.loss_path(x) == "fused"  # fast/loss.py: the loss made a chunk at a time,
+        logits = None if fused else self.head(x)                     # (B, T, V), or none at all
         self.router_stats = {name: torch.stack([r[name] for r in routers]).detach()
                              for name in ("tokens_per_expert", "mean_prob", "entropy")}
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+            loss = (fused_loss.linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten()) if fused
+                    else F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1))
             if self.training:
                 balance = torch.stack([r["balance"] for r in routers]).sum() / self.config.n_layer
                 loss = loss + self.config.balance_coef * balance
@@ -559,6 +559,12 @@ class LLM(nn.Module):
         logits = self.lm_head(x)
         cap = self.config.logit_softcap
         return cap * torch.tanh(logits / cap) if cap else logits
+
+    def loss_path(self, x) -> str:
+        """loss_impl "auto": fused (no logits returned) when training in bf16 on a Hopper GPU with quack, no softcap."""
+        fast = x.is_cuda and compute_dtype(x) == torch.bfloat16 and torch.is_grad_enabled() and not self.config.logit_softcap
+        auto = "fused" if fast and fused_moe.quack_ready() else "reference"
+        return auto if self.config.loss_impl == "auto" else self.config.loss_impl
 
     def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None, packed=None):
         """Embedding → blocks → final norm: the one walk over the blocks, shared by training, generation, section 8's
@@ -826,7 +832,6 @@ def real_text_batch(model: LLM, n: int = 8, seed: int = 0):
 def plot_param_budget(config: LLMConfig):
     """Two stacked bars: every stored parameter by part, and the ones a single token computes with."""
     import matplotlib.pyplot as plt
-
     p = count_parameters(config)
     active = {**{k: p[k] for k in PARTS}, "experts": p["active_experts"]}
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -852,7 +857,6 @@ def plot_param_budget(config: LLMConfig):
 def plot_rope_frequencies(config: LLMConfig):
     """Left: the wavelength of each RoPE pair (log scale); right: the cos table, pair × position."""
     import matplotlib.pyplot as plt
-
     T = min(config.block_size, 256)
     rotary = RotaryEmbedding(config.head_dim, config.rope_base, max_len=T)
     wavelength = 2 * math.pi / rotary.inv_freq                        # (hd/2,) tokens per full turn
@@ -874,7 +878,6 @@ def plot_attention_map(models: dict, text: str, head: int = 0):
     """Layer 0's attention probabilities on the bytes of `text`, one panel per model ({label: LLM}), e.g.
     random init next to trained: the same head, side by side, each with a colour bar."""
     import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5.5), squeeze=False)
     for ax, (label, model) in zip(axes[0], models.items()):
         ids = list(text.encode("utf-8"))[: model.config.block_size]   # bytes as token ids (< 256)
@@ -908,7 +911,6 @@ def plot_router_load(stats_by_label: dict, config: LLMConfig, n_tokens: int):
     """The share of token-slots each expert got, per layer, one panel per model ({label: router_stats after
     a forward on the same n_tokens}), e.g. random init next to trained."""
     import matplotlib.pyplot as plt
-
     L, E = config.n_layer, config.n_experts
     fig, axes = plt.subplots(1, len(stats_by_label), figsize=((1.2 * E + 3) * len(stats_by_label), 0.6 * L + 2.5),
                              squeeze=False)
@@ -927,7 +929,6 @@ def plot_router_load(stats_by_label: dict, config: LLMConfig, n_tokens: int):
 def plot_rope_bases(bases=(10000.0, 50000.0), head_dim: int = 64, max_offset: int = 1024):
     """rope_offset_similarity for each base: how alike one vector looks to itself d tokens away."""
     import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 4))
     far = max_offset // 2
     ax.axvspan(far, max_offset - 1, color="0.93", zorder=0)
@@ -946,7 +947,6 @@ def plot_rope_bases(bases=(10000.0, 50000.0), head_dim: int = 64, max_offset: in
 def plot_qk_norm_logits(histories: dict):
     """Left: the max attention logit per training step; right: the loss, for each run ({label: history})."""
     import matplotlib.pyplot as plt
-
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for label, h in histories.items():
         a.plot(h["max_logit"], label=label)

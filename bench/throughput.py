@@ -24,6 +24,8 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
                    not once per step with fast/moe.py's cast_expert_weights)
     rope           LLMConfig.rope_impl = "reference": 02's plain RoPE + QK-norm ops, not the fused Triton kernel
                    of fast/rope_qk_norm.py (what "auto" runs on a GPU)
+    loss           LLMConfig.loss_impl = "reference": 02's lm_head + F.cross_entropy, not fast/loss.py's chunked
+                   linear + cross-entropy on quack (what "auto" trains with where quack runs)
 RoPE reads cos/sin from tables on both sides; the table-vs-angles choice was measured in the second benchmark
 session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside the compiled graph 304.4k tokens/s,
 tables 309.4k).
@@ -66,7 +68,8 @@ def random_batches(n, micro_batch, seq_len, vocab, device, generator):
 
 def build(args, device):
     config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab,
-                                 moe_impl=args.moe, rope_impl="reference" if "rope" in getattr(args, "plain", ()) else "auto")
+                                 moe_impl=args.moe, rope_impl="reference" if "rope" in getattr(args, "plain", ()) else "auto",
+                                 loss_impl="reference" if "loss" in getattr(args, "plain", ()) else "auto")
     torch.manual_seed(0)
     model = model_lib.LLM(config).to(device)
     if getattr(args, "residual", "fp32") == "bf16":     # an experiment (issue 25), not a lesson's choice yet
@@ -82,6 +85,7 @@ PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lesson
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
     "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
     "rope": "LLMConfig.rope_impl='reference' (02's plain RoPE + QK-norm ops, not fast/rope_qk_norm.py's kernel)",
+    "loss": "LLMConfig.loss_impl='reference' (02's lm_head + F.cross_entropy, not fast/loss.py's chunked one)",
 }
 
 

@@ -594,6 +594,6 @@ def refuse_unknown_fields(checkpoint: dict, path, model_class, train_class=None,
 
 def saved_model_config(checkpoint: dict, path, config_class):
     """The model config a 05 checkpoint saved ("config") as `config_class` (02's LLMConfig), an unknown field refused
-    (refuse_unknown_fields); moe_impl "auto": how it ran is not the model."""
+    (refuse_unknown_fields); moe_impl and loss_impl "auto": how it ran is not the model."""
     refuse_unknown_fields(checkpoint, path, config_class)
-    return config_class(**{**checkpoint["config"], "moe_impl": "auto"})
+    return config_class(**{**checkpoint["config"], "moe_impl": "auto", "loss_impl": "auto"})

@@ -426,7 +426,7 @@ def exported_folder(tmp_path, record_config=False, **config_changes):
     model = m.LLM(config).eval()
     checkpoints.save_pytorch_model_bin(m.export_linnet_state_dict(model), tmp_path / "pytorch_model.bin",
                                        config.to_dict() if record_config else None)
-    claims = {k: v for k, v in config.to_dict().items() if k not in ("moe_impl", "rope_impl")}
+    claims = {k: v for k, v in config.to_dict().items() if k not in ("moe_impl", "rope_impl", "loss_impl")}
     (tmp_path / "config.json").write_text(json.dumps({**claims, **config_changes}))
     return tmp_path, model
 
