@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fast.moe import import_quack
+from fast.moe import quack_ready
 
 
 def chunk_plain(x, w, targets, ignore_index: int):
@@ -89,6 +89,6 @@ def linear_cross_entropy(x, w, targets, ignore_index: int = -1, chunk: int = 409
     if torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)
         x, w = x.to(dtype), w.to(dtype)
-    kernels = kernels or ("quack" if x.is_cuda and import_quack()[0] is not None else "plain")
+    kernels = kernels or ("quack" if x.is_cuda and quack_ready() else "plain")
     with torch.autocast(x.device.type, enabled=False):
         return LinearCrossEntropy.apply(x, w, targets, ignore_index, chunk, kernels)
