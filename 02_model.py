@@ -154,6 +154,7 @@ def count_parameters(config: LLMConfig) -> dict:
 
 def flops_per_token(config: LLMConfig, seq_len: int | None = None) -> int:
     """Training FLOPs per token, PaLM/nanoGPT convention: 6·N_active + 12·n_layer·T·n_embd.
+
     >>> flops_per_token(LLMConfig(depth=12), 1024)   # 0.944 G (weights) + 0.113 G (attention)
     1057688064"""
     T = config.block_size if seq_len is None else seq_len
@@ -352,6 +353,7 @@ def swiglu(h):
 def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k), top_e (N, k)
     """The router's decision: softmax over the E experts, keep the k most probable, renormalise their
     weights to sum to 1 (linnet: E = 8, k = 2).
+
     >>> probs, top_w, top_e = route(torch.tensor([[2.0, 1.0, 0.0, -1.0]]), k=2)
     >>> top_e.tolist(), [round(w, 3) for w in top_w[0].tolist()]   # softmax 0.644, 0.237 → renormalised
     ([[0, 1]], [0.731, 0.269])"""
@@ -363,6 +365,7 @@ def route(router_logits, k: int):  # (N, E) → probs (N, E) fp32, top_w (N, k),
 def balance_loss(probs):  # (N, E) → scalar
     """linnet's load-balance loss: E · Σ_e (mean over tokens of prob_e)², 1.0 when the mean router probability
     is uniform, up to E when every token prefers one expert (not Switch's, which weighs by tokens routed).
+
     >>> balance_loss(torch.full((5, 8), 1 / 8)).item(), balance_loss(torch.eye(8)[[0, 0]]).item()
     (1.0, 8.0)"""
     mean_prob = probs.mean(dim=0)                           # (E,)
@@ -541,8 +544,8 @@ class LLM(nn.Module):
         `expert_weights`: one (w_v, c_proj) pair per layer (fast/moe.py; None: the parameters)."""
         self.check_input(idx)
         x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
-        fused = targets is not None and self.loss_path(x) == "fused"  # fast/loss.py: the loss made a chunk at a time,
-        logits = None if fused else self.head(x)                     # (B, T, V), or none at all
+        fused = targets is not None and self.config.loss_impl == "fused"  # fast/loss.py: the loss a chunk at a time,
+        logits = None if fused else self.head(x)                     # (B, T, V), or none at all ("auto": 02's head)
         self.router_stats = {name: torch.stack([r[name] for r in routers]).detach()
                              for name in ("tokens_per_expert", "mean_prob", "entropy")}
         loss = None
@@ -559,12 +562,6 @@ class LLM(nn.Module):
         logits = self.lm_head(x)
         cap = self.config.logit_softcap
         return cap * torch.tanh(logits / cap) if cap else logits
-
-    def loss_path(self, x) -> str:
-        """loss_impl "auto": fused (no logits returned) when training in bf16 on a Hopper GPU with quack, no softcap."""
-        fast = x.is_cuda and compute_dtype(x) == torch.bfloat16 and torch.is_grad_enabled() and not self.config.logit_softcap
-        auto = "fused" if fast and fused_moe.quack_ready() else "reference"
-        return auto if self.config.loss_impl == "auto" else self.config.loss_impl
 
     def hidden(self, idx, caches: list[LayerCache] | None = None, expert_weights=None, packed=None):
         """Embedding → blocks → final norm: the one walk over the blocks, shared by training, generation, section 8's

@@ -15,6 +15,7 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
     python bench/throughput.py --what rope --warmup 3 --steps 20   # RoPE + QK-norm: fused kernel vs plain ops
     python bench/throughput.py --moe grouped_fp8              # the expert GEMMs in FP8 (05 --fp8)
     python bench/throughput.py --moe fused                    # the experts on quack's fused GEMMs (fast/moe.py)
+    python bench/throughput.py --loss fused                   # lm_head + cross-entropy in chunks (fast/loss.py)
     python bench/throughput.py --depth 2 --seq-len 64 --micro-batch 4 --accum 2 --steps 3   # a CPU smoke run
 
 `--plain NAME` picks the plain side of a fast/plain pair through the argument the lessons use:
@@ -24,8 +25,6 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
                    not once per step with fast/moe.py's cast_expert_weights)
     rope           LLMConfig.rope_impl = "reference": 02's plain RoPE + QK-norm ops, not the fused Triton kernel
                    of fast/rope_qk_norm.py (what "auto" runs on a GPU)
-    loss           LLMConfig.loss_impl = "reference": 02's lm_head + F.cross_entropy, not fast/loss.py's chunked
-                   linear + cross-entropy on quack (what "auto" trains with where quack runs)
 RoPE reads cos/sin from tables on both sides; the table-vs-angles choice was measured in the second benchmark
 session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside the compiled graph 304.4k tokens/s,
 tables 309.4k).
@@ -69,7 +68,7 @@ def random_batches(n, micro_batch, seq_len, vocab, device, generator):
 def build(args, device):
     config = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=args.vocab,
                                  moe_impl=args.moe, rope_impl="reference" if "rope" in getattr(args, "plain", ()) else "auto",
-                                 loss_impl="reference" if "loss" in getattr(args, "plain", ()) else "auto")
+                                 loss_impl=getattr(args, "loss", "auto"))
     torch.manual_seed(0)
     model = model_lib.LLM(config).to(device)
     if getattr(args, "residual", "fp32") == "bf16":     # an experiment (issue 25), not a lesson's choice yet
@@ -85,7 +84,6 @@ PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lesson
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
     "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
     "rope": "LLMConfig.rope_impl='reference' (02's plain RoPE + QK-norm ops, not fast/rope_qk_norm.py's kernel)",
-    "loss": "LLMConfig.loss_impl='reference' (02's lm_head + F.cross_entropy, not fast/loss.py's chunked one)",
 }
 
 
@@ -304,7 +302,7 @@ def report(args, device, config, tokens, seconds, what):
     flops = model_lib.flops_per_token(config, args.seq_len)
     tokens_per_s = tokens / seconds
     peak = house.runs.peak_flops(device)
-    return {"what": what, "moe": args.moe, "compile": args.compile, "compile_mode": args.compile_mode,
+    return {"what": what, "moe": args.moe, "loss_impl": getattr(args, "loss", "auto"), "compile": args.compile, "compile_mode": args.compile_mode,
             "plain": args.plain, "cast_experts_once": args.cast_experts_once, "residual": getattr(args, "residual", "fp32"), "micro_batch": args.micro_batch,
             "accum": args.accum, "ms": round(1000 * seconds, 1), "tokens_per_s": round(tokens_per_s),
             "mfu_percent": round(100 * tokens_per_s * flops / peak, 1) if peak else None,
@@ -378,6 +376,8 @@ def main(argv=None):
     p.add_argument("--accum", type=house.positive_int, default=2, help="micro-steps per timed step (linnet: 16 at micro-batch 32)")
     p.add_argument("--moe", choices=list(model_lib.MOE_IMPLS), default="auto",
                    help="02's MoE path; grouped_fp8 = the expert GEMMs in FP8 (05 --fp8)")
+    p.add_argument("--loss", choices=list(model_lib.LOSS_IMPLS), default="auto",
+                   help="02's loss head; fused = fast/loss.py's chunked linear + cross-entropy")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile-mode", default=None, choices=[None, "default", "max-autotune-no-cudagraphs"],
                    help="torch.compile mode (CUDA-graph modes fail here: the step keeps outputs across micro-steps)")

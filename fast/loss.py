@@ -9,8 +9,10 @@ quack's fused linear cross-entropy do) and the backward only scales them by the 
 
 Two sets of kernels: "quack" (a Hopper GPU with quack-kernels: its one-pass cross-entropy writes the gradient over the
 logits) and "plain", the same chunks in torch ops, which a CPU runs and tests/test_loss_fused.py compares with 02's
-head. Measured (BENCHMARKS.md, "Throughput IV, third round"): 8.65 vs 9.65 ms and 1.1 vs 2.5 GB a micro-step on an
-H100, ≈ 1 % of a training step. Not here: logit_softcap (02 keeps its own head when it is on), label smoothing.
+head. Measured alone (BENCHMARKS.md, "Throughput IV, third round"): quack's chunked linear + cross-entropy 8.65 vs
+9.65 ms and 1.1 vs 2.5 GB a micro-step on an H100, ≈ 1 % of a training step. This file has not yet run in a training
+step on a GPU, so 02's "auto" keeps its own head; `loss_impl="fused"` asks for it. Not here: logit_softcap (02 refuses
+the pair), label smoothing.
 """
 from __future__ import annotations
 
