@@ -6,8 +6,10 @@ reads them a third time for softmax − one-hot (the H100 profile: 59 ms of a 1,
 the GEMMs). Timed here, forward + backward (the gradients of x and of the tied weight), CUDA events:
 
     plain     02's way: F.linear, then F.cross_entropy on the float logits (compiled on a GPU, as 05 runs it)
-    chunked   the same maths over --chunk rows at a time with the gradients made in the forward (the design of
-              Liger's and quack's fused linear cross-entropy, in torch ops): the (N, V) logits never exist whole
+    chunked   fast/loss.py (02's loss_impl "fused") on torch ops: the same maths over --chunk rows at a time with the
+              gradients made in the forward (the design of Liger's and quack's fused linear cross-entropy): the
+              (N, V) logits never exist whole
+    chunked-quack  the same on quack's one-pass cross-entropy (what "fused" runs where quack does; GPU + quack)
     quack-ce  02's F.linear, then quack-kernels' cross_entropy: one pass over the logits, its backward written in
               place of them (GPU + quack)
     quack     quack-kernels' chunked_linear_cross_entropy (softmax pieces in the GEMM's epilogue; GPU + quack)
@@ -17,7 +19,7 @@ the GEMMs). Timed here, forward + backward (the gradients of x and of the tied w
 its residual input; at linnet's shapes both are bound by memory, so the floor is the bytes they move.
 
 Each row gives ms (median of --reps after --warmup), peak memory, |loss − plain's| and each gradient's relative
-error against plain's. Nothing here is used by a lesson yet: this measures which lever to build.
+error against plain's. The chunked rows are fast/loss.py's; the quack rows are quack's own functions, for comparison.
 
     python bench/ce_kernels.py --json out/bench/ce_kernels.jsonl     # a GPU, linnet's shapes
     python bench/ce_kernels.py --norm --json out/bench/ce_kernels.jsonl
@@ -37,42 +39,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
+from fast import loss as fused_loss  # noqa: E402
 
 
 def plain_loss(x, w, targets):
     return F.cross_entropy(F.linear(x, w).float(), targets)
 
 
-class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """mean cross-entropy of x @ wᵀ, one chunk of rows at a time; dx and dw are made in the forward and scaled by
-    the incoming gradient in the backward (so the backward needs no logits)."""
-
-    @staticmethod
-    def forward(ctx, x, w, targets, chunk: int):
-        n = x.shape[0]
-        loss = torch.zeros((), dtype=torch.float32, device=x.device)
-        dx, dw = torch.empty_like(x), torch.zeros(w.shape, dtype=torch.float32, device=w.device)
-        for start in range(0, n, chunk):
-            xc, tc = x[start:start + chunk], targets[start:start + chunk]
-            logits = (xc @ w.t()).float()                                     # (chunk, V)
-            lse = torch.logsumexp(logits, dim=-1)
-            loss += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
-            grad = torch.softmax(logits, dim=-1)                              # d(mean loss)/d logits, this chunk
-            grad[torch.arange(len(tc), device=x.device), tc] -= 1
-            grad = (grad / n).to(x.dtype)
-            dx[start:start + chunk] = grad @ w
-            dw += (grad.t() @ xc).float()
-        ctx.save_for_backward(dx, dw.to(w.dtype))
-        return loss / n
-
-    @staticmethod
-    def backward(ctx, g):
-        dx, dw = ctx.saved_tensors
-        return dx * g.to(dx.dtype), dw * g.to(dw.dtype), None, None
-
-
-def chunked_loss(x, w, targets, chunk):
-    return ChunkedLinearCrossEntropy.apply(x, w, targets, chunk)
+def chunked_loss(x, w, targets, chunk, kernels="plain"):
+    """fast/loss.py's linear_cross_entropy (02's loss_impl "fused"): on torch ops ("plain") or on quack's kernels."""
+    return fused_loss.linear_cross_entropy(x, w, targets, chunk=chunk, kernels=kernels)
 
 
 def quack_loss(x, w, targets, chunk):
@@ -172,6 +148,7 @@ def main(argv=None):
     compile_ = torch.compile if device.type == "cuda" else (lambda f: f)
     paths = [("plain", compile_(plain_loss)),
              ("chunked", compile_(lambda x, w, t: chunked_loss(x, w, t, args.chunk))),
+             ("chunked-quack", compile_(lambda x, w, t: chunked_loss(x, w, t, args.chunk, "quack"))),
              ("quack-ce", quack_ce_loss),
              ("quack", lambda x, w, t: quack_loss(x, w, t, args.chunk))]
     rows, ref = (norm_rows(args, device, compile_) if args.norm else []), None

@@ -74,12 +74,12 @@ def test_ce_kernels_smoke_run_on_cpu(tmp_path):
                         "--reps", "2", "--warmup", "1", "--json", str(out), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert set(rows) == {"plain", "chunked", "quack-ce", "quack"} and rows["plain"]["ms"] > 0
+    assert set(rows) == {"plain", "chunked", "chunked-quack", "quack-ce", "quack"} and rows["plain"]["ms"] > 0
     assert rows["chunked"]["loss_diff"] < 1e-5 and rows["chunked"]["dx_rel"] < 1e-5 and rows["chunked"]["dw_rel"] < 1e-5
-    assert all("error" in rows[q] or rows[q]["dw_rel"] < 1e-2 for q in ("quack", "quack-ce"))
+    assert all("error" in rows[q] or rows[q]["dw_rel"] < 1e-2 for q in ("quack", "quack-ce", "chunked-quack"))
     result = run_script("bench/ce_kernels.py", "--norm", "--tokens", "256", "--C", "64", "--reps", "2", "--warmup", "1",
                         "--json", str(out), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines()[4:])}
+    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines()[5:])}
     assert set(rows) == {"plain-norm", "quack-norm"} and rows["plain-norm"]["ms"] > 0
     assert "error" in rows["quack-norm"] or rows["quack-norm"]["dx_rel"] < 1e-2
