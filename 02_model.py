@@ -540,8 +540,8 @@ class LLM(nn.Module):
                                  f"vocabulary 0..{self.config.vocab_size - 1}: the tokenizer and the model disagree")
 
     def forward(self, idx, targets=None, caches: list[LayerCache] | None = None, expert_weights=None):
-        """idx (B, T) → (logits (B, T, V), loss or None). `caches`: one LayerCache per layer (generation);
-        `expert_weights`: one (w_v, c_proj) pair per layer (fast/moe.py; None: the parameters)."""
+        """idx (B, T) → (logits (B, T, V), or None where loss_impl "fused" makes the loss; loss or None). `caches`:
+        one LayerCache per layer (generation); `expert_weights`: one (w_v, c_proj) pair per layer (fast/moe.py)."""
         self.check_input(idx)
         x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
         fused = targets is not None and self.config.loss_impl == "fused"  # fast/loss.py: the loss a chunk at a time,

@@ -84,6 +84,7 @@ def norm_rows(args, device, compile_):
     rows, ref = [], None
     for name, fn in (("plain-norm", compile_(plain_norm)), ("quack-norm", quack_norm)):
         def loss(x, w, d, fn=fn):
+            d.grad = None                               # as measure() does for x and w
             h, n = fn(x, w, d)
             return (h * gh).sum() + (n.float() * gn.float()).sum()
         row, got = measure(name, lambda x, w, d: loss(x, w, d), x0, w0, d0, ref, args, device)

@@ -79,18 +79,21 @@ class LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         dx, dw, count = ctx.saved_tensors
-        scale = g / count
-        return dx * scale.to(dx.dtype), (dw * scale).to(ctx.w_dtype), None, None, None, None
+        scale = g.float() / count                                      # in fp32: a bf16 scale would be off by ≤ 0.4 %
+        return (dx.float() * scale).to(dx.dtype), (dw * scale).to(ctx.w_dtype), None, None, None, None
 
 
 def linear_cross_entropy(x, w, targets, ignore_index: int = -1, chunk: int = 4096, kernels: str | None = None):
     """mean over the rows whose target is not `ignore_index` of cross_entropy(x @ wᵀ, targets), as
-    F.cross_entropy(F.linear(x, w), targets, ignore_index=...) computes it: x (N, C), w (V, C), targets (N,).
-    Under autocast both are cast to its dtype first, as F.linear would. `kernels`: "quack" or "plain" (default: quack
-    where it imports, else plain)."""
+    F.cross_entropy(F.linear(x, w), targets, ignore_index=...) computes it (except that with every target ignored it
+    is 0, not NaN): x (N, C), w (V, C), targets (N,). Under autocast both are cast to its dtype first, as F.linear
+    would. Without gradients (evaluation) it is simply that F.cross_entropy. `kernels`: "quack" or "plain" (default:
+    quack where it imports, else plain)."""
     if torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)
         x, w = x.to(dtype), w.to(dtype)
+    if not torch.is_grad_enabled() or not (x.requires_grad or w.requires_grad):
+        return F.cross_entropy(F.linear(x, w).float(), targets, ignore_index=ignore_index)   # no gradients to make
     kernels = kernels or ("quack" if x.is_cuda and quack_ready() else "plain")
     with torch.autocast(x.device.type, enabled=False):
         return LinearCrossEntropy.apply(x, w, targets, ignore_index, chunk, kernels)

@@ -67,6 +67,31 @@ def test_the_chunks_do_not_change_the_answer():
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(torch.autograd.grad(got, (x, w)), want_grads))
 
 
+def test_the_incoming_gradient_scales_both_gradients_and_bf16_autocast_matches_02s_head():
+    g = torch.Generator().manual_seed(6)
+    x, w = torch.randn(300, 32, generator=g, requires_grad=True), torch.randn(96, 32, generator=g, requires_grad=True)
+    targets = torch.randint(0, 96, (300,), generator=g)
+    targets[::5] = -1
+    for autocast in (False, True):                              # 05 backpropagates loss / accum, under bf16 autocast
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            want = F.cross_entropy(F.linear(x, w).float(), targets, ignore_index=-1)
+            got = fused_loss.linear_cross_entropy(x, w, targets, chunk=64, kernels="plain")
+        want_grads = torch.autograd.grad(want * 0.3, (x, w))
+        got_grads = torch.autograd.grad(got * 0.3, (x, w))
+        tol = 1e-2 if autocast else 1e-6
+        assert abs(got - want).item() < tol, autocast
+        for a, b in zip(got_grads, want_grads):
+            assert ((a - b).norm() / b.norm()).item() < tol, autocast
+
+
+def test_without_gradients_the_fused_loss_is_f_cross_entropy():
+    plain, fused = twins(seed=7)
+    idx = torch.randint(0, 320, (2, 32), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        want, got = plain(idx, idx)[1], fused(idx, idx)[1]
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_loss_impl_is_a_config_field_checked_like_the_others():
     with pytest.raises(ValueError, match="loss_impl must be one of auto, reference, fused, got 'chunked'"):
         m.LLMConfig(depth=2, loss_impl="chunked")
