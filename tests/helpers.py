@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,13 @@ def hellaswag_lines(n: int) -> list[str]:
 
     with house.open_text(HELLASWAG) as f:
         return [line.rstrip("\n") for line in itertools.islice(f, n)]
+
+
+def from_a_terminal():
+    """Popen's preexec_fn for a script a test signals: the signals of a program started from a terminal (pytest run
+    under nohup or in the background passes on an ignored SIGHUP or SIGINT, and the script would never see it)."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def run_script(script: str, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ import warnings
 import pytest
 import torch
 
-from helpers import REPO_DIR, lesson, run_script
+from helpers import REPO_DIR, from_a_terminal, lesson, run_script
 
 train_lib = lesson("05_train")
 house = lesson("house")
@@ -171,7 +171,8 @@ def test_a_signal_saves_a_checkpoint_and_exits_interrupted(tiny_run, tmp_path, s
     cmd = [sys.executable, str(REPO_DIR / "05_train.py"), "--preset", "tiny", "--tokenizer", str(tiny_run["tokenizer"]),
            "--data-dir", str(tiny_run["data_dir"]), "--out", str(out), "--no-hellaswag", "--eval-every", "1000"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=from_a_terminal)
     log = out / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 5):

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from helpers import lesson, one_error_line, run_script
+from helpers import from_a_terminal, lesson, one_error_line, run_script
 
 house = lesson("house")
 model_lib = lesson("02_model")
@@ -293,16 +293,12 @@ def stops_and_restores(os, signal, sys, time):
 def signalled_script(args, started, sig, timeout=120):
     """Run `python <args>` in its own session, send `sig` to its group once `started()` is true; (rc, stderr)."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
     from helpers import REPO_DIR
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    def from_a_terminal():                    # pytest under nohup or in the background passes on ignored signals
-        for s in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-            signal.signal(s, signal.SIG_DFL)
     proc = subprocess.Popen([sys.executable, *args], cwd=REPO_DIR, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=from_a_terminal)
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import REPO_DIR, lesson, one_error_line, run_script, shakespeare_text
+from helpers import REPO_DIR, from_a_terminal, lesson, one_error_line, run_script, shakespeare_text
 
 house = lesson("house")
 tok = lesson("01_tokenizer")
@@ -186,7 +186,8 @@ def test_ctrl_c_while_tokenizing_is_one_line_keeps_the_finished_shards_and_a_rer
     args = [sys.executable, str(REPO_DIR / "04_data.py"), "--preset", "tiny", "--tokenizer", str(inputs / "tokenizer.json"),
             "--shard-tokens", "100000", "--val-tokens", "100000", "--out", str(out)]   # the embedded corpus: ~40 shards
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    proc = subprocess.Popen(args, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=from_a_terminal)
     deadline = time.monotonic() + 120
     while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from helpers import REPO_DIR, hellaswag_lines, lesson, one_error_line, run_script
+from helpers import REPO_DIR, from_a_terminal, hellaswag_lines, lesson, one_error_line, run_script
 
 house = lesson("house")
 eval_lib = lesson("06_eval")
@@ -87,7 +87,7 @@ def test_bits_per_byte_scores_what_05_scores(tiny_inputs):
 def test_ctrl_c_during_the_evaluation_is_one_line(tmp_path, tiny_inputs):
     proc = subprocess.Popen([sys.executable, str(REPO_DIR / "06_eval.py"),
                              *tiny_args(tiny_inputs, tmp_path / "eval", "--limit", "10042", "--batch-tokens", "512")],
-                            cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=from_a_terminal,
                             env={**__import__("os").environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
     deadline = time.time() + 120
     for line in proc.stdout:                                   # wait until the scoring has begun

@@ -21,7 +21,7 @@ import time
 import pytest
 import torch
 
-from helpers import REPO_DIR, lesson, one_error_line, run_script
+from helpers import REPO_DIR, from_a_terminal, lesson, one_error_line, run_script
 
 import house
 
@@ -213,13 +213,6 @@ def start_run(inputs, out, *args, **popen):
     popen = popen or dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     popen.setdefault("preexec_fn", from_a_terminal)
     return subprocess.Popen(cmd, cwd=REPO_DIR, env=env, start_new_session=True, **popen)
-
-
-def from_a_terminal():
-    """The signals of a program started from a terminal (pytest run under nohup or in the background would pass
-    on an ignored SIGHUP or SIGINT)."""
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def wait_for_steps(proc, out, n=3, seconds=120):
