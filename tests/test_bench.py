@@ -83,3 +83,14 @@ def test_ce_kernels_smoke_run_on_cpu(tmp_path):
     rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines()) if r["path"].endswith("-norm")}
     assert set(rows) == {"plain-norm", "quack-norm"} and rows["plain-norm"]["ms"] > 0
     assert "error" in rows["quack-norm"] or rows["quack-norm"]["dx_rel"] < 1e-2
+
+
+def test_fp8_quack_probe_says_why_it_cannot_run_here(tmp_path):
+    """bench/fp8_quack.py (the probe of FP8 inside quack's fused up GEMM) runs anywhere: where quack does not, every
+    row says why instead of stopping the script."""
+    out = tmp_path / "fp8.jsonl"
+    result = run_script("bench/fp8_quack.py", "--json", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == ["bf16", "fp8", "fp8+quant"]
+    assert all("error" in r or (r["ms"] > 0 and r["rel_error"] < 0.1) for r in rows)
