@@ -158,13 +158,19 @@ def main(argv=None):
         ref = ref if ref is not None else got
         rows.append(row)
     for row in rows:
-        row.update(tokens=args.tokens, C=args.C, V=args.V, chunk=args.chunk, dtype=str(dtype).replace("torch.", ""),
-                   device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__)
-        shown = row.get("error") or "  ".join(f"{k} {row[k]:.3g}" for k in ("ms", "loss_diff", "dx_rel", "dw_rel")
-                                              if k in row)
+        row.update(tokens=args.tokens, C=args.C, V=args.V, chunk=args.chunk, dtype=str(dtype).replace("torch.", ""))
+    return report(rows, ("ms", "loss_diff", "dx_rel", "dw_rel"), args.json)
+
+
+def report(rows, keys, json_path):
+    """Each row as one line (its `keys` that it has, or the error it raised), with the device and torch added;
+    appended to json_path as JSON lines when given. Shared with bench/fp8_quack.py."""
+    for row in rows:
+        row.update(device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", torch=torch.__version__)
+        shown = row.get("error") or "  ".join(f"{k} {row[k]:.3g}" for k in keys if k in row)
         print(f"{row['path']:10s} {shown}")
-    if args.json is not None:
-        with open(args.json, "a") as f:
+    if json_path is not None:
+        with open(json_path, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     return rows
 

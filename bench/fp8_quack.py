@@ -20,7 +20,6 @@ the error the call raised. Nothing here is used by a lesson.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import house  # noqa: E402
+from bench.ce_kernels import report  # noqa: E402
 from fast import moe  # noqa: E402
 
 E4M3_MAX = 448.0
@@ -106,14 +106,8 @@ def main(argv=None):
             except Exception as e:  # noqa: BLE001 -- a row that cannot run says why
                 row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
     for row in rows:
-        row.update(tokens=args.tokens, C=args.C, F=args.F, experts=args.experts, torch=torch.__version__,
-                   device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
-        shown = row.get("error") or f"ms {row['ms']:.3f}  rel_error {row['rel_error']:.3g}"
-        print(f"{row['path']:10s} {shown}")
-    if args.json is not None:
-        with open(args.json, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-    return rows
+        row.update(tokens=args.tokens, C=args.C, F=args.F, experts=args.experts)
+    return report(rows, ("ms", "rel_error"), args.json)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def parse_args(argv=None):
 def build_model(args, tokenizer, device):
     if args.checkpoint is not None:
         model = eval_lib.load_model(args.checkpoint, device)
-        model = moe_twin(model, args.moe) if args.moe != model.config.moe_impl else model
+        model = twin(model, moe_impl=args.moe) if args.moe != model.config.moe_impl else model
     else:
         torch.manual_seed(0)
         config = model_lib.LLMConfig(depth=args.depth, vocab_size=args.vocab, moe_impl=args.moe)
@@ -94,17 +94,13 @@ def build_model(args, tokenizer, device):
     return model.to(torch.bfloat16) if device.type == "cuda" else model    # as 06's get_model does
 
 
-def rope_twin(model, impl: str, field: str = "rope_impl"):
-    """The same weights, dtype and device in a model whose RoPE + QK-norm runs as `impl` (LLMConfig.rope_impl;
-    or another field of LLMConfig that says how the model runs, such as moe_impl)."""
-    twin = model_lib.LLM(dataclasses.replace(model.config, **{field: impl}))
+def twin(model, **how):
+    """The same weights, dtype and device in a model that runs another way: `how` sets LLMConfig fields such as
+    rope_impl="reference" (02's plain RoPE + QK-norm ops) or moe_impl="fused"."""
+    twin = model_lib.LLM(dataclasses.replace(model.config, **how))
     twin.load_state_dict(model.state_dict())
     parameter = next(model.parameters())
     return twin.to(parameter.device, parameter.dtype).eval()
-
-
-def moe_twin(model, impl: str):
-    return rope_twin(model, impl, field="moe_impl")
 
 
 def tokens_scored(tokenizer, examples, window, nanogpt: bool = False, batch_tokens: int = 65_536) -> dict:
@@ -148,7 +144,7 @@ def compare_reference(model, tokenizer, examples, device, compiled, share_prefix
     eager = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False)
     whole = eval_lib.evaluate_hellaswag(model, tokenizer, examples, device=device, nanogpt=False, compiled=False,
                                         share_prefix=False)
-    exact = rope_twin(model, "reference").float()                 # the plain ops throughout, in fp32
+    exact = twin(model, rope_impl="reference").float()                 # the plain ops throughout, in fp32
     plain = eval_lib.evaluate_hellaswag(exact, tokenizer, examples, device=device, nanogpt=False, reference=True)
     a = np.array([r["logprob_sum"] for r in fast["records"]])
     b = np.array([r["logprob_sum"] for r in plain["records"]])
@@ -208,7 +204,7 @@ def main(argv=None):
                      **{f"whole_rows_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], whole["records"]))
                         for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})
     if args.compare_plain_rope:
-        plain = timed_run(rope_twin(model, "reference"), tokenizer, examples, device, args)
+        plain = timed_run(twin(model, rope_impl="reference"), tokenizer, examples, device, args)
         line.update({"plain_rope_seconds": round(plain["seconds"], 3), "plain_rope_acc": plain["acc"],
                      **{f"plain_rope_{pred}_differs": sum(a[pred] != b[pred] for a, b in zip(result["records"], plain["records"]))
                         for pred in ("pred", "pred_norm") + (("pred_nanogpt",) if args.nanogpt else ())}})
