@@ -1,5 +1,6 @@
 """bench/throughput.py runs on CPU (a smoke run: the real numbers come from a GPU, see BENCHMARKS.md)."""
 import json
+import sys
 
 import pytest
 
@@ -94,3 +95,67 @@ def test_fp8_quack_probe_says_why_it_cannot_run_here(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in rows] == ["bf16", "fp8", "fp8+quant"]
     assert all("error" in r or (r["ms"] > 0 and r["rel_error"] < 0.1) for r in rows)
+
+
+STAND_IN = '''"""A stand-in with the original model.py's interface (the original is not part of this repo): LLMConfig(depth,
+vocab_size), LLM(config)(idx, targets) -> (logits, loss), LLM.configure_optimizers(...) -> [Muon-like, AdamW]."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+STEPS = []
+
+
+class LLMConfig:
+    def __init__(self, depth=12, vocab_size=32768):
+        self.depth, self.vocab_size = depth, vocab_size
+
+
+class Counted(torch.optim.SGD):
+    def step(self, closure=None):
+        STEPS.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+class LLM(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, 16)
+        self.mix = nn.Linear(16, 16, bias=False)
+        self.lm_head = nn.Linear(16, config.vocab_size, bias=False)
+
+    def forward(self, idx, targets=None):
+        logits = self.lm_head(torch.relu(self.mix(self.wte(idx))))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+    def configure_optimizers(self, weight_decay, learning_rate, device):
+        return [Counted([self.mix.weight], lr=learning_rate * 10),
+                Counted([self.wte.weight, self.lm_head.weight], lr=learning_rate)]
+'''
+
+
+def test_original_code_runner_times_the_step_of_a_model_py_it_is_given(tmp_path):
+    """bench/original.py imports linnet's original model.py from the path it is given and times the original's step
+    (both optimizers stepped every step); a missing or wrong file ends in one line that says what to do."""
+    import importlib.util
+    from helpers import REPO_DIR, one_error_line
+    (tmp_path / "model.py").write_text(STAND_IN)
+    spec = importlib.util.spec_from_file_location("bench_original", REPO_DIR / "bench" / "original.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    out = tmp_path / "pair.jsonl"
+    runner.main(["--model-py", str(tmp_path), "--depth", "2", "--vocab", "500", "--seq-len", "16", "--micro-batch", "2",
+                 "--accum", "3", "--warmup", "1", "--steps", "2", "--json", str(out)])
+    record = json.loads(out.read_text())
+    assert record["tokens_per_s"] > 0 and record["micro_batch"] == 2 and record["accum"] == 3 and record["device"] == "cpu"
+    assert 0 < record["loss"] < 10
+    original = sys.modules.get("linnet_original")
+    # 1 warm-up + 2 timed steps, each stepping both optimizers at train.py's learning rates (Muon's 10× AdamW's)
+    assert original is not None and len(original.STEPS) == 3 * 2 and original.STEPS[:2] == pytest.approx([6e-3, 6e-4])
+    missing = run_script("bench/original.py", "--model-py", str(tmp_path / "nowhere"), timeout=120)
+    assert missing.returncode == 1
+    assert "git clone https://github.com/rudyon/pipeline" in one_error_line(missing, "no file")
+    (tmp_path / "wrong").mkdir()
+    (tmp_path / "wrong" / "model.py").write_text("x = 1\n")
+    wrong = run_script("bench/original.py", "--model-py", str(tmp_path / "wrong"), timeout=120)
+    assert wrong.returncode == 1 and "not linnet's model.py" in one_error_line(wrong, "LLM")
