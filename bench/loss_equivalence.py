@@ -12,11 +12,11 @@ training step and 03's Muon + AdamW on 05's learning-rate schedule:
     fast, compiled  the same under torch.compile    (not on a CPU, where grouped_mm compiles in bf16 only)
     fused, eager / fused, compiled   the same, with RoPE + QK-norm in one Triton kernel (fast/rope_qk_norm.py): GPU only;
                     "fused, compiled" is what 05_train.py trains with on a GPU without quack
-    quack, compiled the same, with the experts on quack's fused GEMMs (fast/moe.py): a Hopper GPU with quack;
-                    what 05_train.py trains with there
+    quack, compiled the same, with the experts on quack's fused GEMMs (fast/moe.py): a Hopper GPU with quack
+    quack+loss, compiled   the same, with the loss a chunk at a time (fast/loss.py): what 05_train.py trains with there
 
-Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl through 05's TrainConfig.model.moe_impl,
-and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
+Each path is chosen with the arguments the lessons use (LLMConfig.moe_impl, rope_impl and loss_impl through 05's
+TrainConfig.model, and TrainConfig.cast_experts_once), as bench/throughput.py's --plain does. RoPE reads its tables on every path
 (02 has one RoPE; the table-vs-angles speed was measured once, BENCHMARKS.md rows 5 and 6).
 
 In bf16 no two of them round alike, so their loss curves drift apart by "bf16 noise". How far the two fast
@@ -31,6 +31,8 @@ reference is the same maths if it sits as close to the fast path as that. Plot: 
                                   # the fused RoPE + QK-norm kernel against the plain ops, next to the noise
     python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled quack-compiled
                                   # the experts on quack's kernels (fast/moe.py) against grouped_mm, next to the noise
+    python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled quack-compiled \
+        quack+loss-compiled       # and the loss on fast/loss.py against 02's head
 
 FP8 rounds the experts' GEMM inputs to ~2 significant digits, so it is not the same maths: the question is
 whether its loss stays within (or near) the bf16 noise band over a few hundred steps.
@@ -55,14 +57,15 @@ muon_lib = importlib.import_module("03_muon")
 data_lib = importlib.import_module("04_data")
 train_lib = importlib.import_module("05_train")
 
-PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once, LLMConfig.rope_impl)
-    "reference": ("reference", False, False, "reference"),
-    "fast, eager": ("grouped", False, True, "reference"),
-    "fast, compiled": ("grouped", True, True, "reference"),
-    "fused, eager": ("grouped", False, True, "fused"),        # + RoPE and QK-norm in one Triton kernel (fast/)
-    "fused, compiled": ("grouped", True, True, "fused"),      # what 05 trains with on a GPU since issue 25
-    "fp8, compiled": ("grouped_fp8", True, True, "reference"),   # fast/fp8.py, 05 --fp8: not the same maths, how close?
-    "quack, compiled": ("fused", True, True, "fused"),    # + the experts on quack's kernels (fast/moe.py): 05 where quack runs
+PATHS = {  # name → (LLMConfig.moe_impl, compiled, TrainConfig.cast_experts_once, LLMConfig.rope_impl, .loss_impl)
+    "reference": ("reference", False, False, "reference", "reference"),
+    "fast, eager": ("grouped", False, True, "reference", "reference"),
+    "fast, compiled": ("grouped", True, True, "reference", "reference"),
+    "fused, eager": ("grouped", False, True, "fused", "reference"),     # + RoPE and QK-norm in one Triton kernel (fast/)
+    "fused, compiled": ("grouped", True, True, "fused", "reference"),   # what 05 trains with on a GPU without quack
+    "fp8, compiled": ("grouped_fp8", True, True, "reference", "reference"),   # 05 --fp8: not the same maths, how close?
+    "quack, compiled": ("fused", True, True, "fused", "reference"),     # + the experts on quack's kernels (fast/moe.py)
+    "quack+loss, compiled": ("fused", True, True, "fused", "fused"),    # + fast/loss.py's chunked loss: 05 where quack runs
 }
 DEFAULT_PATHS = ["reference", "fast, eager", "fast, compiled", "fused, compiled"]
 
@@ -88,10 +91,10 @@ def batch_stream(args, vocab_size):
 
 def train_path(name, args, vocab_size, device) -> dict:
     """Train one path for args.steps steps; returns its per-step losses and gradient norms."""
-    moe_impl, compiled, cast_experts_once, rope_impl = PATHS[name]
+    moe_impl, compiled, cast_experts_once, rope_impl, loss_impl = PATHS[name]
     cfg = dataclasses.replace(train_lib.PRESETS["linnet"], micro_batch=args.micro_batch,
                               model=model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, moe_impl=moe_impl,
-                                                        rope_impl=rope_impl),
+                                                        rope_impl=rope_impl, loss_impl=loss_impl),
                               total_batch_tokens=args.micro_batch * args.seq_len * args.accum,
                               planned_steps=args.steps, cast_experts_once=cast_experts_once)
     torch.manual_seed(args.seed)
@@ -122,7 +125,9 @@ def compare(runs: dict) -> dict:
     pairs = [("reference", "fast, compiled"), ("reference", "fast, eager"), ("fast, eager", "fast, compiled"),
              ("fast, compiled", "fp8, compiled"), ("fast, compiled", "fused, compiled"),
              ("fast, eager", "fused, compiled"), ("fused, eager", "fused, compiled"), ("fused, compiled", "quack, compiled"),
-             ("fast, eager", "quack, compiled"), ("fast, compiled", "quack, compiled")]
+             ("fast, eager", "quack, compiled"), ("fast, compiled", "quack, compiled"),
+             ("quack, compiled", "quack+loss, compiled"), ("fast, eager", "quack+loss, compiled"),
+             ("fast, compiled", "quack+loss, compiled")]
     result = {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
     result.update({f"mean |{a} - {b}|": mean_diff(a, b) for a, b in pairs if a in runs and b in runs})
     return result
@@ -135,7 +140,8 @@ def plot(runs: dict, out_dir: Path, title: str):
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2),
               "fp8, compiled": dict(lw=1.2, color="tab:red"), "fused, eager": dict(lw=1.2, ls=":", color="tab:green"),
-              "fused, compiled": dict(lw=1.2, color="tab:green"), "quack, compiled": dict(lw=1.2, color="tab:purple")}
+              "fused, compiled": dict(lw=1.2, color="tab:green"), "quack, compiled": dict(lw=1.2, color="tab:purple"),
+              "quack+loss, compiled": dict(lw=1.2, color="tab:orange")}
     for name, run in runs.items():
         top.plot(run["loss"], label=name, **styles[name])
     top.set_ylabel("training loss")
@@ -153,7 +159,10 @@ def plot(runs: dict, out_dir: Path, title: str):
     bottom.set_xlabel("step")
     bottom.set_ylabel("loss difference")
     bottom.legend(fontsize=8)
-    if "quack, compiled" in runs:
+    if "quack+loss, compiled" in runs:
+        caption = ("the loss a chunk at a time (fast/loss.py) and the experts on quack against grouped_mm: below, do the "
+                   "orange and purple differences stay inside the grey bf16-vs-bf16 noise at every step?")
+    elif "quack, compiled" in runs:
         caption = ("the experts on quack's fused kernels against grouped_mm: below, does the purple difference stay "
                    "inside the grey bf16-vs-bf16 noise (plain eager vs plain compiled) at every step?")
     elif "fused, compiled" in runs:

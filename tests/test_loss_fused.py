@@ -2,9 +2,10 @@
 by F.cross_entropy.
 
 Anywhere: on the plain kernels, the loss and every gradient of a tiny model equal 02's (fp32, eager and compiled),
-ignored targets (-1) included, and the choice is an ordinary config field ("auto" keeps 02's head). On a Hopper GPU
-with quack-kernels: quack's kernels against the plain ones in bf16, and a compiled bf16 training step of a tiny model
-with the fused loss against 02's head (BENCHMARKS.md, "Throughput IV")."""
+ignored targets (-1) included, and the choice is an ordinary config field ("auto" keeps 02's head on a CPU). On a
+Hopper GPU with quack-kernels: quack's kernels against the plain ones in bf16, a compiled bf16 training step of a tiny
+model with the fused loss against 02's head, and "auto" choosing the fused loss there only while training in bf16
+(BENCHMARKS.md, "Throughput IV")."""
 from __future__ import annotations
 
 import dataclasses
@@ -50,6 +51,9 @@ def test_fused_loss_equals_02s_head_with_every_gradient(compiled):
     want_logits, want, want_grads = loss_and_grads(plain, idx, targets)
     logits, got, grads = loss_and_grads(fused, idx, targets, compiled)
     assert want_logits is not None and logits is None           # the fused path makes no (B, T, V) logits
+    auto = m.LLM(dataclasses.replace(plain.config, loss_impl="auto"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert auto(idx, targets)[0] is not None                # "auto" on a CPU, even training in bf16: 02's head
     assert torch.allclose(got, want, atol=1e-6, rtol=1e-6), (got, want)
     for (name, _), a, b in zip(plain.named_parameters(), grads, want_grads):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name
@@ -133,3 +137,21 @@ def test_a_compiled_bf16_step_with_the_fused_loss_on_quack_equals_02s_head():
     assert logits is None and abs(got - want).item() < 2e-2 * want.item()
     for (name, _), a, b in zip(plain.named_parameters(), grads, want_grads):
         assert ((a - b).norm() / b.norm().clamp_min(1e-12)).item() < 5e-2, name
+
+
+@needs_quack
+def test_auto_trains_with_the_fused_loss_on_quack_in_bf16_and_evaluates_with_02s_head():
+    """What 05 trains with on a Hopper GPU with quack: "auto" = fast/loss.py (no logits) for a bf16 training forward;
+    02's head (logits) in fp32, without gradients (evaluation, 06) and with logit_softcap."""
+    torch.manual_seed(6)
+    config = m.LLMConfig(block_size=32, vocab_size=320, **m.TINY_TRAINING_SHAPE)
+    model = m.LLM(config).cuda()
+    idx = torch.randint(0, 320, (2, 32), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits, loss = model(idx, idx)
+        assert logits is None and loss.requires_grad
+        with torch.no_grad():
+            assert model(idx, idx)[0] is not None
+        capped = m.LLM(dataclasses.replace(config, logit_softcap=15.0)).cuda()
+        assert capped(idx, idx)[0] is not None
+    assert model(idx, idx)[0] is not None                           # fp32: 02's head
