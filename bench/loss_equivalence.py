@@ -160,8 +160,8 @@ def plot(runs: dict, out_dir: Path, title: str):
     bottom.set_ylabel("loss difference")
     bottom.legend(fontsize=8)
     if "quack+loss, compiled" in runs:
-        caption = ("the loss a chunk at a time (fast/loss.py) and the experts on quack against grouped_mm: below, do the "
-                   "orange and purple differences stay inside the grey bf16-vs-bf16 noise at every step?")
+        caption = ("the loss a chunk at a time (fast/loss.py) with the experts on quack: below, does the orange "
+                   "difference stay inside the bf16 noise (grey; purple: 02's head on quack) at every step?")
     elif "quack, compiled" in runs:
         caption = ("the experts on quack's fused kernels against grouped_mm: below, does the purple difference stay "
                    "inside the grey bf16-vs-bf16 noise (plain eager vs plain compiled) at every step?")

@@ -4,14 +4,15 @@ The original code is not part of this repo. Clone it and give this script its mo
 
     git clone https://github.com/rudyon/pipeline ~/pipeline                   # linnet's code (model.py, train.py)
     python bench/original.py --model-py ~/pipeline/model.py                  # the original step on this GPU
-    python bench/throughput.py                                               # this repo's step, same GPU, same start
+    python bench/throughput.py --micro-batch 32 --accum 16 --warmup 1 --steps 3   # this repo's step, same start
 
-The step is the original train.py's, line for line, on random tokens: `torch.compile(LLM(LLMConfig(depth, vocab)))`,
-its own `configure_optimizers` (torch.optim.Muon + fused AdamW), micro-batch 16 × 1024 under bf16 autocast, 32
-micro-steps to a 524,288-token step, clipping at 1.0, both optimizers stepped. Nothing of the original is changed or
-patched; only its data loader, evaluation, logging and checkpoints are left out (they are not in the timed step of
-either side). The original's speed moves from start to start (its expert loop syncs with the host), so quote the
-pair measured on several starts as a range: BENCHMARKS.md "Throughput IV" shows how.
+The step is the original train.py's on random tokens: `torch.compile(LLM(LLMConfig(depth, vocab)))`, its own
+`configure_optimizers` (torch.optim.Muon + fused AdamW), micro-batch 16 × 1024 under bf16 autocast, 32 micro-steps to
+a 524,288-token step, loss / 32, clipping at 1.0, the learning rates set as train.py sets them (Muon 10× AdamW's), both
+optimizers stepped. Nothing of the original is changed or patched. Left out, on both sides: the data loader (each
+step's batches are on the GPU before the clock starts, as bench/throughput.py does), evaluation, logging and
+checkpoints. The original's speed moves from start to start (its expert loop syncs with the host), so quote the pair
+measured on several starts as a range: BENCHMARKS.md "Throughput IV" shows how.
 
     python bench/original.py --model-py ~/pipeline/model.py --depth 2 --vocab 512 --seq-len 64 --micro-batch 2 \\
         --accum 2 --steps 2 --warmup 1 --no-compile                          # a CPU smoke run
@@ -59,6 +60,7 @@ def load_original(model_py: Path):
 
 def time_original(module, args, device):
     padded_vocab = (args.vocab + 63) // 64 * 64                       # as train.py rounds it
+    torch.manual_seed(0)                                              # the same weights, so the same routing, every run
     model = module.LLM(module.LLMConfig(depth=args.depth, vocab_size=padded_vocab)).to(device)
     if args.compile:
         model = torch.compile(model)
@@ -66,21 +68,30 @@ def time_original(module, args, device):
     gen = torch.Generator().manual_seed(0)
     use_autocast = device.type == "cuda"
 
-    def step():
+    def batches():
+        """One step's micro-batches, already on the device: x and y as the original's DataLoaderLite cuts them."""
+        out = []
+        for _ in range(args.accum):
+            buf = torch.randint(0, padded_vocab, (args.micro_batch * args.seq_len + 1,), generator=gen).to(device)
+            out.append((buf[:-1].view(args.micro_batch, args.seq_len), buf[1:].view(args.micro_batch, args.seq_len)))
+        return out
+
+    def step(micro_batches, lr=1e-3):                                 # train.py's loop body; lr: its max_lr
         model.train()
         for opt in optimizers:
             opt.zero_grad()
         loss_accum = 0.0
-        for _ in range(args.accum):
-            buf = torch.randint(0, padded_vocab, (args.micro_batch * args.seq_len + 1,), generator=gen)
-            x = buf[:-1].view(args.micro_batch, args.seq_len).to(device)   # as the original's DataLoaderLite
-            y = buf[1:].view(args.micro_batch, args.seq_len).to(device)
+        for x, y in micro_batches:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
                 _, loss = model(x, y)
             loss = loss / args.accum
             loss_accum += loss.detach()
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        for group in optimizers[0].param_groups:
+            group["lr"] = lr * 10
+        for group in optimizers[1].param_groups:
+            group["lr"] = lr
         for opt in optimizers:
             opt.step()
         if device.type == "cuda":
@@ -88,12 +99,14 @@ def time_original(module, args, device):
         return loss_accum
 
     for _ in range(args.warmup):
-        step()
+        step(batches())
+    steps = [batches() for _ in range(args.steps)]
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
+    for micro_batches in steps:
+        loss = step(micro_batches)
     seconds = (time.perf_counter() - t0) / args.steps
     tokens = args.micro_batch * args.seq_len * args.accum
     ours = model_lib.LLMConfig(depth=args.depth, block_size=args.seq_len, vocab_size=padded_vocab)
@@ -130,6 +143,11 @@ def main(argv=None):
     if args.accum is None:
         args.accum = max(1, 524_288 // (args.micro_batch * args.seq_len))
     module = load_original(args.model_py)                             # before any expensive work
+    args.model_py = Path(module.__file__)
+    block_size = getattr(module.LLMConfig(depth=args.depth, vocab_size=args.vocab), "block_size", None)
+    if isinstance(block_size, int) and args.seq_len > block_size:
+        raise house.UserError(f"--seq-len {args.seq_len} is longer than the original's block_size {block_size}: "
+                              f"pass --seq-len {block_size} or less")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu" and (args.depth >= 8 or args.micro_batch * args.seq_len > 16_384):
         raise house.UserError(f"no CUDA GPU: a depth-{args.depth} step of {args.micro_batch} × {args.seq_len} tokens is a "

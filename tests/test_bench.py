@@ -1,6 +1,5 @@
 """bench/throughput.py runs on CPU (a smoke run: the real numbers come from a GPU, see BENCHMARKS.md)."""
 import json
-import sys
 
 import pytest
 
@@ -99,11 +98,13 @@ def test_fp8_quack_probe_says_why_it_cannot_run_here(tmp_path):
 
 STAND_IN = '''"""A stand-in with the original model.py's interface (the original is not part of this repo): LLMConfig(depth,
 vocab_size), LLM(config)(idx, targets) -> (logits, loss), LLM.configure_optimizers(...) -> [Muon-like, AdamW]."""
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-STEPS = []
+STEPS = Path(__file__).with_name("steps.txt")          # one line per optimizer step: its learning rate
 
 
 class LLMConfig:
@@ -113,7 +114,8 @@ class LLMConfig:
 
 class Counted(torch.optim.SGD):
     def step(self, closure=None):
-        STEPS.append(self.param_groups[0]["lr"])
+        with open(STEPS, "a") as f:
+            f.write(f"{self.param_groups[0]['lr']}\\n")
         return super().step(closure)
 
 
@@ -134,24 +136,23 @@ class LLM(nn.Module):
 '''
 
 
+@pytest.mark.slow
 def test_original_code_runner_times_the_step_of_a_model_py_it_is_given(tmp_path):
     """bench/original.py imports linnet's original model.py from the path it is given and times the original's step
     (both optimizers stepped every step); a missing or wrong file ends in one line that says what to do."""
-    import importlib.util
-    from helpers import REPO_DIR, one_error_line
+    from helpers import one_error_line
     (tmp_path / "model.py").write_text(STAND_IN)
-    spec = importlib.util.spec_from_file_location("bench_original", REPO_DIR / "bench" / "original.py")
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
     out = tmp_path / "pair.jsonl"
-    runner.main(["--model-py", str(tmp_path), "--depth", "2", "--vocab", "500", "--seq-len", "16", "--micro-batch", "2",
-                 "--accum", "3", "--warmup", "1", "--steps", "2", "--json", str(out)])
+    result = run_script("bench/original.py", "--model-py", str(tmp_path), "--depth", "2", "--vocab", "500", "--seq-len",
+                        "16", "--micro-batch", "2", "--accum", "3", "--warmup", "1", "--steps", "2", "--json", str(out),
+                        timeout=120, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(out.read_text())
     assert record["tokens_per_s"] > 0 and record["micro_batch"] == 2 and record["accum"] == 3 and record["device"] == "cpu"
-    assert 0 < record["loss"] < 10
-    original = sys.modules.get("linnet_original")
+    assert 0 < record["loss"] < 10 and record["model_py"] == str(tmp_path / "model.py")
     # 1 warm-up + 2 timed steps, each stepping both optimizers at train.py's learning rates (Muon's 10× AdamW's)
-    assert original is not None and len(original.STEPS) == 3 * 2 and original.STEPS[:2] == pytest.approx([6e-3, 6e-4])
+    lrs = [float(line) for line in (tmp_path / "steps.txt").read_text().split()]
+    assert lrs == pytest.approx([1e-2, 1e-3] * 3)
     missing = run_script("bench/original.py", "--model-py", str(tmp_path / "nowhere"), timeout=120)
     assert missing.returncode == 1
     assert "git clone https://github.com/rudyon/pipeline" in one_error_line(missing, "no file")

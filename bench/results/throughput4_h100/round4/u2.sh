@@ -1,5 +1,5 @@
 #!/bin/bash
-# Not yet run (no device time was left on 2026-12-06). Call 2 of the next start (call 1: u1.sh): install quack;
+# Ran on 2026-12-06 18:35 UTC (output: u2_output.txt). Call 2 of a start (call 1: u1.sh): install quack;
 # fast/loss.py's GPU tests; the default step with --loss fused against --loss reference, in the order A B B A.
 # Carry .whl (call 1: .whlA) and this folder; the wheels' two halves: see BENCHMARKS.md "Throughput IV, second round".
 set -u
