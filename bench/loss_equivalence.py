@@ -33,6 +33,7 @@ reference is the same maths if it sits as close to the fast path as that. Plot: 
                                   # the experts on quack's kernels (fast/moe.py) against grouped_mm, next to the noise
     python bench/loss_equivalence.py --data-dir DIR --steps 200 --paths fast-eager fast-compiled quack-compiled \
         quack+loss-compiled       # and the loss on fast/loss.py against 02's head
+    python bench/loss_equivalence.py --replot RUN1 RUN2 --out DIR   # RUN: a saved loss_equivalence.json; one plot of both
 
 FP8 rounds the experts' GEMM inputs to ~2 significant digits, so it is not the same maths: the question is
 whether its loss stays within (or near) the bf16 noise band over a few hundred steps.
@@ -127,7 +128,9 @@ def compare(runs: dict) -> dict:
              ("fast, eager", "fused, compiled"), ("fused, eager", "fused, compiled"), ("fused, compiled", "quack, compiled"),
              ("fast, eager", "quack, compiled"), ("fast, compiled", "quack, compiled"),
              ("quack, compiled", "quack+loss, compiled"), ("fast, eager", "quack+loss, compiled"),
-             ("fast, compiled", "quack+loss, compiled")]
+             ("fast, compiled", "quack+loss, compiled"), ("quack, compiled", "quack, compiled #2"),   # #2: --replot
+             ("quack, compiled #2", "quack+loss, compiled"), ("fast, eager", "quack, compiled #2"),
+             ("fast, compiled", "quack, compiled #2")]
     result = {f"max |{a} - {b}|": max_diff(a, b) for a, b in pairs if a in runs and b in runs}
     result.update({f"mean |{a} - {b}|": mean_diff(a, b) for a, b in pairs if a in runs and b in runs})
     return result
@@ -141,17 +144,18 @@ def plot(runs: dict, out_dir: Path, title: str):
     styles = {"reference": dict(lw=3, alpha=0.4), "fast, eager": dict(lw=1.2, ls="--"), "fast, compiled": dict(lw=1.2),
               "fp8, compiled": dict(lw=1.2, color="tab:red"), "fused, eager": dict(lw=1.2, ls=":", color="tab:green"),
               "fused, compiled": dict(lw=1.2, color="tab:green"), "quack, compiled": dict(lw=1.2, color="tab:purple"),
-              "quack+loss, compiled": dict(lw=1.2, color="tab:orange")}
+              "quack+loss, compiled": dict(lw=1.2, color="tab:olive")}
     for name, run in runs.items():
-        top.plot(run["loss"], label=name, **styles[name])
+        top.plot(run["loss"], label=name, **styles.get(name, dict(lw=1, ls="-.", color="tab:cyan")))
     top.set_ylabel("training loss")
     top.set_title(title)
     top.legend()
-    base = "reference" if "reference" in runs else "fast, compiled"
+    base = next((n for n in ("reference", "fast, compiled") if n in runs), next(iter(runs)))
     for name in runs:
         if name != base and not (base == "fast, compiled" and name == "fast, eager"):
+            style = styles.get(name, dict(ls="-.", color="tab:cyan"))
             bottom.plot([a - b for a, b in zip(runs[name]["loss"], runs[base]["loss"])], label=f"{name} − {base}",
-                        color=styles[name].get("color"), ls=styles[name].get("ls", "-"))
+                        color=style.get("color"), ls=style.get("ls", "-"))
     if "fast, compiled" in runs and "fast, eager" in runs:
         fe, fc = runs["fast, eager"]["loss"], runs["fast, compiled"]["loss"]
         bottom.plot([a - b for a, b in zip(fc, fe)], color="gray", lw=1, label="fast, compiled − fast, eager (noise)")
@@ -160,7 +164,7 @@ def plot(runs: dict, out_dir: Path, title: str):
     bottom.set_ylabel("loss difference")
     bottom.legend(fontsize=8)
     if "quack+loss, compiled" in runs:
-        caption = ("the loss a chunk at a time (fast/loss.py) with the experts on quack: below, does the orange "
+        caption = ("the loss a chunk at a time (fast/loss.py) with the experts on quack: below, does the olive "
                    "difference stay inside the bf16 noise (grey; purple: 02's head on quack) at every step?")
     elif "quack, compiled" in runs:
         caption = ("the experts on quack's fused kernels against grouped_mm: below, does the purple difference stay "
@@ -196,7 +200,12 @@ def main(argv=None):
                    help="which paths to train: " + ", ".join(n.replace(", ", "-") for n in PATHS)
                         + " (default: reference, fast-eager, fast-compiled, fused-compiled; add fp8-compiled for FP8)")
     p.add_argument("--out", type=Path, default=Path("out/bench"))
+    p.add_argument("--replot", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="train nothing: plot the runs of these loss_equivalence.json files together (the same data, "
+                        "seed and steps; a path met again is named '… #2')")
     args = p.parse_args(argv)
+    if args.replot:
+        return replot(args.replot, args.out)
     device = torch.device(house.default_device())
     vocab = data_lib.read_manifest(args.data_dir)["vocab_size"] if args.data_dir else args.vocab
     # torch.compile of grouped_mm needs bf16 (CUDA autocast): on a CPU the smoke run compares the eager paths in fp32
@@ -220,6 +229,27 @@ def main(argv=None):
     plot(runs, args.out, f"depth {args.depth}, {args.steps} steps × {tokens:,} tokens, "
                          f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}, {result['device']}")
     return result
+
+
+def replot(paths: list[Path], out_dir: Path) -> dict:
+    """One plot of the runs of several loss_equivalence.json files, e.g. a path measured on one start next to the
+    yardstick measured on another."""
+    runs, sources = {}, []
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise house.UserError(f"--replot {path}: not a loss_equivalence.json ({e})") from e
+        sources.append(Path(path).name)
+        for name, run in record["runs"].items():
+            runs[name if name not in runs else f"{name} #2"] = run
+    lengths = {len(run["loss"]) for run in runs.values()}
+    if len(lengths) != 1:
+        raise house.UserError(f"--replot: the files' runs have different lengths {sorted(lengths)}: not the same steps")
+    for key, value in compare(runs).items():
+        print(f"{key}: {value:.2e}")
+    plot(runs, out_dir, f"{lengths.pop()} steps; runs from " + " + ".join(sources))
+    return {"runs": runs, **compare(runs)}
 
 
 if __name__ == "__main__":

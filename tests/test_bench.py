@@ -160,3 +160,24 @@ def test_original_code_runner_times_the_step_of_a_model_py_it_is_given(tmp_path)
     (tmp_path / "wrong" / "model.py").write_text("x = 1\n")
     wrong = run_script("bench/original.py", "--model-py", str(tmp_path / "wrong"), timeout=120)
     assert wrong.returncode == 1 and "not linnet's model.py" in one_error_line(wrong, "LLM")
+
+
+@pytest.mark.slow
+def test_loss_equivalence_replots_runs_from_several_files(tmp_path):
+    """--replot draws the runs of several loss_equivalence.json files on one plot (a path met again is "… #2") and
+    prints their differences; runs of different lengths are refused in one line."""
+    def record(name, runs):
+        path = tmp_path / name
+        path.write_text(json.dumps({"device": "cpu", "runs": {k: {"loss": v} for k, v in runs.items()}}))
+        return str(path)
+    a = record("a.json", {"fast, eager": [3.0, 2.0, 1.5], "fast, compiled": [3.0, 2.01, 1.49], "quack, compiled": [3.0, 2.0, 1.52]})
+    b = record("b.json", {"quack, compiled": [3.0, 2.02, 1.5], "quack+loss, compiled": [3.0, 2.0, 1.46]})
+    result = run_script("bench/loss_equivalence.py", "--replot", a, b, "--out", str(tmp_path / "plot"), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "max |quack, compiled - quack, compiled #2|: 2.00e-02" in result.stdout
+    assert "max |quack, compiled #2 - quack+loss, compiled|: 4.00e-02" in result.stdout
+    assert (tmp_path / "plot" / "loss_equivalence.png").stat().st_size > 10_000
+    short = record("c.json", {"reference": [3.0, 2.0]})
+    from helpers import one_error_line
+    refused = run_script("bench/loss_equivalence.py", "--replot", a, short, "--out", str(tmp_path / "plot"), timeout=120)
+    assert "different lengths" in one_error_line(refused)
