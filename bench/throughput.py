@@ -25,6 +25,8 @@ BENCHMARKS.md comes from a command of this script, so anyone can reproduce it.
                    not once per step with fast/moe.py's cast_expert_weights)
     rope           LLMConfig.rope_impl = "reference": 02's plain RoPE + QK-norm ops, not the fused Triton kernel
                    of fast/rope_qk_norm.py (what "auto" runs on a GPU)
+    loss           LLMConfig.loss_impl = "reference": 02's lm_head + cross-entropy, not fast/loss.py's chunks (what
+                   "auto" trains with where quack runs; --loss chooses either side too)
 RoPE reads cos/sin from tables on both sides; the table-vs-angles choice was measured in the second benchmark
 session, 2026-11-25 (BENCHMARKS.md, rows 5 and 6: angles computed inside the compiled graph 304.4k tokens/s,
 tables 309.4k).
@@ -84,6 +86,7 @@ PLAIN_CHOICES = {  # --plain NAME → what it sets: the same argument the lesson
     "cast_experts": "TrainConfig.cast_experts_once=False (cast the experts in every micro-step)",
     "muon_batched": "build_optimizers(batched=False) (03: one Newton-Schulz call per parameter, not per shape)",
     "rope": "LLMConfig.rope_impl='reference' (02's plain RoPE + QK-norm ops, not fast/rope_qk_norm.py's kernel)",
+    "loss": "LLMConfig.loss_impl='reference' (02's lm_head + cross-entropy, not fast/loss.py's chunks)",
 }
 
 
@@ -95,6 +98,8 @@ def apply_plain(args):
         args.moe = "grouped"
     if "cast_experts" in args.plain:
         args.cast_experts_once = False
+    if "loss" in args.plain:
+        args.loss = "reference"
     args.muon_batched = "muon_batched" not in args.plain
 
 

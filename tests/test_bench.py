@@ -46,18 +46,18 @@ def test_loss_equivalence_smoke_run_on_cpu(tmp_path):
 def test_attention_backends_and_plain_choices_on_cpu():
     """--what attention times each SDPA backend that runs here; --plain picks the plain side of a pair through
     the lessons' own arguments (moe → LLMConfig.moe_impl="reference", cast_experts → TrainConfig.
-    cast_experts_once=False), and an unknown name is refused by argparse in one line that lists the choices."""
+    cast_experts_once=False, loss → LLMConfig.loss_impl="reference"), and an unknown name is refused by argparse in one line that lists the choices."""
     result = run_script("bench/throughput.py", "--what", "attention", "--depth", "2", "--seq-len", "64",
                         "--micro-batch", "2", "--warmup", "1", "--steps", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["math"]["ms_fwd_bwd_per_layer"] > 0
     result = run_script("bench/throughput.py", "--what", "fwdbwd", "--depth", "2", "--vocab", "512", "--seq-len", "64",
-                        "--micro-batch", "2", "--steps", "1", "--warmup", "1", "--plain", "moe", "cast_experts")
+                        "--micro-batch", "2", "--steps", "1", "--warmup", "1", "--plain", "moe", "cast_experts", "loss")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["plain"] == ["moe", "cast_experts"]
-    assert record["moe"] == "reference" and record["cast_experts_once"] is False
+    assert record["plain"] == ["moe", "cast_experts", "loss"]
+    assert record["moe"] == "reference" and record["cast_experts_once"] is False and record["loss_impl"] == "reference"
     result = run_script("bench/throughput.py", "--plain", "rope_cos_sin")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[-1]
