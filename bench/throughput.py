@@ -420,8 +420,7 @@ def main(argv=None):
     result = run[args.what](args, device)
     print(json.dumps(result))
     if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps({"argv": sys.argv[1:], **result}) + "\n")
+        house.runs.append_log(args.json, {"argv": sys.argv[1:], **result})
 
 
 if __name__ == "__main__":
