@@ -544,8 +544,8 @@ class LLM(nn.Module):
         one LayerCache per layer (generation); `expert_weights`: one (w_v, c_proj) pair per layer (fast/moe.py)."""
         self.check_input(idx)
         x, routers = self.hidden(idx, caches, expert_weights)        # (B, T, C)
-        impl = self.config.loss_impl      # "auto": fast/loss.py (the loss a chunk at a time, no logits) where it
-        if impl == "auto":                # pays — training in bf16 on quack: +1 %, −5.6 GB — else 02's head
+        impl = self.config.loss_impl      # "auto": fast/loss.py (the loss a chunk at a time, no logits) when training
+        if impl == "auto":                # in bf16 where quack runs (there it pays: BENCHMARKS.md), else 02's head
             impl = "fused" if (x.is_cuda and x.requires_grad and compute_dtype(x) == torch.bfloat16
                                and not self.config.logit_softcap and fused_moe.quack_ready()) else "reference"
         fused = targets is not None and impl == "fused"
